@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set themselves up.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test test-unit bench clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: on the project's dev/CI machines that is the CPU wheel lying on disk
+# (any other spec may pull a multi-GB CUDA build); elsewhere it is the normal PyPI torch.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0" || $(PY) -m pip install -q torch
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(PY) pipeline/run.py --out out/demo
+
+test: setup
+	$(PY) -m pytest -q -ra --timeout=900 tests
+
+test-unit: setup
+	$(PY) -m pytest -q -m "not ray and not services" tests
+
+bench: setup
+	$(PY) bench/preprocess.py
+	$(PY) bench/priors_scaling.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

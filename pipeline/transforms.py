@@ -1,0 +1,177 @@
+"""Per-image transforms that Ray Data's map_batches calls: decode, resize, bins. Pure (no Ray).
+
+Decoding never raises on bad input: it returns a reason, and the caller counts it. Odd but valid
+images are converted, not dropped: CMYK, 16-bit, palette, RGBA (composited on white), EXIF-rotated.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline import color
+
+# Decompression-bomb guard: refuse images with more pixels than this before decoding them.
+DEFAULT_MAX_PIXELS = 64_000_000
+
+# Reasons an input is skipped; keys of the skip counters everywhere (priors, prepare, train, infer).
+SKIP_EMPTY = "empty"  # zero-byte file or object
+SKIP_NOT_IMAGE = "not_image"  # not a format PIL recognises
+SKIP_CORRUPT = "corrupt"  # recognised but fails to decode (truncated, broken)
+SKIP_TOO_LARGE = "too_large"  # over max_pixels (decompression-bomb guard)
+SKIP_TOO_SMALL = "too_small"  # fewer than 8 pixels on a side
+SKIP_GREY = "grey"  # no colour: would only teach grey (skipped where colour is the target)
+SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_CORRUPT, SKIP_TOO_LARGE, SKIP_TOO_SMALL, SKIP_GREY)
+
+# A pixel is "coloured" when its channels differ by more than this (0..255): JPEG chroma noise on
+# a grey picture saved as RGB stays within a few levels.
+GREY_SPREAD = 6
+# An image is grey when fewer than this fraction of its pixels are coloured.
+GREY_FRACTION = 0.001
+
+
+@dataclass
+class Decoded:
+    rgb: Optional[np.ndarray]  # (H, W, 3) uint8 sRGB, None when skipped
+    skip: Optional[str] = None  # one of SKIP_REASONS when skipped
+    mode: str = ""  # the source's PIL mode (for counting conversions)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB, keeping what the picture looks like."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit / 32-bit grey: scale the full range to 8 bits (PIL's convert("L") would clip).
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
+        if mode == "F":
+            hi = 1.0 if a.max() <= 1.0 else 255.0
+        a = np.clip(a / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(a[..., None], 3, -1), "RGB")
+    if mode == "P":
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    # CMYK (PIL undoes Adobe's inverted CMYK), YCbCr, L, 1, LAB, HSV ...
+    return img.convert("RGB")
+
+
+def decode_image(
+    data: bytes,
+    size: Optional[int] = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Decoded:
+    """Bytes -> Decoded with (H, W, 3) uint8 sRGB, or a skip reason. Never raises for bad data.
+
+    ``size``: when given, the image is resized so its short side is ``size`` (whole image, no crop);
+    JPEGs are decoded straight at the nearest larger DCT scale (``draft``), much faster for big
+    photos. EXIF orientation is applied.
+    """
+    if not data:
+        return Decoded(None, SKIP_EMPTY)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's DecompressionBombWarning: we check ourselves
+            img = Image.open(io.BytesIO(data))
+            mode = img.mode
+            w, h = img.size
+            if w * h > max_pixels:
+                return Decoded(None, SKIP_TOO_LARGE, mode)
+            if min(w, h) < 8:
+                return Decoded(None, SKIP_TOO_SMALL, mode)
+            if size is not None and img.format == "JPEG" and mode in ("RGB", "L", "CMYK"):
+                s = size / min(w, h)
+                if s < 1:
+                    img.draft(img.mode, (max(1, int(w * s + 1)), max(1, int(h * s + 1))))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb_img = _to_rgb(img)
+            if size is not None:
+                rgb_img = resize_short_side(rgb_img, size)
+            rgb = np.asarray(rgb_img, dtype=np.uint8)
+    except UnidentifiedImageError:
+        return Decoded(None, SKIP_NOT_IMAGE)
+    except Image.DecompressionBombError:
+        return Decoded(None, SKIP_TOO_LARGE)
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError):
+        return Decoded(None, SKIP_CORRUPT)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        return Decoded(None, SKIP_CORRUPT, mode)
+    return Decoded(np.ascontiguousarray(rgb), None, mode)
+
+
+def resize_short_side(img: Image.Image, size: int) -> Image.Image:
+    """Resize (bicubic, antialiased) so that the short side is ``size``; aspect ratio kept."""
+    w, h = img.size
+    s = size / min(w, h)
+    new = (max(1, round(w * s)), max(1, round(h * s)))
+    if new == (w, h):
+        return img
+    return img.resize(new, Image.BICUBIC, reducing_gap=3.0)
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """True when the image carries no colour (R = G = B up to JPEG noise) on almost all pixels."""
+    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
+    spread = np.maximum(np.maximum(np.abs(r - g), np.abs(g - b)), np.abs(r - b))
+    return float((spread > GREY_SPREAD).mean()) < GREY_FRACTION
+
+
+def bin_histogram_of(rgb: np.ndarray) -> np.ndarray:
+    """(Q,) int64 histogram of an image's ab bins; the per-image step of the priors job."""
+    return color.bin_histogram(color.rgb_to_bin(rgb))
+
+
+def lab_planes(rgb: np.ndarray):
+    """(H, W, 3) uint8 -> (L (H, W) float32, ab (H, W, 2) float32, q (H, W) uint16)."""
+    lab = color.rgb_to_lab(rgb)
+    return lab[..., 0], lab[..., 1:], color.rgb_to_bin(rgb)
+
+
+def histogram_batch(
+    batch: dict,
+    size: int = 256,
+    skip_grey: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict:
+    """One batch of {"path", "bytes"} rows -> one row of sums: the priors job's map step.
+
+    Output columns (each of length 1): ``hist`` (1, Q) int64 bin counts; ``images`` and ``pixels``
+    used; ``skipped_<reason>`` counts; ``skipped_paths`` a JSON {reason: [paths]} of what was
+    skipped, so a user can find the files. Decoded pixels never leave this function.
+    """
+    import json
+
+    hist = np.zeros(color.num_bins(), np.int64)
+    images = pixels = 0
+    skipped = {r: [] for r in SKIP_REASONS}
+    for path, data in zip(batch["path"], batch["bytes"]):
+        d = decode_image(bytes(data) if data is not None else b"", size=size, max_pixels=max_pixels)
+        reason = d.skip
+        if reason is None and skip_grey and is_grey(d.rgb):
+            reason = SKIP_GREY
+        if reason is not None:
+            skipped[reason].append(str(path))
+            continue
+        hist += bin_histogram_of(d.rgb)
+        images += 1
+        pixels += d.rgb.shape[0] * d.rgb.shape[1]
+    out = {
+        "hist": hist[None, :],
+        "images": np.array([images], np.int64),
+        "pixels": np.array([pixels], np.int64),
+        "skipped_paths": np.array([json.dumps({k: v for k, v in skipped.items() if v})]),
+    }
+    for r in SKIP_REASONS:
+        out[f"skipped_{r}"] = np.array([len(skipped[r])], np.int64)
+    return out

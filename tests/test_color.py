@@ -1,0 +1,198 @@
+"""Colour science core against scikit-image and brute force."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skimage.color import lab2rgb, rgb2lab
+
+from pipeline import color
+
+
+def _all_colours_strided(step=3):
+    v = np.arange(0, 256, step, dtype=np.uint8)
+    v = np.union1d(v, [0, 1, 2, 254, 255]).astype(np.uint8)
+    r, g, b = np.meshgrid(v, v, v, indexing="ij")
+    return np.stack([r, g, b], -1).reshape(-1, 3)
+
+
+def test_rgb_to_lab_matches_skimage_uint8_and_float():
+    rgb = _all_colours_strided()
+    ref = rgb2lab(rgb[None])[0]
+    assert np.abs(color.rgb_to_lab(rgb) - ref).max() < 1e-3
+    f32 = rgb.astype(np.float32) / 255
+    assert color.rgb_to_lab(f32).dtype == np.float32
+    assert np.abs(color.rgb_to_lab(f32) - ref).max() < 1e-3
+    assert np.abs(color.rgb_to_lab(rgb.astype(np.float64) / 255) - ref).max() < 1e-9
+
+
+def test_lab_edge_colours():
+    edges = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 1, 1], [10, 10, 10]], np.uint8)
+    lab = color.rgb_to_lab(edges)
+    assert np.allclose(lab[0], 0, atol=1e-4) and np.allclose(lab[1], [100, 0, 0], atol=1e-2)
+    assert np.abs(lab - rgb2lab(edges[None])[0]).max() < 1e-3
+
+
+def test_round_trip_and_inverse_matches_skimage():
+    rng = np.random.default_rng(0)
+    rgb = rng.random((5000, 3))
+    lab = color.rgb_to_lab(rgb)
+    assert np.abs(color.lab_to_rgb(lab) - rgb).max() < 1e-6
+    lab_any = np.stack([rng.uniform(0, 100, 5000), rng.uniform(-100, 100, 5000), rng.uniform(-100, 100, 5000)], -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skimage warns about the out-of-gamut (negative Z) ones
+        ref = lab2rgb(lab_any[None])[0]
+    assert np.abs(color.lab_to_rgb(lab_any) - ref).max() < 1e-6
+
+
+def test_torch_equals_numpy_both_directions_and_layouts():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (2, 7, 9, 3), dtype=np.uint8)
+    lab_np = color.rgb_to_lab(rgb)
+    lab_t = color.rgb_to_lab_torch(torch.from_numpy(rgb))
+    assert np.abs(lab_t.numpy() - lab_np).max() < 1e-3
+    chw = torch.from_numpy(rgb).permute(0, 3, 1, 2)  # (B,3,H,W)
+    lab_chw = color.rgb_to_lab_torch(chw, dim=1)
+    assert lab_chw.shape == (2, 3, 7, 9)
+    assert np.abs(lab_chw.permute(0, 2, 3, 1).numpy() - lab_np).max() < 1e-3
+    back = color.lab_to_rgb_torch(lab_chw, dim=1).permute(0, 2, 3, 1).numpy()
+    assert np.abs(back - color.lab_to_rgb(lab_np)).max() < 1e-5
+    assert np.abs(back - rgb / 255.0).max() < 1e-4
+
+
+def test_grid_properties(reference):
+    bins = color.ab_bins()
+    assert bins.shape == (323, 2) and bins.dtype == np.float32
+    assert np.all(bins % 10 == 0)
+    order = np.lexsort((bins[:, 1], bins[:, 0]))
+    assert np.array_equal(order, np.arange(len(bins))), "bins must be sorted by a, then b"
+    assert len(np.unique(bins, axis=0)) == len(bins)
+    zhang = np.load(reference / "pts_in_hull.npy")
+    ours = {tuple(p) for p in bins.astype(int)}
+    assert all(tuple(p) in ours for p in zhang), "every Zhang bin must be a bin here"
+
+
+def test_grid_holds_every_srgb_colour():
+    # The whole cube, via the per-colour cell table, must land in bins; and the table must agree
+    # with a direct conversion on a sample.
+    cells = np.asarray(color._srgb_cells())
+    used = np.nonzero(np.bincount(cells, minlength=color.GRID_SIDE**2))[0]
+    hit = (np.stack(np.divmod(used, color.GRID_SIDE), -1) - color.GRID_HALF) * 10
+    assert len(hit) == 261
+    ours = {tuple(p) for p in color.ab_bins().astype(int)}
+    assert all(tuple(p) in ours for p in hit.astype(int))
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 256, (20000, 3), dtype=np.uint8)
+    idx = (rgb[:, 0].astype(np.int64) << 16) | (rgb[:, 1].astype(np.int64) << 8) | rgb[:, 2]
+    direct = np.rint(rgb2lab(rgb[None])[0][:, 1:] / 10).astype(np.int64) + color.GRID_HALF
+    assert np.array_equal(cells[idx], direct[:, 0] * color.GRID_SIDE + direct[:, 1])
+
+
+def _brute_nearest(ab):
+    d = ((ab[:, None, :].astype(np.float64) - color.ab_bins()[None].astype(np.float64)) ** 2).sum(-1)
+    return d.argmin(1)
+
+
+def test_ab_to_bin_equals_brute_force_in_gamut():
+    rng = np.random.default_rng(3)
+    ab = color.rgb_to_lab(rng.integers(0, 256, (50000, 3), dtype=np.uint8))[:, 1:]
+    assert np.array_equal(color.ab_to_bin(ab), _brute_nearest(ab))
+    # any ab whose rounded cell is a bin, not only sRGB colours
+    ab2 = rng.uniform(-110, 110, (50000, 2)).astype(np.float32)
+    cell = np.rint(ab2 / 10) * 10
+    bin_set = {tuple(b) for b in color.ab_bins()}
+    inside = np.array([tuple(c) in bin_set for c in cell])
+    assert inside.sum() > 10000
+    assert np.array_equal(color.ab_to_bin(ab2[inside]), _brute_nearest(ab2[inside]))
+    # torch answers the same, any shape
+    t = color.ab_to_bin(torch.from_numpy(ab2.reshape(100, 500, 2)))
+    assert t.dtype == torch.int64 and np.array_equal(t.numpy().ravel(), color.ab_to_bin(ab2))
+    # far outside: still a valid bin, no crash on NaN
+    out = color.ab_to_bin(np.array([[500.0, -500.0], [np.nan, 0.0]]))
+    assert ((0 <= out) & (out < len(color.ab_bins()))).all()
+
+
+def test_rgb_to_bin_is_the_lookup_of_lab_then_bin():
+    rng = np.random.default_rng(4)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert np.array_equal(color.rgb_to_bin(rgb), color.ab_to_bin(color.rgb_to_lab(rgb)[..., 1:]))
+    with pytest.raises(ValueError):
+        color.rgb_to_bin(rgb.astype(np.float32))
+
+
+def test_soft_encode_is_gaussian_over_5_nearest():
+    rng = np.random.default_rng(5)
+    ab = color.rgb_to_lab(rng.integers(0, 256, (3000, 3), dtype=np.uint8))[:, 1:]
+    dense = color.soft_encode(ab)
+    assert dense.shape == (3000, 323)
+    assert np.allclose(dense.sum(-1), 1, atol=1e-5)
+    assert ((dense > 0).sum(-1) == 5).all()
+    d2 = ((ab[:, None, :].astype(np.float64) - color.ab_bins()[None]) ** 2).sum(-1)
+    nearest5 = np.sort(np.argsort(d2, 1)[:, :5], 1)
+    assert np.array_equal(np.sort(np.nonzero(dense)[1].reshape(-1, 5), 1), nearest5)
+    w = np.exp(-np.take_along_axis(d2, nearest5, 1) / (2 * 25.0))
+    assert np.allclose(np.take_along_axis(dense, nearest5, 1), w / w.sum(1, keepdims=True), atol=1e-5)
+    dense_t = color.soft_encode(torch.from_numpy(ab))
+    assert np.allclose(dense_t.numpy(), dense, atol=1e-5)
+    idx, wt = color.soft_encode_sparse(ab, k=3, sigma=8)
+    assert idx.shape == (3000, 3) and np.allclose(wt.sum(-1), 1, atol=1e-5)
+
+
+def test_annealed_mean():
+    q = len(color.ab_bins())
+    onehot = np.eye(q, dtype=np.float32)[[0, 50, 200]]
+    assert np.allclose(color.annealed_mean(onehot, T=0.38), color.ab_bins()[[0, 50, 200]], atol=1e-3)
+    rng = np.random.default_rng(6)
+    p = rng.random((10, q))
+    p /= p.sum(1, keepdims=True)
+    assert np.allclose(color.annealed_mean(p, T=1.0), p @ color.ab_bins(), atol=1e-3)
+    # lower T moves toward the mode
+    mode = color.ab_bins()[p.argmax(1)]
+    d_hi = np.abs(color.annealed_mean(p, T=1.0) - mode).sum()
+    d_lo = np.abs(color.annealed_mean(p, T=0.05) - mode).sum()
+    assert d_lo < d_hi
+    # torch with classes on dim 1 of (B,Q,H,W), from logits
+    logits = torch.randn(2, q, 3, 4)
+    ab = color.annealed_mean(logits, T=0.38, dim=1, logits=True)
+    assert ab.shape == (2, 2, 3, 4)
+    ref = color.annealed_mean(torch.softmax(logits, 1).permute(0, 2, 3, 1).numpy(), T=0.38)
+    assert np.allclose(ab.permute(0, 2, 3, 1).numpy(), ref, atol=1e-3)
+    with pytest.raises(ValueError):
+        color.annealed_mean(p, T=0)
+
+
+def test_prior_weights(reference):
+    prior = color.import_zhang_prior(reference / "prior_probs.npy", reference / "pts_in_hull.npy")
+    w = color.prior_weights(prior)
+    p_s = color.smooth_prior(prior)
+    assert abs((p_s * w).sum() - 1) < 1e-9
+    # rarer (smoothed) bins weigh more: w is a decreasing function of p~
+    order = np.argsort(p_s)
+    assert np.all(np.diff(w[order]) <= 1e-12)
+    assert w[np.argmin(p_s)] > 10 * w[np.argmax(p_s)]
+    assert np.allclose(color.prior_weights(prior, lam=1.0), 1.0)
+    with pytest.raises(ValueError):
+        color.prior_weights(prior, lam=1.5)
+    with pytest.raises(ValueError):
+        color.prior_weights(np.ones(313) / 313)
+
+
+def test_smoothing_keeps_mass_and_spreads():
+    prior = np.zeros(len(color.ab_bins()))
+    i = int(color.ab_to_bin(np.array([0.0, 0.0])))
+    prior[i] = 1.0
+    s = color.smooth_prior(prior, sigma=5)
+    assert abs(s.sum() - 1) < 1e-12 and 0.3 < s[i] < 0.9 and (s > 1e-3).sum() == 9  # itself, 4 edge and 4 corner neighbours
+
+
+def test_import_zhang_prior_round_trip(reference):
+    p = np.load(reference / "prior_probs.npy")
+    pts = np.load(reference / "pts_in_hull.npy")
+    ours = color.import_zhang_prior(reference / "prior_probs.npy", reference / "pts_in_hull.npy")
+    assert ours.shape == (323,)
+    assert abs(ours.sum() - p.sum()) < 1e-12
+    idx = color.ab_to_bin(pts.astype(np.float32))
+    assert np.array_equal(ours[idx], p)
+    assert (ours > 0).sum() == 313
+    assert tuple(color.ab_bins()[ours.argmax()]) == (0, 0)
