@@ -1,0 +1,6 @@
+"""The cGAN in pure torch: ``Generator`` (L -> ab-bin logits and ab) and ``PatchDiscriminator``."""
+
+from models.discriminator import PatchDiscriminator
+from models.generator import GENERATOR_PRESETS, Generator
+
+__all__ = ["Generator", "PatchDiscriminator", "GENERATOR_PRESETS"]

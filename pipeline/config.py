@@ -1,0 +1,300 @@
+"""One typed configuration: ``ExperimentConfig``, a tree of frozen dataclasses.
+
+Read from YAML (``load``) plus ``--set a.b=value`` overrides, validated on construction with
+errors that name the key. The same object becomes the Ray Train loop config (``to_dict`` /
+``from_dict``), the MLflow params (``flat``: dotted keys) and the Tune search-space keys.
+Defaults live here and only here. No Ray, no I/O beyond reading the YAML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message names the dotted key."""
+
+
+@dataclass(frozen=True)
+class DataSection:
+    train: str = "skimage:"  # folder, list file, s3:// prefix, or skimage:
+    val: Optional[str] = None  # None: hold out val_fraction of the train files (by file hash)
+    val_fraction: float = 0.2
+    resize: int = 256  # short side after decode (every epoch reuses this working size)
+    crop: int = 128  # random crop for training; val uses the centre crop of this size
+    flip: bool = True
+    skip_grey: bool = True
+    limit: Optional[int] = None  # first N files only (quick runs)
+    seed: int = 0
+    s3_endpoint: Optional[str] = None
+    s3_region: Optional[str] = None
+
+    def validate(self, p: str) -> None:
+        _check(0.0 <= self.val_fraction < 1.0, f"{p}.val_fraction must be in [0, 1), got {self.val_fraction}")
+        _check(self.resize >= 16, f"{p}.resize must be >= 16, got {self.resize}")
+        _check(8 <= self.crop <= self.resize, f"{p}.crop must be in [8, {p}.resize={self.resize}], got {self.crop}")
+        _check(self.limit is None or self.limit > 0, f"{p}.limit must be > 0, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    preset: str = "full"  # full | small | tiny: the generator's shape; the keys below override it
+    base_channels: Optional[int] = None
+    depth: Optional[int] = None
+    max_channels: Optional[int] = None
+    blocks_per_stage: Optional[int] = None
+    dilations: Optional[Tuple[int, ...]] = None
+    attention_levels: Optional[Tuple[int, ...]] = None
+    logits_stride: Optional[int] = None
+    dropout: Optional[float] = None
+    dropout_stages: Optional[int] = None
+    norm: str = "group"
+    temperature: float = 0.38  # annealed-mean T used in training and as the default at inference
+    d_base_channels: int = 64
+    d_layers: int = 3
+    d_spectral_norm: bool = True
+
+    def validate(self, p: str) -> None:
+        _check(self.preset in ("full", "small", "tiny"), f"{p}.preset must be full, small or tiny, got {self.preset!r}")
+        _check(self.norm in ("group", "batch", "instance", "none"), f"{p}.norm must be group, batch, instance or none")
+        _check(self.temperature > 0, f"{p}.temperature must be > 0, got {self.temperature}")
+        _check(self.dropout is None or 0 <= self.dropout < 1, f"{p}.dropout must be in [0, 1)")
+        s = self.logits_stride
+        _check(s is None or (s >= 1 and s & (s - 1) == 0), f"{p}.logits_stride must be a power of 2, got {s}")
+        _check(1 <= self.d_layers <= 6, f"{p}.d_layers must be in [1, 6], got {self.d_layers}")
+
+
+@dataclass(frozen=True)
+class LossSection:
+    gan: str = "hinge"  # hinge | lsgan | bce
+    lambda_adv: float = 0.01
+    lambda_ce: float = 1.0
+    lambda_l1: float = 0.0
+    prior: str = "prior_probs.npy"  # relative paths resolve against the project root
+    rebalance: bool = True  # False: unit class weights (the ablation)
+    prior_lambda: float = 0.5  # mixing with uniform in Zhang's weights
+    prior_sigma: float = 5.0
+    soft_k: int = 5
+    soft_sigma: float = 5.0
+    mask_grey: bool = True
+    adv_warmup_steps: int = 0  # train on the CE alone first, then ramp the adversarial term in
+
+    def validate(self, p: str) -> None:
+        _check(self.gan in ("hinge", "lsgan", "bce"), f"{p}.gan must be hinge, lsgan or bce, got {self.gan!r}")
+        for k in ("lambda_adv", "lambda_ce", "lambda_l1"):
+            _check(getattr(self, k) >= 0, f"{p}.{k} must be >= 0, got {getattr(self, k)}")
+        _check(self.lambda_ce + self.lambda_l1 + self.lambda_adv > 0, f"{p}: at least one loss weight must be > 0")
+        _check(0 <= self.prior_lambda <= 1, f"{p}.prior_lambda must be in [0, 1], got {self.prior_lambda}")
+        _check(self.soft_k >= 1, f"{p}.soft_k must be >= 1")
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    weight_decay: float = 0.0
+    grad_clip: Optional[float] = None  # max grad norm for G and D; None: off
+
+    def validate(self, p: str) -> None:
+        _check(self.lr_g > 0 and self.lr_d > 0, f"{p}: learning rates must be > 0")
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{p}: betas must be in [0, 1)")
+        _check(self.grad_clip is None or self.grad_clip > 0, f"{p}.grad_clip must be > 0 or null")
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: int = 10
+    batch_size: int = 16  # per worker
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    storage_path: str = "out/runs"  # local folder or s3://bucket/prefix
+    run_name: Optional[str] = None  # same name again: resume from its latest checkpoint
+    num_to_keep: int = 2
+    max_failures: int = 1
+    amp: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | bf16 | off
+    log_every: int = 10
+    max_steps_per_epoch: Optional[int] = None
+
+    def validate(self, p: str) -> None:
+        _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"{p}.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.num_workers >= 1, f"{p}.num_workers must be >= 1, got {self.num_workers}")
+        _check(self.cpus_per_worker > 0, f"{p}.cpus_per_worker must be > 0")
+        _check(self.amp in ("auto", "bf16", "off"), f"{p}.amp must be auto, bf16 or off, got {self.amp!r}")
+        _check(self.num_to_keep >= 1, f"{p}.num_to_keep must be >= 1")
+        _check(self.max_failures >= -1, f"{p}.max_failures must be >= -1")
+
+
+@dataclass(frozen=True)
+class TrackingSection:
+    uri: Optional[str] = None  # None: MLFLOW_TRACKING_URI, else sqlite under the output folder
+    experiment: str = "colorize"
+    register_as: Optional[str] = None  # registered model name for the final generator
+    sample_images: int = 4
+
+    def validate(self, p: str) -> None:
+        _check(self.sample_images >= 0, f"{p}.sample_images must be >= 0")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    data: DataSection = field(default_factory=DataSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    loss: LossSection = field(default_factory=LossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+
+    def __post_init__(self):
+        for f in fields(self):
+            getattr(self, f.name).validate(f.name)
+
+    # -- conversions
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ExperimentConfig":
+        return _build(cls, d or {}, "")
+
+    def flat(self) -> Dict[str, Any]:
+        """Dotted keys -> values: MLflow params and Tune keys."""
+        out = {}
+        for section, values in self.to_dict().items():
+            for k, v in values.items():
+                out[f"{section}.{k}"] = v
+        return out
+
+    def replace(self, overrides: Dict[str, Any]) -> "ExperimentConfig":
+        """A copy with dotted-key overrides applied (values already typed or strings to parse)."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            _set_dotted(d, key, value)
+        return ExperimentConfig.from_dict(d)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise ConfigError(msg)
+
+
+def _build(cls, d: Dict[str, Any], prefix: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in d.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            near = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {(prefix + '.' if prefix else '') + near[0]!r}?)" if near else ""
+            raise ConfigError(f"unknown key {dotted!r}{hint}")
+        kwargs[key] = _coerce(value, hints[key], dotted)
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ConfigError(f"{prefix or 'config'}: {e}") from None
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a value against a field type; strings (from --set) are parsed as YAML first."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is typing.Union:  # Optional[X]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
+        inner = [a for a in args if a is not type(None)][0]
+        return _coerce(value, inner, key)
+    if isinstance(value, str) and tp is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from None
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, key) for v in value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _set_dotted(d: Dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    if len(parts) != 2:
+        raise ConfigError(f"override key {key!r} must look like section.name (e.g. train.epochs)")
+    section, name = parts
+    if section not in d:
+        near = difflib.get_close_matches(section, list(d), n=1)
+        raise ConfigError(f"unknown section {section!r} in {key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    if name not in d[section]:
+        near = difflib.get_close_matches(name, list(d[section]), n=1)
+        raise ConfigError(f"unknown key {key!r}" + (f" (did you mean '{section}.{near[0]}'?)" if near else ""))
+    d[section][name] = value
+
+
+def parse_overrides(items: List[str]) -> Dict[str, str]:
+    """``["train.epochs=3", "loss.gan=lsgan"]`` -> {"train.epochs": "3", ...}."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def load(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> ExperimentConfig:
+    """YAML file (sections of overrides; missing keys keep their defaults) plus ``--set`` items."""
+    d: Dict[str, Any] = {}
+    if path:
+        if not os.path.exists(path):
+            raise ConfigError(f"config file {path} does not exist")
+        with open(path) as f:
+            try:
+                d = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    cfg = ExperimentConfig.from_dict(d)
+    ov = parse_overrides(overrides or [])
+    return cfg.replace(ov) if ov else cfg
+
+
+def dump(cfg: ExperimentConfig) -> str:
+    """YAML that ``load`` reads back to an equal config."""
+    d = cfg.to_dict()
+    for section in d.values():
+        for k, v in section.items():
+            if isinstance(v, tuple):
+                section[k] = list(v)
+    return yaml.safe_dump(d, sort_keys=False)

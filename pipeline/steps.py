@@ -1,0 +1,166 @@
+"""One training step of the cGAN, pure torch (no Ray): batch preparation, D step, G step.
+
+DDP-safe by design:
+- the D step runs D once on concat(real, fake) (one forward per backward, as DDP expects) with G's
+  output detached, so G's parameters get no gradient;
+- the G step back-propagates through the *unwrapped* D with its parameters frozen and in eval
+  mode: no DDP reducer is armed for D, no gradient lands on D, and spectral norm's power-iteration
+  buffers are not advanced (they change only in the D step, where DDP broadcasts them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from models import losses
+from pipeline import color
+
+GREY_CHROMA = 5.0  # ab units: a pixel with chroma above this is coloured
+GREY_FRACTION = 1e-3  # an image with fewer coloured pixels than this fraction is grey
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP (or similar) wrapper."""
+    return getattr(model, "module", model)
+
+
+def autocast(device: torch.device, amp: str = "auto"):
+    """bf16 autocast on CUDA (``auto``/``bf16``), nothing on CPU or with ``off``."""
+    use = amp != "off" and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+
+def prepare_batch(
+    rgb: torch.Tensor,
+    logits_stride: int,
+    soft_k: int = 5,
+    soft_sigma: float = 5.0,
+    device: Optional[torch.device] = None,
+) -> Dict[str, torch.Tensor]:
+    """uint8 sRGB (B,H,W,3) -> the tensors a step needs, computed on ``device`` (the GPU in training).
+
+    L: (B,1,H,W) in [-1, 1] (L/50 - 1); ab: (B,2,H,W) Lab units; target: soft-encoded ab at the
+    logits resolution, (idx, w) each (B,h,w,k); colour_mask: (B,) 1 for images with colour.
+    """
+    rgb = rgb.to(device) if device is not None else rgb
+    lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
+    L = lab[:, :1] / 50.0 - 1.0
+    ab = lab[:, 1:]
+    small = F.avg_pool2d(ab, logits_stride, ceil_mode=True) if logits_stride > 1 else ab  # (B,2,h,w)
+    target = color.soft_encode_sparse(small.permute(0, 2, 3, 1), k=soft_k, sigma=soft_sigma)
+    chroma = ab.pow(2).sum(1).sqrt()  # (B,H,W)
+    coloured = (chroma > GREY_CHROMA).float().mean((1, 2)) >= GREY_FRACTION
+    return {"L": L, "ab": ab, "target": target, "colour_mask": coloured.float()}
+
+
+def _clip(params, max_norm: Optional[float]) -> None:
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _floats(d: Dict[str, torch.Tensor], sync: bool):
+    return {k: float(v.detach()) for k, v in d.items()} if sync else {k: v.detach() for k, v in d.items()}
+
+
+def d_step(
+    G: torch.nn.Module,
+    D: torch.nn.Module,
+    opt_d: torch.optim.Optimizer,
+    batch: Dict[str, torch.Tensor],
+    loss_cfg,
+    fake_ab: Optional[torch.Tensor] = None,
+    amp: str = "auto",
+    grad_clip: Optional[float] = None,
+    sync: bool = True,
+) -> Dict[str, float]:
+    """One discriminator update: real (L, ab) vs fake (L, G(L)). Touches only D's parameters."""
+    L, ab = batch["L"], batch["ab"]
+    if fake_ab is None:
+        with torch.no_grad(), autocast(L.device, amp):
+            fake_ab = G(L)[1]
+    D.train()
+    with autocast(L.device, amp):
+        logits = D(torch.cat([L, L]), torch.cat([ab, fake_ab.detach().to(ab.dtype)]))  # (2B,1,h,w)
+        real, fake = logits.chunk(2)
+        loss_real = losses.gan_loss(real, True, loss_cfg.gan)
+        loss_fake = losses.gan_loss(fake, False, loss_cfg.gan)
+        loss = 0.5 * (loss_real + loss_fake)
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    _clip(D.parameters(), grad_clip)
+    opt_d.step()
+    return _floats({"d_loss": loss, "d_real": real.float().mean(), "d_fake": fake.float().mean()}, sync)
+
+
+def g_step(
+    G: torch.nn.Module,
+    D: torch.nn.Module,
+    opt_g: torch.optim.Optimizer,
+    batch: Dict[str, torch.Tensor],
+    loss_cfg,
+    class_weights: Optional[torch.Tensor],
+    out: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+    adv_scale: float = 1.0,
+    amp: str = "auto",
+    grad_clip: Optional[float] = None,
+    sync: bool = True,
+) -> Dict[str, float]:
+    """One generator update: λ_adv·adv + λ_ce·rebalanced CE + λ_l1·L1. Touches only G's parameters.
+
+    ``out``: G's (logits, ab) from a forward already run on this batch (saves a second forward).
+    ``adv_scale`` multiplies λ_adv (warm-up of the adversarial term).
+    """
+    L = batch["L"]
+    mask = batch["colour_mask"] if getattr(loss_cfg, "mask_grey", True) else None
+    G.train()
+    lambda_adv = loss_cfg.lambda_adv * adv_scale
+    with autocast(L.device, amp):
+        logits, ab = G(L) if out is None else out
+        ce = losses.rebalanced_ce(logits, batch["target"], class_weights, mask)
+        l1 = losses.l1(ab, batch["ab"], mask)
+        if lambda_adv > 0:
+            d = unwrap(D)
+            was_training = d.training
+            d.eval().requires_grad_(False)
+            try:
+                adv = losses.gan_loss(d(L, ab), True, loss_cfg.gan, for_discriminator=False)
+            finally:
+                d.requires_grad_(True).train(was_training)
+        else:
+            adv = torch.zeros((), device=L.device)
+        total = losses.generator_total(adv, ce, l1, lambda_adv, loss_cfg.lambda_ce, loss_cfg.lambda_l1)
+    opt_g.zero_grad(set_to_none=True)
+    total.backward()
+    _clip(G.parameters(), grad_clip)
+    opt_g.step()
+    return _floats({"g_loss": total, "g_adv": adv, "g_ce": ce, "g_l1": l1}, sync)
+
+
+def train_step(
+    G, D, opt_g, opt_d, batch, loss_cfg, class_weights, adv_scale: float = 1.0, amp: str = "auto",
+    grad_clip: Optional[float] = None, sync: bool = True,
+) -> Dict[str, float]:
+    """D step then G step on one batch, sharing a single forward of G."""
+    G.train()
+    with autocast(batch["L"].device, amp):
+        out = G(batch["L"])
+    stats = {}
+    if loss_cfg.lambda_adv * adv_scale > 0:
+        stats.update(d_step(G, D, opt_d, batch, loss_cfg, fake_ab=out[1], amp=amp, grad_clip=grad_clip, sync=sync))
+    stats.update(g_step(G, D, opt_g, batch, loss_cfg, class_weights, out=out, adv_scale=adv_scale, amp=amp,
+                        grad_clip=grad_clip, sync=sync))
+    return stats
+
+
+def class_weights_tensor(prior, loss_cfg, device=None) -> torch.Tensor:
+    """(Q,) float32 rebalancing weights from a prior (unit weights when rebalancing is off)."""
+    import numpy as np
+
+    if not loss_cfg.rebalance:
+        return torch.ones(len(prior), device=device)
+    w = color.prior_weights(np.asarray(prior), lam=loss_cfg.prior_lambda, sigma=loss_cfg.prior_sigma)
+    return torch.tensor(w, dtype=torch.float32, device=device)

@@ -1,0 +1,195 @@
+"""The cGAN in pure torch: shapes, gradients, receptive field, noise, losses, steps, learning."""
+
+import numpy as np
+import pytest
+import torch
+
+from models import GENERATOR_PRESETS, Generator, PatchDiscriminator, losses
+from pipeline import color, steps
+from pipeline.config import ExperimentConfig
+
+Q = len(color.ab_bins())
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return Generator(**{**GENERATOR_PRESETS["tiny"], **kw})
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (67, 93), (8, 8), (120, 40), (1, 1) and (17, 255)])
+def test_generator_shapes_any_size(hw):
+    g = tiny().eval()
+    H, W = hw
+    logits, ab = g(torch.randn(2, 1, H, W))
+    s = g.logits_stride
+    assert logits.shape == (2, Q, -(-H // s), -(-W // s))
+    assert ab.shape == (2, 2, H, W)
+    assert torch.isfinite(ab).all() and ab.abs().max() <= 130
+
+
+def test_preset_parameter_counts():
+    counts = {p: sum(x.numel() for x in Generator(**kw).parameters()) for p, kw in GENERATOR_PRESETS.items()}
+    assert counts["tiny"] < 300_000
+    assert 5e6 < counts["small"] < 20e6
+    assert 20e6 < counts["full"] < 60e6
+    assert sum(p.numel() for p in Generator().parameters()) == counts["full"], "keyword defaults = full preset"
+    d = sum(p.numel() for p in PatchDiscriminator().parameters())
+    assert 2e6 < d < 4e6  # pix2pix's 70x70 PatchGAN is 2.77M
+
+
+def test_from_config_follows_preset_and_overrides():
+    cfg = ExperimentConfig.from_dict({"model": {"preset": "tiny", "base_channels": 4, "temperature": 0.5}})
+    g = Generator.from_config(cfg.model)
+    assert g.temperature == 0.5 and g.stem[0].out_channels == 4
+    d = PatchDiscriminator.from_config(cfg.model)
+    assert d(torch.zeros(1, 1, 64, 64), torch.zeros(1, 2, 64, 64)).shape[1] == 1
+
+
+def test_gradients_reach_every_generator_parameter():
+    g = tiny().train()
+    logits, ab = g(torch.randn(2, 1, 32, 32))
+    (logits.square().mean() + ab.square().mean()).backward()
+    named = dict(g.named_parameters())
+    gammas = [n for n in named if n.endswith("gamma")]
+    assert gammas and all(named[n].grad.abs() > 0 for n in gammas), "attention gain must learn from 0"
+    # With gamma = 0 the q/k/v projections are still silent; once it moves, everything learns.
+    for n in gammas:
+        named[n].data.fill_(0.5)
+    g.zero_grad()
+    logits, ab = g(torch.randn(2, 1, 32, 32))
+    (logits.square().mean() + ab.square().mean()).backward()
+    dead = [n for n, p in named.items() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, f"no gradient: {dead}"
+
+
+def test_attention_gives_global_receptive_field():
+    def far_effect(attention_levels):
+        # norm="none": GroupNorm's image-wide statistics would otherwise link far pixels too
+        g = tiny(attention_levels=attention_levels, dropout=0.0, norm="none").double().eval()
+        for m in g.modules():
+            if hasattr(m, "gamma"):
+                m.gamma.data.fill_(1.0)
+        x = torch.randn(1, 1, 256, 256, dtype=torch.float64)
+        y = x.clone()
+        y[..., :8, :8] += 3.0  # change a far corner
+        with torch.no_grad():
+            a, b = g(x)[0], g(y)[0]
+        return (a[..., -1, -1] - b[..., -1, -1]).abs().max().item()
+
+    assert far_effect(()) == 0.0, "without attention the opposite corner is out of reach"
+    assert far_effect((3,)) > 1e-10  # float64: far above rounding noise
+
+
+def test_dropout_is_noise_in_training_only_unless_asked():
+    g = tiny()
+    x = torch.randn(1, 1, 32, 32)
+    g.train()
+    assert not torch.allclose(g(x)[1], g(x)[1])
+    g.eval()
+    assert torch.equal(g(x)[1], g(x)[1])
+    g.set_dropout_at_inference(True)
+    assert not torch.allclose(g(x)[1], g(x)[1])
+
+
+def test_temperature_changes_saturation():
+    g = tiny().eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        logits, _ = g(x)
+        logits = logits * 5  # a peaked distribution
+        vivid, dull = g.decode(logits, 0.1), g.decode(logits, 1.0)
+    assert vivid.norm(dim=1).mean() > dull.norm(dim=1).mean()
+
+
+def test_rebalanced_ce_hand_computation():
+    torch.manual_seed(1)
+    logits = torch.randn(1, 4, 1, 2)  # Q=4, two pixels
+    # pixel 0: 0.7 on bin 1, 0.3 on bin 2; pixel 1: 0.6 on bin 3, 0.4 on bin 0
+    idx = torch.tensor([[[[1, 2], [3, 0]]]])  # (B,h,w,k), nearest first
+    w = torch.tensor([[[[0.7, 0.3], [0.6, 0.4]]]])
+    cw = torch.tensor([0.5, 2.0, 1.0, 3.0])
+    logp = torch.log_softmax(logits, 1)[0, :, 0]  # (Q, 2 pixels)
+    ce0 = -(0.7 * logp[1, 0] + 0.3 * logp[2, 0]) * 2.0
+    ce1 = -(0.6 * logp[3, 1] + 0.4 * logp[0, 1]) * 3.0
+    assert torch.allclose(losses.rebalanced_ce(logits, (idx, w), cw), (ce0 + ce1) / 2)
+    dense = torch.zeros(1, 4, 1, 2)
+    dense[0, [1, 2], 0, 0] = torch.tensor([0.7, 0.3])
+    dense[0, [3, 0], 0, 1] = torch.tensor([0.6, 0.4])
+    assert torch.allclose(losses.rebalanced_ce(logits, dense, cw), (ce0 + ce1) / 2)
+    # unit weights = plain soft cross-entropy
+    plain = -(dense * logp.T.reshape(1, 2, 4).permute(0, 2, 1).unsqueeze(2)).sum(1).mean()
+    assert torch.allclose(losses.rebalanced_ce(logits, dense, torch.ones(4)), plain)
+    assert torch.allclose(losses.rebalanced_ce(logits, dense), plain)
+    # masking an image removes it
+    two = torch.cat([logits, logits])
+    masked = losses.rebalanced_ce(two, (torch.cat([idx, idx]), torch.cat([w, w])), cw, mask=torch.tensor([1.0, 0.0]))
+    assert torch.allclose(masked, (ce0 + ce1) / 2)
+
+
+def test_gan_losses():
+    x = torch.tensor([[2.0, -0.5]])
+    assert torch.allclose(losses.gan_loss(x, True, "hinge"), torch.tensor((0 + 1.5) / 2))
+    assert torch.allclose(losses.gan_loss(x, False, "hinge"), torch.tensor((3 + 0.5) / 2))
+    assert torch.allclose(losses.gan_loss(x, True, "hinge", for_discriminator=False), -x.mean())
+    assert torch.allclose(losses.gan_loss(x, True, "lsgan"), ((x - 1) ** 2).mean())
+    assert torch.allclose(losses.gan_loss(x, False, "bce"), torch.nn.functional.softplus(x).mean())
+    assert losses.gan_loss(x.bfloat16(), True, "bce").dtype == torch.float32
+    with pytest.raises(ValueError):
+        losses.gan_loss(x, True, "wgan")
+
+
+def _batch(seed=0, n=2, size=32):
+    rng = np.random.default_rng(seed)
+    rgb = torch.from_numpy(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8))
+    return steps.prepare_batch(rgb, logits_stride=2)
+
+
+def test_prepare_batch_matches_colour_core():
+    rgb = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8))
+    b = steps.prepare_batch(rgb, logits_stride=2)
+    lab = color.rgb_to_lab(rgb.numpy())
+    assert np.allclose(b["L"][:, 0].numpy(), lab[..., 0] / 50 - 1, atol=1e-4)
+    assert np.allclose(b["ab"].permute(0, 2, 3, 1).numpy(), lab[..., 1:], atol=1e-3)
+    idx, w = b["target"]
+    assert idx.shape == (2, 4, 4, 5) and torch.allclose(w.sum(-1), torch.ones(2, 4, 4))
+    grey = torch.full((1, 8, 8, 3), 128, dtype=torch.uint8)
+    assert steps.prepare_batch(grey, 2)["colour_mask"].item() == 0.0
+
+
+def test_d_and_g_steps_touch_only_their_own_parameters():
+    cfg = ExperimentConfig.from_dict({"loss": {"lambda_adv": 1.0, "lambda_l1": 1.0}}).loss
+    G, D = tiny(), PatchDiscriminator(base_channels=8, n_layers=2)
+    opt_g = torch.optim.Adam(G.parameters(), 1e-3)
+    opt_d = torch.optim.Adam(D.parameters(), 1e-3)
+    batch = _batch()
+    w = torch.ones(Q)
+
+    def snap(m):
+        return {k: v.clone() for k, v in m.state_dict().items()}
+
+    g0, d0 = snap(G), snap(D)
+    out = steps.d_step(G, D, opt_d, batch, cfg)
+    assert set(out) == {"d_loss", "d_real", "d_fake"} and all(isinstance(v, float) for v in out.values())
+    assert all(torch.equal(g0[k], v) for k, v in G.state_dict().items()), "D step changed G"
+    assert any(not torch.equal(d0[k], v) for k, v in D.state_dict().items())
+    assert all(p.grad is None for p in G.parameters())
+    g1, d1 = snap(G), snap(D)
+    d_grads = [p.grad.clone() for p in D.parameters()]
+    out = steps.g_step(G, D, opt_g, batch, cfg, w)
+    assert set(out) == {"g_loss", "g_adv", "g_ce", "g_l1"}
+    changed = [k for k, v in D.state_dict().items() if not torch.equal(d1[k], v)]
+    assert not changed, f"G step changed D (weights or buffers): {changed}"
+    assert all(torch.equal(g, p.grad) for g, p in zip(d_grads, D.parameters())), "G step left gradients on D"
+    assert any(not torch.equal(g1[k], v) for k, v in G.state_dict().items())
+    assert all(p.requires_grad for p in D.parameters()), "D must be trainable again after the G step"
+    both = steps.train_step(G, D, opt_g, opt_d, batch, cfg, w)
+    assert {"d_loss", "g_loss"} <= set(both)
+
+
+def test_class_weights_tensor_from_prior(reference):
+    prior = color.import_zhang_prior(reference / "prior_probs.npy", reference / "pts_in_hull.npy")
+    cfg = ExperimentConfig().loss
+    w = steps.class_weights_tensor(prior, cfg)
+    assert w.shape == (Q,) and w.dtype == torch.float32
+    unit = steps.class_weights_tensor(prior, ExperimentConfig.from_dict({"loss": {"rebalance": False}}).loss)
+    assert torch.equal(unit, torch.ones(Q))
