@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) pipeline/run.py --out out/demo
+	$(PY) pipeline/run.py --config pipeline/configs/demo.yaml --out out/demo
 
 test: setup
 	$(PY) -m pytest -q -ra --timeout=900 tests

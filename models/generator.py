@@ -150,3 +150,15 @@ class Generator(nn.Module):
             if v is not None:
                 kw[k] = tuple(v) if isinstance(v, list) else v
         return cls(bins=bins, **kw)
+
+
+class ABPredictor(nn.Module):
+    """Serving form of a generator: L (B,1,H,W) in [-1, 1] -> ab (B,2,H,W) in Lab units."""
+
+    def __init__(self, generator: Generator, temperature: Optional[float] = None):
+        super().__init__()
+        self.generator = generator
+        self.temperature = temperature
+
+    def forward(self, L: torch.Tensor) -> torch.Tensor:
+        return self.generator(L, self.temperature)[1]

@@ -27,7 +27,9 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
     if address:
         ray.init(address=address, log_to_driver=True)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+        # The dashboard stays on: it serves the State API that Train V2 needs (without it,
+        # endless PlacementGroupCleaner errors) and `ray job submit`.
+        ray.init(num_cpus=num_cpus, log_to_driver=True)
 
 
 def read_files(
@@ -66,3 +68,114 @@ def read_files(
             raise storage.StorageError(f"none of the {len(paths)} files listed by {uri} exist (first: {paths[0]})") from None
         raise
     return ds, paths, fs
+
+
+@ray.remote(num_cpus=0)
+class SkipCounter:
+    """Collects (path, reason) of inputs skipped by map tasks; a path counts once however many
+    epochs re-read it."""
+
+    def __init__(self):
+        self.skipped = {}
+
+    def add(self, items):
+        for path, reason in items:
+            self.skipped[path] = reason
+
+    def counts(self):
+        out = {}
+        for reason in self.skipped.values():
+            out[reason] = out.get(reason, 0) + 1
+        return out
+
+    def examples(self, per_reason: int = 10):
+        out = {}
+        for path, reason in sorted(self.skipped.items()):
+            if len(out.setdefault(reason, [])) < per_reason:
+                out[reason].append(path)
+        return out
+
+
+def split_train_val(paths: List[str], val_fraction: float, seed: int = 0) -> Tuple[List[str], List[str]]:
+    """Deterministic split by a hash of each path: stable when files are added or reordered."""
+    import hashlib
+
+    train, val = [], []
+    for p in paths:
+        h = int.from_bytes(hashlib.blake2b(f"{seed}:{p}".encode(), digest_size=8).digest(), "big")
+        (val if h / 2**64 < val_fraction else train).append(p)
+    if val_fraction > 0 and not val and len(train) > 1:
+        val.append(train.pop())
+    return train, val
+
+
+class _TrainingMap:
+    """map_batches callable: decode + crop; skipped files go to the SkipCounter, not into rows."""
+
+    def __init__(self, counter, **kwargs):
+        self.counter = counter
+        self.kwargs = kwargs
+
+    def __call__(self, batch):
+        from pipeline import transforms
+
+        out, skipped = transforms.training_batch(batch, **self.kwargs)
+        if skipped and self.counter is not None:
+            self.counter.add.remote(skipped)
+        return out
+
+
+def image_dataset(
+    fs: pafs.FileSystem,
+    paths: List[str],
+    data_cfg,
+    train: bool,
+    counter=None,
+    cpus_per_task: float = 1.0,
+    files_per_block: int = 16,
+) -> "ray.data.Dataset":
+    """Rows {"rgb": (crop, crop, 3) uint8} of the good images among ``paths`` (streamed, never
+    materialised): random crops + flips for training, centre crops for validation."""
+    ensure_ray()
+    ds = ray.data.read_binary_files(
+        paths,
+        include_paths=True,
+        filesystem=fs,
+        ignore_missing_paths=True,
+        num_cpus=cpus_per_task,
+        override_num_blocks=max(1, -(-len(paths) // files_per_block)),
+        shuffle="files" if train else None,
+    )
+    fn = _TrainingMap(
+        counter,
+        resize=data_cfg.resize,
+        crop=data_cfg.crop,
+        train=train,
+        flip=data_cfg.flip,
+        skip_grey=data_cfg.skip_grey,
+    )
+    return ds.map_batches(fn, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
+
+
+def training_datasets(data_cfg, cpus_per_task: float = 1.0):
+    """(train_ds, val_ds, counter, info) for an ExperimentConfig's data section."""
+    s3 = storage.S3Settings.from_env(endpoint=data_cfg.s3_endpoint, region=data_cfg.s3_region)
+    fs, paths = storage.list_inputs(data_cfg.train, s3)
+    if data_cfg.limit:
+        paths = paths[: data_cfg.limit]
+    if data_cfg.val:
+        train_paths = paths
+        vfs, val_paths = storage.list_inputs(data_cfg.val, s3)
+    else:
+        train_paths, val_paths = split_train_val(paths, data_cfg.val_fraction, data_cfg.seed)
+        vfs = fs
+    if not train_paths:
+        raise storage.StorageError(f"no training files at {data_cfg.train}")
+    if not val_paths:
+        raise storage.StorageError(f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})")
+    ensure_ray()
+    counter = SkipCounter.remote()
+    train_ds = image_dataset(fs, train_paths, data_cfg, True, counter, cpus_per_task)
+    val_ds = image_dataset(vfs, val_paths, data_cfg, False, counter, cpus_per_task)
+    info = {"train_files": len(train_paths), "val_files": len(val_paths)}
+    return train_ds, val_ds, counter, info

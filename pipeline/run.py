@@ -1,14 +1,18 @@
-"""The end-to-end job: ``python pipeline/run.py`` or ``ray job submit --working-dir . -- python pipeline/run.py``.
+"""The end-to-end job: ``python pipeline/run.py --config FILE [--set a.b=v ...]``, locally or as
+``ray job submit --working-dir . -- python pipeline/run.py ...`` against a cluster.
 
-Today it makes sure a colour prior exists for the data (recomputing it on Ray Data) and reports it;
-training, evaluation and MLflow tracking plug in here as they land.
+Steps: make sure a colour prior exists (the given one, else the project's ``prior_probs.npy``, or
+recompute it on the training data with ``--recompute-prior``), train the cGAN on Ray Train with
+validation every epoch, record everything in MLflow, print where the results are.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import time
 
 # Run as a script, pipeline/ is first on sys.path; make the project root importable too
 # (``ray job submit --working-dir .`` already puts it on PYTHONPATH).
@@ -16,17 +20,100 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from pipeline import cli  # noqa: E402
+from pipeline import config as config_mod  # noqa: E402
+from pipeline import storage  # noqa: E402
+
+log = logging.getLogger("colorize.run")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None, help="YAML of overrides (see pipeline/configs/)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--out", default="out", help="local output folder (MLflow sqlite store when no server is set)")
+    p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+    return p.parse_args(argv)
+
+
+def resolve_prior_path(path: str) -> str:
+    if storage.is_s3(path) or os.path.isabs(path) or os.path.exists(path):
+        return path
+    return os.path.join(_ROOT, path)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--data", default="skimage:", help="folder, list file, s3:// prefix, or skimage: (built-in photos)")
-    p.add_argument("--out", default="out/demo", help="output folder (local or s3://)")
-    p.add_argument("--size", type=int, default=256)
-    args, rest = p.parse_known_args(argv)
-    prior = args.out.rstrip("/") + "/prior_probs.npy"
-    return cli.main(["priors", "--data", args.data, "--out", prior, "--size", str(args.size), *rest])
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config, args.overrides)
+    except config_mod.ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return run(cfg, args)
+    except (storage.StorageError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def run(cfg, args) -> int:
+    import numpy as np
+
+    from pipeline import data, priors, tracking, train
+
+    data.ensure_ray(args.address)
+    s3 = storage.S3Settings.from_env(endpoint=cfg.data.s3_endpoint, region=cfg.data.s3_region)
+    out_dir = os.path.abspath(args.out)
+    prior_path = resolve_prior_path(cfg.loss.prior)
+    if args.recompute_prior:
+        result = priors.compute_prior(cfg.data.train, size=cfg.data.resize, limit=cfg.data.limit, s3=s3)
+        prior_path = os.path.join(out_dir, "prior_probs.npy")
+        priors.write_prior(result, prior_path, priors.provenance(result, cfg.data.train, cfg.data.resize, True, cfg.data.limit))
+        print(priors.summary(result, [prior_path]))
+    prior = priors.load_prior(prior_path, s3)
+    run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
+    tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
+    run_id = tracking.start_or_resume_run(
+        tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=os.path.join(out_dir, "mlartifacts")
+    )
+    tracker = tracking.Tracker(tracking_uri, run_id)
+    tracker.artifact(prior_path, "prior")
+    sidecar = storage.sidecar(prior_path, ".json")
+    if not storage.is_s3(sidecar) and os.path.exists(sidecar):
+        tracker.artifact(sidecar, "prior")
+
+    train_ds, val_ds, counter, info = data.training_datasets(cfg.data, cpus_per_task=cfg_cpus_per_task(cfg))
+    tracker.tags({k: str(v) for k, v in info.items()})
+    trainer = train.build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id)
+    result = trainer.fit()
+    import ray
+
+    skipped = ray.get(counter.counts.remote())
+    tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
+    tracker.finish("FINISHED" if result.error is None else "FAILED")
+    m = result.metrics or {}
+    print("\n== colorize run", run_name)
+    print(f"train files {info['train_files']}, val files {info['val_files']}, skipped {skipped or 'none'}")
+    shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
+    print("final val metrics:", shown)
+    if result.checkpoint is not None:
+        print("latest checkpoint:", result.checkpoint.path)
+    print(f"MLflow: {tracking_uri} (experiment {cfg.tracking.experiment!r}, run {run_id})")
+    if tracking_uri.startswith("sqlite:"):
+        print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")
+        print(f"  sample grids: {os.path.join(out_dir, 'mlartifacts')}/<run>/artifacts/samples/")
+    if result.error is not None:
+        print(f"training failed: {result.error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cfg_cpus_per_task(cfg) -> float:
+    """CPUs per Ray Data task: fractional when training shares a small machine with the data
+    pipeline (workers holding every CPU would starve the reads and hang the job)."""
+    return 0.25 if not cfg.train.use_gpu else 1.0
 
 
 if __name__ == "__main__":

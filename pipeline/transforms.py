@@ -175,3 +175,50 @@ def histogram_batch(
     for r in SKIP_REASONS:
         out[f"skipped_{r}"] = np.array([len(skipped[r])], np.int64)
     return out
+
+
+def crop_image(rgb: np.ndarray, crop: int, rng: Optional[np.random.Generator], flip: bool) -> np.ndarray:
+    """(H, W, 3) -> (crop, crop, 3): random crop and horizontal flip with ``rng``, centre crop without."""
+    h, w, _ = rgb.shape
+    if rng is None:
+        t, l = (h - crop) // 2, (w - crop) // 2
+    else:
+        t, l = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
+    out = rgb[t : t + crop, l : l + crop]
+    if rng is not None and flip and rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def training_batch(
+    batch: dict,
+    resize: int,
+    crop: int,
+    train: bool,
+    flip: bool = True,
+    skip_grey: bool = True,
+    seed: Optional[int] = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> dict:
+    """{"path", "bytes"} rows -> {"rgb": (n, crop, crop, 3) uint8} for the good ones, plus the list
+    of (path, reason) skipped, as ``batch["skipped"]`` on the side (not a column).
+
+    Training rows get a random crop and flip (fresh every epoch unless ``seed`` is set); validation
+    rows the deterministic centre crop. Decoded at ``resize`` (short side) first, so a crop sees the
+    same scale whatever the source resolution.
+    """
+    rng = None
+    if train:
+        rng = np.random.default_rng(seed) if seed is not None else np.random.default_rng()
+    out, skipped = [], []
+    for path, data in zip(batch["path"], batch["bytes"]):
+        d = decode_image(bytes(data) if data is not None else b"", size=resize, max_pixels=max_pixels)
+        reason = d.skip
+        if reason is None and skip_grey and is_grey(d.rgb):
+            reason = SKIP_GREY
+        if reason is not None:
+            skipped.append((str(path), reason))
+            continue
+        out.append(crop_image(d.rgb, crop, rng, flip))
+    rgb = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
+    return {"rgb": rgb}, skipped
