@@ -117,6 +117,7 @@ class TrainSection:
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
+    placement_strategy: str = "PACK"  # PACK | SPREAD (one worker per node where possible)
     storage_path: str = "out/runs"  # local folder or s3://bucket/prefix
     run_name: Optional[str] = None  # same name again: resume from its latest checkpoint
     num_to_keep: int = 2
@@ -130,6 +131,8 @@ class TrainSection:
         _check(self.batch_size >= 1, f"{p}.batch_size must be >= 1, got {self.batch_size}")
         _check(self.num_workers >= 1, f"{p}.num_workers must be >= 1, got {self.num_workers}")
         _check(self.cpus_per_worker > 0, f"{p}.cpus_per_worker must be > 0")
+        _check(self.placement_strategy in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+               f"{p}.placement_strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD")
         _check(self.amp in ("auto", "bf16", "off"), f"{p}.amp must be auto, bf16 or off, got {self.amp!r}")
         _check(self.num_to_keep >= 1, f"{p}.num_to_keep must be >= 1")
         _check(self.max_failures >= -1, f"{p}.max_failures must be >= -1")

@@ -104,6 +104,16 @@ def sample_grid(G, rgb: torch.Tensor, device, temperature: Optional[float] = Non
     return buf.getvalue()
 
 
+def _worker_nodes():
+    """Ray node id of every rank (all-gathered), to record where the run actually ran."""
+    node = ray.get_runtime_context().get_node_id()
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        out = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(out, node)
+        return out
+    return [node]
+
+
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
     """Ray Train entry: config = {"cfg": ExperimentConfig dict, "prior": list, "tracking_uri", "run_id"}."""
     import ray.train.torch as rtt
@@ -122,17 +132,21 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     opt_d = torch.optim.Adam(D.parameters(), cfg.optim.lr_d, betas=(cfg.optim.beta1, cfg.optim.beta2), weight_decay=cfg.optim.weight_decay)
     G = rtt.prepare_model(G)
     D = rtt.prepare_model(D)
+    tracker = Tracker(config.get("tracking_uri"), config.get("run_id")) if rank == 0 else Tracker(None, None)
     start_epoch, step = 0, 0
     ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
+    if ckpt is not None:  # a rerun of the same run name, or a restart after a failure
         with ckpt.as_directory() as d:
             state = checkpoint.restore(d, G, D, opt_g, opt_d, map_location=device)
         start_epoch, step = state["epoch"] + 1, state["step"]
         if rank == 0:
             log.warning("resumed from checkpoint: epoch %d, step %d", state["epoch"], step)
+            tracker.metrics({"train/resumed_from_epoch": state["epoch"]}, step)
     prior = torch.tensor(np.asarray(config["prior"]), dtype=torch.float64, device=device)
     weights = steps.class_weights_tensor(np.asarray(config["prior"]), cfg.loss, device)
-    tracker = Tracker(config.get("tracking_uri"), config.get("run_id")) if rank == 0 else Tracker(None, None)
+    nodes = _worker_nodes()
+    if rank == 0:
+        tracker.tags({"ray.worker_nodes": len(set(nodes)), "ray.world_size": len(nodes)})
     stride = steps.unwrap(G).logits_stride
     samples = None
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -222,6 +236,7 @@ def build_trainer(cfg: ExperimentConfig, prior: np.ndarray, datasets: Dict[str, 
         num_workers=cfg.train.num_workers,
         use_gpu=cfg.train.use_gpu,
         resources_per_worker={"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {})},
+        placement_strategy=cfg.train.placement_strategy,
     )
     run_config = RunConfig(
         name=run_name,

@@ -83,7 +83,7 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=4, log_to_driver=False)  # dashboard on: Train V2 needs the State API
     yield ray
     ray.shutdown()
 

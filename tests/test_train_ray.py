@@ -1,0 +1,96 @@
+"""Training on Ray Train (local runtime): checkpoints, MLflow run and samples, resume, fault."""
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import run as run_job
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+TINY = [
+    "model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2",
+    "data.resize=48", "data.crop=32", "train.batch_size=2", "train.num_workers=2",
+    "train.cpus_per_worker=0.5", "tracking.sample_images=2", "train.log_every=1",
+]
+
+
+def args_for(tmp: Path, name: str, *extra):
+    out = []
+    for s in [*TINY, f"train.storage_path={tmp / 'runs'}", f"train.run_name={name}", *extra]:
+        out += ["--set", s]
+    return [*out, "--out", str(tmp / "out")]
+
+
+def mlflow_runs(tmp: Path):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'out' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("colorize")
+    return client, client.search_runs([exp.experiment_id])
+
+
+def checkpoints(tmp: Path, name: str):
+    root = tmp / "runs" / name
+    return sorted(p for p in root.glob("checkpoint_*") if (p / "meta.json").exists()) if root.exists() else []
+
+
+def test_train_then_resume_same_run(ray_local, tmp_path):
+    assert run_job.main(args_for(tmp_path, "r1", "train.epochs=2")) == 0
+    cks = checkpoints(tmp_path, "r1")
+    assert cks, "a checkpoint must exist"
+    meta = json.loads((cks[-1] / "meta.json").read_text())
+    assert meta["epoch"] == 1 and meta["step"] > 0
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["ray.world_size"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 2
+    assert run.data.params["train.num_workers"] == "2"
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+    assert "samples/epoch_001.png" in arts
+    assert any(a.path == "generator" for a in client.list_artifacts(run.info.run_id)) or client.search_logged_models(
+        experiment_ids=[run.info.experiment_id]
+    )
+    steps_per_epoch = meta["step"] // 2
+
+    # same run name, one more epoch: continues from the saved step in the same MLflow run
+    assert run_job.main(args_for(tmp_path, "r1", "train.epochs=3")) == 0
+    meta2 = json.loads((checkpoints(tmp_path, "r1")[-1] / "meta.json").read_text())
+    assert meta2["epoch"] == 2 and meta2["step"] == meta["step"] + steps_per_epoch
+    client, runs = mlflow_runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.run_id == run.info.run_id
+    assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 3
+    assert client.get_metric_history(run.info.run_id, "train/resumed_from_epoch")[0].value == 1
+
+
+def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict):
+    import psutil
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not checkpoints(tmp, name):
+        time.sleep(0.2)
+    for p in psutil.process_iter(["cmdline"]):
+        if any("RayTrainWorker" in c for c in (p.info["cmdline"] or [])):
+            p.kill()
+            done["killed"] = p.pid
+            return
+
+
+def test_lost_worker_restores_from_checkpoint(ray_local, tmp_path):
+    done = {}
+    t = threading.Thread(target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done), daemon=True)
+    t.start()
+    rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1"))
+    t.join(timeout=5)
+    assert done.get("killed"), "the test must actually kill a worker"
+    assert rc == 0
+    meta = json.loads((checkpoints(tmp_path, "f1")[-1] / "meta.json").read_text())
+    assert meta["epoch"] == 4
+    client, runs = mlflow_runs(tmp_path)
+    resumed = client.get_metric_history(runs[0].info.run_id, "train/resumed_from_epoch")
+    assert resumed and resumed[0].value >= 0 and resumed[0].step > 0, "restarted from a checkpoint, not from scratch"
