@@ -24,8 +24,10 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if address and address != "local":
         ray.init(address=address, log_to_driver=True)
+    elif address == "local":  # always a fresh local instance, never a cluster left on this host
+        ray.init(address="local", num_cpus=num_cpus, log_to_driver=True)
     else:
         # The dashboard stays on: it serves the State API that Train V2 needs (without it,
         # endless PlacementGroupCleaner errors) and `ray job submit`.

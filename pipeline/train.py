@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import tempfile
-from collections import defaultdict
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -51,8 +50,10 @@ def validate(G, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, amp: 
     """Val metrics over this worker's shard, all-reduced over workers; plus up to ``keep`` rgb rows."""
     G.eval()
     stride = steps.unwrap(G).logits_stride
-    z = lambda: torch.zeros((), dtype=torch.float64, device=device)  # noqa: E731
-    sums = defaultdict(z)
+    # Every key exists on every rank, in the same order: the all-reduce below must match up even
+    # when a rank's shard holds no validation rows.
+    sums = {k: torch.zeros((), dtype=torch.float64, device=device)
+            for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images")}
     sums["err_hist"] = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64, device=device)
     sums["err_hist_rebal"] = torch.zeros_like(sums["err_hist"])
     kept = []
@@ -79,7 +80,7 @@ def validate(G, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, amp: 
             sums["psnr"] += metrics.psnr(pred_rgb, true_rgb).sum()
             sums["images"] += len(rgb)
     G.train()
-    sums = _all_reduce(dict(sums))
+    sums = _all_reduce(sums)
     return metrics.summarise(sums), (torch.cat(kept) if kept else None)
 
 

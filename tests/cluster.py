@@ -25,6 +25,7 @@ def _ports(n: int) -> List[int]:
 def _env() -> dict:
     env = dict(os.environ)
     env["RAY_AUTH_MODE"] = "disabled"
+    env.pop("RAY_ADDRESS", None)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"  # jobs run this venv's python
     return env
 

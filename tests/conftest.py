@@ -16,6 +16,8 @@ import pytest
 
 # Token auth would make a second client fail against a head started with it (see DESIGN.md).
 os.environ["RAY_AUTH_MODE"] = "disabled"
+# Tests start their own Ray; never attach to a cluster someone left running on this host.
+os.environ["RAY_ADDRESS"] = "local"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
@@ -83,7 +85,7 @@ def ray_local():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, log_to_driver=False)  # dashboard on: Train V2 needs the State API
+        ray.init(address="local", num_cpus=4, log_to_driver=False)  # dashboard on: Train V2 needs the State API
     yield ray
     ray.shutdown()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import corpus
 from pipeline import run as run_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -20,8 +21,11 @@ TINY = [
 
 
 def args_for(tmp: Path, name: str, *extra):
+    photos = tmp / "photos"
+    if not photos.exists():  # good photos, odd encodings and bad files: the bad ones are skipped and counted
+        corpus.write_corpus(photos)
     out = []
-    for s in [*TINY, f"train.storage_path={tmp / 'runs'}", f"train.run_name={name}", *extra]:
+    for s in [*TINY, f"data.train={photos}", f"train.storage_path={tmp / 'runs'}", f"train.run_name={name}", *extra]:
         out += ["--set", s]
     return [*out, "--out", str(tmp / "out")]
 
@@ -51,6 +55,11 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert run.data.tags["ray.world_size"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 2
     assert run.data.params["train.num_workers"] == "2"
+    skipped = {k: v for k, v in run.data.metrics.items() if k.startswith("data/skipped_")}
+    expected = {}
+    for reason in corpus.write_corpus(tmp_path / "again")["skip"].values():
+        expected[f"data/skipped_{reason}"] = expected.get(f"data/skipped_{reason}", 0) + 1
+    assert skipped == expected, "every bad file skipped once and counted by reason"
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert "samples/epoch_001.png" in arts
     assert any(a.path == "generator" for a in client.list_artifacts(run.info.run_id)) or client.search_logged_models(

@@ -1,0 +1,132 @@
+"""Training-step throughput: the bare step on in-memory batches vs the same step fed by Ray Data
+(decode + crop from files) through Ray Train, in one run (target on GPU: >= 95% of bare).
+
+    python bench/train_throughput.py [--preset tiny] [--crop 128] [--batch 8] [--images 128]
+
+Both paths use 1 worker and the same model, batch and crop; the Ray path's clock starts after two
+warm-up steps inside the worker, so Ray/Train start-up is excluded.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import common  # noqa: E402
+from pipeline.config import ExperimentConfig  # noqa: E402
+
+WARMUP = 2
+
+
+def make(cfg, device):
+    from models import Generator, PatchDiscriminator
+
+    torch.manual_seed(0)
+    G, D = Generator.from_config(cfg.model).to(device), PatchDiscriminator.from_config(cfg.model).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    return G, D, opt_g, opt_d
+
+
+def bare(cfg, steps_n):
+    from pipeline import steps
+
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    G, D, og, od = make(cfg, dev)
+    rgb = torch.randint(0, 256, (cfg.train.batch_size, cfg.data.crop, cfg.data.crop, 3), dtype=torch.uint8)
+    w = torch.ones(G.num_bins, device=dev)
+    for i in range(WARMUP + steps_n):
+        if i == WARMUP:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+        b = steps.prepare_batch(rgb, G.logits_stride, device=dev)  # host->device copy included, like the fed path
+        steps.train_step(G, D, og, od, b, cfg.loss, w, amp=cfg.train.amp, sync=False)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return steps_n * cfg.train.batch_size / (time.perf_counter() - t)
+
+
+def fed_loop(config):
+    import ray.train
+    import ray.train.torch as rtt
+
+    from pipeline import steps
+
+    cfg = ExperimentConfig.from_dict(config["cfg"])
+    dev = rtt.get_device()
+    G, D, og, od = make(cfg, dev)
+    w = torch.ones(G.num_bins, device=dev)
+    n, t = 0, None
+    for i, batch in enumerate(ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=cfg.train.batch_size, dtypes={"rgb": torch.uint8}, drop_last=True)):
+        if i == WARMUP:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+        b = steps.prepare_batch(batch["rgb"], G.logits_stride, device=dev)
+        steps.train_step(G, D, og, od, b, cfg.loss, w, amp=cfg.train.amp, sync=False)
+        if i >= WARMUP:
+            n += len(batch["rgb"])
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    ray.train.report({"img_s": n / (time.perf_counter() - t)})
+
+
+def fed(cfg, paths):
+    import ray
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    import pyarrow.fs as pafs
+
+    from pipeline import data
+
+    ds = data.image_dataset(pafs.LocalFileSystem(), paths, cfg.data, train=True, cpus_per_task=0.5)
+    trainer = TorchTrainer(
+        fed_loop, train_loop_config={"cfg": cfg.to_dict()},
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=torch.cuda.is_available(),
+                                     resources_per_worker={"CPU": 1}),
+        datasets={"train": ds},
+    )
+    return trainer.fit().metrics["img_s"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--images", type=int, default=96)
+    args = ap.parse_args()
+    import ray
+
+    cfg = ExperimentConfig.from_dict({
+        "model": {"preset": args.preset},
+        "data": {"resize": max(args.crop, 64), "crop": args.crop},
+        "train": {"batch_size": args.batch},
+    })
+    paths = [str(p) for p in common.split_paths("train", args.images)]
+    steps_n = max(3, args.images // args.batch - WARMUP)
+    ray.init(num_cpus=4, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    b = bare(cfg, steps_n)
+    f = fed(cfg, paths)
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    print(f"training step, preset {args.preset}, {args.crop}x{args.crop}, batch {args.batch}, 1 worker, {dev}")
+    print(f"  bare step (in-memory batch):           {b:8.1f} img/s")
+    print(f"  fed by Ray Data through Ray Train:     {f:8.1f} img/s")
+    print(f"  ratio fed / bare: {100 * f / b:.0f}%")
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()
