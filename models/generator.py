@@ -115,8 +115,9 @@ class Generator(nn.Module):
         """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``."""
         t = self.temperature if temperature is None else float(temperature)
         z = logits if logits.dtype == torch.float64 else logits.float()  # >= fp32 for a 300-way softmax
-        p = torch.softmax(z / t, dim=1)
-        return torch.einsum("bqhw,qc->bchw", p, self.bins.to(p.dtype))
+        with torch.autocast(device_type=z.device.type, enabled=False):  # colours stay fp32 under bf16
+            p = torch.softmax(z / t, dim=1)
+            return torch.einsum("bqhw,qc->bchw", p, self.bins.to(p.dtype))
 
     def forward(self, L: torch.Tensor, temperature: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         B, _, H, W = L.shape
@@ -136,7 +137,8 @@ class Generator(nn.Module):
         h, w = -(-H // s), -(-W // s)
         ab = self.decode(logits)  # (B, 2, (H+ph)/s, (W+pw)/s)
         if s > 1:
-            ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)
+            with torch.autocast(device_type=ab.device.type, enabled=False):
+                ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)
         return logits[:, :, :h, :w], ab[:, :, :H, :W]
 
     @classmethod

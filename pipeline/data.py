@@ -99,12 +99,16 @@ class SkipCounter:
 
 
 def split_train_val(paths: List[str], val_fraction: float, seed: int = 0) -> Tuple[List[str], List[str]]:
-    """Deterministic split by a hash of each path: stable when files are added or reordered."""
+    """Deterministic split by a hash of each path relative to the dataset's root: stable when
+    files are added or reordered, and when the dataset is moved or mounted elsewhere."""
     import hashlib
+    import posixpath
 
+    root = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0]) if paths else ""
     train, val = [], []
     for p in paths:
-        h = int.from_bytes(hashlib.blake2b(f"{seed}:{p}".encode(), digest_size=8).digest(), "big")
+        rel = posixpath.relpath(p, root) if root else p
+        h = int.from_bytes(hashlib.blake2b(f"{seed}:{rel}".encode(), digest_size=8).digest(), "big")
         (val if h / 2**64 < val_fraction else train).append(p)
     if val_fraction > 0 and not val and len(train) > 1:
         val.append(train.pop())

@@ -94,7 +94,9 @@ class Tracker:
             now = time.monotonic()
             if now - self._last_warning > 60:
                 self._last_warning = now
-                warnings.warn(f"MLflow {what} failed ({type(e).__name__}: {str(e)[:200]}); training goes on")
+                msg = f"MLflow {what} failed ({type(e).__name__}: {str(e)[:300]}); training goes on"
+                log.warning(msg)  # worker logs
+                warnings.warn(msg)
             return None
 
     def metrics(self, values: Dict[str, float], step: int) -> None:

@@ -168,6 +168,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
                              keep=cfg.tracking.sample_images if (rank == 0 and samples is None) else 0)
         if samples is None and kept is not None:
             samples = kept
+        if rank == 0 and val["images"] == 0:
+            log.warning("the validation set yielded no usable image: val metrics are NaN (check data.val / skipped counts)")
         report = {f"val_{k}": v for k, v in val.items()}
         report.update({"epoch": epoch, "step": step, "train_steps_epoch": n})
         with tempfile.TemporaryDirectory() as tmp:

@@ -193,3 +193,20 @@ def test_class_weights_tensor_from_prior(reference):
     assert w.shape == (Q,) and w.dtype == torch.float32
     unit = steps.class_weights_tensor(prior, ExperimentConfig.from_dict({"loss": {"rebalance": False}}).loss)
     assert torch.equal(unit, torch.ones(Q))
+
+
+def test_bf16_autocast_and_channels_last_work():
+    # CUDA is where this matters; CPU autocast runs the same dtype paths (convs, SDPA, softmax).
+    g = tiny().to(memory_format=torch.channels_last).eval()
+    x = torch.randn(2, 1, 40, 56).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref_logits, ref_ab = tiny().eval()(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits, ab = g(x)
+    assert ab.dtype == torch.float32, "ab is decoded in fp32 even under autocast"
+    assert torch.isfinite(logits).all() and ab.shape == ref_ab.shape
+    assert (ab - ref_ab).abs().mean() < 2.0  # bf16 noise, same colours
+    D = PatchDiscriminator(base_channels=8, n_layers=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = losses.gan_loss(D(x, ab), True, "hinge")
+    assert loss.dtype == torch.float32

@@ -21,11 +21,15 @@ TINY = [
 
 
 def args_for(tmp: Path, name: str, *extra):
-    photos = tmp / "photos"
+    photos, val = tmp / "photos", tmp / "val"
     if not photos.exists():  # good photos, odd encodings and bad files: the bad ones are skipped and counted
         corpus.write_corpus(photos)
+        val.mkdir()
+        for i, data in enumerate(corpus.good_files(4).values()):
+            (val / f"v{i}.png").write_bytes(data)
     out = []
-    for s in [*TINY, f"data.train={photos}", f"train.storage_path={tmp / 'runs'}", f"train.run_name={name}", *extra]:
+    for s in [*TINY, f"data.train={photos}", f"data.val={val}", f"train.storage_path={tmp / 'runs'}",
+              f"train.run_name={name}", *extra]:
         out += ["--set", s]
     return [*out, "--out", str(tmp / "out")]
 

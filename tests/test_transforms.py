@@ -65,3 +65,15 @@ def test_histogram_batch_counts_pixels_and_skips():
     assert sorted(paths["grey"]) == ["grey_16bit.png", "grey_l.jpg", "grey_rgb.jpg"]
     kept = transforms.histogram_batch(batch, size=48, skip_grey=False)
     assert kept["images"][0] == 5 and kept["skipped_grey"][0] == 0
+
+
+def test_train_val_split_is_deterministic_and_moves_with_the_data():
+    from pipeline.data import split_train_val
+
+    a = [f"/data/a/img{i}.jpg" for i in range(200)]
+    b = [p.replace("/data/a", "/mnt/other/place") for p in a]
+    ta, va = split_train_val(a, 0.2)
+    tb, vb = split_train_val(b, 0.2)
+    assert [p.split("/")[-1] for p in va] == [p.split("/")[-1] for p in vb]
+    assert 20 <= len(va) <= 60 and len(ta) + len(va) == 200 and not set(ta) & set(va)
+    assert split_train_val(list(reversed(a)), 0.2)[1] == list(reversed(va))
