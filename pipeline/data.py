@@ -179,6 +179,9 @@ def training_datasets(data_cfg, cpus_per_task: float = 1.0):
         raise storage.StorageError(f"no training files at {data_cfg.train}")
     if not val_paths:
         raise storage.StorageError(f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})")
+    if len(val_paths) < 2:
+        log.warning("only %d validation file(s): Ray Train splits validation rows equally over workers and "
+                    "drops the remainder, so use at least as many validation images as workers", len(val_paths))
     ensure_ray()
     counter = SkipCounter.remote()
     train_ds = image_dataset(fs, train_paths, data_cfg, True, counter, cpus_per_task)

@@ -27,7 +27,7 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
     sets = ["model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2", "data.resize=48", "data.crop=32",
             "train.batch_size=2", "train.epochs=2", "train.num_workers=2", "train.cpus_per_worker=1",
             "train.placement_strategy=STRICT_SPREAD", f"train.storage_path={runs}", "train.run_name=mn",
-            "tracking.sample_images=2"]
+            "tracking.sample_images=2", "data.val_fraction=0.4"]
     cmd = [RAY, "job", "submit", "--address", two_nodes.dashboard, "--working-dir", str(ROOT), "--",
            "python", "pipeline/run.py", "--out", str(out)]
     for s in sets:

@@ -85,7 +85,9 @@ def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict):
     import psutil
 
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not checkpoints(tmp, name):
+    # two checkpoints on disk: the first is surely registered (report is a barrier), so the
+    # restart must come from a checkpoint
+    while time.monotonic() < deadline and len(checkpoints(tmp, name)) < 2:
         time.sleep(0.2)
     for p in psutil.process_iter(["cmdline"]):
         if any("RayTrainWorker" in c for c in (p.info["cmdline"] or [])):
