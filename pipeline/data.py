@@ -56,20 +56,26 @@ def read_files(
     if not paths:
         raise storage.StorageError(f"no input files at {uri}")
     ensure_ray()  # only now: a bad URI fails in a second, without starting Ray
+    return read_paths(fs, paths, uri, num_cpus, files_per_block), paths, fs
+
+
+def read_paths(fs: pafs.FileSystem, paths: List[str], uri: str, num_cpus: float, files_per_block: int,
+               shuffle_files: bool = False) -> "ray.data.Dataset":
+    """Rows {"path", "bytes"} of the given files, ``files_per_block`` to a read task."""
     try:
-        ds = ray.data.read_binary_files(
+        return ray.data.read_binary_files(
             paths,
             include_paths=True,
             filesystem=fs,
             ignore_missing_paths=True,
             num_cpus=num_cpus,
             override_num_blocks=max(1, -(-len(paths) // files_per_block)),
+            shuffle="files" if shuffle_files else None,
         )
     except (ValueError, FileNotFoundError) as e:
         if "No files found" in str(e):
             raise storage.StorageError(f"none of the {len(paths)} files listed by {uri} exist (first: {paths[0]})") from None
         raise
-    return ds, paths, fs
 
 
 @ray.remote(num_cpus=0)
@@ -143,15 +149,7 @@ def image_dataset(
     """Rows {"rgb": (crop, crop, 3) uint8} of the good images among ``paths`` (streamed, never
     materialised): random crops + flips for training, centre crops for validation."""
     ensure_ray()
-    ds = ray.data.read_binary_files(
-        paths,
-        include_paths=True,
-        filesystem=fs,
-        ignore_missing_paths=True,
-        num_cpus=cpus_per_task,
-        override_num_blocks=max(1, -(-len(paths) // files_per_block)),
-        shuffle="files" if train else None,
-    )
+    ds = read_paths(fs, paths, paths[0] if paths else "", cpus_per_task, files_per_block, shuffle_files=train)
     fn = _TrainingMap(
         counter,
         resize=data_cfg.resize,

@@ -138,6 +138,17 @@ def lab_planes(rgb: np.ndarray):
     return lab[..., 0], lab[..., 1:], color.rgb_to_bin(rgb)
 
 
+def decode_rows(batch: dict, size: int, skip_grey: bool, max_pixels: int):
+    """Yield (path, rgb or None, skip reason or None) for each {"path", "bytes"} row of a batch:
+    the per-file decode every Ray Data job shares (one bad file never affects its neighbours)."""
+    for path, data in zip(batch["path"], batch["bytes"]):
+        d = decode_image(bytes(data) if data is not None else b"", size=size, max_pixels=max_pixels)
+        reason = d.skip
+        if reason is None and skip_grey and is_grey(d.rgb):
+            reason = SKIP_GREY
+        yield str(path), (d.rgb if reason is None else None), reason
+
+
 def histogram_batch(
     batch: dict,
     size: int = 256,
@@ -155,17 +166,13 @@ def histogram_batch(
     hist = np.zeros(color.num_bins(), np.int64)
     images = pixels = 0
     skipped = {r: [] for r in SKIP_REASONS}
-    for path, data in zip(batch["path"], batch["bytes"]):
-        d = decode_image(bytes(data) if data is not None else b"", size=size, max_pixels=max_pixels)
-        reason = d.skip
-        if reason is None and skip_grey and is_grey(d.rgb):
-            reason = SKIP_GREY
+    for path, rgb, reason in decode_rows(batch, size, skip_grey, max_pixels):
         if reason is not None:
-            skipped[reason].append(str(path))
+            skipped[reason].append(path)
             continue
-        hist += bin_histogram_of(d.rgb)
+        hist += bin_histogram_of(rgb)
         images += 1
-        pixels += d.rgb.shape[0] * d.rgb.shape[1]
+        pixels += rgb.shape[0] * rgb.shape[1]
     out = {
         "hist": hist[None, :],
         "images": np.array([images], np.int64),
@@ -211,14 +218,10 @@ def training_batch(
     if train:
         rng = np.random.default_rng(seed) if seed is not None else np.random.default_rng()
     out, skipped = [], []
-    for path, data in zip(batch["path"], batch["bytes"]):
-        d = decode_image(bytes(data) if data is not None else b"", size=resize, max_pixels=max_pixels)
-        reason = d.skip
-        if reason is None and skip_grey and is_grey(d.rgb):
-            reason = SKIP_GREY
+    for path, rgb, reason in decode_rows(batch, resize, skip_grey, max_pixels):
         if reason is not None:
-            skipped.append((str(path), reason))
+            skipped.append((path, reason))
             continue
-        out.append(crop_image(d.rgb, crop, rng, flip))
+        out.append(crop_image(rgb, crop, rng, flip))
     rgb = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
     return {"rgb": rgb}, skipped
