@@ -78,7 +78,11 @@ def fed_loop(config):
             n += len(batch["rgb"])
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    ray.train.report({"img_s": n / (time.perf_counter() - t)})
+    import tempfile
+
+    # Train V2 keeps metrics only with a checkpoint: attach an empty one to carry the number out
+    with tempfile.TemporaryDirectory() as d:
+        ray.train.report({"img_s": n / (time.perf_counter() - t)}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def fed(cfg, paths):
@@ -91,8 +95,13 @@ def fed(cfg, paths):
     from pipeline import data
 
     ds = data.image_dataset(pafs.LocalFileSystem(), paths, cfg.data, train=True, cpus_per_task=0.5)
+    import tempfile
+
+    from ray.train import RunConfig
+
     trainer = TorchTrainer(
         fed_loop, train_loop_config={"cfg": cfg.to_dict()},
+        run_config=RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-train-")),
         scaling_config=ScalingConfig(num_workers=1, use_gpu=torch.cuda.is_available(),
                                      resources_per_worker={"CPU": 1}),
         datasets={"train": ds},

@@ -104,21 +104,23 @@ class SkipCounter:
         return out
 
 
-def split_train_val(paths: List[str], val_fraction: float, seed: int = 0) -> Tuple[List[str], List[str]]:
-    """Deterministic split by a hash of each path relative to the dataset's root: stable when
-    files are added or reordered, and when the dataset is moved or mounted elsewhere."""
+def split_train_val(paths: List[str], val_fraction: float, seed: int = 0, min_val: int = 1) -> Tuple[List[str], List[str]]:
+    """Deterministic split: the round(val_fraction * n) paths (at least ``min_val``, e.g. one per
+    worker, and never all) with the smallest hash of the path relative to the dataset's root go to
+    validation. Stable when files are reordered, and when the dataset is moved or mounted elsewhere."""
     import hashlib
     import posixpath
 
-    root = posixpath.commonpath(paths) if len(paths) > 1 else posixpath.dirname(paths[0]) if paths else ""
-    train, val = [], []
-    for p in paths:
-        rel = posixpath.relpath(p, root) if root else p
-        h = int.from_bytes(hashlib.blake2b(f"{seed}:{rel}".encode(), digest_size=8).digest(), "big")
-        (val if h / 2**64 < val_fraction else train).append(p)
-    if val_fraction > 0 and not val and len(train) > 1:
-        val.append(train.pop())
-    return train, val
+    if val_fraction <= 0 or len(paths) < 2:
+        return list(paths), []
+    root = posixpath.commonpath(paths)
+    n_val = min(len(paths) - 1, max(min_val, round(val_fraction * len(paths))))
+
+    def key(p: str) -> bytes:
+        return hashlib.blake2b(f"{seed}:{posixpath.relpath(p, root)}".encode(), digest_size=8).digest()
+
+    val_set = set(sorted(paths, key=key)[:n_val])
+    return [p for p in paths if p not in val_set], [p for p in paths if p in val_set]
 
 
 class _TrainingMap:
@@ -161,8 +163,9 @@ def image_dataset(
     return ds.map_batches(fn, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
 
 
-def training_datasets(data_cfg, cpus_per_task: float = 1.0):
-    """(train_ds, val_ds, counter, info) for an ExperimentConfig's data section."""
+def training_datasets(data_cfg, cpus_per_task: float = 1.0, num_workers: int = 1):
+    """(train_ds, val_ds, counter, info) for an ExperimentConfig's data section; a held-out
+    validation split gets at least one file per worker (Ray Train splits it equally)."""
     s3 = storage.S3Settings.from_env(endpoint=data_cfg.s3_endpoint, region=data_cfg.s3_region)
     fs, paths = storage.list_inputs(data_cfg.train, s3)
     if data_cfg.limit:
@@ -171,15 +174,15 @@ def training_datasets(data_cfg, cpus_per_task: float = 1.0):
         train_paths = paths
         vfs, val_paths = storage.list_inputs(data_cfg.val, s3)
     else:
-        train_paths, val_paths = split_train_val(paths, data_cfg.val_fraction, data_cfg.seed)
+        train_paths, val_paths = split_train_val(paths, data_cfg.val_fraction, data_cfg.seed, min_val=num_workers)
         vfs = fs
     if not train_paths:
         raise storage.StorageError(f"no training files at {data_cfg.train}")
     if not val_paths:
         raise storage.StorageError(f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})")
-    if len(val_paths) < 2:
-        log.warning("only %d validation file(s): Ray Train splits validation rows equally over workers and "
-                    "drops the remainder, so use at least as many validation images as workers", len(val_paths))
+    if len(val_paths) < num_workers:
+        log.warning("only %d validation file(s) for %d workers: Ray Train splits validation rows equally and "
+                    "drops the remainder", len(val_paths), num_workers)
     ensure_ray()
     counter = SkipCounter.remote()
     train_ds = image_dataset(fs, train_paths, data_cfg, True, counter, cpus_per_task)

@@ -84,7 +84,9 @@ def run(cfg, args) -> int:
     if not storage.is_s3(sidecar) and os.path.exists(sidecar):
         tracker.artifact(sidecar, "prior")
 
-    train_ds, val_ds, counter, info = data.training_datasets(cfg.data, cpus_per_task=cfg_cpus_per_task(cfg))
+    train_ds, val_ds, counter, info = data.training_datasets(
+        cfg.data, cpus_per_task=cfg_cpus_per_task(cfg), num_workers=cfg.train.num_workers
+    )
     tracker.tags({k: str(v) for k, v in info.items()})
     trainer = train.build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id)
     result = trainer.fit()

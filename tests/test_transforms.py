@@ -75,5 +75,7 @@ def test_train_val_split_is_deterministic_and_moves_with_the_data():
     ta, va = split_train_val(a, 0.2)
     tb, vb = split_train_val(b, 0.2)
     assert [p.split("/")[-1] for p in va] == [p.split("/")[-1] for p in vb]
-    assert 20 <= len(va) <= 60 and len(ta) + len(va) == 200 and not set(ta) & set(va)
+    assert len(va) == 40 and len(ta) + len(va) == 200 and not set(ta) & set(va)
     assert split_train_val(list(reversed(a)), 0.2)[1] == list(reversed(va))
+    assert len(split_train_val(a[:10], 0.05, min_val=2)[1]) == 2, "at least one file per worker"
+    assert len(split_train_val(a[:2], 0.9)[0]) == 1, "never all files to validation"
