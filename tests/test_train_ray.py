@@ -81,26 +81,33 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert client.get_metric_history(run.info.run_id, "train/resumed_from_epoch")[0].value == 1
 
 
-def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict):
+def _train_workers():
     import psutil
 
+    return {p.pid: p for p in psutil.process_iter(["cmdline"]) if any("RayTrainWorker" in c for c in (p.info["cmdline"] or []))}
+
+
+def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict, before: set):
     deadline = time.monotonic() + 240
     # two checkpoints on disk: the first is surely registered (report is a barrier), so the
     # restart must come from a checkpoint
     while time.monotonic() < deadline and len(checkpoints(tmp, name)) < 2:
         time.sleep(0.2)
-    for p in psutil.process_iter(["cmdline"]):
-        if any("RayTrainWorker" in c for c in (p.info["cmdline"] or [])):
+    time.sleep(1.0)  # land mid-epoch, not inside a report
+    for pid, p in _train_workers().items():
+        if pid not in before:  # a worker of this run, not an idle one left by an earlier test
             p.kill()
-            done["killed"] = p.pid
+            done["killed"] = pid
             return
 
 
 def test_lost_worker_restores_from_checkpoint(ray_local, tmp_path):
     done = {}
-    t = threading.Thread(target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done), daemon=True)
+    before = set(_train_workers())
+    t = threading.Thread(target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done, before), daemon=True)
     t.start()
-    rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1"))
+    # batch 1: several steps per epoch, so the kill lands in training rather than in a report
+    rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1", "train.batch_size=1"))
     t.join(timeout=5)
     assert done.get("killed"), "the test must actually kill a worker"
     assert rc == 0
