@@ -59,7 +59,6 @@ def main(argv=None) -> int:
 
 
 def run(cfg, args) -> int:
-    import numpy as np
 
     from pipeline import data, priors, tracking, train
 
