@@ -17,7 +17,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import common  # noqa: E402
@@ -86,7 +85,6 @@ def fed_loop(config):
 
 
 def fed(cfg, paths):
-    import ray
     from ray.train import ScalingConfig
     from ray.train.torch import TorchTrainer
 

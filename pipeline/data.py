@@ -96,13 +96,6 @@ class SkipCounter:
             out[reason] = out.get(reason, 0) + 1
         return out
 
-    def examples(self, per_reason: int = 10):
-        out = {}
-        for path, reason in sorted(self.skipped.items()):
-            if len(out.setdefault(reason, [])) < per_reason:
-                out[reason].append(path)
-        return out
-
 
 def split_train_val(paths: List[str], val_fraction: float, seed: int = 0, min_val: int = 1) -> Tuple[List[str], List[str]]:
     """Deterministic split: the round(val_fraction * n) paths (at least ``min_val``, e.g. one per

@@ -70,7 +70,7 @@ def test_limit_list_file_and_missing_entries(ray_local, corpus_dir, tmp_path):
     root, info = corpus_dir
     lst = tmp_path / "list.txt"
     rel = [str(Path("..") / root.name / n) for n in info["good"][:3]]
-    lst.write_text("\n".join([f"# three good files and one that is gone", *rel, f"{root}/gone.png"]) + "\n")
+    lst.write_text("\n".join(["# three good files and one that is gone", *rel, f"{root}/gone.png"]) + "\n")
     # relative entries resolve against the list's folder: copy the list next to the corpus' parent
     lst2 = root.parent / "sub" / "list.txt"
     lst2.parent.mkdir(exist_ok=True)

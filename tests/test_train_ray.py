@@ -1,7 +1,6 @@
 """Training on Ray Train (local runtime): checkpoints, MLflow run and samples, resume, fault."""
 
 import json
-import os
 import threading
 import time
 from pathlib import Path
