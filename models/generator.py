@@ -135,7 +135,7 @@ class Generator(nn.Module):
         logits = self.head(x)  # (B, Q, (H+ph)/s, (W+pw)/s)
         s = self.logits_stride
         h, w = -(-H // s), -(-W // s)
-        ab = self.decode(logits)  # (B, 2, (H+ph)/s, (W+pw)/s)
+        ab = self.decode(logits, temperature)  # (B, 2, (H+ph)/s, (W+pw)/s)
         if s > 1:
             with torch.autocast(device_type=ab.device.type, enabled=False):
                 ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from models import GENERATOR_PRESETS, Generator, PatchDiscriminator, losses
+from models.generator import ABPredictor
 from pipeline import color, steps
 from pipeline.config import ExperimentConfig
 
@@ -99,6 +100,18 @@ def test_temperature_changes_saturation():
         logits = logits * 5  # a peaked distribution
         vivid, dull = g.decode(logits, 0.1), g.decode(logits, 1.0)
     assert vivid.norm(dim=1).mean() > dull.norm(dim=1).mean()
+
+
+def test_forward_and_predictor_honour_the_temperature_argument():
+    g = tiny().eval()
+    with torch.no_grad():
+        g.head.bias.copy_(torch.linspace(-3, 3, g.num_bins))  # peaked logits, non-zero mean ab
+        x = torch.randn(1, 1, 32, 32)
+        a, b = g(x, 0.1)[1], g(x, 1.0)[1]
+        assert not torch.allclose(a, b)
+        assert torch.allclose(a, g(x, 0.1)[1])
+        assert torch.allclose(ABPredictor(g, 0.1)(x), a)
+        assert torch.allclose(g(x)[1], g(x, g.temperature)[1])
 
 
 def test_rebalanced_ce_hand_computation():

@@ -1,0 +1,346 @@
+"""Colorization quality at equal GPU budget: ours vs pix2pix, L1-only and all-grey, one command.
+
+Every trained model gets the same wall-clock training budget on the same device (bf16 on CUDA),
+random 128x128 crops with flips of the train split (short side 256); all are scored with the code
+of ``colorize eval`` (``pipeline.evaluate``) on the test split's 256x256 centre crops. Ours decodes
+with the annealed-mean temperature picked on the val split (smallest colourfulness gap): test
+images never steer anything.
+
+    python bench/quality.py --data .quality_data --reference .quality_data/reference --out OUT
+    python bench/quality.py --budget 2 --limit 8 --batch 4 --preset tiny --ngf 8   # CPU smoke run
+
+Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the table); at the end
+OUT/grid.png (grey | pix2pix | L1 | ours-unit | ours | truth, a few test images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from models import Generator, PatchDiscriminator  # noqa: E402
+from pipeline import color, evaluate, metrics, steps  # noqa: E402
+from pipeline.config import ExperimentConfig  # noqa: E402
+
+import pix2pix  # noqa: E402
+import quality_data  # noqa: E402
+
+# Our model and loss for this protocol: the config keys `pipeline/run.py --config` takes, so a
+# winning setting moves into training as is.
+OURS = {
+    "model.preset": "full",
+    "loss.lambda_adv": 0.01,
+    "loss.lambda_ce": 1.0,
+    "loss.lambda_l1": 0.0,
+    "loss.adv_warmup_steps": 1000,  # CE alone first: D has nothing useful to say about noise
+    "optim.lr_g": 2e-4,
+    "optim.lr_d": 4e-4,  # TTUR
+}
+EMA_DECAY = 0.999
+TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
+MODELS = ("grey", "ours", "ours_unit", "pix2pix", "l1")
+LABELS = {"grey": "grey (no training)", "ours": "ours (rebalanced CE + adv)", "ours_unit": "ours, unit class weights",
+          "pix2pix": "pix2pix L1+GAN", "l1": "L1 only"}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class Crops:
+    """Random crop x flip batches from uint8 (H, W, 3) images kept on the device; each epoch visits
+    every image once (shuffled)."""
+
+    def __init__(self, images: List[np.ndarray], crop: int, device, seed: int):
+        self.images = [torch.from_numpy(np.ascontiguousarray(im)).to(device) for im in images]
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self.order: List[int] = []
+        self.seen = 0
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            if not self.order:
+                self.order = list(self.rng.permutation(len(self.images)))
+            im = self.images[self.order.pop()]
+            y = self.rng.integers(im.shape[0] - self.crop + 1)
+            x = self.rng.integers(im.shape[1] - self.crop + 1)
+            c = im[y:y + self.crop, x:x + self.crop]
+            out.append(c.flip(1) if self.rng.random() < 0.5 else c)
+        self.seen += n
+        return torch.stack(out)  # (B, crop, crop, 3) uint8
+
+
+def L_of(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 (B,H,W,3) -> L (B,1,H,W) in [-1, 1]."""
+    return color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)[:, :1] / 50.0 - 1.0
+
+
+# ----------------------------------------------------------------------------- trainers
+
+
+def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
+    torch.manual_seed(cfg.data.seed)
+    G = Generator.from_config(cfg.model).to(device)
+    D = PatchDiscriminator.from_config(cfg.model).to(device)
+    if device.type == "cuda":
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    betas = (cfg.optim.beta1, cfg.optim.beta2)
+    opt_g = torch.optim.Adam(G.parameters(), cfg.optim.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), cfg.optim.lr_d, betas=betas)
+    weights = steps.class_weights_tensor(prior, cfg.loss, device)
+    ema = Generator.from_config(cfg.model).to(device)
+    if device.type == "cuda":
+        ema = ema.to(memory_format=torch.channels_last)
+    ema.load_state_dict(G.state_dict())
+    ema.requires_grad_(False).eval()
+    ema_p, g_p = list(ema.parameters()), list(G.parameters())
+    state = {"step": 0}
+
+    def step(rgb: torch.Tensor) -> Dict:
+        b = steps.prepare_batch(rgb, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma)
+        warm = cfg.loss.adv_warmup_steps
+        scale = min(1.0, state["step"] / warm) if warm else 1.0
+        stats = steps.train_step(G, D, opt_g, opt_d, b, cfg.loss, weights, scale, "bf16", cfg.optim.grad_clip, sync=False)
+        state["step"] += 1
+        d = min(EMA_DECAY, (1 + state["step"]) / (10 + state["step"]))  # short warm-up of the average
+        torch._foreach_lerp_(ema_p, g_p, 1.0 - d)
+        return stats
+
+    def predict(L: torch.Tensor, temperature: float) -> torch.Tensor:
+        with torch.no_grad(), steps.autocast(L.device, "bf16"):
+            return ema(L, temperature)[1].float()
+
+    return {"step": step, "predict": predict, "params": sum(p.numel() for p in G.parameters()),
+            "temperatures": TEMPERATURES}
+
+
+def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -> Dict:
+    torch.manual_seed(seed)
+    G = pix2pix.UnetGenerator(int(math.log2(crop)), ngf).to(device)
+    D = pix2pix.PatchDiscriminator70(ngf).to(device)
+    G.apply(pix2pix.init_weights), D.apply(pix2pix.init_weights)
+    if device.type == "cuda":
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    bce = F.binary_cross_entropy_with_logits
+
+    def step(rgb: torch.Tensor) -> Dict:
+        lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)
+        L, ab = lab[:, :1] / 50.0 - 1.0, lab[:, 1:]
+        G.train(), D.train()
+        with steps.autocast(L.device, "bf16"):
+            fake = G(L)
+            stats = {}
+            if adversarial:
+                real_logit, fake_logit = D(L, ab), D(L, fake.detach())
+                loss_d = 0.5 * (bce(real_logit.float(), torch.ones_like(real_logit.float()))
+                                + bce(fake_logit.float(), torch.zeros_like(fake_logit.float())))
+                opt_d.zero_grad(set_to_none=True)
+                loss_d.backward()
+                opt_d.step()
+                stats["d_loss"] = loss_d.detach()
+            l1 = (fake.float() - ab).abs().mean() / pix2pix.AB_SCALE
+            loss_g = 100.0 * l1
+            if adversarial:
+                D.requires_grad_(False)
+                g_logit = D(L, fake).float()
+                D.requires_grad_(True)
+                loss_g = loss_g + bce(g_logit, torch.ones_like(g_logit))
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+        stats["g_l1"] = l1.detach()
+        return stats
+
+    def predict(L: torch.Tensor, temperature=None) -> torch.Tensor:
+        G.eval()
+        with torch.no_grad(), steps.autocast(L.device, "bf16"):
+            return G(L).float()
+
+    return {"step": step, "predict": predict, "params": sum(p.numel() for p in G.parameters()), "temperatures": (None,)}
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 32) -> torch.Tensor:
+    """uint8 (N, H, W, 3) on the device -> uint8 (N, H, W, 3): each image's own L joined with the
+    predicted ab, converted to sRGB and rounded (what a user would see and what gets scored)."""
+    out = []
+    for i in range(0, len(images), batch):
+        lab = color.rgb_to_lab_torch(images[i:i + batch].permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
+        ab = predict(lab[:, :1] / 50.0 - 1.0, temperature)  # (B,2,H,W)
+        rgb = color.lab_to_rgb_torch(torch.cat([lab[:, :1], ab.float()], 1), dim=1)
+        out.append((rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+    return torch.cat(out)
+
+
+def pick_temperature(predict: Callable, val: torch.Tensor, temperatures) -> Dict:
+    """The temperature whose outputs' mean colourfulness is closest to the val truth's (computed
+    on the device: the full scorer then runs once, at the chosen T)."""
+    cf_true = float(metrics.colourfulness(val.permute(0, 3, 1, 2)).mean())
+    sweep = {}
+    for T in temperatures:
+        cf = float(metrics.colourfulness(colorize(predict, val, T).permute(0, 3, 1, 2)).mean())
+        sweep[str(T)] = {"cf_pred": round(cf, 2), "cf_gap": round(abs(cf - cf_true), 2)}
+    best = min(sweep, key=lambda k: sweep[k]["cf_gap"])
+    return {"temperature": None if best == "None" else float(best), "val_sweep": sweep, "val_cf_true": round(cf_true, 2)}
+
+
+def as_list(images: torch.Tensor) -> List[np.ndarray]:
+    return list(images.cpu().numpy())
+
+
+def score(preds, truths, ref_prior, ssim=True) -> Dict[str, float]:
+    return evaluate.score_images(preds, truths, ref_prior, ssim=ssim, threads=os.cpu_count() or 2)
+
+
+def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) -> Dict:
+    """Run steps until ``budget`` seconds of training wall-clock have passed (device synced)."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    t0, n, last = time.perf_counter(), 0, {}
+    while True:
+        last = trainer["step"](crops.batch(batch))
+        n += 1
+        if n % 10 == 0 or device.type != "cuda":
+            sync()
+            if time.perf_counter() - t0 >= budget:
+                break
+    wall = time.perf_counter() - t0
+    return {"steps": n, "images_seen": n * batch, "train_s": round(wall, 1), "images_per_s": round(n * batch / wall, 1),
+            "last_losses": {k: round(float(v), 4) for k, v in last.items()}}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def table(results: Dict[str, Dict]) -> str:
+    cf_true = next((r["test"]["cf_true"] for r in results.values() if "test" in r), float("nan"))
+    rows = ["| model | AuC | AuC rebal | CF out (truth %.1f) | ΔCF | PSNR | SSIM | top-1 | top-1 rebal | T | steps | images seen |" % cf_true,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if "test" not in r:
+            continue
+        t = r["test"]
+        rows.append(f"| {LABELS.get(name, name)} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | "
+                    f"{t['cf_gap']:.1f} | {t['psnr']:.1f} | {t['ssim']:.3f} | {t['top1']:.1f} | {t['top1_rebalanced']:.1f} | "
+                    f"{r.get('temperature') or '-'} | {r.get('steps', 0)} | {r.get('images_seen', 0)} |")
+    return "\n".join(rows) + "\n"
+
+
+def write(out: Path, meta: Dict, results: Dict) -> None:
+    (out / "metrics.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    (out / "quality.md").write_text(f"# Quality, {meta['date']}, {meta['device']}\n\n{table(results)}\n"
+                                    f"budget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, "
+                                    f"ours: {json.dumps(meta['ours_overrides'])}\n")
+
+
+def grid(out: Path, examples: Dict[str, List[np.ndarray]], n: int) -> None:
+    from PIL import Image
+
+    cols = [k for k in ("grey", "pix2pix", "l1", "ours_unit", "ours", "truth") if k in examples]
+    rows = [np.concatenate([examples[k][i] for k in cols], 1) for i in range(min(n, len(examples["truth"])))]
+    Image.fromarray(np.concatenate(rows, 0)).save(out / "grid.png")
+    (out / "grid.txt").write_text("columns: " + " | ".join(cols) + "\n")
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> Dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="", help="packed folder (bench/quality_data.py); default: the shared data")
+    ap.add_argument("--reference", default=str(ROOT.parent / "shared" / "reference"), help="Zhang's prior_probs.npy + pts_in_hull.npy")
+    ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"), help="training prior (class weights)")
+    ap.add_argument("--out", default="out/quality")
+    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--limit", type=int, default=0, help="first N images of each split (smoke runs)")
+    ap.add_argument("--preset", default=None, help="override model.preset (tiny for CPU smoke runs)")
+    ap.add_argument("--ngf", type=int, default=64, help="pix2pix width (64 as published)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more overrides for ours")
+    ap.add_argument("--examples", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = dict(OURS)
+    if a.preset:
+        overrides["model.preset"] = a.preset
+    overrides.update(dict(kv.split("=", 1) for kv in a.set))
+    cfg = ExperimentConfig().replace(overrides | {"data.seed": a.seed})
+    t = time.perf_counter()
+    data = quality_data.load(a.data, a.limit)
+    train_prior = np.load(a.prior, allow_pickle=False)
+    ref_prior = evaluate.zhang_prior(a.reference)
+    color.rgb_to_bin(np.zeros((1, 3), np.uint8))  # build the colour table before any clock runs
+    meta = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+            "torch": torch.__version__, "budget_s": a.budget, "batch": a.batch, "crop": a.crop, "seed": a.seed,
+            "images": {k: len(v) for k, v in data.items()}, "ours_overrides": overrides, "ema_decay": EMA_DECAY,
+            "temperature_rule": "min colourfulness gap on val", "load_s": round(time.perf_counter() - t, 1)}
+    print(json.dumps(meta), flush=True)
+    results: Dict[str, Dict] = {}
+    examples = {"truth": data["test"][: a.examples]}
+    val_t = torch.from_numpy(np.stack(data["val"])).to(device)  # (N, 256, 256, 3) uint8
+    test_t = torch.from_numpy(np.stack(data["test"])).to(device)
+    for name in a.models.split(","):
+        t = time.perf_counter()
+        if name == "grey":
+            preds = [evaluate.grey_output(im) for im in data["test"]]
+            results[name] = {"test": score(preds, data["test"], ref_prior),
+                             "val": score([evaluate.grey_output(im) for im in data["val"]], data["val"], ref_prior, ssim=False)}
+        else:
+            if name in ("ours", "ours_unit"):
+                c = cfg if name == "ours" else cfg.replace({"loss.rebalance": False})
+                trainer = ours_trainer(c, train_prior, device)
+            elif name in ("pix2pix", "l1"):
+                trainer = pix2pix_trainer(a.ngf, a.crop, name == "pix2pix", device, a.seed)
+            else:
+                raise SystemExit(f"unknown model {name!r}: use {', '.join(MODELS)}")
+            crops = Crops(data["train"], a.crop, device, a.seed)
+            r = train_for(trainer, crops, a.batch, a.budget, device)
+            r["params"] = trainer["params"]
+            r["epochs"] = round(crops.seen / len(data["train"]), 1)
+            r.update(pick_temperature(trainer["predict"], val_t, trainer["temperatures"]))
+            r["val"] = score(as_list(colorize(trainer["predict"], val_t, r["temperature"])), data["val"], ref_prior, ssim=False)
+            preds = as_list(colorize(trainer["predict"], test_t, r["temperature"]))
+            r["test"] = score(preds, data["test"], ref_prior)
+            results[name] = r
+            del trainer
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        examples[name] = preds[: a.examples]
+        results[name]["wall_s"] = round(time.perf_counter() - t, 1)
+        print(f"{name}: {json.dumps(results[name])}", flush=True)
+        write(out, meta, results)
+        grid(out, examples, a.examples)
+    print(table(results), flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The quality protocol's images: train (short side 256, for random 128 crops), val and test (256x256
+centre crops, short side resized to 256 with bicubic).
+
+``pack`` writes them into one folder small enough to travel to a lent GPU machine (the shared data
+stays outside the repo): train and val as JPEG q90 (only a transport copy, made once), test as PNG
+(lossless: the scored truth). ``load`` reads either that folder or the shared data directly.
+
+    python bench/quality_data.py --out .quality_data      # then carry .quality_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED_DATA, split_paths  # noqa: E402
+
+SIZE = 256
+REFERENCE = SHARED_DATA.parent / "reference"
+
+
+def short_side(img: Image.Image, size: int = SIZE) -> Image.Image:
+    """Resize so the short side is ``size`` (bicubic), keeping the aspect ratio."""
+    s = size / min(img.size)
+    return img.resize((max(size, round(img.width * s)), max(size, round(img.height * s))), Image.BICUBIC)
+
+
+def centre_crop(img: Image.Image, size: int = SIZE) -> Image.Image:
+    l, t = (img.width - size) // 2, (img.height - size) // 2
+    return img.crop((l, t, l + size, t + size))
+
+
+def _open(path) -> Image.Image:
+    with Image.open(path) as im:
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
+def prepared(split: str, path) -> Image.Image:
+    """One photo as the protocol uses it: train keeps its full short-side-256 frame, val/test the centre crop."""
+    img = short_side(_open(path))
+    return img if split == "train" else centre_crop(img)
+
+
+def pack(out: Path, limit: int = 0) -> None:
+    for split in ("train", "val", "test"):
+        folder = out / split
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = split_paths(split, limit)
+
+        def write(ip, split=split, folder=folder):
+            i, p = ip
+            img = prepared(split, p)
+            if split == "test":
+                img.save(folder / f"{i:05d}.png")
+            else:
+                img.save(folder / f"{i:05d}.jpg", quality=90)
+
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(write, enumerate(paths)))
+        (folder / "SOURCES.txt").write_text("\n".join(str(p.name) for p in paths) + "\n")
+        size = sum(f.stat().st_size for f in folder.iterdir())
+        print(f"{split}: {len(paths)} images, {size / 2**20:.1f} MiB")
+    ref = out / "reference"  # Zhang's prior, for the rebalanced metrics
+    ref.mkdir(exist_ok=True)
+    for name in ("prior_probs.npy", "pts_in_hull.npy"):
+        shutil.copyfile(REFERENCE / name, ref / name)
+
+
+def load(source: str = "", limit: int = 0, threads: int = 0) -> Dict[str, List[np.ndarray]]:
+    """{split: [uint8 (H, W, 3)]} from a packed folder, or from the shared data when ``source`` is empty."""
+    threads = threads or os.cpu_count() or 2
+    out = {}
+    for split in ("train", "val", "test"):
+        if source:
+            files = sorted(f for f in (Path(source) / split).iterdir() if f.suffix in (".jpg", ".png"))
+            files = files[:limit] if limit else files
+            read = lambda f: np.asarray(_open(f))  # noqa: E731
+        else:
+            files = split_paths(split, limit)
+            read = lambda f, s=split: np.asarray(prepared(s, f))  # noqa: E731
+        with ThreadPoolExecutor(threads) as pool:
+            out[split] = list(pool.map(read, files))
+        if not out[split]:
+            raise SystemExit(f"no {split} images in {source or 'the shared data'}")
+    return out
+
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=".quality_data")
+    ap.add_argument("--limit", type=int, default=0)
+    a = ap.parse_args()
+    pack(Path(a.out), a.limit)
