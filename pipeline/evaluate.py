@@ -60,8 +60,8 @@ def measure(pred: np.ndarray, truth: np.ndarray, prior: torch.Tensor, ssim: bool
     bin_p = torch.from_numpy(color.rgb_to_bin(pred).astype(np.int64))
     w = metrics.rebalance_pixel_weights(bin_t, prior)  # (H, W) float64: 1/p of the true bin
     hit = (bin_p == bin_t).double()
-    p = torch.from_numpy(np.ascontiguousarray(pred)).permute(2, 0, 1)[None]
-    t = torch.from_numpy(np.ascontiguousarray(truth)).permute(2, 0, 1)[None]
+    p = torch.tensor(pred).permute(2, 0, 1)[None]  # a copy: inputs may be read-only arrays
+    t = torch.tensor(truth).permute(2, 0, 1)[None]
     return {
         "hist": metrics.error_histogram(ab_p, ab_t),
         "hist_rebal": metrics.error_histogram(ab_p, ab_t, w[None]),
