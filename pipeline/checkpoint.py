@@ -39,6 +39,18 @@ def save(directory: str, G, D, opt_g, opt_d, step: int, epoch: int, config: Dict
         json.dump({"step": int(step), "epoch": int(epoch), **(meta or {})}, f, indent=2)
 
 
+def save_generator(directory: str, G, step: int, epoch: int, config: Dict[str, Any]) -> None:
+    """A generator-only checkpoint (what serving needs): ``load_generator`` reads it like a full one."""
+    from pipeline.steps import unwrap
+
+    os.makedirs(directory, exist_ok=True)
+    torch.save({"generator": unwrap(G).state_dict(), "step": int(step), "epoch": int(epoch)}, os.path.join(directory, STATE))
+    with open(os.path.join(directory, CONFIG), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(directory, META), "w") as f:
+        json.dump({"step": int(step), "epoch": int(epoch), "kind": "generator"}, f, indent=2)
+
+
 def load_state(directory: str, map_location="cpu") -> Dict[str, Any]:
     path = os.path.join(directory, STATE)
     if not os.path.exists(path):
@@ -71,13 +83,17 @@ def restore(directory: str, G, D, opt_g, opt_d, map_location="cpu") -> Dict[str,
     return {"step": int(state["step"]), "epoch": int(state["epoch"])}
 
 
-def load_generator(directory: str, map_location="cpu"):
-    """The trained generator of a checkpoint, in eval mode, built from its own saved config."""
+def generator_from_state(generator_state: Dict[str, Any], config: Dict[str, Any]):
+    """A generator in eval mode from its state dict and the run's config dict (as saved)."""
     from models import Generator
     from pipeline.config import ExperimentConfig
 
-    cfg = ExperimentConfig.from_dict(load_config(directory))
-    state = load_state(directory, map_location)
-    G = Generator.from_config(cfg.model, bins=state["generator"]["bins"].cpu().numpy())
-    G.load_state_dict(state["generator"])
+    cfg = ExperimentConfig.from_dict(config)
+    G = Generator.from_config(cfg.model, bins=generator_state["bins"].cpu().numpy())
+    G.load_state_dict(generator_state)
     return G.eval()
+
+
+def load_generator(directory: str, map_location="cpu"):
+    """The trained generator of a checkpoint, in eval mode, built from its own saved config."""
+    return generator_from_state(load_state(directory, map_location)["generator"], load_config(directory))

@@ -25,7 +25,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-grey", action="store_true", help="count fully grey images too (skipped by default)")
     p.add_argument("--workers", type=int, default=None, help="max concurrent decode tasks (default: all CPUs)")
     _add_s3(p)
+
+    p = sub.add_parser("infer", help="colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)")
+    _add_model(p)
+    p.add_argument("--input", required=True, help="a photo, folder, list file (.txt) or s3://bucket/prefix")
+    p.add_argument("--output", required=True, help="output file (for one photo) or folder / s3:// prefix")
+    p.add_argument("--size", type=int, default=256, help="working size: short side the model sees (default 256)")
+    p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
+    _add_s3(p)
+
+    p = sub.add_parser("eval", help="score models on photos beside the all-grey baseline; metrics.json + report.html")
+    _add_model(p)
+    p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of colour photos")
+    p.add_argument("--out", default="out/eval", help="folder for metrics.json and report.html")
+    p.add_argument("--compare", action="append", default=[], metavar="REF", help="another model to score beside (repeatable)")
+    p.add_argument("--size", type=int, default=256, help="photos are resized to short side SIZE and centre-cropped square")
+    p.add_argument("--limit", type=int, default=None, help="first N photos only")
+    p.add_argument("--examples", type=int, default=6, help="example rows in the report")
+    p.add_argument("--reference", default=None, help="folder with Zhang's prior_probs.npy + pts_in_hull.npy for the "
+                   "rebalanced metrics (default: the project's prior_probs.npy)")
+    p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
+    _add_s3(p)
+
+    p = sub.add_parser("export", help="export the generator as ONNX, checked by onnxruntime")
+    _add_model(p)
+    p.add_argument("--onnx", required=True, help="output .onnx file")
     return parser
+
+
+def _add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint folder, Ray Train run folder, runs:/<id>/generator or models:/name@alias")
+    p.add_argument("--saturation", type=float, default=None,
+                   help="annealed-mean temperature T (lower = more vivid; default: the model's own)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -33,11 +65,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.storage import StorageError
 
+    if getattr(args, "saturation", None) is not None and args.saturation <= 0:
+        print(f"colorize {args.command}: error: --saturation must be > 0, got {args.saturation}", file=sys.stderr)
+        return 2
     try:
         if args.command == "priors":
             from pipeline import priors
 
             return priors.run(args)
+        if args.command == "infer":
+            from pipeline import infer
+
+            return infer.run(args)
+        if args.command == "eval":
+            from pipeline import eval_report
+
+            return eval_report.run(args)
+        if args.command == "export":
+            from pipeline import export
+
+            return export.run(args)
     except (StorageError, ValueError) as e:
         print(f"colorize {args.command}: error: {e}", file=sys.stderr)
         return 2

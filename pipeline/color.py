@@ -106,6 +106,40 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0).astype(dtype, copy=False)
 
 
+def _lab_to_rgb_unclipped(lab: np.ndarray) -> np.ndarray:
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = np.stack([lab[..., 1] / 500.0 + fy, fy, fy - lab[..., 2] / 200.0], axis=-1)
+    xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / _LAB_KAPPA) * D65_WHITE
+    lin = xyz @ RGB_FROM_XYZ.T
+    return np.where(lin > 0.0031308, 1.055 * np.abs(lin) ** (1 / 2.4) - 0.055, 12.92 * lin)
+
+
+def lab_to_rgb_keep_l(lab: np.ndarray, iters: int = 12) -> np.ndarray:
+    """Lab (..., 3) -> sRGB (..., 3) float64 in [0, 1], keeping each pixel's L.
+
+    Plain clipping of an out-of-gamut colour changes its lightness (a bright saturated guess comes
+    back darker or lighter than the photo). Here such a pixel's chroma is scaled down (bisection on
+    the factor, ``iters`` halvings) until the colour fits: grey at any L always does, so the
+    result keeps L exactly, up to 8-bit rounding once quantised.
+    """
+    lab = np.asarray(lab, np.float64)
+    rgb = _lab_to_rgb_unclipped(lab)
+    bad = ((rgb < 0.0) | (rgb > 1.0)).any(-1)
+    if bad.any():
+        sub = lab[bad]  # (N, 3)
+        lo, hi = np.zeros(len(sub)), np.ones(len(sub))
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            t = sub.copy()
+            t[:, 1:] *= mid[:, None]
+            c = _lab_to_rgb_unclipped(t)
+            ok = ((c >= 0.0) & (c <= 1.0)).all(-1)
+            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+        sub[:, 1:] *= lo[:, None]
+        rgb[bad] = _lab_to_rgb_unclipped(sub)
+    return np.clip(rgb, 0.0, 1.0)
+
+
 # ----------------------------------------------------------------------------- sRGB <-> Lab (torch)
 
 

@@ -143,10 +143,13 @@ class TrackingSection:
     uri: Optional[str] = None  # None: MLFLOW_TRACKING_URI, else sqlite under the output folder
     experiment: str = "colorize"
     register_as: Optional[str] = None  # registered model name for the final generator
+    register_alias: Optional[str] = None  # alias set on the new version (e.g. champion): models:/name@alias
     sample_images: int = 4
 
     def validate(self, p: str) -> None:
         _check(self.sample_images >= 0, f"{p}.sample_images must be >= 0")
+        _check(self.register_alias is None or self.register_as is not None, f"{p}.register_alias needs {p}.register_as")
+        _check(self.register_alias not in ("latest",), f"{p}.register_alias: 'latest' is reserved by MLflow")
 
 
 @dataclass(frozen=True)

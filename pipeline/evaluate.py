@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import color, metrics
+from pipeline.inference import join_l_ab, to_uint8  # noqa: F401  (re-exported: the eval join)
 
 
 def grey_output(rgb: np.ndarray) -> np.ndarray:
@@ -27,16 +28,6 @@ def grey_output(rgb: np.ndarray) -> np.ndarray:
     lab = color.rgb_to_lab(rgb)
     lab[..., 1:] = 0.0
     return to_uint8(color.lab_to_rgb(lab))
-
-
-def to_uint8(rgb01: np.ndarray) -> np.ndarray:
-    """[0, 1] float RGB -> uint8, rounded (out-of-gamut values clipped)."""
-    return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
-
-
-def join_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """L (H, W) in 0..100 and ab (H, W, 2) -> uint8 sRGB (H, W, 3)."""
-    return to_uint8(color.lab_to_rgb(np.concatenate([L[..., None], ab], -1)))
 
 
 def _prior_tensor(prior: np.ndarray) -> torch.Tensor:

@@ -183,35 +183,35 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             if samples is not None:
                 tracker.image(sample_grid(G, samples, device), f"samples/epoch_{epoch:03d}.png")
     if rank == 0 and tracker.active:
-        log_generator(tracker, steps.unwrap(G), cfg)
+        log_generator(tracker, steps.unwrap(G), cfg, step, cfg.train.epochs - 1)
 
 
-def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig) -> None:
-    """The trained generator as an MLflow model (L in [-1,1] -> ab), registered if configured."""
+def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: int = 0, epoch: int = 0) -> None:
+    """The trained generator as an MLflow model, registered (and aliased) when configured.
 
-    def go(_client):
+    Logged as a pyfunc "model from code" (``pipeline/serving.py``) with the generator's weights as a
+    plain checkpoint artifact: loading runs no pickle (``colorize infer``/``eval`` read the
+    checkpoint with weights_only=True), and the registry entry works with ``mlflow.pyfunc`` too.
+    """
+
+    def go(client):
         import mlflow
-        import mlflow.pytorch
-        from mlflow.models import infer_signature
+        import mlflow.pyfunc
 
-        from models.generator import ABPredictor
-
-        model = ABPredictor(G).cpu().eval()
-        example = torch.zeros(2, 1, 64, 64)
-        with torch.no_grad():
-            out = model(example)
-        signature = infer_signature(example.numpy(), out.numpy())
-        mlflow.set_tracking_uri(tracker.uri)
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        with mlflow.start_run(run_id=tracker.run_id):
-            mlflow.pytorch.log_model(
-                model,
+        mlflow.set_tracking_uri(tracker.uri)
+        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=tracker.run_id):
+            ckpt = os.path.join(tmp, "checkpoint")
+            checkpoint.save_generator(ckpt, G, step, epoch, cfg.to_dict())
+            info = mlflow.pyfunc.log_model(
                 name="generator",
-                signature=signature,
-                serialization_format="pickle",
-                code_paths=[os.path.join(root, "models")],
+                python_model=os.path.join(root, "pipeline", "serving.py"),
+                artifacts={"checkpoint": ckpt},
+                code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
                 registered_model_name=cfg.tracking.register_as,
             )
+        if cfg.tracking.register_as and cfg.tracking.register_alias and info.registered_model_version:
+            client.set_registered_model_alias(cfg.tracking.register_as, cfg.tracking.register_alias, info.registered_model_version)
 
     tracker._call("log model", go)
 

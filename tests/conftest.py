@@ -107,6 +107,26 @@ def s3_server(tmp_path_factory):
         log.close()
 
 
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real MLflow tracking server (sqlite backend, local artifact store it serves) on 127.0.0.1."""
+    root = tmp_path_factory.mktemp("mlflow")
+    port = free_port()
+    log = open(root / "server.log", "wb")
+    exe = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_for_port(port, 120, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_group(proc)
+        log.close()
+
+
 @pytest.fixture
 def s3_client(s3_server):
     import boto3

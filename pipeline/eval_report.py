@@ -1,0 +1,146 @@
+"""``colorize eval``: score models on a dataset beside the all-grey baseline; write ``metrics.json``
+and a self-contained HTML report, and log both to MLflow when a run is given.
+
+Each photo is resized so its short side is ``--size`` and centre-cropped to a square (the
+protocol of bench/quality.py); every model colorizes the same crops through the inference path of
+``colorize infer`` and is scored by ``pipeline.evaluate`` on the 8-bit result.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from pipeline import evaluate, inference, storage, transforms
+
+METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
+
+
+def centre_square(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    t, l = (h - s) // 2, (w - s) // 2
+    return np.ascontiguousarray(rgb[t:t + s, l:l + s])
+
+
+def load_truth(uri: str, size: int, limit: Optional[int], s3) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
+    """(paths, uint8 square crops, skipped {reason: [paths]}) of the photos under ``uri``."""
+    fs, paths = storage.list_inputs(uri, s3)
+    paths = paths[:limit] if limit else paths
+
+    def one(p):
+        try:
+            with fs.open_input_stream(p) as f:
+                d = transforms.decode_image(f.read(), size=size)
+        except OSError:
+            return p, None, "unreadable"
+        if d.rgb is None:
+            return p, None, d.skip
+        if transforms.is_grey(d.rgb):
+            return p, None, transforms.SKIP_GREY
+        return p, centre_square(d.rgb), None
+
+    kept, truths, skipped = [], [], {}
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 2)) as pool:
+        for p, rgb, reason in pool.map(one, paths):
+            if rgb is None:
+                skipped.setdefault(reason, []).append(p)
+            else:
+                kept.append(p)
+                truths.append(rgb)
+    if not truths:
+        raise storage.StorageError(f"no usable colour photos at {uri} (skipped: { {k: len(v) for k, v in skipped.items()} })")
+    return kept, truths, skipped
+
+
+def _png_b64(rgb: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def report_html(results: Dict[str, Dict[str, float]], examples: Dict[str, List[np.ndarray]], title: str) -> str:
+    """One HTML file: the metrics table and a grid of examples (grey | each model | truth), images inline."""
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in METRIC_NAMES)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{r[m]:.3f}</td>" for m in METRIC_NAMES) + "</tr>"
+        for name, r in results.items()
+    )
+    cols = list(examples)
+    grid_head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    n = len(next(iter(examples.values()))) if examples else 0
+    grid = "".join("<tr>" + "".join(f'<td><img src="data:image/png;base64,{_png_b64(examples[c][i])}"></td>' for c in cols) + "</tr>"
+                   for i in range(n))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;text-align:right}img{width:192px}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><table><tr><th>model</th>{head}</tr>{rows}</table>"
+            f"<h2>Examples</h2><table><tr>{grid_head}</tr>{grid}</table></body></html>")
+
+
+def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files: List[str]) -> None:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    import time
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    ts = int(time.time() * 1000)
+    metrics = [Metric(f"eval/{name}/{m}", float(v), ts, 0) for name, r in results.items() for m, v in r.items()
+               if isinstance(v, (int, float)) and v == v]
+    client.log_batch(run_id, metrics=metrics)
+    for f in files:
+        client.log_artifact(run_id, f, "eval")
+
+
+def run(args) -> int:
+    from pipeline import model_ref
+
+    s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
+    refs = [args.model] + list(args.compare or [])
+    models = {}
+    for i, ref in enumerate(refs):  # every reference resolves before any photo is read
+        G, info = model_ref.load_generator(ref, args.tracking_uri)
+        models["model" if i == 0 else f"compare{i}"] = (G, info)
+    paths, truths, skipped = load_truth(args.data, args.size, args.limit, s3)
+    prior = evaluate.zhang_prior(args.reference) if args.reference else _project_prior()
+    n_ex = min(args.examples, len(truths))
+    examples = {"grey": [evaluate.grey_output(t) for t in truths[:n_ex]]}
+    results = {"grey": evaluate.score_images([evaluate.grey_output(t) for t in truths], truths, prior, threads=os.cpu_count() or 2)}
+    for name, (G, info) in models.items():
+        preds = [inference.colorize(G, t, None, args.saturation) for t in truths]
+        results[name] = evaluate.score_images(preds, truths, prior, threads=os.cpu_count() or 2)
+        results[name]["ref"] = info["ref"]
+        examples[name] = preds[:n_ex]
+    examples["truth"] = truths[:n_ex]
+    doc = {"data": args.data, "size": args.size, "images": len(truths), "saturation": args.saturation,
+           "skipped": {k: len(v) for k, v in skipped.items()}, "skipped_examples": {k: v[:5] for k, v in skipped.items()},
+           "rebalance_prior": args.reference or "prior_probs.npy", "results": results}
+    os.makedirs(args.out, exist_ok=True)
+    mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
+    with open(mpath, "w") as f:
+        json.dump(doc, f, indent=1)
+    numeric = {k: {m: v for m, v in r.items() if m in METRIC_NAMES} for k, r in results.items()}
+    with open(hpath, "w") as f:
+        f.write(report_html(numeric, examples, f"colorize eval: {args.data} ({len(truths)} photos)"))
+    run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        log_to_mlflow(run_id, args.tracking_uri, numeric, [mpath, hpath])
+    for name, r in numeric.items():
+        print(f"{name:10s} " + " ".join(f"{m}={r[m]:.2f}" for m in METRIC_NAMES))
+    print(f"colorize eval: {len(truths)} photos, skipped {doc['skipped']}; wrote {mpath}, {hpath}"
+          + (f"; logged to MLflow run {run_id}" if run_id else ""))
+    return 0
+
+
+def _project_prior() -> np.ndarray:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return np.load(os.path.join(root, "prior_probs.npy"), allow_pickle=False)

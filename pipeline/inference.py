@@ -1,0 +1,63 @@
+"""Colorizing one photo with a trained generator: the maths of ``colorize infer`` and ``eval``.
+
+Pure torch/numpy, no Ray. The generator predicts ab from L at a working size (short side
+``size``, the scale it was trained at); ab is upsampled to the photo's own resolution and joined
+with its full-resolution L, so detail and lightness come from the input, only colour is guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline import color
+
+
+def to_uint8(rgb01: np.ndarray) -> np.ndarray:
+    """[0, 1] float RGB -> uint8, rounded (values outside clipped)."""
+    return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
+
+
+def join_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """L (H, W) in 0..100 and ab (H, W, 2) -> uint8 sRGB (H, W, 3); L kept, chroma gives way where
+    the colour would leave the sRGB gamut."""
+    return to_uint8(color.lab_to_rgb_keep_l(np.concatenate([L[..., None], ab], -1)))
+
+
+def working_shape(h: int, w: int, size: Optional[int]) -> tuple:
+    """(h, w) with the short side ``size`` (aspect kept); the input's own when ``size`` is None."""
+    if not size:
+        return h, w
+    s = size / min(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+@torch.no_grad()
+def predict_ab(G: torch.nn.Module, L: np.ndarray, size: Optional[int] = 256, temperature: Optional[float] = None,
+               device: Optional[torch.device] = None) -> np.ndarray:
+    """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
+    device = device or next(G.parameters()).device
+    H, W = L.shape
+    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None].to(device) / 50.0 - 1.0  # (1,1,H,W)
+    h, w = working_shape(H, W, size)
+    if (h, w) != (H, W):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    use_bf16 = device.type == "cuda"
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        ab = G(x, temperature)[1].float()  # (1,2,h,w)
+    if (h, w) != (H, W):
+        ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
+    return ab[0].permute(1, 2, 0).cpu().numpy()
+
+
+def colorize(G: torch.nn.Module, rgb: np.ndarray, size: Optional[int] = 256, temperature: Optional[float] = None,
+             device: Optional[torch.device] = None) -> np.ndarray:
+    """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
+    uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding)."""
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+    L = color.rgb_to_lab(rgb)[..., 0].astype(np.float64)
+    return join_l_ab(L, predict_ab(G, L, size, temperature, device))

@@ -1,0 +1,71 @@
+"""Find a trained generator from what a user types: a checkpoint folder, a Ray Train run folder
+(its newest checkpoint), an MLflow ``runs:/<id>/<path>`` URI or a registered ``models:/name@alias``
+(or ``models:/name/<version>``).
+
+MLflow references are downloaded and read as plain checkpoint files with ``weights_only=True``:
+nothing pickled runs, whatever the registry holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Optional, Tuple
+
+from pipeline import checkpoint
+
+
+class ModelNotFound(ValueError):
+    """The model reference does not lead to a checkpoint; the message says what was tried."""
+
+
+def is_mlflow_ref(ref: str) -> bool:
+    return ref.startswith(("runs:/", "models:/"))
+
+
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+
+
+def _newest_checkpoint(root: str) -> Optional[str]:
+    """The folder holding ``state.pt`` under ``root`` with the highest saved step."""
+    found = []
+    for d, _, files in os.walk(root):
+        if checkpoint.STATE in files:
+            step = checkpoint.load_meta(d).get("step", -1)
+            found.append((step, d))
+    return max(found)[1] if found else None
+
+
+def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
+    """A local folder with ``state.pt`` + ``config.json`` for ``ref`` (downloaded if from MLflow)."""
+    if is_mlflow_ref(ref):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        uri = tracking_uri or mlflow.get_tracking_uri()
+        try:
+            mlflow.set_tracking_uri(uri)
+            root = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=tempfile.mkdtemp(prefix="colorize-model-"))
+        except (MlflowException, OSError) as e:
+            raise ModelNotFound(f"model {ref} not found in MLflow at {uri}: {_short(e)}") from None
+    else:
+        root = os.path.abspath(os.path.expanduser(ref))
+        if not os.path.exists(root):
+            raise ModelNotFound(f"model {ref} not found: no such folder (give a checkpoint folder, runs:/... or models:/...)")
+    found = _newest_checkpoint(root)
+    if found is None:
+        raise ModelNotFound(f"model {ref}: no checkpoint ({checkpoint.STATE}) under {root}")
+    return found
+
+
+def load_generator(ref: str, tracking_uri: Optional[str] = None, device: str = "cpu") -> Tuple["object", dict]:
+    """(generator in eval mode on ``device``, info {"ref", "checkpoint", "step", "temperature"})."""
+    path = local_checkpoint(ref, tracking_uri)
+    try:
+        G = checkpoint.load_generator(path, map_location="cpu").to(device)
+    except (KeyError, RuntimeError, ValueError, json.JSONDecodeError) as e:
+        raise ModelNotFound(f"model {ref}: checkpoint at {path} is not a colorize generator ({_short(e)})") from None
+    meta = checkpoint.load_meta(path)
+    return G, {"ref": ref, "checkpoint": path, "step": meta.get("step"), "temperature": G.temperature}
