@@ -26,6 +26,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="max concurrent decode tasks (default: all CPUs)")
     _add_s3(p)
 
+    p = sub.add_parser("prepare", help="decode raw photos once into Parquet shards (L, ab, bins) that training and priors read")
+    p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of raw photos")
+    p.add_argument("--out", required=True, help="output folder or s3:// prefix (shards + manifest.json)")
+    p.add_argument("--size", type=int, default=256, help="short side after resize (default 256: train with data.resize=256)")
+    p.add_argument("--limit", type=int, default=None, help="first N files only")
+    p.add_argument("--keep-grey", action="store_true", help="keep fully grey photos (skipped by default)")
+    p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")
+    _add_s3(p)
+
     p = sub.add_parser("infer", help="colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)")
     _add_model(p)
     p.add_argument("--input", required=True, help="a photo, folder, list file (.txt) or s3://bucket/prefix")
@@ -73,6 +82,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from pipeline import priors
 
             return priors.run(args)
+        if args.command == "prepare":
+            from pipeline import prepared
+
+            return prepared.run(args)
         if args.command == "infer":
             from pipeline import infer
 

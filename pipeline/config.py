@@ -32,7 +32,8 @@ class DataSection:
     flip: bool = True
     skip_grey: bool = True
     limit: Optional[int] = None  # first N files only (quick runs)
-    seed: int = 0
+    seed: int = 0  # split, file order and crops are repeatable for a given seed
+    shuffle_buffer: int = 256  # rows in each worker's local shuffle buffer (0: off); file order is shuffled too
     s3_endpoint: Optional[str] = None
     s3_region: Optional[str] = None
 
@@ -41,6 +42,7 @@ class DataSection:
         _check(self.resize >= 16, f"{p}.resize must be >= 16, got {self.resize}")
         _check(8 <= self.crop <= self.resize, f"{p}.crop must be in [8, {p}.resize={self.resize}], got {self.crop}")
         _check(self.limit is None or self.limit > 0, f"{p}.limit must be > 0, got {self.limit}")
+        _check(self.shuffle_buffer >= 0, f"{p}.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class TrainSection:
     amp: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | bf16 | off
     log_every: int = 10
     max_steps_per_epoch: Optional[int] = None
+    audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")

@@ -157,9 +157,18 @@ def image_dataset(
 
 
 def training_datasets(data_cfg, cpus_per_task: float = 1.0, num_workers: int = 1):
-    """(train_ds, val_ds, counter, info) for an ExperimentConfig's data section; a held-out
-    validation split gets at least one file per worker (Ray Train splits it equally)."""
+    """(train_ds, val_ds, counter, info) for an ExperimentConfig's data section.
+
+    ``data.train`` may be raw photos (folder, list file, ``s3://`` prefix, ``skimage:``) or a
+    prepared-shards folder (``colorize prepare``); ``info["source"]`` says which was read. Without
+    ``data.val`` a stable hash of each file's (or row's) id holds out ``val_fraction``.
+    """
+    from pipeline import prepared
+
     s3 = storage.S3Settings.from_env(endpoint=data_cfg.s3_endpoint, region=data_cfg.s3_region)
+    configure_io_retries()
+    if prepared.is_prepared(data_cfg.train, s3):
+        return _prepared_datasets(data_cfg, s3, cpus_per_task)
     fs, paths = storage.list_inputs(data_cfg.train, s3)
     if data_cfg.limit:
         paths = paths[: data_cfg.limit]
@@ -167,18 +176,85 @@ def training_datasets(data_cfg, cpus_per_task: float = 1.0, num_workers: int = 1
         train_paths = paths
         vfs, val_paths = storage.list_inputs(data_cfg.val, s3)
     else:
-        train_paths, val_paths = split_train_val(paths, data_cfg.val_fraction, data_cfg.seed, min_val=num_workers)
+        train_paths, val_paths = split_train_val(paths, data_cfg.val_fraction, data_cfg.seed, min_val=1)
         vfs = fs
     if not train_paths:
         raise storage.StorageError(f"no training files at {data_cfg.train}")
     if not val_paths:
         raise storage.StorageError(f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})")
-    if len(val_paths) < num_workers:
-        log.warning("only %d validation file(s) for %d workers: Ray Train splits validation rows equally and "
-                    "drops the remainder", len(val_paths), num_workers)
     ensure_ray()
     counter = SkipCounter.remote()
     train_ds = image_dataset(fs, train_paths, data_cfg, True, counter, cpus_per_task)
     val_ds = image_dataset(vfs, val_paths, data_cfg, False, counter, cpus_per_task)
-    info = {"train_files": len(train_paths), "val_files": len(val_paths)}
+    info = {"source": "raw images", "train_files": len(train_paths), "val_files": len(val_paths)}
+    log.warning("training reads raw images: %d train / %d val files from %s", len(train_paths), len(val_paths), data_cfg.train)
     return train_ds, val_ds, counter, info
+
+
+def _prepared_datasets(data_cfg, s3, cpus_per_task: float):
+    from pipeline import prepared
+
+    manifest = prepared.read_manifest(data_cfg.train, s3)
+    if data_cfg.crop > manifest["size"]:
+        raise storage.StorageError(f"data.crop={data_cfg.crop} exceeds the prepared size {manifest['size']} of {data_cfg.train}")
+    if data_cfg.resize != manifest["size"]:
+        log.warning("data.resize=%d ignored: %s was prepared at short side %d", data_cfg.resize, data_cfg.train, manifest["size"])
+    if data_cfg.limit:
+        log.warning("data.limit is ignored for prepared shards")
+
+    def crops(uri, part, train, seed, m):
+        ds = prepared.shards_dataset(uri, s3, shuffle_seed=seed, manifest=m)
+        fn = prepared.ShardCrops(data_cfg.crop, train, data_cfg.flip, part, data_cfg.val_fraction, data_cfg.seed)
+        return ds.map_batches(fn, batch_size=16, num_cpus=cpus_per_task, batch_format="numpy")
+
+    if data_cfg.val:
+        vman = prepared.read_manifest(data_cfg.val, s3) if prepared.is_prepared(data_cfg.val, s3) else None
+        if vman is None:
+            raise storage.StorageError(f"data.val={data_cfg.val} must be prepared shards too when data.train is")
+        train_ds = crops(data_cfg.train, "all", True, data_cfg.seed, manifest)
+        val_ds = crops(data_cfg.val, "all", False, None, vman)
+    else:
+        train_ds = crops(data_cfg.train, "train", True, data_cfg.seed, manifest)
+        val_ds = crops(data_cfg.train, "val", False, None, manifest)
+    counter = SkipCounter.remote()  # nothing is skipped at training time: prepare counted it
+    info = {"source": "prepared shards", "images": manifest["images"], "shards": len(manifest["shards"]),
+            "prepared_run": manifest["run"], "prepared_skipped": manifest["skipped"]}
+    log.warning("training reads prepared shards: %d images in %d shards from %s (run %s)",
+                manifest["images"], len(manifest["shards"]), data_cfg.train, manifest["run"])
+    return train_ds, val_ds, counter, info
+
+
+# Transient object-store errors Ray Data retries on read and write, beyond its defaults (which cover
+# AWS INTERNAL_FAILURE / NETWORK_CONNECTION / SLOW_DOWN / 503 / SERVICE_UNAVAILABLE).
+EXTRA_RETRIED_IO_ERRORS = ("AWS Error REQUEST_TIMEOUT", "Connection reset by peer", "curlCode: 28", "AWS Error THROTTLING")
+
+
+def configure_io_retries() -> None:
+    """Add transient S3 errors to ``DataContext.retried_io_errors`` (pyarrow's own retry strategy,
+    ``S3Settings.retries`` attempts, handles the rest per request)."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.retried_io_errors = list(dict.fromkeys([*ctx.retried_io_errors, *EXTRA_RETRIED_IO_ERRORS]))
+
+
+def exact_split_data_config():
+    """A Ray Train DataConfig that splits every dataset among workers *without* dropping rows:
+    ``streaming_split(equal=False)``. Workers then may get different numbers of batches; the
+    training loop (``pipeline.train``) keeps DDP in step with zero-weight filler steps."""
+    from ray.train import DataConfig
+
+    class ExactSplit(DataConfig):
+        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+            output = [{} for _ in range(world_size)]
+            hints = worker_node_ids if self._enable_shard_locality else None
+            for name, ds in datasets.items():
+                ds = ds.copy(ds)
+                if ds.name is None:
+                    ds.set_name(name)
+                ds.context.execution_options = self._resolve_execution_options(name)
+                for i, split in enumerate(ds.streaming_split(world_size, equal=False, locality_hints=hints)):
+                    output[i][name] = split
+            return output
+
+    return ExactSplit()

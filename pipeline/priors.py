@@ -34,6 +34,8 @@ class PriorResult:
     skipped: Dict[str, int]
     skipped_examples: Dict[str, List[str]] = field(default_factory=dict)
     seconds: float = 0.0
+    source: str = "raw images"  # or "prepared shards"
+    size: Optional[int] = None  # the short side the pixels were counted at, when fixed by the source
 
     @property
     def prior(self) -> np.ndarray:
@@ -61,6 +63,10 @@ def compute_prior(
 
     if size < 8:
         raise ValueError(f"--size must be >= 8, got {size}")
+    from pipeline import prepared
+
+    if prepared.is_prepared(data, s3):
+        return prior_from_shards(data, s3, workers)
     t0 = time.perf_counter()
     ds, paths, _ = rdata.read_files(data, s3=s3, limit=limit, files_per_block=files_per_task)
     ds = ds.map_batches(
@@ -106,6 +112,44 @@ def compute_prior(
     return result
 
 
+def _bins_histogram(batch: dict) -> dict:
+    """Prepared rows' ``bin`` planes (uint16 bytes) -> one row: (1, Q) counts, images, pixels."""
+    hist = np.zeros(color.num_bins(), np.int64)
+    pixels = 0
+    for raw in batch["bin"]:
+        bins = np.frombuffer(raw, "<u2")
+        hist += np.bincount(bins, minlength=color.num_bins())
+        pixels += bins.size
+    return {"hist": hist[None], "images": np.array([len(batch["bin"])], np.int64), "pixels": np.array([pixels], np.int64)}
+
+
+def prior_from_shards(data: str, s3: Optional[storage.S3Settings] = None, workers: Optional[int] = None) -> PriorResult:
+    """The prior of prepared shards: a histogram of their stored bins (no decoding). Equal to the
+    prior of the raw photos at the size and grey rule they were prepared with."""
+    import ray
+
+    from pipeline import prepared
+
+    t0 = time.perf_counter()
+    manifest = prepared.read_manifest(data, s3)
+    log.warning("priors from prepared shards: %d images at short side %d (run %s); --size/--limit/--keep-grey "
+                "were fixed at prepare time", manifest["images"], manifest["size"], manifest["run"])
+    ds = prepared.shards_dataset(data, s3, columns=["bin"], manifest=manifest)
+    ds = ds.map_batches(_bins_histogram, batch_size=None, batch_format="numpy",
+                        compute=ray.data.TaskPoolStrategy(size=workers) if workers else None)
+    counts = np.zeros(color.num_bins(), np.int64)
+    images = pixels = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        counts += batch["hist"].sum(0)
+        images += int(batch["images"].sum())
+        pixels += int(batch["pixels"].sum())
+    if images != manifest["images"]:
+        raise ValueError(f"{data}: the manifest lists {manifest['images']} images but the shards hold {images}")
+    return PriorResult(counts=counts, images=images, pixels=pixels, listed=manifest["files_listed"],
+                       skipped=dict(manifest["skipped"]), skipped_examples={}, seconds=time.perf_counter() - t0,
+                       source=f"prepared shards (run {manifest['run']}, from {manifest['source']})", size=manifest["size"])
+
+
 def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit: Optional[int]) -> dict:
     from pipeline import __version__
 
@@ -119,7 +163,8 @@ def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit
         "images_skipped": result.skipped,
         "skipped_examples": result.skipped_examples,
         "pixels": result.pixels,
-        "size": size,
+        "size": result.size or size,
+        "source": result.source,
         "resize": "whole image, short side = size, bicubic; no crop",
         "skip_grey": skip_grey,
         "limit": limit,

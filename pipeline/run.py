@@ -96,7 +96,8 @@ def run(cfg, args) -> int:
     tracker.finish("FINISHED" if result.error is None else "FAILED")
     m = result.metrics or {}
     print("\n== colorize run", run_name)
-    print(f"train files {info['train_files']}, val files {info['val_files']}, skipped {skipped or 'none'}")
+    data_line = ", ".join(f"{k} {v}" for k, v in info.items())
+    print(f"data: {data_line}; skipped at training time {skipped or 'none'}")
     shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
     print("final val metrics:", shown)
     if result.checkpoint is not None:

@@ -48,8 +48,36 @@ def prepare_batch(
     """
     rgb = rgb.to(device) if device is not None else rgb
     lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
-    L = lab[:, :1] / 50.0 - 1.0
-    ab = lab[:, 1:]
+    return _from_lab(lab[:, :1], lab[:, 1:], logits_stride, soft_k, soft_sigma)
+
+
+def prepare_batch_lab(
+    L_u8: torch.Tensor,
+    ab_i8: torch.Tensor,
+    logits_stride: int,
+    soft_k: int = 5,
+    soft_sigma: float = 5.0,
+    device: Optional[torch.device] = None,
+) -> Dict[str, torch.Tensor]:
+    """Prepared-shard planes -> the same tensors as ``prepare_batch``: L uint8 (B,H,W) holding
+    round(L*255/100), ab int8 (B,H,W,2)."""
+    L_u8 = L_u8.to(device) if device is not None else L_u8
+    ab_i8 = ab_i8.to(device) if device is not None else ab_i8
+    L = L_u8.float()[:, None] * (100.0 / 255.0)  # (B,1,H,W) 0..100
+    ab = ab_i8.float().permute(0, 3, 1, 2)  # (B,2,H,W)
+    return _from_lab(L, ab, logits_stride, soft_k, soft_sigma)
+
+
+def prepare_any(batch: Dict[str, torch.Tensor], logits_stride: int, soft_k: int = 5, soft_sigma: float = 5.0,
+                device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
+    """A training/validation batch from raw images ({"rgb"}) or prepared shards ({"L", "ab"})."""
+    if "rgb" in batch:
+        return prepare_batch(batch["rgb"], logits_stride, soft_k, soft_sigma, device)
+    return prepare_batch_lab(batch["L"], batch["ab"], logits_stride, soft_k, soft_sigma, device)
+
+
+def _from_lab(L100: torch.Tensor, ab: torch.Tensor, logits_stride: int, soft_k: int, soft_sigma: float):
+    L = L100 / 50.0 - 1.0
     small = F.avg_pool2d(ab, logits_stride, ceil_mode=True) if logits_stride > 1 else ab  # (B,2,h,w)
     target = color.soft_encode_sparse(small.permute(0, 2, 3, 1), k=soft_k, sigma=soft_sigma)
     chroma = ab.pow(2).sum(1).sqrt()  # (B,H,W)
@@ -76,8 +104,12 @@ def d_step(
     amp: str = "auto",
     grad_clip: Optional[float] = None,
     sync: bool = True,
+    loss_scale: float = 1.0,
 ) -> Dict[str, float]:
-    """One discriminator update: real (L, ab) vs fake (L, G(L)). Touches only D's parameters."""
+    """One discriminator update: real (L, ab) vs fake (L, G(L)). Touches only D's parameters.
+
+    ``loss_scale`` multiplies the loss before backward (0: a filler step that only keeps DDP's
+    collectives in step on a worker whose data ran out)."""
     L, ab = batch["L"], batch["ab"]
     if fake_ab is None:
         with torch.no_grad(), autocast(L.device, amp):
@@ -90,7 +122,7 @@ def d_step(
         loss_fake = losses.gan_loss(fake, False, loss_cfg.gan)
         loss = 0.5 * (loss_real + loss_fake)
     opt_d.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * loss_scale).backward()
     _clip(D.parameters(), grad_clip)
     opt_d.step()
     return _floats({"d_loss": loss, "d_real": real.float().mean(), "d_fake": fake.float().mean()}, sync)
@@ -108,6 +140,7 @@ def g_step(
     amp: str = "auto",
     grad_clip: Optional[float] = None,
     sync: bool = True,
+    loss_scale: float = 1.0,
 ) -> Dict[str, float]:
     """One generator update: λ_adv·adv + λ_ce·rebalanced CE + λ_l1·L1. Touches only G's parameters.
 
@@ -134,7 +167,7 @@ def g_step(
             adv = torch.zeros((), device=L.device)
         total = losses.generator_total(adv, ce, l1, lambda_adv, loss_cfg.lambda_ce, loss_cfg.lambda_l1)
     opt_g.zero_grad(set_to_none=True)
-    total.backward()
+    (total * loss_scale).backward()
     _clip(G.parameters(), grad_clip)
     opt_g.step()
     return _floats({"g_loss": total, "g_adv": adv, "g_ce": ce, "g_l1": l1}, sync)
@@ -142,17 +175,18 @@ def g_step(
 
 def train_step(
     G, D, opt_g, opt_d, batch, loss_cfg, class_weights, adv_scale: float = 1.0, amp: str = "auto",
-    grad_clip: Optional[float] = None, sync: bool = True,
+    grad_clip: Optional[float] = None, sync: bool = True, loss_scale: float = 1.0,
 ) -> Dict[str, float]:
-    """D step then G step on one batch, sharing a single forward of G."""
+    """D step then G step on one batch, sharing a single forward of G (``loss_scale``: see d_step)."""
     G.train()
     with autocast(batch["L"].device, amp):
         out = G(batch["L"])
     stats = {}
     if loss_cfg.lambda_adv * adv_scale > 0:
-        stats.update(d_step(G, D, opt_d, batch, loss_cfg, fake_ab=out[1], amp=amp, grad_clip=grad_clip, sync=sync))
+        stats.update(d_step(G, D, opt_d, batch, loss_cfg, fake_ab=out[1], amp=amp, grad_clip=grad_clip, sync=sync,
+                            loss_scale=loss_scale))
     stats.update(g_step(G, D, opt_g, batch, loss_cfg, class_weights, out=out, adv_scale=adv_scale, amp=amp,
-                        grad_clip=grad_clip, sync=sync))
+                        grad_clip=grad_clip, sync=sync, loss_scale=loss_scale))
     return stats
 
 

@@ -46,6 +46,35 @@ def _rgb255(L_norm: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return color.lab_to_rgb_torch(lab, dim=1) * 255.0
 
 
+def to_tensors(raw: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    """A numpy batch from Ray Data -> tensors for the image planes, ids kept as a list of str."""
+    out: Dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items() if k in ("rgb", "L", "ab")}
+    out["id"] = [str(i) for i in raw.get("id", [])]
+    return out
+
+
+def batch_rgb(batch: Dict[str, Any]) -> torch.Tensor:
+    """uint8 (B,H,W,3) sRGB of a raw-image or prepared-shard batch (shards: from the stored L, ab)."""
+    if "rgb" in batch:
+        return batch["rgb"]
+    lab = torch.cat([batch["L"].float()[..., None] * (100.0 / 255.0), batch["ab"].float()], -1)
+    return (color.lab_to_rgb_torch(lab) * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
+def _filler(crop: int) -> Dict[str, Any]:
+    """A one-image batch for a worker whose shard had no rows at all this epoch."""
+    return {"rgb": torch.zeros(1, crop, crop, 3, dtype=torch.uint8), "id": []}
+
+
+def _live_workers(has_batch: bool, device) -> int:
+    """How many workers still have a batch this step (all-reduced; 1/0 without distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return int(has_batch)
+    t = torch.tensor([1 if has_batch else 0], device=device)
+    torch.distributed.all_reduce(t)
+    return int(t.item())
+
+
 def validate(G, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, amp: str, keep: int = 0):
     """Val metrics over this worker's shard, all-reduced over workers; plus up to ``keep`` rgb rows."""
     G.eval()
@@ -57,14 +86,16 @@ def validate(G, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, amp: 
     sums["err_hist"] = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64, device=device)
     sums["err_hist_rebal"] = torch.zeros_like(sums["err_hist"])
     kept = []
+    g = steps.unwrap(G)  # plain module: a DDP forward would sync buffers, and ranks may hold unequal val rows
     with torch.no_grad():
-        for batch in shard.iter_torch_batches(batch_size=cfg.train.batch_size, dtypes={"rgb": torch.uint8}):
-            rgb = batch["rgb"]
+        for raw in shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy"):
+            batch = to_tensors(raw)
+            rgb = batch_rgb(batch)  # (B,H,W,3) uint8 truth
             if keep and sum(len(k) for k in kept) < keep:
                 kept.append(rgb[: keep - sum(len(k) for k in kept)].cpu())
-            b = steps.prepare_batch(rgb, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
+            b = steps.prepare_any(batch, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
             with steps.autocast(device, amp):
-                logits, ab = G(b["L"])
+                logits, ab = g(b["L"])
             from models import losses
 
             sums["ce"] += losses.rebalanced_ce(logits, b["target"]).double()
@@ -103,6 +134,14 @@ def sample_grid(G, rgb: torch.Tensor, device, temperature: Optional[float] = Non
     buf = io.BytesIO()
     Image.fromarray(np.concatenate(rows, 0)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _write_ids(folder: str, epoch: int, rank: int, ids, s3_endpoint=None) -> None:
+    """The ids this worker trained on this epoch, one per line: an audit of exactly-once coverage."""
+    from pipeline import storage
+
+    uri = f"{folder.rstrip('/')}/epoch{epoch:04d}-rank{rank:03d}.txt"
+    storage.write_bytes_atomic(uri, ("\n".join(ids) + "\n").encode(), storage.S3Settings.from_env(endpoint=s3_endpoint))
 
 
 def _worker_nodes():
@@ -149,21 +188,42 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     if rank == 0:
         tracker.tags({"ray.worker_nodes": len(set(nodes)), "ray.world_size": len(nodes)})
     stride = steps.unwrap(G).logits_stride
+    world = ctx.get_world_size()
     samples = None
     for epoch in range(start_epoch, cfg.train.epochs):
         shard = ray.train.get_dataset_shard("train")
-        n = 0
-        for i, batch in enumerate(shard.iter_torch_batches(batch_size=cfg.train.batch_size, dtypes={"rgb": torch.uint8})):
-            if cfg.train.max_steps_per_epoch and i >= cfg.train.max_steps_per_epoch:
+        # Ray Data splits rows without dropping any (pipeline.data.exact_split_data_config), so
+        # workers may run out at different steps: every step all workers agree how many still have
+        # a batch; one that ran out repeats its last batch with zero weight (its filler step only
+        # keeps DDP's collectives in step) and the others' losses are scaled by world/live.
+        it = iter(shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy",
+                                     local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
+                                     local_shuffle_seed=(cfg.data.seed * 1000 + epoch) * 1000 + rank))
+        n, last, seen_ids = 0, None, []
+        while True:
+            raw = None
+            if not (cfg.train.max_steps_per_epoch and n >= cfg.train.max_steps_per_epoch):
+                raw = next(it, None)
+            live = _live_workers(raw is not None, device)
+            if live == 0:
                 break
-            b = steps.prepare_batch(batch["rgb"], stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
+            if raw is not None:
+                batch, scale = to_tensors(raw), world / live
+                seen_ids += batch["id"]
+                last = batch
+            else:
+                batch, scale = (last or _filler(cfg.data.crop)), 0.0
+            b = steps.prepare_any(batch, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
             warm = cfg.loss.adv_warmup_steps
             adv_scale = min(1.0, step / warm) if warm else 1.0
-            stats = steps.train_step(G, D, opt_g, opt_d, b, cfg.loss, weights, adv_scale, amp, cfg.optim.grad_clip, sync=False)
+            stats = steps.train_step(G, D, opt_g, opt_d, b, cfg.loss, weights, adv_scale, amp, cfg.optim.grad_clip,
+                                     sync=False, loss_scale=scale)
             step += 1
             n += 1
             if rank == 0 and step % cfg.train.log_every == 0:
                 tracker.metrics({f"train/{k}": float(v) for k, v in stats.items()}, step)
+        if cfg.train.audit_ids_dir:
+            _write_ids(cfg.train.audit_ids_dir, epoch, rank, seen_ids, cfg.data.s3_endpoint)
         val, kept = validate(G, ray.train.get_dataset_shard("val"), cfg, prior, device, amp,
                              keep=cfg.tracking.sample_images if (rank == 0 and samples is None) else 0)
         if samples is None and kept is not None:
@@ -248,8 +308,11 @@ def build_trainer(cfg: ExperimentConfig, prior: np.ndarray, datasets: Dict[str, 
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
     )
+    from pipeline import data as rdata
+
     return TorchTrainer(
         train_loop_per_worker,
+        dataset_config=rdata.exact_split_data_config(),
         train_loop_config={"cfg": cfg.to_dict(), "prior": [float(x) for x in prior], "tracking_uri": tracking_uri, "run_id": run_id},
         scaling_config=scaling,
         run_config=run_config,

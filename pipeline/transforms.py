@@ -217,11 +217,73 @@ def training_batch(
     rng = None
     if train:
         rng = np.random.default_rng(seed) if seed is not None else np.random.default_rng()
-    out, skipped = [], []
+    out, ids, skipped = [], [], []
     for path, rgb, reason in decode_rows(batch, resize, skip_grey, max_pixels):
         if reason is not None:
             skipped.append((path, reason))
             continue
         out.append(crop_image(rgb, crop, rng, flip))
+        ids.append(path)
     rgb = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
-    return {"rgb": rgb}, skipped
+    return {"rgb": rgb, "id": np.array(ids, dtype=object)}, skipped
+
+
+# ----------------------------------------------------------------------------- prepared shards
+
+L_SCALE = 255.0 / 100.0  # L (0..100) is stored as round(L * 255/100) in uint8: 0.4 L-unit steps
+
+
+def encode_lab(rgb: np.ndarray):
+    """uint8 (H, W, 3) -> (L uint8 (H, W), ab int8 (H, W, 2), bin uint16 (H, W)): the stored form."""
+    lab = color.rgb_to_lab(rgb)
+    L = np.clip(np.rint(lab[..., 0] * L_SCALE), 0, 255).astype(np.uint8)
+    ab = np.clip(np.rint(lab[..., 1:]), -128, 127).astype(np.int8)
+    return L, ab, color.rgb_to_bin(rgb)
+
+
+def prepared_rows(batch: dict, size: int, skip_grey: bool, root: str, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """{"path", "bytes"} rows -> rows of a prepared shard: id (path relative to ``root``), height,
+    width, L/ab/bin planes as bytes; plus the (path, reason) list of skipped files."""
+    import posixpath
+
+    cols = {k: [] for k in ("id", "height", "width", "L", "ab", "bin")}
+    skipped = []
+    for path, rgb, reason in decode_rows(batch, size, skip_grey, max_pixels):
+        if reason is not None:
+            skipped.append((path, reason))
+            continue
+        L, ab, bins = encode_lab(rgb)
+        cols["id"].append(posixpath.relpath(path, root) if root else path)
+        cols["height"].append(rgb.shape[0])
+        cols["width"].append(rgb.shape[1])
+        cols["L"].append(L.tobytes())
+        cols["ab"].append(ab.tobytes())
+        cols["bin"].append(bins.astype("<u2").tobytes())
+    out = {
+        "id": np.array(cols["id"], dtype=object),
+        "height": np.array(cols["height"], np.int32),
+        "width": np.array(cols["width"], np.int32),
+        "L": np.array(cols["L"], dtype=object),
+        "ab": np.array(cols["ab"], dtype=object),
+        "bin": np.array(cols["bin"], dtype=object),
+    }
+    return out, skipped
+
+
+def shard_crops(batch: dict, crop: int, train: bool, flip: bool = True, seed: Optional[int] = None) -> dict:
+    """Prepared rows -> {"L": (n, crop, crop) uint8, "ab": (n, crop, crop, 2) int8, "id"}: random
+    crop + flip for training (fresh every epoch), centre crop for validation."""
+    rng = (np.random.default_rng(seed) if seed is not None else np.random.default_rng()) if train else None
+    Ls, abs_, ids = [], [], []
+    for i in range(len(batch["id"])):
+        h, w = int(batch["height"][i]), int(batch["width"][i])
+        L = np.frombuffer(batch["L"][i], np.uint8).reshape(h, w, 1)
+        ab = np.frombuffer(batch["ab"][i], np.int8).reshape(h, w, 2)
+        both = crop_image(np.concatenate([L, ab.view(np.uint8)], -1), crop, rng, flip)  # one crop for both
+        Ls.append(both[..., 0])
+        abs_.append(both[..., 1:].view(np.int8))
+        ids.append(str(batch["id"][i]))
+    if not Ls:
+        return {"L": np.zeros((0, crop, crop), np.uint8), "ab": np.zeros((0, crop, crop, 2), np.int8),
+                "id": np.array([], dtype=object)}
+    return {"L": np.stack(Ls), "ab": np.stack(abs_), "id": np.array(ids, dtype=object)}

@@ -26,13 +26,19 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
             "train.batch_size=2", "train.epochs=2", "train.num_workers=2", "train.cpus_per_worker=1",
             "train.placement_strategy=STRICT_SPREAD", f"train.storage_path={runs}", "train.run_name=mn",
             "tracking.sample_images=2", "data.val_fraction=0.4"]
-    cmd = [RAY, "job", "submit", "--address", two_nodes.dashboard, "--working-dir", str(ROOT), "--",
+    job_id = "colorize-two-nodes"
+    cmd = [RAY, "job", "submit", "--address", two_nodes.dashboard, "--working-dir", str(ROOT),
+           "--runtime-env", str(ROOT / "cluster" / "runtime_env.yaml"), "--submission-id", job_id, "--",
            "python", "pipeline/run.py", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in (r.stdout + r.stderr)
+    from ray.job_submission import JobSubmissionClient
+
+    info = JobSubmissionClient(two_nodes.dashboard).get_job_info(job_id)
+    assert info.runtime_env["env_vars"]["COLORIZE_RUNTIME_ENV"] == "cluster/runtime_env.yaml"  # the file was applied
     cks = sorted(p for p in (runs / "mn").glob("checkpoint_*") if (p / "meta.json").exists())
     assert cks and json.loads((cks[-1] / "meta.json").read_text())["epoch"] == 1
     from mlflow.tracking import MlflowClient
