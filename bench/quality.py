@@ -65,7 +65,7 @@ class Crops:
     every image once (shuffled)."""
 
     def __init__(self, images: List[np.ndarray], crop: int, device, seed: int):
-        self.images = [torch.from_numpy(np.ascontiguousarray(im)).to(device) for im in images]
+        self.images = [torch.tensor(im).to(device) for im in images]
         self.crop = crop
         self.rng = np.random.default_rng(seed)
         self.order: List[int] = []

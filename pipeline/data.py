@@ -203,9 +203,10 @@ def _prepared_datasets(data_cfg, s3, cpus_per_task: float):
         log.warning("data.limit is ignored for prepared shards")
 
     def crops(uri, part, train, seed, m):
-        ds = prepared.shards_dataset(uri, s3, shuffle_seed=seed, manifest=m)
+        ds = prepared.shards_dataset(uri, s3, shuffle_seed=seed, manifest=m, columns=prepared.TRAINING_COLUMNS)
         fn = prepared.ShardCrops(data_cfg.crop, train, data_cfg.flip, part, data_cfg.val_fraction, data_cfg.seed)
-        return ds.map_batches(fn, batch_size=16, num_cpus=cpus_per_task, batch_format="numpy")
+        # whole blocks (one shard file each): read and crop fuse into one task, only crops are shipped
+        return ds.map_batches(fn, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
 
     if data_cfg.val:
         vman = prepared.read_manifest(data_cfg.val, s3) if prepared.is_prepared(data_cfg.val, s3) else None

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 FORMAT = "colorize-prepared/1"
 BYTES_PER_PIXEL = 5  # L 1 + ab 2 + bin 2
+TRAINING_COLUMNS = ["id", "height", "width", "L", "ab"]  # training never reads the bin plane
 
 
 def manifest_uri(uri: str) -> str:

@@ -184,17 +184,22 @@ def histogram_batch(
     return out
 
 
+def crop_window(h: int, w: int, crop: int, rng: Optional[np.random.Generator], flip: bool):
+    """(top, left, flipped): a random window (and coin flip) with ``rng``, the centre one without."""
+    if rng is None:
+        return (h - crop) // 2, (w - crop) // 2, False
+    return int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1)), bool(flip and rng.random() < 0.5)
+
+
+def apply_window(a: np.ndarray, crop: int, window) -> np.ndarray:
+    t, l, flipped = window
+    out = a[t : t + crop, l : l + crop]
+    return np.ascontiguousarray(out[:, ::-1] if flipped else out)
+
+
 def crop_image(rgb: np.ndarray, crop: int, rng: Optional[np.random.Generator], flip: bool) -> np.ndarray:
     """(H, W, 3) -> (crop, crop, 3): random crop and horizontal flip with ``rng``, centre crop without."""
-    h, w, _ = rgb.shape
-    if rng is None:
-        t, l = (h - crop) // 2, (w - crop) // 2
-    else:
-        t, l = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-    out = rgb[t : t + crop, l : l + crop]
-    if rng is not None and flip and rng.random() < 0.5:
-        out = out[:, ::-1]
-    return np.ascontiguousarray(out)
+    return apply_window(rgb, crop, crop_window(rgb.shape[0], rgb.shape[1], crop, rng, flip))
 
 
 def training_batch(
@@ -277,11 +282,9 @@ def shard_crops(batch: dict, crop: int, train: bool, flip: bool = True, seed: Op
     Ls, abs_, ids = [], [], []
     for i in range(len(batch["id"])):
         h, w = int(batch["height"][i]), int(batch["width"][i])
-        L = np.frombuffer(batch["L"][i], np.uint8).reshape(h, w, 1)
-        ab = np.frombuffer(batch["ab"][i], np.int8).reshape(h, w, 2)
-        both = crop_image(np.concatenate([L, ab.view(np.uint8)], -1), crop, rng, flip)  # one crop for both
-        Ls.append(both[..., 0])
-        abs_.append(both[..., 1:].view(np.int8))
+        window = crop_window(h, w, crop, rng, flip)  # one window for both planes
+        Ls.append(apply_window(np.frombuffer(batch["L"][i], np.uint8).reshape(h, w), crop, window))
+        abs_.append(apply_window(np.frombuffer(batch["ab"][i], np.int8).reshape(h, w, 2), crop, window))
         ids.append(str(batch["id"][i]))
     if not Ls:
         return {"L": np.zeros((0, crop, crop), np.uint8), "ab": np.zeros((0, crop, crop, 2), np.int8),
