@@ -35,6 +35,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")
     _add_s3(p)
 
+    p = sub.add_parser("tune", help="Ray Tune sweep over the loss weights (ASHA, MLflow parent/child runs, best config YAML)")
+    p.add_argument("--config", default=None, help="base config YAML (as for pipeline/run.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a base config value (repeatable)")
+    p.add_argument("--space", default=None, help="search space YAML (default: tune/space.yaml)")
+    p.add_argument("--num-samples", type=int, default=8, help="trials to sample (default 8)")
+    p.add_argument("--max-concurrent", type=int, default=1, help="trials running at once (default 1)")
+    p.add_argument("--gpus-per-trial", type=int, default=0, help="GPU workers per trial (sets train.num_workers, use_gpu)")
+    p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)")
+    p.add_argument("--name", default=None, help="sweep name; the same name again resumes it")
+    p.add_argument("--out", default="out/tune", help="local folder: best_config.yaml, ASHA decisions, default MLflow store")
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+
     p = sub.add_parser("infer", help="colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)")
     _add_model(p)
     p.add_argument("--input", required=True, help="a photo, folder, list file (.txt) or s3://bucket/prefix")
@@ -86,6 +98,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             from pipeline import prepared
 
             return prepared.run(args)
+        if args.command == "tune":
+            from tune import sweep
+
+            return sweep.run(args)
         if args.command == "infer":
             from pipeline import infer
 
@@ -98,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             from pipeline import export
 
             return export.run(args)
-    except (StorageError, ValueError) as e:
+    except (StorageError, ValueError) as e:  # ConfigError is a ValueError
         print(f"colorize {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 1

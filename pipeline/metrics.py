@@ -81,3 +81,17 @@ def summarise(sums: Dict[str, torch.Tensor]) -> Dict[str, float]:
     }
     out["cf_gap"] = abs(out["cf_pred"] - out["cf_true"])
     return out
+
+
+# Model selection (Tune's objective, reported as val_objective every epoch). Greyness wins plain
+# pixel error (an all-grey output scores ~85 raw AuC and ~20 dB PSNR on photos), so neither can
+# pick a colorizer. Rebalanced AuC rewards getting rare, saturated colours right; the
+# colourfulness gap penalises both washed-out and over-saturated outputs (a model can't buy
+# rebalanced AuC by splashing colour everywhere). Both in comparable % / CF units; grey scores
+# ~49 - 0.5 * 54 = 22, a good colorizer ~60 - 0.5 * 3 = 58.
+OBJECTIVE_CF_WEIGHT = 0.5
+
+
+def selection_objective(auc_rebalanced: float, cf_gap: float, cf_weight: float = OBJECTIVE_CF_WEIGHT) -> float:
+    """Higher is better: rebalanced AuC (%) minus ``cf_weight`` x |CF(pred) - CF(truth)|."""
+    return float(auc_rebalanced) - cf_weight * float(cf_gap)

@@ -27,7 +27,7 @@ from pipeline.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-VAL_METRICS = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ce", "l1")
+VAL_METRICS = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ce", "l1", "objective")
 
 
 # ----------------------------------------------------------------------------- per-worker loop
@@ -230,6 +230,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             samples = kept
         if rank == 0 and val["images"] == 0:
             log.warning("the validation set yielded no usable image: val metrics are NaN (check data.val / skipped counts)")
+        val["objective"] = metrics.selection_objective(val["auc_rebalanced"], val["cf_gap"])
         report = {f"val_{k}": v for k, v in val.items()}
         report.update({"epoch": epoch, "step": step, "train_steps_epoch": n})
         with tempfile.TemporaryDirectory() as tmp:
@@ -293,7 +294,7 @@ def storage_for(path: str, s3_endpoint: Optional[str] = None):
 
 
 def build_trainer(cfg: ExperimentConfig, prior: np.ndarray, datasets: Dict[str, Any], run_name: str,
-                  tracking_uri: Optional[str], run_id: Optional[str]) -> TorchTrainer:
+                  tracking_uri: Optional[str], run_id: Optional[str], callbacks=None) -> TorchTrainer:
     storage_path, fs = storage_for(cfg.train.storage_path, cfg.data.s3_endpoint)
     scaling = ScalingConfig(
         num_workers=cfg.train.num_workers,
@@ -307,6 +308,7 @@ def build_trainer(cfg: ExperimentConfig, prior: np.ndarray, datasets: Dict[str, 
         storage_filesystem=fs,
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
+        callbacks=callbacks,
     )
     from pipeline import data as rdata
 

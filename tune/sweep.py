@@ -1,0 +1,182 @@
+"""``colorize tune``: a Ray Tune sweep over the loss weights, one Ray Train run per trial.
+
+- Trials: a Tune function that builds a ``TorchTrainer`` (Train V2 pattern) and forwards its
+  per-epoch reports with ``TuneReportCallback``; resources per trial are the trainer's own
+  (``--gpus-per-trial`` workers with a GPU each, or the config's CPU workers); at most
+  ``--max-concurrent`` trials run at once.
+- Objective: ``val_objective`` = rebalanced AuC - 0.5 x colourfulness gap (``pipeline.metrics``,
+  which says why); both parts are reported. ASHA stops weak trials early; its decisions are logged
+  and written to ``scheduler_decisions.jsonl`` in the sweep folder.
+- MLflow: a parent run for the sweep, a child run per trial (its flat config as params, its
+  training metrics); the best trial is tagged, and the best config is written as YAML that
+  ``pipeline/run.py --config`` accepts as is (also logged to the parent run).
+- Resume: the same ``--name`` again restores the sweep (``Tuner.restore``): finished trials are
+  kept, unfinished ones continue from their last checkpoint, errored ones are retried. A failing
+  trial never ends the sweep.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Dict
+
+from pipeline import config as config_mod
+from pipeline.config import ExperimentConfig
+
+log = logging.getLogger("colorize.tune")
+
+METRIC, MODE = "val_objective", "max"
+PARENT_TAG = "colorize.sweep"
+
+
+def _asha(max_t: int, grace: int, decisions_path: str):
+    from ray.tune.schedulers import ASHAScheduler
+
+    class LoggedASHA(ASHAScheduler):
+        """ASHA that records each decision, so users (and tests) can see what it did and why."""
+
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            rec = {"trial": trial.trial_id, "iteration": result.get("training_iteration"),
+                   "objective": result.get(METRIC), "decision": decision}
+            if decision != "CONTINUE":
+                log.warning("ASHA: trial %s stopped at epoch %s (objective %.3f below its rung)",
+                            trial.trial_id, rec["iteration"], rec["objective"] or float("nan"))
+            os.makedirs(os.path.dirname(decisions_path), exist_ok=True)
+            with open(decisions_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            return decision
+
+    return LoggedASHA(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=max_t,
+                      grace_period=grace, reduction_factor=2)
+
+
+def trial_fn(params: Dict[str, Any]) -> None:
+    """One trial: the sampled keys over the base config, trained by a TorchTrainer."""
+    import numpy as np
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from pipeline import data, tracking, train
+
+    meta = params["_sweep"]
+    sampled = {k: v for k, v in params.items() if not k.startswith("_")}
+    trial_id = tune.get_context().get_trial_id()
+    run_name = f"{meta['name']}-{trial_id}"
+    cfg = ExperimentConfig.from_dict(meta["base"]).replace(sampled | {"train.run_name": run_name})
+    prior = np.asarray(meta["prior"])
+    run_id = tracking.start_or_resume_run(meta["tracking_uri"], cfg.tracking.experiment, run_name, cfg.flat(),
+                                          artifact_dir=meta["artifact_dir"])
+    tracker = tracking.Tracker(meta["tracking_uri"], run_id)
+    tracker.tags({"mlflow.parentRunId": meta["parent_run_id"], "colorize.trial_id": trial_id,
+                  PARENT_TAG: meta["name"]})
+    train_ds, val_ds, _counter, info = data.training_datasets(cfg.data, cpus_per_task=0.25 if not cfg.train.use_gpu else 1.0,
+                                                              num_workers=cfg.train.num_workers)
+    trainer = train.build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, meta["tracking_uri"], run_id,
+                                  callbacks=[TuneReportCallback()])
+    result = trainer.fit()
+    tracker.finish("FINISHED" if result.error is None else "FAILED")
+    if result.error is not None:
+        raise RuntimeError(f"trial {trial_id} failed: {result.error}")
+
+
+def run(args) -> int:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table: trial, params, objective
+    import mlflow
+    from ray import tune
+    from ray.tune import CLIReporter
+
+    from pipeline import data, priors, storage, tracking
+    from pipeline.run import resolve_prior_path
+    from tune import space
+
+    base = config_mod.load(args.config, args.set)
+    spec = space.load_space(args.space, base)
+    if args.gpus_per_trial:
+        base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
+    name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    out_dir = os.path.abspath(args.out)
+    storage_path = os.path.abspath(base.train.storage_path) if not storage.is_s3(base.train.storage_path) else base.train.storage_path
+    sweep_dir = os.path.join(storage_path, name) if not storage.is_s3(storage_path) else None
+    decisions = os.path.join(out_dir, name, "scheduler_decisions.jsonl")
+    tracking_uri = tracking.resolve_uri(base.tracking.uri, out_dir)
+    prior = priors.load_prior(resolve_prior_path(base.loss.prior), storage.S3Settings.from_env(endpoint=base.data.s3_endpoint))
+    data.ensure_ray(args.address)
+    parent_id = tracking.start_or_resume_run(tracking_uri, base.tracking.experiment, name,
+                                             {f"space.{k}": json.dumps(v) for k, v in spec.items()}
+                                             | {"sweep.num_samples": args.num_samples, "sweep.max_concurrent": args.max_concurrent},
+                                             artifact_dir=os.path.join(out_dir, "mlartifacts"))
+    if parent_id is None:
+        raise storage.StorageError(f"MLflow is unreachable at {tracking_uri}: a sweep needs its parent run")
+    tracking.Tracker(tracking_uri, parent_id).tags({PARENT_TAG: name, "colorize.kind": "sweep"})
+    param_space = space.to_tune(spec) | {"_sweep": {
+        "name": name, "base": base.to_dict(), "prior": [float(x) for x in prior], "tracking_uri": tracking_uri,
+        "parent_run_id": parent_id, "artifact_dir": os.path.join(out_dir, "mlartifacts")}}
+    # The trial function only drives its TorchTrainer, which asks for its own workers: a sliver of CPU.
+    trainable = tune.with_resources(trial_fn, {"CPU": 0.1})
+    reporter = CLIReporter(parameter_columns=list(spec), metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
+                           max_report_frequency=15)
+    if sweep_dir and tune.Tuner.can_restore(sweep_dir):
+        print(f"colorize tune: resuming sweep {name} from {sweep_dir}")
+        tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True,
+                                   param_space=param_space)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent,
+                                        scheduler=_asha(base.train.epochs, args.grace_period, decisions)),
+            run_config=tune.RunConfig(name=name, storage_path=storage_path, progress_reporter=reporter, verbose=2,
+                                      failure_config=tune.FailureConfig(max_failures=1)),
+        )
+    results = tuner.fit()
+    errors = [r for r in results if r.error is not None]
+    ok = [r for r in results if r.error is None and r.metrics and METRIC in r.metrics]
+    if not ok:
+        print(f"colorize tune: no trial finished ({len(errors)} failed)")
+        return 1
+    best = max(ok, key=lambda r: r.metrics[METRIC])
+    sampled = {k: v for k, v in best.config.items() if not k.startswith("_")}
+    best_cfg = ExperimentConfig.from_dict(base.to_dict()).replace(sampled)
+    os.makedirs(os.path.join(out_dir, name), exist_ok=True)
+    best_path = os.path.join(out_dir, name, "best_config.yaml")
+    with open(best_path, "w") as f:
+        f.write(f"# best trial of sweep {name}: {METRIC} = {best.metrics[METRIC]:.3f} "
+                f"(val_auc_rebalanced {best.metrics.get('val_auc_rebalanced', float('nan')):.2f}, "
+                f"val_cf_gap {best.metrics.get('val_cf_gap', float('nan')):.2f})\n")
+        f.write(config_mod.dump(best_cfg))
+    client = mlflow.tracking.MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(base.tracking.experiment)
+    children = {r.data.tags.get("colorize.trial_id"): r.info.run_id
+                for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'")}
+    for r in results:  # Tune ends a trial at max_t or an ASHA stop by killing it: close its run here
+        tid = (r.metrics or {}).get("trial_id")
+        if tid in children:
+            epochs = (r.metrics or {}).get("training_iteration", 0)
+            child_tracker = tracking.Tracker(tracking_uri, children[tid])
+            child_tracker.tags({"colorize.epochs_trained": epochs,
+                                "colorize.stopped_early": str(r.error is None and epochs < base.train.epochs).lower()})
+            child_tracker.finish("FAILED" if r.error is not None else "FINISHED")
+    best_trial = best.metrics.get("trial_id")
+    child = [children[best_trial]] if best_trial in children else []
+    parent = tracking.Tracker(tracking_uri, parent_id)
+    if child:
+        tracking.Tracker(tracking_uri, child[0]).tags({"colorize.best_trial": "true"})
+    parent.tags({"best_trial": best_trial, "best_run_id": child[0] if child else ""})
+    parent.metrics({f"best/{k}": v for k, v in best.metrics.items() if k.startswith("val_") and isinstance(v, (int, float))}, 0)
+    parent.artifact(best_path)
+    if os.path.exists(decisions):
+        parent.artifact(decisions)
+    parent.finish("FINISHED")
+    print(f"\n== colorize tune {name}: {len(ok)} trials finished, {len(errors)} failed")
+    for r in sorted(ok, key=lambda r: -r.metrics[METRIC]):
+        params = ", ".join(f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}" for k in spec)
+        print(f"  {r.metrics.get('trial_id')}: {METRIC}={r.metrics[METRIC]:.3f} "
+              f"(auc_rebal {r.metrics.get('val_auc_rebalanced', float('nan')):.2f}, cf_gap {r.metrics.get('val_cf_gap', float('nan')):.2f}, "
+              f"epochs {r.metrics.get('training_iteration')}) {params}")
+    print(f"best config: {best_path}  (python pipeline/run.py --config {best_path})")
+    print(f"MLflow: {tracking_uri} (parent run {parent_id})")
+    return 0
