@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="max concurrent decode tasks (default: all CPUs)")
     _add_s3(p)
 
+    # `colorize train ARGS` is `python pipeline/run.py ARGS` (forwarded whole in main()).
+    sub.add_parser("train", help="the main job, as pipeline/run.py (same arguments: --config, --set, --out, ...)", add_help=False)
+
     p = sub.add_parser("prepare", help="decode raw photos once into Parquet shards (L, ab, bins) that training and priors read")
     p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of raw photos")
     p.add_argument("--out", required=True, help="output folder or s3:// prefix (shards + manifest.json)")
@@ -83,6 +86,11 @@ def _add_model(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from pipeline import run as run_job
+
+        return run_job.main(argv[1:])
     args = build_parser().parse_args(argv)
     from pipeline.storage import StorageError
 

@@ -150,7 +150,7 @@ def _run_on_ray(G, info, paths, fs, args, s3) -> List[Dict[str, str]]:
                                    in_root=_input_root(paths), out_root=out_root,
                                    s3=dataclasses.asdict(s3)),
         batch_size=4,
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
         num_cpus=1 if not gpus else 0.5,
     )

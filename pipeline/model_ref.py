@@ -38,6 +38,28 @@ def _newest_checkpoint(root: str) -> Optional[str]:
     return max(found)[1] if found else None
 
 
+def _registry_source(ref: str, uri: str) -> str:
+    """models:/name@alias, models:/name/<version> or models:/name/latest -> the version's artifact URI,
+    resolved against ``uri`` (MLflow's own models:/ resolution reads the process-global registry)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    body = ref[len("models:/"):].strip("/")
+    if "@" in body:
+        name, alias = body.split("@", 1)
+        version = client.get_model_version_by_alias(name, alias).version
+    else:
+        name, _, version = body.rpartition("/")
+        if not name:
+            raise ModelNotFound(f"model {ref}: use models:/name@alias or models:/name/<version>")
+        if version == "latest":
+            versions = client.search_model_versions(f"name = '{name}'")
+            if not versions:
+                raise ModelNotFound(f"model {ref}: no versions of {name} in MLflow at {uri}")
+            version = max(versions, key=lambda v: int(v.version)).version
+    return client.get_model_version_download_uri(name, version)
+
+
 def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
     """A local folder with ``state.pt`` + ``config.json`` for ``ref`` (downloaded if from MLflow)."""
     if is_mlflow_ref(ref):
@@ -45,9 +67,10 @@ def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
         from mlflow.exceptions import MlflowException
 
         uri = tracking_uri or mlflow.get_tracking_uri()
-        try:
-            mlflow.set_tracking_uri(uri)
-            root = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=tempfile.mkdtemp(prefix="colorize-model-"))
+        try:  # explicit URIs: never mlflow.set_tracking_uri, which would change this process's (and its env's) default
+            source = _registry_source(ref, uri) if ref.startswith("models:/") else ref
+            root = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tempfile.mkdtemp(prefix="colorize-model-"),
+                                                       tracking_uri=uri)
         except (MlflowException, OSError) as e:
             raise ModelNotFound(f"model {ref} not found in MLflow at {uri}: {_short(e)}") from None
     else:

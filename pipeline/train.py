@@ -250,29 +250,39 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
 def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: int = 0, epoch: int = 0) -> None:
     """The trained generator as an MLflow model, registered (and aliased) when configured.
 
-    Logged as a pyfunc "model from code" (``pipeline/serving.py``) with the generator's weights as a
+    Saved as a pyfunc "model from code" (``pipeline/serving.py``) with the generator's weights as a
     plain checkpoint artifact: loading runs no pickle (``colorize infer``/``eval`` read the
     checkpoint with weights_only=True), and the registry entry works with ``mlflow.pyfunc`` too.
     """
 
     def go(client):
-        import mlflow
+        # Client calls only: the fluent API (mlflow.set_tracking_uri, start_run) would leave this
+        # process's global tracking URI, and MLFLOW_TRACKING_URI, pointing at this run's server.
         import mlflow.pyfunc
+        from mlflow.exceptions import MlflowException
 
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        mlflow.set_tracking_uri(tracker.uri)
-        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(run_id=tracker.run_id):
-            ckpt = os.path.join(tmp, "checkpoint")
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt, model_dir = os.path.join(tmp, "checkpoint"), os.path.join(tmp, "generator")
             checkpoint.save_generator(ckpt, G, step, epoch, cfg.to_dict())
-            info = mlflow.pyfunc.log_model(
-                name="generator",
+            mlflow.pyfunc.save_model(
+                model_dir,
                 python_model=os.path.join(root, "pipeline", "serving.py"),
                 artifacts={"checkpoint": ckpt},
                 code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
-                registered_model_name=cfg.tracking.register_as,
             )
-        if cfg.tracking.register_as and cfg.tracking.register_alias and info.registered_model_version:
-            client.set_registered_model_alias(cfg.tracking.register_as, cfg.tracking.register_alias, info.registered_model_version)
+            client.log_artifacts(tracker.run_id, model_dir, "generator")
+        name = cfg.tracking.register_as
+        if name:
+            try:
+                client.create_registered_model(name)
+            except MlflowException as e:
+                if e.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            source = f"{client.get_run(tracker.run_id).info.artifact_uri}/generator"
+            version = client.create_model_version(name, source, run_id=tracker.run_id)
+            if cfg.tracking.register_alias:
+                client.set_registered_model_alias(name, cfg.tracking.register_alias, version.version)
 
     tracker._call("log model", go)
 

@@ -21,6 +21,7 @@ os.environ["RAY_ADDRESS"] = "local"
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ.pop("MLFLOW_TRACKING_URI", None)  # tests use their own stores, never a user's server
 os.environ["DO_NOT_TRACK"] = "true"
 # Fake credentials for moto; never real ones in tests.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"

@@ -41,3 +41,10 @@ def test_priors_cli_on_builtin_photos(tmp_path):
     assert meta["images_used"] >= 8 and meta["data_uri"] == "skimage:"
     assert "AWS_SECRET_ACCESS_KEY" not in out.with_suffix(".json").read_text()
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in r.stdout + r.stderr
+
+
+def test_train_subcommand_forwards_to_run_py(capsys):
+    from pipeline import cli
+
+    assert cli.main(["train", "--set", "train.epochs=0"]) == 2  # run.py's own config check answers
+    assert "train.epochs must be >= 1" in capsys.readouterr().err

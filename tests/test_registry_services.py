@@ -52,3 +52,6 @@ def test_train_register_infer_eval(ray_local, mlflow_server, tmp_path, monkeypat
 
     assert cli.main(["infer", "--model", "models:/colorizer-ci@nosuch", "--tracking-uri", mlflow_server,
                      "--input", str(src), "--output", str(tmp_path / "x.png")]) == 2
+    import os
+
+    assert "MLFLOW_TRACKING_URI" not in os.environ, "loading a model must not change the process's tracking URI"
