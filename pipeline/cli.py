@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from typing import List, Optional
+
+
+# subcommand -> module with run(args); imported on use, so `colorize --help` stays fast
+JOBS = {
+    "priors": "pipeline.priors",
+    "prepare": "pipeline.prepared",
+    "tune": "tune.sweep",
+    "infer": "pipeline.infer",
+    "eval": "pipeline.eval_report",
+    "export": "pipeline.export",
+}
 
 
 def _add_s3(p: argparse.ArgumentParser) -> None:
@@ -98,34 +110,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"colorize {args.command}: error: --saturation must be > 0, got {args.saturation}", file=sys.stderr)
         return 2
     try:
-        if args.command == "priors":
-            from pipeline import priors
-
-            return priors.run(args)
-        if args.command == "prepare":
-            from pipeline import prepared
-
-            return prepared.run(args)
-        if args.command == "tune":
-            from tune import sweep
-
-            return sweep.run(args)
-        if args.command == "infer":
-            from pipeline import infer
-
-            return infer.run(args)
-        if args.command == "eval":
-            from pipeline import eval_report
-
-            return eval_report.run(args)
-        if args.command == "export":
-            from pipeline import export
-
-            return export.run(args)
+        return importlib.import_module(JOBS[args.command]).run(args)
     except (StorageError, ValueError) as e:  # ConfigError is a ValueError
         print(f"colorize {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return 1
 
 
 if __name__ == "__main__":

@@ -34,6 +34,22 @@ def sweep_cmd(tmp, photos):
     return cmd
 
 
+def persisted_ended(sweep_dir):
+    """Trials Tune's saved experiment state records as TERMINATED (what a restore will keep)."""
+    import glob
+
+    ended = set()
+    for f in glob.glob(str(sweep_dir / "experiment_state-*.json")):
+        try:
+            for t in json.loads(open(f).read())["trial_data"]:
+                j = json.loads(t[0])
+                if j.get("status") == "TERMINATED":
+                    ended.add(j["trial_id"])
+        except (ValueError, KeyError, OSError):
+            pass  # being written right now
+    return ended
+
+
 def finished_trials(decisions_file):
     """Trials the scheduler has ended (a STOP at an ASHA rung or at the last epoch), from its log."""
     if not decisions_file.exists():
@@ -56,17 +72,20 @@ def test_sweep_killed_restored_and_recorded(tmp_path):
     log1 = open(tmp_path / "first.log", "w")
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and not finished_trials(decisions_file) and first.poll() is None:
+    sweep_dir = tmp_path / "runs" / "sw"
+    while time.monotonic() < deadline and not persisted_ended(sweep_dir) and first.poll() is None:
         time.sleep(1)
     assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
-    done_before = finished_trials(decisions_file)
+    done_before = persisted_ended(sweep_dir)
+    assert done_before <= finished_trials(decisions_file)
     assert done_before, "no trial finished in time"
     os.killpg(first.pid, signal.SIGKILL)  # the driver dies mid-sweep, its local Ray with it
     first.wait(30)
 
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = second.stdout + second.stderr
-    assert second.returncode == 0, out[-4000:]
+    (tmp_path / "second.log").write_text(out)
+    assert second.returncode == 0, "\n".join(ln[:300] for ln in out.splitlines() if "rror" in ln or "colorize tune" in ln)[-4000:]
     assert "resuming sweep sw" in out
 
     from mlflow.tracking import MlflowClient

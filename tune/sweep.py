@@ -77,14 +77,38 @@ def trial_fn(params: Dict[str, Any]) -> None:
                                                               num_workers=cfg.train.num_workers)
     trainer = train.build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, meta["tracking_uri"], run_id,
                                   callbacks=[TuneReportCallback()])
+    done_before = _last_epoch(cfg) >= cfg.train.epochs - 1
     result = trainer.fit()
     tracker.finish("FINISHED" if result.error is None else "FAILED")
     if result.error is not None:
         raise RuntimeError(f"trial {trial_id} failed: {result.error}")
+    if done_before and result.metrics:
+        # A restored sweep reruns a trial Tune had not yet recorded as ended: its Train run resumes
+        # past the last epoch and reports nothing, so hand Tune the final metrics it already earned.
+        tune.report({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
+
+
+def _last_epoch(cfg: ExperimentConfig) -> int:
+    """The newest saved epoch of this trial's Train run (-1 if none): local or s3:// storage."""
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    from pipeline import storage
+
+    fs, root = storage.resolve(posixpath.join(cfg.train.storage_path, cfg.train.run_name),
+                               storage.S3Settings.from_env(endpoint=cfg.data.s3_endpoint))
+    epochs = [-1]
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
+        if info.path.endswith("/meta.json") and "/checkpoint_" in info.path:
+            with fs.open_input_stream(info.path) as f:
+                epochs.append(int(json.loads(f.read()).get("epoch", -1)))
+    return max(epochs)
 
 
 def run(args) -> int:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table: trial, params, objective
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # persist trial states often: a restore reruns less
     import mlflow
     from ray import tune
     from ray.tune import CLIReporter
