@@ -66,12 +66,21 @@ def _filler(crop: int) -> Dict[str, Any]:
     return {"rgb": torch.zeros(1, crop, crop, 3, dtype=torch.uint8), "id": []}
 
 
-def _live_workers(has_batch: bool, device) -> int:
-    """How many workers still have a batch this step (all-reduced; 1/0 without distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+_FLAG_GROUP: Dict[str, Any] = {}
+
+
+def _live_workers(has_batch: bool) -> int:
+    """How many workers still have a batch this step (all-reduced; 1/0 without distributed).
+
+    On a CPU (gloo) group even under NCCL: a GPU tensor here would make ``.item()`` wait for the
+    previous step's kernels every step."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()):
         return int(has_batch)
-    t = torch.tensor([1 if has_batch else 0], device=device)
-    torch.distributed.all_reduce(t)
+    if "group" not in _FLAG_GROUP:  # first step: every rank gets here in the same order
+        _FLAG_GROUP["group"] = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    t = torch.tensor([1 if has_batch else 0])
+    dist.all_reduce(t, group=_FLAG_GROUP["group"])
     return int(t.item())
 
 
@@ -204,7 +213,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             raw = None
             if not (cfg.train.max_steps_per_epoch and n >= cfg.train.max_steps_per_epoch):
                 raw = next(it, None)
-            live = _live_workers(raw is not None, device)
+            live = _live_workers(raw is not None)
             if live == 0:
                 break
             if raw is not None:
