@@ -68,12 +68,13 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert any(a.path == "generator" for a in client.list_artifacts(run.info.run_id)) or client.search_logged_models(
         experiment_ids=[run.info.experiment_id]
     )
-    steps_per_epoch = meta["step"] // 2
 
     # same run name, one more epoch: continues from the saved step in the same MLflow run
     assert run_job.main(args_for(tmp_path, "r1", "train.epochs=3")) == 0
     meta2 = json.loads((checkpoints(tmp_path, "r1")[-1] / "meta.json").read_text())
-    assert meta2["epoch"] == 2 and meta2["step"] == meta["step"] + steps_per_epoch
+    # one more epoch's steps on top of the saved ones (how many varies: rows are split among
+    # workers as they read, without dropping any, and an epoch lasts as long as its longest share)
+    assert meta2["epoch"] == 2 and 0 < meta2["step"] - meta["step"] <= meta["step"]
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1 and runs[0].info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 3
