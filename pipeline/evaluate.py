@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from pipeline import color, metrics
-from pipeline.inference import join_l_ab, to_uint8  # noqa: F401  (re-exported: the eval join)
+from pipeline.inference import to_uint8
 
 
 def grey_output(rgb: np.ndarray) -> np.ndarray:

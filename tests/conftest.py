@@ -5,6 +5,7 @@ Environment is fixed at import, before any Ray worker or server starts, so child
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -91,21 +92,26 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """A real S3 HTTP endpoint: moto's standalone server on 127.0.0.1, stopped at the end."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+@contextlib.contextmanager
+def _serve(argv, log_path: Path, port: int, timeout: float):
+    """Run a server in its own process group, wait for its port, stop the whole group after."""
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_port(port, 30, proc)
+        wait_for_port(port, timeout, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_group(proc)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 HTTP endpoint: moto's standalone server on 127.0.0.1, stopped at the end."""
+    port = free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    with _serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], tmp_path_factory.mktemp("moto") / "moto.log", port, 30) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -113,19 +119,11 @@ def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server (sqlite backend, local artifact store it serves) on 127.0.0.1."""
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
-    log = open(root / "server.log", "wb")
     exe = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        wait_for_port(port, 120, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(proc)
-        log.close()
+    argv = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
+    with _serve(argv, root / "server.log", port, 120) as url:
+        yield url
 
 
 @pytest.fixture
