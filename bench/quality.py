@@ -3,14 +3,17 @@
 Every trained model gets the same wall-clock training budget on the same device (bf16 on CUDA),
 random 128x128 crops with flips of the train split (short side 256); all are scored with the code
 of ``colorize eval`` (``pipeline.evaluate``) on the test split's 256x256 centre crops. Ours decodes
-with the annealed-mean temperature picked on the val split (smallest colourfulness gap): test
-images never steer anything.
+by annealed mean at a temperature T; how T is chosen is a decoding rule (``TEMPERATURE_RULES``):
+the table reports the pre-registered ``PRIMARY_RULE``, the other rules sit beside it, and a sweep
+over T on val and test shows how far each rule lands from the best T. Only val steers the rules;
+the test sweep is reported as a diagnostic and chooses nothing.
 
     python bench/quality.py --data .quality_data --reference .quality_data/reference --out OUT
     python bench/quality.py --budget 2 --limit 8 --batch 4 --preset tiny --ngf 8   # CPU smoke run
 
 Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the table); at the end
-OUT/grid.png (grey | pix2pix | L1 | ours-unit | ours | truth, a few test images).
+OUT/grid.png (grey | pix2pix | L1 | ours-unit | ours | truth, a few test images). Test figures are
+also split by source (Kodak24, McMaster), whose colourfulness differs widely.
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ OURS = {
 }
 EMA_DECAY = 0.999
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
+# How ours picks its annealed-mean temperature. Only val data (or none) steers a rule.
+TEMPERATURE_RULES = {
+    "val_objective": "global T maximising the Tune objective on val (rebalanced AuC - 0.5 x colourfulness gap)",
+    "val_cf": "global T whose outputs' mean colourfulness is closest to the val truth's",
+    "default": "the configured model.temperature (Zhang et al.'s 0.38): what colorize infer uses",
+    "discriminator": "per image: the T whose output our PatchGAN scores most real (no data steers it)",
+}
+PRIMARY_RULE = "val_objective"  # declared before the run that reports it
 MODELS = ("grey", "ours", "ours_unit", "pix2pix", "l1")
 LABELS = {"grey": "grey (no training)", "ours": "ours (rebalanced CE + adv)", "ours_unit": "ours, unit class weights",
           "pix2pix": "pix2pix L1+GAN", "l1": "L1 only"}
@@ -125,8 +136,14 @@ def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
         with torch.no_grad(), steps.autocast(L.device, "bf16"):
             return ema(L, temperature)[1].float()
 
-    return {"step": step, "predict": predict, "params": sum(p.numel() for p in G.parameters()),
-            "temperatures": TEMPERATURES}
+    def realness(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """(B,1,H,W) L, (B,2,H,W) ab -> (B,) mean PatchGAN logit (higher: more real)."""
+        D.eval()
+        with torch.no_grad(), steps.autocast(L.device, "bf16"):
+            return D(L, ab).float().flatten(1).mean(1)
+
+    return {"step": step, "predict": predict, "realness": realness, "params": sum(p.numel() for p in G.parameters()),
+            "temperatures": TEMPERATURES, "default_temperature": cfg.model.temperature}
 
 
 def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -> Dict:
@@ -179,28 +196,111 @@ def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -
 # ----------------------------------------------------------------------------- scoring
 
 
+def _lab(images: torch.Tensor) -> torch.Tensor:
+    return color.rgb_to_lab_torch(images.permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
+
+
+def _to_uint8(L100: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """(B,1,H,W) L on 0..100 + (B,2,H,W) ab -> uint8 (B,H,W,3) sRGB, as a user would see it."""
+    rgb = color.lab_to_rgb_torch(torch.cat([L100, ab.float()], 1), dim=1)
+    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 32) -> torch.Tensor:
     """uint8 (N, H, W, 3) on the device -> uint8 (N, H, W, 3): each image's own L joined with the
     predicted ab, converted to sRGB and rounded (what a user would see and what gets scored)."""
     out = []
     for i in range(0, len(images), batch):
-        lab = color.rgb_to_lab_torch(images[i:i + batch].permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
-        ab = predict(lab[:, :1] / 50.0 - 1.0, temperature)  # (B,2,H,W)
-        rgb = color.lab_to_rgb_torch(torch.cat([lab[:, :1], ab.float()], 1), dim=1)
-        out.append((rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
+        lab = _lab(images[i:i + batch])
+        out.append(_to_uint8(lab[:, :1], predict(lab[:, :1] / 50.0 - 1.0, temperature)))
     return torch.cat(out)
 
 
-def pick_temperature(predict: Callable, val: torch.Tensor, temperatures) -> Dict:
-    """The temperature whose outputs' mean colourfulness is closest to the val truth's (computed
-    on the device: the full scorer then runs once, at the chosen T)."""
-    cf_true = float(metrics.colourfulness(val.permute(0, 3, 1, 2)).mean())
-    sweep = {}
+def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 32):
+    """Per image, the temperature whose output the trained discriminator scores most real.
+    -> (uint8 (N, H, W, 3), [chosen T per image])."""
+    out, chosen = [], []
+    for i in range(0, len(images), batch):
+        lab = _lab(images[i:i + batch])
+        L = lab[:, :1] / 50.0 - 1.0
+        best = torch.full((len(L),), -float("inf"), device=L.device)
+        best_ab = torch.zeros_like(lab[:, 1:])
+        best_t = torch.zeros(len(L), device=L.device)
+        for T in trainer["temperatures"]:
+            ab = trainer["predict"](L, T)  # (B,2,H,W)
+            s = trainer["realness"](L, ab)  # (B,)
+            better = s > best
+            best = torch.where(better, s, best)
+            best_ab[better] = ab[better]
+            best_t[better] = T
+        out.append(_to_uint8(lab[:, :1], best_ab))
+        chosen += [float(t) for t in best_t.cpu()]
+    return torch.cat(out), chosen
+
+
+def sweep(predict: Callable, images: torch.Tensor, truths: List[np.ndarray], temperatures, ref_prior) -> Dict[str, Dict]:
+    """{str(T): metrics (no SSIM) + the Tune objective} for each temperature."""
+    out = {}
     for T in temperatures:
-        cf = float(metrics.colourfulness(colorize(predict, val, T).permute(0, 3, 1, 2)).mean())
-        sweep[str(T)] = {"cf_pred": round(cf, 2), "cf_gap": round(abs(cf - cf_true), 2)}
-    best = min(sweep, key=lambda k: sweep[k]["cf_gap"])
-    return {"temperature": None if best == "None" else float(best), "val_sweep": sweep, "val_cf_true": round(cf_true, 2)}
+        m = score(as_list(colorize(predict, images, T)), truths, ref_prior, ssim=False)
+        m["objective"] = metrics.selection_objective(m["auc_rebalanced"], m["cf_gap"])
+        out[str(T)] = {k: round(v, 3) if isinstance(v, float) else v for k, v in m.items() if k != "ssim"}
+    return out
+
+
+def rule_temperature(rule: str, val_sweep: Dict[str, Dict], default: float):
+    """The global T a rule picks from the val sweep (None for the per-image rule)."""
+    if rule == "val_objective":
+        return float(max(val_sweep, key=lambda k: val_sweep[k]["objective"]))
+    if rule == "val_cf":
+        return float(min(val_sweep, key=lambda k: val_sweep[k]["cf_gap"]))
+    if rule == "default":
+        return float(default)
+    if rule == "discriminator":
+        return None
+    raise ValueError(f"unknown temperature rule {rule!r}: use {', '.join(TEMPERATURE_RULES)}")
+
+
+def by_subset(preds: List[np.ndarray], truths: List[np.ndarray], sources: List[str]) -> Dict[str, Dict]:
+    """Mean colourfulness of outputs and truth per test source (the folder each image came from)."""
+    out: Dict[str, Dict] = {}
+    for p, t, src in zip(preds, truths, sources):
+        d = out.setdefault(src.split("/")[0], {"images": 0, "cf_pred": 0.0, "cf_true": 0.0})
+        d["images"] += 1
+        for k, im in (("cf_pred", p), ("cf_true", t)):
+            d[k] += float(metrics.colourfulness(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None])[0])
+    for d in out.values():
+        d["cf_pred"], d["cf_true"] = round(d["cf_pred"] / d["images"], 2), round(d["cf_true"] / d["images"], 2)
+        d["cf_gap"] = round(abs(d["cf_pred"] - d["cf_true"]), 2)
+    return out
+
+
+def decode_ours(trainer: Dict, val_t: torch.Tensor, test_t: torch.Tensor, data: Dict, ref_prior, primary: str):
+    """Score ours under every temperature rule; the primary rule's figures become the model's.
+    -> (results to merge into the model's entry, the primary rule's test outputs)."""
+    temps = trainer["temperatures"]
+    val_sweep = sweep(trainer["predict"], val_t, data["val"], temps, ref_prior)
+    test_sweep = sweep(trainer["predict"], test_t, data["test"], temps, ref_prior)  # diagnostic only
+    rules, outputs = {}, {}
+    for rule in TEMPERATURE_RULES:
+        T = rule_temperature(rule, val_sweep, trainer["default_temperature"])
+        if T is None:
+            val_out, val_ts = colorize_by_discriminator(trainer, val_t)
+            test_out, test_ts = colorize_by_discriminator(trainer, test_t)
+            entry = {"temperature": "per image",
+                     "val_temperatures": {str(t): val_ts.count(t) for t in sorted(set(val_ts))},
+                     "test_temperatures": test_ts,
+                     "val": score(as_list(val_out), data["val"], ref_prior, ssim=False)}
+        else:
+            test_out = colorize(trainer["predict"], test_t, T)
+            val = val_sweep.get(str(T)) or score(as_list(colorize(trainer["predict"], val_t, T)), data["val"], ref_prior, ssim=False)
+            entry = {"temperature": T, "val": val}
+        outputs[rule] = as_list(test_out)
+        entry["test"] = score(outputs[rule], data["test"], ref_prior)
+        rules[rule] = entry
+    best = rules[primary]
+    return ({"temperature": best["temperature"], "temperature_rule": primary, "val": best["val"], "test": best["test"],
+             "rules": rules, "sweep": {"val": val_sweep, "test_diagnostic": test_sweep}}, outputs[primary])
 
 
 def as_list(images: torch.Tensor) -> List[np.ndarray]:
@@ -245,11 +345,54 @@ def table(results: Dict[str, Dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def rules_table(results: Dict[str, Dict]) -> str:
+    rows = ["| model | rule | T | val ΔCF | test AuC | AuC rebal | CF out | ΔCF | PSNR | SSIM |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        for rule, e in r.get("rules", {}).items():
+            t = e["test"]
+            rows.append(f"| {LABELS.get(name, name)} | {rule} | {e['temperature']} | {e['val']['cf_gap']:.1f} | {t['auc']:.1f} | "
+                        f"{t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | {t['cf_gap']:.1f} | {t['psnr']:.1f} | {t['ssim']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+def sweep_table(r: Dict) -> str:
+    rows = ["| T | val CF | val ΔCF | val AuC rebal | val objective | test CF | test ΔCF | test AuC | test AuC rebal | test PSNR |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for T, v in r["sweep"]["val"].items():
+        t = r["sweep"]["test_diagnostic"][T]
+        rows.append(f"| {T} | {v['cf_pred']:.1f} | {v['cf_gap']:.1f} | {v['auc_rebalanced']:.1f} | {v['objective']:.1f} | "
+                    f"{t['cf_pred']:.1f} | {t['cf_gap']:.1f} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['psnr']:.1f} |")
+    return "\n".join(rows) + "\n"
+
+
+def source_table(results: Dict[str, Dict]) -> str:
+    names = sorted({src for r in results.values() for src in r.get("test_by_source", {})})
+    rows = ["| model | " + " | ".join(f"{n} CF out / truth" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for name, r in results.items():
+        by = r.get("test_by_source", {})
+        rows.append(f"| {LABELS.get(name, name)} | " + " | ".join(
+            f"{by[n]['cf_pred']:.1f} / {by[n]['cf_true']:.1f}" if n in by else "-" for n in names) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def report(meta: Dict, results: Dict) -> str:
+    rule = next(iter(meta["temperature_rule"]))
+    parts = [f"# Quality, {meta['date']}, {meta['device']}\n", table(results),
+             f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, "
+             f"ours: {json.dumps(meta['ours_overrides'])}; T rule: {rule} ({meta['temperature_rule'][rule]})\n",
+             "\n## Test colourfulness by source\n\n", source_table(results)]
+    if any("rules" in r for r in results.values()):
+        parts += ["\n## Ours under each temperature rule (val steers every rule; test only reports)\n\n", rules_table(results)]
+    for name, r in results.items():
+        if "sweep" in r:
+            parts += [f"\n## {LABELS.get(name, name)}: temperature sweep (the test columns are a diagnostic)\n\n", sweep_table(r)]
+    return "".join(parts)
+
+
 def write(out: Path, meta: Dict, results: Dict) -> None:
     (out / "metrics.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    (out / "quality.md").write_text(f"# Quality, {meta['date']}, {meta['device']}\n\n{table(results)}\n"
-                                    f"budget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, "
-                                    f"ours: {json.dumps(meta['ours_overrides'])}\n")
+    (out / "quality.md").write_text(report(meta, results))
 
 
 def grid(out: Path, examples: Dict[str, List[np.ndarray]], n: int) -> None:
@@ -280,6 +423,8 @@ def main(argv=None) -> Dict:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more overrides for ours")
     ap.add_argument("--examples", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rule", default=PRIMARY_RULE, choices=sorted(TEMPERATURE_RULES),
+                    help=f"how ours picks T for the main table (default {PRIMARY_RULE}); every rule is reported")
     a = ap.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -295,13 +440,14 @@ def main(argv=None) -> Dict:
     cfg = ExperimentConfig().replace(overrides | {"data.seed": a.seed})
     t = time.perf_counter()
     data = quality_data.load(a.data, a.limit)
+    sources = quality_data.sources(a.data, "test", a.limit)
     train_prior = np.load(a.prior, allow_pickle=False)
     ref_prior = evaluate.zhang_prior(a.reference)
     color.rgb_to_bin(np.zeros((1, 3), np.uint8))  # build the colour table before any clock runs
     meta = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "budget_s": a.budget, "batch": a.batch, "crop": a.crop, "seed": a.seed,
             "images": {k: len(v) for k, v in data.items()}, "ours_overrides": overrides, "ema_decay": EMA_DECAY,
-            "temperature_rule": "min colourfulness gap on val", "load_s": round(time.perf_counter() - t, 1)}
+            "temperature_rule": {a.rule: TEMPERATURE_RULES[a.rule]}, "load_s": round(time.perf_counter() - t, 1)}
     print(json.dumps(meta), flush=True)
     results: Dict[str, Dict] = {}
     examples = {"truth": data["test"][: a.examples]}
@@ -325,20 +471,25 @@ def main(argv=None) -> Dict:
             r = train_for(trainer, crops, a.batch, a.budget, device)
             r["params"] = trainer["params"]
             r["epochs"] = round(crops.seen / len(data["train"]), 1)
-            r.update(pick_temperature(trainer["predict"], val_t, trainer["temperatures"]))
-            r["val"] = score(as_list(colorize(trainer["predict"], val_t, r["temperature"])), data["val"], ref_prior, ssim=False)
-            preds = as_list(colorize(trainer["predict"], test_t, r["temperature"]))
-            r["test"] = score(preds, data["test"], ref_prior)
+            if "realness" in trainer:  # ours: a temperature to choose
+                decoded, preds = decode_ours(trainer, val_t, test_t, data, ref_prior, a.rule)
+                r.update(decoded)
+            else:
+                r["temperature"] = None
+                r["val"] = score(as_list(colorize(trainer["predict"], val_t, None)), data["val"], ref_prior, ssim=False)
+                preds = as_list(colorize(trainer["predict"], test_t, None))
+                r["test"] = score(preds, data["test"], ref_prior)
             results[name] = r
             del trainer
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+        results[name]["test_by_source"] = by_subset(preds, data["test"], sources)
         examples[name] = preds[: a.examples]
         results[name]["wall_s"] = round(time.perf_counter() - t, 1)
         print(f"{name}: {json.dumps(results[name])}", flush=True)
         write(out, meta, results)
         grid(out, examples, a.examples)
-    print(table(results), flush=True)
+    print(report(meta, results), flush=True)
     return results
 
 

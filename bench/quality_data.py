@@ -66,13 +66,30 @@ def pack(out: Path, limit: int = 0) -> None:
 
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             list(pool.map(write, enumerate(paths)))
-        (folder / "SOURCES.txt").write_text("\n".join(str(p.name) for p in paths) + "\n")
+        (folder / "SOURCES.txt").write_text("\n".join(source_name(p) for p in paths) + "\n")
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"{split}: {len(paths)} images, {size / 2**20:.1f} MiB")
     ref = out / "reference"  # Zhang's prior, for the rebalanced metrics
     ref.mkdir(exist_ok=True)
     for name in ("prior_probs.npy", "pts_in_hull.npy"):
         shutil.copyfile(REFERENCE / name, ref / name)
+
+
+def source_name(path: Path) -> str:
+    """'<dataset folder>/<file>', e.g. 'Kodak24/kodim01.png': which collection an image came from."""
+    return f"{path.parent.name}/{path.name}"
+
+
+def sources(source: str = "", split: str = "test", limit: int = 0) -> List[str]:
+    """The split's image names in ``load``'s order, as ``source_name`` gives them."""
+    if source:
+        names = (Path(source) / split / "SOURCES.txt").read_text().split()
+        names = names[:limit] if limit else names
+        if any("/" not in n for n in names):
+            raise SystemExit(f"{source} was packed by an older bench/quality_data.py: pack it again")
+    else:
+        names = [source_name(p) for p in split_paths(split, limit)]
+    return names
 
 
 def load(source: str = "", limit: int = 0, threads: int = 0) -> Dict[str, List[np.ndarray]]:
