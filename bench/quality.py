@@ -223,18 +223,19 @@ def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 
     for i in range(0, len(images), batch):
         lab = _lab(images[i:i + batch])
         L = lab[:, :1] / 50.0 - 1.0
+        temps = trainer["temperatures"]
         best = torch.full((len(L),), -float("inf"), device=L.device)
         best_ab = torch.zeros_like(lab[:, 1:])
-        best_t = torch.zeros(len(L), device=L.device)
-        for T in trainer["temperatures"]:
+        best_i = torch.zeros(len(L), dtype=torch.long, device=L.device)
+        for i_t, T in enumerate(temps):
             ab = trainer["predict"](L, T)  # (B,2,H,W)
             s = trainer["realness"](L, ab)  # (B,)
             better = s > best
             best = torch.where(better, s, best)
             best_ab[better] = ab[better]
-            best_t[better] = T
+            best_i[better] = i_t
         out.append(_to_uint8(lab[:, :1], best_ab))
-        chosen += [float(t) for t in best_t.cpu()]
+        chosen += [temps[j] for j in best_i.tolist()]
     return torch.cat(out), chosen
 
 
@@ -268,7 +269,7 @@ def by_subset(preds: List[np.ndarray], truths: List[np.ndarray], sources: List[s
         d = out.setdefault(src.split("/")[0], {"images": 0, "cf_pred": 0.0, "cf_true": 0.0})
         d["images"] += 1
         for k, im in (("cf_pred", p), ("cf_true", t)):
-            d[k] += float(metrics.colourfulness(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None])[0])
+            d[k] += float(metrics.colourfulness(torch.tensor(im).permute(2, 0, 1)[None])[0])  # a copy: may be read-only
     for d in out.values():
         d["cf_pred"], d["cf_true"] = round(d["cf_pred"] / d["images"], 2), round(d["cf_true"] / d["images"], 2)
         d["cf_gap"] = round(abs(d["cf_pred"] - d["cf_true"]), 2)
