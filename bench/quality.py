@@ -219,11 +219,10 @@ def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 
 def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 32):
     """Per image, the temperature whose output the trained discriminator scores most real.
     -> (uint8 (N, H, W, 3), [chosen T per image])."""
-    out, chosen = [], []
+    out, chosen, temps = [], [], trainer["temperatures"]
     for i in range(0, len(images), batch):
         lab = _lab(images[i:i + batch])
         L = lab[:, :1] / 50.0 - 1.0
-        temps = trainer["temperatures"]
         best = torch.full((len(L),), -float("inf"), device=L.device)
         best_ab = torch.zeros_like(lab[:, 1:])
         best_i = torch.zeros(len(L), dtype=torch.long, device=L.device)
