@@ -201,14 +201,16 @@ def _lab(images: torch.Tensor) -> torch.Tensor:
 
 
 def _to_uint8(L100: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """(B,1,H,W) L on 0..100 + (B,2,H,W) ab -> uint8 (B,H,W,3) sRGB, as a user would see it."""
+    """(B,1,H,W) L on 0..100 + (B,2,H,W) ab -> uint8 (B,H,W,3) sRGB. Out-of-gamut colours are
+    clipped per channel on the GPU; ``colorize infer`` instead fits them keeping L
+    (``color.lab_to_rgb_keep_l``, numpy), so its saturated pixels can differ slightly from these."""
     rgb = color.lab_to_rgb_torch(torch.cat([L100, ab.float()], 1), dim=1)
     return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 32) -> torch.Tensor:
     """uint8 (N, H, W, 3) on the device -> uint8 (N, H, W, 3): each image's own L joined with the
-    predicted ab, converted to sRGB and rounded (what a user would see and what gets scored)."""
+    predicted ab, converted to sRGB and rounded (what gets scored)."""
     out = []
     for i in range(0, len(images), batch):
         lab = _lab(images[i:i + batch])
