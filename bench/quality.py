@@ -2,7 +2,7 @@
 
 Every trained model gets the same wall-clock training budget on the same device (bf16 on CUDA),
 random 128x128 crops with flips of the train split (short side 256); all are scored with the code
-of ``colorize eval`` (``pipeline.evaluate``) on the test split's 256x256 centre crops. Ours decodes
+of ``colorize eval`` (``pipeline.scoring``) on the test split's 256x256 centre crops. Ours decodes
 by annealed mean at a temperature T; how T is chosen is a decoding rule (``TEMPERATURE_RULES``):
 the table reports the pre-registered ``PRIMARY_RULE``, the other rules sit beside it, and a sweep
 over T on val and test shows how far each rule lands from the best T. Only val steers the rules;
@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from models import Generator, PatchDiscriminator  # noqa: E402
-from pipeline import color, evaluate, metrics, steps  # noqa: E402
+from pipeline import color, metrics, scoring, steps  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 
 import pix2pix  # noqa: E402
@@ -310,7 +310,7 @@ def as_list(images: torch.Tensor) -> List[np.ndarray]:
 
 
 def score(preds, truths, ref_prior, ssim=True) -> Dict[str, float]:
-    return evaluate.score_images(preds, truths, ref_prior, ssim=ssim, threads=os.cpu_count() or 2)
+    return scoring.score_images(preds, truths, ref_prior, ssim=ssim, threads=os.cpu_count() or 2)
 
 
 def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) -> Dict:
@@ -444,7 +444,7 @@ def main(argv=None) -> Dict:
     data = quality_data.load(a.data, a.limit)
     sources = quality_data.sources(a.data, "test", a.limit)
     train_prior = np.load(a.prior, allow_pickle=False)
-    ref_prior = evaluate.zhang_prior(a.reference)
+    ref_prior = scoring.zhang_prior(a.reference)
     color.rgb_to_bin(np.zeros((1, 3), np.uint8))  # build the colour table before any clock runs
     meta = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "budget_s": a.budget, "batch": a.batch, "crop": a.crop, "seed": a.seed,
@@ -458,9 +458,9 @@ def main(argv=None) -> Dict:
     for name in a.models.split(","):
         t = time.perf_counter()
         if name == "grey":
-            preds = [evaluate.grey_output(im) for im in data["test"]]
+            preds = [scoring.grey_output(im) for im in data["test"]]
             results[name] = {"test": score(preds, data["test"], ref_prior),
-                             "val": score([evaluate.grey_output(im) for im in data["val"]], data["val"], ref_prior, ssim=False)}
+                             "val": score([scoring.grey_output(im) for im in data["val"]], data["val"], ref_prior, ssim=False)}
         else:
             if name in ("ours", "ours_unit"):
                 c = cfg if name == "ours" else cfg.replace({"loss.rebalance": False})

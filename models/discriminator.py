@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-AB_SCALE = 110.0  # ab / 110 puts Lab's chroma roughly in [-1, 1], like L / 50 - 1
+from models.scaling import AB_SCALE
 
 
 class PatchDiscriminator(nn.Module):

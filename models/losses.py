@@ -7,7 +7,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-AB_SCALE = 110.0
+from models.scaling import AB_SCALE
 GAN_KINDS = ("hinge", "lsgan", "bce")
 
 

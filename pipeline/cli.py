@@ -15,7 +15,7 @@ JOBS = {
     "prepare": "pipeline.prepared",
     "tune": "tune.sweep",
     "infer": "pipeline.infer",
-    "eval": "pipeline.eval_report",
+    "eval": "pipeline.evaluate",
     "export": "pipeline.export",
 }
 

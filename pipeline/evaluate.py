@@ -1,141 +1,146 @@
-"""Scoring colorized photos against the truth: the metrics of ``colorize eval`` and bench/quality.py.
+"""``colorize eval``: score models on a dataset beside the all-grey baseline; write ``metrics.json``
+and a self-contained HTML report, and log both to MLflow when a run is given.
 
-Pure numpy/torch on 8-bit sRGB images, so every model (ours, baselines, the all-grey output) is
-scored on exactly what a user would see:
-
-- AuC of the per-pixel ab-error CDF, thresholds 0..150 step 1, mean over thresholds in %, pooled
-  over all pixels of all images; raw, and rebalanced: each pixel weighted by 1/p of its
-  ground-truth bin under a prior (Zhang et al. use their ImageNet prior), so rare colours count.
-- Colourfulness (Hasler & Süsstrunk) mean over images, of the outputs and of the truth, and the
-  gap |CF(out) - CF(truth)|: greyness scores well on pixel error, it cannot hide here.
-- PSNR and SSIM on 8-bit RGB, mean over images.
-- Top-1 bin accuracy of the output's ab against the truth's bin, raw and class-rebalanced.
+Each photo is resized so its short side is ``--size`` and centre-cropped to a square (the
+protocol of bench/quality.py); every model colorizes the same crops through the inference path of
+``colorize infer`` and is scored by ``pipeline.scoring`` on the 8-bit result.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+import base64
+import html
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-import torch
 
-from pipeline import color, metrics
-from pipeline.inference import to_uint8
+from pipeline import predict, scoring, storage, transforms
 
-
-def grey_output(rgb: np.ndarray) -> np.ndarray:
-    """The all-grey baseline: the photo's own L with a = b = 0, as uint8 sRGB (H, W, 3)."""
-    lab = color.rgb_to_lab(rgb)
-    lab[..., 1:] = 0.0
-    return to_uint8(color.lab_to_rgb(lab))
+METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
 
 
-def _prior_tensor(prior: np.ndarray) -> torch.Tensor:
-    p = torch.as_tensor(np.asarray(prior, np.float64))
-    if p.shape != (color.num_bins(),) or not (p > 0).any():
-        raise ValueError(f"prior must be ({color.num_bins()},) with some mass, got {tuple(p.shape)}")
-    return p
+def centre_square(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    t, l = (h - s) // 2, (w - s) // 2
+    return np.ascontiguousarray(rgb[t:t + s, l:l + s])
 
 
-def measure(pred: np.ndarray, truth: np.ndarray, prior: torch.Tensor, ssim: bool = True) -> Dict[str, object]:
-    """One image's additive sums and per-image figures; uint8 (H, W, 3) prediction and truth.
+def load_truth(uri: str, size: int, limit: Optional[int], s3) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
+    """(paths, uint8 square crops, skipped {reason: [paths]}) of the photos under ``uri``."""
+    fs, paths = storage.list_inputs(uri, s3)
+    paths = paths[:limit] if limit else paths
 
-    Pure (no shared state), so images can be measured in parallel and merged by ``Scorer``.
-    """
-    if pred.shape != truth.shape or pred.dtype != np.uint8 or truth.dtype != np.uint8 or pred.shape[-1] != 3:
-        raise ValueError(f"need two uint8 (H, W, 3) images of one size, got {pred.dtype}{pred.shape} "
-                         f"and {truth.dtype}{truth.shape}")
-    ab_p = torch.from_numpy(color.rgb_to_lab(pred)[..., 1:]).permute(2, 0, 1)[None]  # (1,2,H,W)
-    ab_t = torch.from_numpy(color.rgb_to_lab(truth)[..., 1:]).permute(2, 0, 1)[None]
-    bin_t = torch.from_numpy(color.rgb_to_bin(truth).astype(np.int64))  # (H, W)
-    bin_p = torch.from_numpy(color.rgb_to_bin(pred).astype(np.int64))
-    w = metrics.rebalance_pixel_weights(bin_t, prior)  # (H, W) float64: 1/p of the true bin
-    hit = (bin_p == bin_t).double()
-    p = torch.tensor(pred).permute(2, 0, 1)[None]  # a copy: inputs may be read-only arrays
-    t = torch.tensor(truth).permute(2, 0, 1)[None]
-    return {
-        "hist": metrics.error_histogram(ab_p, ab_t),
-        "hist_rebal": metrics.error_histogram(ab_p, ab_t, w[None]),
-        "top1": (float(hit.sum()), float(hit.numel())),
-        "top1_rebal": (float((hit * w).sum()), float(w.sum())),
-        "cf_pred": float(metrics.colourfulness(p)[0]),
-        "cf_true": float(metrics.colourfulness(t)[0]),
-        "psnr": float(metrics.psnr(p, t)[0]),
-        "ssim": metrics.ssim(pred, truth) if ssim else None,
-    }
+    def one(p):
+        try:
+            with fs.open_input_stream(p) as f:
+                d = transforms.decode_image(f.read(), size=size)
+        except OSError:
+            return p, None, "unreadable"
+        if d.rgb is None:
+            return p, None, d.skip
+        if transforms.is_grey(d.rgb):
+            return p, None, transforms.SKIP_GREY
+        return p, centre_square(d.rgb), None
 
-
-class Scorer:
-    """Accumulates metrics over (prediction, truth) image pairs; ``result()`` gives the summary.
-
-    ``prior``: (Q,) bin prior on this project's grid for the rebalanced figures (bins it gives
-    no mass get 1/min positive p). ``ssim``: off saves time where only the rest is needed.
-    """
-
-    def __init__(self, prior: np.ndarray, ssim: bool = True):
-        self.prior = _prior_tensor(prior)
-        self.with_ssim = ssim
-        self.hist = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64)
-        self.hist_rebal = torch.zeros_like(self.hist)
-        self.top1 = [0.0, 0.0]  # hits, pixels
-        self.top1_rebal = [0.0, 0.0]  # weighted hits, weight
-        self.per_image: Dict[str, list] = {"cf_pred": [], "cf_true": [], "psnr": [], "ssim": []}
-
-    def add(self, pred: np.ndarray, truth: np.ndarray) -> Dict[str, float]:
-        """Score one uint8 (H, W, 3) prediction against its truth; returns its per-image figures."""
-        return self.merge(measure(pred, truth, self.prior, self.with_ssim))
-
-    def merge(self, m: Dict[str, object]) -> Dict[str, float]:
-        self.hist += m["hist"]
-        self.hist_rebal += m["hist_rebal"]
-        for acc, (a, b) in ((self.top1, m["top1"]), (self.top1_rebal, m["top1_rebal"])):
-            acc[0] += a
-            acc[1] += b
-        one = {k: m[k] for k in self.per_image if m.get(k) is not None}
-        for k, v in one.items():
-            self.per_image[k].append(v)
-        return one
-
-    def result(self) -> Dict[str, float]:
-        n = len(self.per_image["cf_pred"])
-        if n == 0:
-            raise ValueError("no images were scored")
-        mean = {k: float(np.mean(v)) if v else float("nan") for k, v in self.per_image.items()}
-        return {
-            "images": n,
-            "auc": metrics.auc_from_histogram(self.hist),
-            "auc_rebalanced": metrics.auc_from_histogram(self.hist_rebal),
-            "cf_pred": mean["cf_pred"],
-            "cf_true": mean["cf_true"],
-            "cf_gap": abs(mean["cf_pred"] - mean["cf_true"]),
-            "psnr": mean["psnr"],
-            "ssim": mean["ssim"],
-            "top1": 100.0 * self.top1[0] / self.top1[1],
-            "top1_rebalanced": 100.0 * self.top1_rebal[0] / self.top1_rebal[1],
-        }
+    kept, truths, skipped = [], [], {}
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 2)) as pool:
+        for p, rgb, reason in pool.map(one, paths):
+            if rgb is None:
+                skipped.setdefault(reason, []).append(p)
+            else:
+                kept.append(p)
+                truths.append(rgb)
+    if not truths:
+        raise storage.StorageError(f"no usable colour photos at {uri} (skipped: { {k: len(v) for k, v in skipped.items()} })")
+    return kept, truths, skipped
 
 
-def zhang_prior(reference_dir) -> np.ndarray:
-    """Zhang et al.'s ImageNet prior (``prior_probs.npy`` + ``pts_in_hull.npy`` in a folder) on
-    this project's grid: the prior the rebalanced metrics use, so figures compare with the paper's."""
-    import os
+def _png_b64(rgb: np.ndarray) -> str:
+    from PIL import Image
 
-    return color.import_zhang_prior(os.path.join(reference_dir, "prior_probs.npy"),
-                                    os.path.join(reference_dir, "pts_in_hull.npy"))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return base64.b64encode(buf.getvalue()).decode()
 
 
-def score_images(preds, truths, prior: np.ndarray, ssim: bool = True, threads: int = 1) -> Dict[str, float]:
-    """Score paired iterables of uint8 images; ``threads`` > 1 measures them in parallel (numpy
-    and torch release the GIL for most of the work)."""
-    s = Scorer(prior, ssim=ssim)
-    pairs = list(zip(preds, truths))
-    if threads > 1:
-        from concurrent.futures import ThreadPoolExecutor
+def report_html(results: Dict[str, Dict[str, float]], examples: Dict[str, List[np.ndarray]], title: str) -> str:
+    """One HTML file: the metrics table and a grid of examples (grey | each model | truth), images inline."""
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in METRIC_NAMES)
+    rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{r[m]:.3f}</td>" for m in METRIC_NAMES) + "</tr>"
+        for name, r in results.items()
+    )
+    cols = list(examples)
+    grid_head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    n = len(next(iter(examples.values()))) if examples else 0
+    grid = "".join("<tr>" + "".join(f'<td><img src="data:image/png;base64,{_png_b64(examples[c][i])}"></td>' for c in cols) + "</tr>"
+                   for i in range(n))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;text-align:right}img{width:192px}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1><table><tr><th>model</th>{head}</tr>{rows}</table>"
+            f"<h2>Examples</h2><table><tr>{grid_head}</tr>{grid}</table></body></html>")
 
-        with ThreadPoolExecutor(threads) as pool:
-            for m in pool.map(lambda pt: measure(pt[0], pt[1], s.prior, ssim), pairs):
-                s.merge(m)
-    else:
-        for p, t in pairs:
-            s.add(p, t)
-    return s.result()
+
+def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files: List[str]) -> None:
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    import time
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    ts = int(time.time() * 1000)
+    metrics = [Metric(f"eval/{name}/{m}", float(v), ts, 0) for name, r in results.items() for m, v in r.items()
+               if isinstance(v, (int, float)) and v == v]
+    client.log_batch(run_id, metrics=metrics)
+    for f in files:
+        client.log_artifact(run_id, f, "eval")
+
+
+def run(args) -> int:
+    from pipeline import model_ref
+
+    s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
+    refs = [args.model] + list(args.compare or [])
+    models = {}
+    for i, ref in enumerate(refs):  # every reference resolves before any photo is read
+        G, info = model_ref.load_generator(ref, args.tracking_uri)
+        models["model" if i == 0 else f"compare{i}"] = (G, info)
+    paths, truths, skipped = load_truth(args.data, args.size, args.limit, s3)
+    prior = scoring.zhang_prior(args.reference) if args.reference else _project_prior()
+    n_ex = min(args.examples, len(truths))
+    examples = {"grey": [scoring.grey_output(t) for t in truths[:n_ex]]}
+    results = {"grey": scoring.score_images([scoring.grey_output(t) for t in truths], truths, prior, threads=os.cpu_count() or 2)}
+    for name, (G, info) in models.items():
+        preds = [predict.colorize(G, t, None, args.saturation) for t in truths]
+        results[name] = scoring.score_images(preds, truths, prior, threads=os.cpu_count() or 2)
+        results[name]["ref"] = info["ref"]
+        examples[name] = preds[:n_ex]
+    examples["truth"] = truths[:n_ex]
+    doc = {"data": args.data, "size": args.size, "images": len(truths), "saturation": args.saturation,
+           "skipped": {k: len(v) for k, v in skipped.items()}, "skipped_examples": {k: v[:5] for k, v in skipped.items()},
+           "rebalance_prior": args.reference or "prior_probs.npy", "results": results}
+    os.makedirs(args.out, exist_ok=True)
+    mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
+    with open(mpath, "w") as f:
+        json.dump(doc, f, indent=1)
+    numeric = {k: {m: v for m, v in r.items() if m in METRIC_NAMES} for k, r in results.items()}
+    with open(hpath, "w") as f:
+        f.write(report_html(numeric, examples, f"colorize eval: {args.data} ({len(truths)} photos)"))
+    run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        log_to_mlflow(run_id, args.tracking_uri, numeric, [mpath, hpath])
+    for name, r in numeric.items():
+        print(f"{name:10s} " + " ".join(f"{m}={r[m]:.2f}" for m in METRIC_NAMES))
+    print(f"colorize eval: {len(truths)} photos, skipped {doc['skipped']}; wrote {mpath}, {hpath}"
+          + (f"; logged to MLflow run {run_id}" if run_id else ""))
+    return 0
+
+
+def _project_prior() -> np.ndarray:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return np.load(os.path.join(root, "prior_probs.npy"), allow_pickle=False)

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from pipeline import inference, storage, transforms
+from pipeline import predict, storage, transforms
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def colorize_file(G, data: bytes, size: Optional[int], temperature: Optional[flo
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
         return None, d.skip
-    return inference.colorize(G, d.rgb, size, temperature, device), None
+    return predict.colorize(G, d.rgb, size, temperature, device), None
 
 
 class Colorizer:

@@ -1,4 +1,4 @@
-"""The evaluation metrics (``pipeline.evaluate``): hand-checked cases and real photos."""
+"""The evaluation metrics (``pipeline.scoring``): hand-checked cases and real photos."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import torch
 from conftest import DATA
 from PIL import Image
 
-from pipeline import color, evaluate, inference, metrics
+from pipeline import color, metrics, predict, scoring
 
 
 @pytest.fixture(scope="module")
 def zhang(reference):
-    return evaluate.zhang_prior(reference)
+    return scoring.zhang_prior(reference)
 
 
 def _photo(seed=0, h=40, w=56):
@@ -24,7 +24,7 @@ def _photo(seed=0, h=40, w=56):
 
 def test_perfect_prediction_scores_full_marks(zhang):
     truth = [_photo(s) for s in range(3)]
-    r = evaluate.score_images(truth, truth, zhang)
+    r = scoring.score_images(truth, truth, zhang)
     assert r["auc"] == pytest.approx(100.0) and r["auc_rebalanced"] == pytest.approx(100.0)
     assert r["cf_gap"] == 0.0 and r["top1"] == 100.0 and r["top1_rebalanced"] == pytest.approx(100.0)
     assert r["ssim"] == pytest.approx(1.0) and r["psnr"] > 90
@@ -32,8 +32,8 @@ def test_perfect_prediction_scores_full_marks(zhang):
 
 def test_grey_output_has_no_colour_and_keeps_lightness(zhang):
     truth = _photo(1)
-    grey = evaluate.grey_output(truth)
-    r = evaluate.score_images([grey], [truth], zhang)
+    grey = scoring.grey_output(truth)
+    r = scoring.score_images([grey], [truth], zhang)
     assert r["cf_pred"] < 0.5 and r["cf_gap"] == pytest.approx(r["cf_true"], abs=0.5)
     assert np.abs(color.rgb_to_lab(grey)[..., 0] - color.rgb_to_lab(truth)[..., 0]).max() < 0.6  # 8-bit rounding
     assert r["auc"] < 100
@@ -44,10 +44,10 @@ def test_auc_hand_computed_for_a_constant_error(zhang):
     lab = np.zeros((8, 8, 3))
     lab[..., 0] = 60.0
     lab[..., 1] = 10.0
-    truth = inference.to_uint8(color.lab_to_rgb(lab))
+    truth = predict.to_uint8(color.lab_to_rgb(lab))
     ab_t = color.rgb_to_lab(truth)[..., 1:]
-    s = evaluate.Scorer(zhang, ssim=False)
-    m = evaluate.measure(truth, truth, s.prior, ssim=False)
+    s = scoring.Scorer(zhang, ssim=False)
+    m = scoring.measure(truth, truth, s.prior, ssim=False)
     assert m["hist"][0] == 64  # zero error lands in slot 0
     e = 30.0
     pred_ab = torch.from_numpy(ab_t + [e, 0.0]).permute(2, 0, 1)[None]
@@ -61,26 +61,26 @@ def test_rebalanced_weights_favour_rare_colours(zhang):
     truth = grey_bg.copy()
     truth[:4, :4] = (20, 40, 230)  # a small saturated blue patch: a rare bin under the prior
     pred = grey_bg  # gets the grey right, the blue wrong
-    r = evaluate.score_images([pred], [truth], zhang, ssim=False)
+    r = scoring.score_images([pred], [truth], zhang, ssim=False)
     assert r["auc"] > 95 and r["auc_rebalanced"] < 60
 
 
 def test_bad_inputs_raise_clearly(zhang):
     a = _photo()
     with pytest.raises(ValueError, match="uint8"):
-        evaluate.score_images([a.astype(np.float32)], [a], zhang)
+        scoring.score_images([a.astype(np.float32)], [a], zhang)
     with pytest.raises(ValueError, match="one size"):
-        evaluate.score_images([a[:-1]], [a], zhang)
+        scoring.score_images([a[:-1]], [a], zhang)
     with pytest.raises(ValueError, match="no images"):
-        evaluate.score_images([], [], zhang)
+        scoring.score_images([], [], zhang)
     with pytest.raises(ValueError, match="prior"):
-        evaluate.Scorer(np.ones(7))
+        scoring.Scorer(np.ones(7))
 
 
 def test_threads_give_the_same_result(zhang):
     truth = [_photo(s) for s in range(4)]
-    preds = [evaluate.grey_output(t) for t in truth]
-    assert evaluate.score_images(preds, truth, zhang, threads=1) == evaluate.score_images(preds, truth, zhang, threads=3)
+    preds = [scoring.grey_output(t) for t in truth]
+    assert scoring.score_images(preds, truth, zhang, threads=1) == scoring.score_images(preds, truth, zhang, threads=3)
 
 
 def test_grey_baseline_on_real_photos_orders_as_expected(zhang):
@@ -91,13 +91,13 @@ def test_grey_baseline_on_real_photos_orders_as_expected(zhang):
     if not paths:
         pytest.skip("shared Kodak photos not present")
     truth = [np.asarray(Image.open(p).convert("RGB").resize((192, 128), Image.BICUBIC)) for p in paths]
-    grey = evaluate.score_images([evaluate.grey_output(t) for t in truth], truth, zhang, ssim=False)
+    grey = scoring.score_images([scoring.grey_output(t) for t in truth], truth, zhang, ssim=False)
     half = []
     for t in truth:
         lab = color.rgb_to_lab(t)
         lab[..., 1:] *= 0.5
-        half.append(inference.to_uint8(color.lab_to_rgb(lab)))
-    halfway = evaluate.score_images(half, truth, zhang, ssim=False)
+        half.append(predict.to_uint8(color.lab_to_rgb(lab)))
+    halfway = scoring.score_images(half, truth, zhang, ssim=False)
     assert 70 < grey["auc"] < 95 and grey["auc_rebalanced"] < grey["auc"]
     assert grey["cf_pred"] < 1 and grey["cf_true"] > 20
     for k in ("auc", "auc_rebalanced", "psnr", "top1"):

@@ -11,7 +11,7 @@ from PIL import Image
 
 import corpus
 from models import Generator
-from pipeline import checkpoint, cli, color, inference, model_ref
+from pipeline import checkpoint, cli, color, model_ref, predict
 from pipeline.config import ExperimentConfig
 
 
@@ -32,7 +32,7 @@ def ckpt(tmp_path_factory):
 def test_any_size_comes_back_at_its_size_with_its_lightness(ckpt, hw):
     G, _ = model_ref.load_generator(str(ckpt))
     rgb = corpus.photo(hw[0] + hw[1], *hw)
-    out = inference.colorize(G, rgb, size=64)
+    out = predict.colorize(G, rgb, size=64)
     assert out.shape == rgb.shape and out.dtype == np.uint8
     dL = np.abs(color.rgb_to_lab(out)[..., 0] - color.rgb_to_lab(rgb)[..., 0])
     assert dL.max() < 1.0, f"L changed by {dL.max():.2f}"  # 8-bit rounding only
@@ -44,7 +44,7 @@ def test_colour_input_is_made_grey_first(ckpt):
     rgb = corpus.photo(3, 40, 56)
     grey = np.repeat(np.rint(color.lab_to_rgb(np.stack([color.rgb_to_lab(rgb)[..., 0]] + [np.zeros(rgb.shape[:2])] * 2, -1)) * 255)
                      .astype(np.uint8)[..., :1], 3, -1)
-    a, b = inference.colorize(G, rgb, 32), inference.colorize(G, grey, 32)
+    a, b = predict.colorize(G, rgb, 32), predict.colorize(G, grey, 32)
     diff = np.abs(a.astype(int) - b.astype(int))  # only L is used; the grey copy's L differs by rounding
     assert diff.mean() < 1.0 and diff.max() <= 12
 
@@ -52,7 +52,7 @@ def test_colour_input_is_made_grey_first(ckpt):
 def test_saturation_knob(ckpt):
     G, _ = model_ref.load_generator(str(ckpt))
     rgb = corpus.photo(5, 48, 48)
-    chroma = [np.linalg.norm(color.rgb_to_lab(inference.colorize(G, rgb, 48, T))[..., 1:], axis=-1).mean() for T in (0.1, 1.0)]
+    chroma = [np.linalg.norm(color.rgb_to_lab(predict.colorize(G, rgb, 48, T))[..., 1:], axis=-1).mean() for T in (0.1, 1.0)]
     assert chroma[0] > chroma[1] + 1
 
 

@@ -1,0 +1,26 @@
+"""How Lab values meet the networks' tensors: the one home of the models' input/output scalings.
+
+The models take L scaled to [-1, 1] and see ab divided by ``AB_SCALE`` where a unit-scale value is
+needed (the discriminator's input, the L1 loss); the generator's ab output is in Lab units. These
+belong to the models (their contract), so ``pipeline/`` imports them from here, never the reverse.
+"""
+
+from __future__ import annotations
+
+L_CENTRE = 50.0  # L in [0, 100] -> L / 50 - 1 in [-1, 1]
+AB_SCALE = 110.0  # ab / 110 puts sRGB's chroma roughly in [-1, 1], like the scaled L
+
+
+def L_to_input(L):
+    """L (any shape, 0..100; numpy or torch) -> the generator's input scale [-1, 1]."""
+    return L / L_CENTRE - 1.0
+
+
+def input_to_L(x):
+    """The generator's input scale [-1, 1] -> L in 0..100 (inverse of ``L_to_input``)."""
+    return (x + 1.0) * L_CENTRE
+
+
+def ab_to_unit(ab):
+    """ab in Lab units -> roughly [-1, 1] (what the discriminator and the L1 term see)."""
+    return ab / AB_SCALE
