@@ -102,7 +102,6 @@ def prepare(data: str, out: str, size: int = 256, limit: Optional[int] = None, s
     import pyarrow.parquet as pq
 
     from pipeline import data as rdata
-    from pipeline.priors import _redact
 
     if size < 8:
         raise ValueError(f"--size must be >= 8, got {size}")
@@ -143,7 +142,7 @@ def prepare(data: str, out: str, size: int = 256, limit: Optional[int] = None, s
     from pipeline import __version__
 
     manifest = {
-        "format": FORMAT, "run": run, "source": _redact(data), "size": size, "Q": color.num_bins(),
+        "format": FORMAT, "run": run, "source": storage.redact(data), "size": size, "Q": color.num_bins(),
         "grid_rule": color.GRID_RULE, "skip_grey": skip_grey, "files_listed": len(paths), "images": images,
         "skipped": skipped, "pixels_per_row_bytes": BYTES_PER_PIXEL, "L_scale": transforms.L_SCALE,
         "shards": shards, "bytes": sum(s["bytes"] for s in shards),

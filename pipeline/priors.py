@@ -157,7 +157,7 @@ def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit
         "grid_rule": color.GRID_RULE,
         "grid_step": color.GRID_STEP,
         "Q": color.num_bins(),
-        "data_uri": _redact(data),
+        "data_uri": storage.redact(data),
         "files_listed": result.listed,
         "images_used": result.images,
         "images_skipped": result.skipped,
@@ -172,15 +172,6 @@ def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit
         "code_version": __version__,
         "seconds": round(result.seconds, 2),
     }
-
-
-def _redact(uri: str) -> str:
-    """Drop anything like user:secret@ or ?query from a URI before it is recorded."""
-    if "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        rest = rest.split("@", 1)[-1].split("?", 1)[0]
-        return f"{scheme}://{rest}"
-    return uri
 
 
 def write_prior(result: PriorResult, out: str, meta: dict, s3: Optional[storage.S3Settings] = None) -> List[str]:

@@ -52,6 +52,16 @@ class S3Settings:
         )
 
 
+def redact(uri: str) -> str:
+    """``uri`` without credentials (``user:secret@``) or a query string (tokens, signatures): the
+    form in which a URI may reach a log line, an error, MLflow or a sidecar file."""
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        rest = rest.split("@", 1)[-1].split("?", 1)[0]
+        return f"{scheme}://{rest}"
+    return uri
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
