@@ -20,11 +20,13 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) pipeline/run.py --config pipeline/configs/demo.yaml --out out/demo
 
+# Everything: tests/unit, tests/ray (local Ray), tests/services (moto S3, MLflow), tests/e2e (clusters, sweeps).
 test: setup
 	$(PY) -m pytest -q -ra --timeout=900 tests
 
+# The fast group only: no Ray, no servers, under a minute.
 test-unit: setup
-	$(PY) -m pytest -q -m "not ray and not services" tests
+	$(PY) -m pytest -q -ra --timeout=120 tests/unit
 
 bench: setup
 	$(PY) bench/preprocess.py

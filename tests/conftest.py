@@ -1,16 +1,20 @@
-"""Shared fixtures: a local Ray runtime, a real S3 endpoint (moto's server on 127.0.0.1), data paths.
+"""The one conftest: the test environment, the groups by folder, and the shared fixtures (a local
+Ray runtime, real S3 and MLflow servers on 127.0.0.1, a tiny checkpoint, data paths).
 
-Environment is fixed at import, before any Ray worker or server starts, so children inherit it.
+Groups: tests/unit (no Ray, no servers, fast), tests/ray (a local Ray runtime), tests/services (real
+moto S3 / MLflow servers), tests/e2e (clusters, sweeps, slow learning checks). A test's folder is its
+marker: ``-m ray`` selects tests/ray, ``-m "not e2e"`` all but the slow group. Helpers: tests/support.
+
+The environment is fixed here, at import, before anything imports pipeline and before any Ray
+worker or server starts, so every child inherits it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import subprocess
+import shutil
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,55 +34,59 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing-secret"
 os.environ["AWS_REGION"] = "us-east-1"
 for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
     os.environ.pop(var, None)
+# The colour lookup table cache (pipeline.color) in a folder of this run's own: no state carried
+# between runs or shared with a user's ~/.cache. Ray workers and servers inherit it.
+CACHE = tempfile.mkdtemp(prefix="colorize-test-cache-")
+os.environ["COLORIZE_CACHE"] = CACHE
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-REFERENCE = SHARED / "reference"
-DATA = SHARED / "data"
-sys.path.insert(0, str(Path(__file__).parent))  # tests/corpus.py
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Helpers (support.*) are imported inside the fixtures below, after the environment above is set.
+TESTS = Path(__file__).resolve().parent
+GROUPS = ("unit", "ray", "services", "e2e")
+# Fixtures that start Ray or a server: a unit test asking for one is in the wrong folder.
+NOT_UNIT = {"ray_local", "s3_server", "s3_client", "mlflow_server"}
 
 
-def wait_for_port(port: int, timeout: float = 30.0, proc=None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+def pytest_unconfigure(config):
+    shutil.rmtree(CACHE, ignore_errors=True)
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Stop a process started with start_new_session=True, and everything it started."""
-    import signal
-
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=timeout)
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its folder's group; refuse Ray or server fixtures in tests/unit."""
+    for item in items:
+        group = item.path.resolve().relative_to(TESTS).parts[0]
+        if group not in GROUPS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/{{{','.join(GROUPS)}}}/")
+        if group == "unit":
+            heavy = NOT_UNIT & set(getattr(item, "fixturenames", ()))
+            if heavy:
+                raise pytest.UsageError(f"{item.nodeid} uses {sorted(heavy)}: move it out of tests/unit")
+        item.add_marker(getattr(pytest.mark, group))
 
 
 @pytest.fixture(scope="session")
 def reference():
+    from support import REFERENCE
+
     if not (REFERENCE / "pts_in_hull.npy").exists():
         pytest.skip("../shared/reference is not present")
     return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def ckpt(tmp_path_factory):
+    """A tiny generator checkpoint folder (see support.training.tiny_generator_checkpoint)."""
+    from support.training import tiny_generator_checkpoint
+
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+@pytest.fixture(scope="session")
+def corpus_dir(tmp_path_factory):
+    """A folder of good, odd-but-valid and bad photos; (root, {"good": [...], "skip": {name: reason}})."""
+    from support import corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    return root, corpus.write_corpus(root)
 
 
 @pytest.fixture(scope="session")
@@ -92,37 +100,30 @@ def ray_local():
     ray.shutdown()
 
 
-@contextlib.contextmanager
-def _serve(argv, log_path: Path, port: int, timeout: float):
-    """Run a server in its own process group, wait for its port, stop the whole group after."""
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_port(port, timeout, proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop_group(proc)
-        log.close()
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 HTTP endpoint: moto's standalone server on 127.0.0.1, stopped at the end."""
+    from support.servers import free_port, serve
+
     port = free_port()
     exe = Path(sys.executable).with_name("moto_server")
-    with _serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], tmp_path_factory.mktemp("moto") / "moto.log", port, 30) as url:
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with serve([str(exe), "-H", "127.0.0.1", "-p", str(port)], log, port, 30) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server (sqlite backend, local artifact store it serves) on 127.0.0.1."""
+    from support.servers import free_port, serve
+
     root = tmp_path_factory.mktemp("mlflow")
     port = free_port()
     exe = Path(sys.executable).with_name("mlflow")
     argv = [str(exe), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
-    with _serve(argv, root / "server.log", port, 120) as url:
+            "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination", str(root / "artifacts")]
+    with serve(argv, root / "server.log", port, 120) as url:
         yield url
 
 
@@ -131,9 +132,3 @@ def s3_client(s3_server):
     import boto3
 
     return boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
-
-
-def upload_dir(client, bucket: str, prefix: str, root: Path) -> None:
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            client.put_object(Bucket=bucket, Key=f"{prefix}/{p.relative_to(root).as_posix()}", Body=p.read_bytes())

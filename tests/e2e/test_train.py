@@ -5,32 +5,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
-import corpus
 from pipeline import run as run_job
-
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-TINY = [
-    "model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2",
-    "data.resize=48", "data.crop=32", "train.batch_size=2", "train.num_workers=2",
-    "train.cpus_per_worker=0.5", "tracking.sample_images=2", "train.log_every=1",
-]
-
-
-def args_for(tmp: Path, name: str, *extra):
-    photos, val = tmp / "photos", tmp / "val"
-    if not photos.exists():  # good photos, odd encodings and bad files: the bad ones are skipped and counted
-        corpus.write_corpus(photos)
-        val.mkdir()
-        for i, data in enumerate(corpus.good_files(4).values()):
-            (val / f"v{i}.png").write_bytes(data)
-    out = []
-    for s in [*TINY, f"data.train={photos}", f"data.val={val}", f"train.storage_path={tmp / 'runs'}",
-              f"train.run_name={name}", *extra]:
-        out += ["--set", s]
-    return [*out, "--out", str(tmp / "out")]
+from support import corpus
+from support.training import args_for
 
 
 def mlflow_runs(tmp: Path):
@@ -46,12 +23,20 @@ def checkpoints(tmp: Path, name: str):
     return sorted(p for p in root.glob("checkpoint_*") if (p / "meta.json").exists()) if root.exists() else []
 
 
+def ema_updates(ckpt: Path) -> int:
+    """How many steps the checkpoint's EMA of G has averaged (train.ema_decay is on by default)."""
+    import torch
+
+    return int(torch.load(ckpt / "state.pt", weights_only=True)["ema"]["updates"])
+
+
 def test_train_then_resume_same_run(ray_local, tmp_path):
     assert run_job.main(args_for(tmp_path, "r1", "train.epochs=2")) == 0
     cks = checkpoints(tmp_path, "r1")
     assert cks, "a checkpoint must exist"
     meta = json.loads((cks[-1] / "meta.json").read_text())
     assert meta["epoch"] == 1 and meta["step"] > 0
+    assert ema_updates(cks[-1]) == meta["step"], "the EMA of G is checkpointed, updated once per step"
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1
     run = runs[0]
@@ -75,6 +60,7 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     # one more epoch's steps on top of the saved ones (how many varies: rows are split among
     # workers as they read, without dropping any, and an epoch lasts as long as its longest share)
     assert meta2["epoch"] == 2 and 0 < meta2["step"] - meta["step"] <= meta["step"]
+    assert ema_updates(checkpoints(tmp_path, "r1")[-1]) == meta2["step"], "resume continues the saved EMA"
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1 and runs[0].info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 3
@@ -84,7 +70,8 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
 def _train_workers():
     import psutil
 
-    return {p.pid: p for p in psutil.process_iter(["cmdline"]) if any("RayTrainWorker" in c for c in (p.info["cmdline"] or []))}
+    return {p.pid: p for p in psutil.process_iter(["cmdline"])
+            if any("RayTrainWorker" in c for c in (p.info["cmdline"] or []))}
 
 
 def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict, before: set):
@@ -104,7 +91,8 @@ def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict, be
 def test_lost_worker_restores_from_checkpoint(ray_local, tmp_path):
     done = {}
     before = set(_train_workers())
-    t = threading.Thread(target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done, before), daemon=True)
+    t = threading.Thread(target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done, before),
+                         daemon=True)
     t.start()
     # batch 1: several steps per epoch, so the kill lands in training rather than in a report
     rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1", "train.batch_size=1"))

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
-from models import GENERATOR_PRESETS, Generator, PatchDiscriminator
-from pipeline import priors, steps, storage, transforms
+from pipeline import builder, color, geometry, priors, steps, storage, transforms
 from pipeline.config import ExperimentConfig
+from support import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -17,35 +16,35 @@ def photos():
     for path in storage.skimage_photos():
         with open(path, "rb") as f:
             d = transforms.decode_image(f.read(), size=48)
-        if d.rgb is None or transforms.is_grey(d.rgb):
+        if d.rgb is None or color.is_grey(d.rgb):
             continue
-        h, w, _ = d.rgb.shape
-        t, l = (h - 48) // 2, (w - 48) // 2
-        crops.append(d.rgb[t : t + 48, l : l + 48])
+        crops.append(geometry.centre_crop(d.rgb, 48))
     assert len(crops) >= 6
     return torch.from_numpy(np.stack(crops))  # (N,48,48,3) uint8
 
 
 def train(photos, rebalance: bool, steps_n: int = 100):
     torch.manual_seed(0)
-    cfg = ExperimentConfig.from_dict({"loss": {"rebalance": rebalance, "lambda_adv": 0.0}})
-    G = Generator(**{**GENERATOR_PRESETS["tiny"], "dropout": 0.0})
-    D = PatchDiscriminator(base_channels=8, n_layers=2)
-    opt_g = torch.optim.Adam(G.parameters(), 3e-3, betas=(0.9, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), 1e-4)
+    cfg = ExperimentConfig.from_dict({
+        "model": {"preset": "tiny", "dropout": 0.0, "d_base_channels": 8, "d_layers": 2},
+        "loss": {"rebalance": rebalance, "lambda_adv": 0.0},
+        "optim": {"lr_g": 3e-3, "beta1": 0.9, "beta2": 0.99},
+        "train": {"ema_decay": 0.0},  # judge G's own weights
+    })
+    gan = builder.build(cfg, torch.device("cpu"))
+    G = gan.G
     prior = priors.load_prior(str(ROOT / "prior_probs.npy"))
     weights = steps.class_weights_tensor(prior, cfg.loss)
-    batch = steps.prepare_batch(photos, G.logits_stride)
+    batch = steps.batch_from_rgb(photos, G.logits_stride)
     ces = []
-    for _ in range(steps_n):
-        ces.append(steps.train_step(G, D, opt_g, opt_d, batch, cfg.loss, weights)["g_ce"])
+    for i in range(steps_n):
+        ces.append(gan.train_step(batch, i, weights, sync=True)["g_ce"])
     G.eval()
     with torch.no_grad():
         _, ab = G(batch["L"])
     return ces, ab.norm(dim=1).mean().item(), batch["ab"].norm(dim=1).mean().item()
 
 
-@pytest.mark.slow
 def test_ce_falls_and_rebalancing_saturates(photos):
     ces_rb, chroma_rb, chroma_true = train(photos, rebalance=True)
     ces_unit, chroma_unit, _ = train(photos, rebalance=False)

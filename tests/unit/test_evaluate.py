@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
 from PIL import Image
 
-from pipeline import color, metrics, predict, scoring
+from pipeline import color, metrics, scoring
+from support import DATA
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_auc_hand_computed_for_a_constant_error(zhang):
     lab = np.zeros((8, 8, 3))
     lab[..., 0] = 60.0
     lab[..., 1] = 10.0
-    truth = predict.to_uint8(color.lab_to_rgb(lab))
+    truth = color.to_uint8(color.lab_to_rgb(lab))
     ab_t = color.rgb_to_lab(truth)[..., 1:]
     s = scoring.Scorer(zhang, ssim=False)
     m = scoring.measure(truth, truth, s.prior, ssim=False)
@@ -96,7 +96,7 @@ def test_grey_baseline_on_real_photos_orders_as_expected(zhang):
     for t in truth:
         lab = color.rgb_to_lab(t)
         lab[..., 1:] *= 0.5
-        half.append(predict.to_uint8(color.lab_to_rgb(lab)))
+        half.append(color.to_uint8(color.lab_to_rgb(lab)))
     halfway = scoring.score_images(half, truth, zhang, ssim=False)
     assert 70 < grey["auc"] < 95 and grey["auc_rebalanced"] < grey["auc"]
     assert grey["cf_pred"] < 1 and grey["cf_true"] > 20

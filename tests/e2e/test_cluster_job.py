@@ -5,10 +5,8 @@ import subprocess
 
 import pytest
 
-from cluster import RAY, TwoNodeCluster, _env
-from conftest import ROOT
-
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+from support import ROOT
+from support.ray_cluster import RAY, TwoNodeCluster, node_env
 
 
 @pytest.fixture
@@ -32,7 +30,7 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
            "python", "pipeline/run.py", "--out", str(out)]
     for s in sets:
         cmd += ["--set", s]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=_env())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=node_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in (r.stdout + r.stderr)
     from ray.job_submission import JobSubmissionClient

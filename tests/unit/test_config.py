@@ -1,13 +1,11 @@
 """ExperimentConfig: YAML + --set, validation errors that name the key, conversions."""
 
-import subprocess
-import sys
-
 import pytest
 
-from conftest import ROOT
 from pipeline import config
+from pipeline import run as run_job
 from pipeline.config import ConfigError, ExperimentConfig
+from support import ROOT
 
 
 def test_defaults_round_trip_and_flat():
@@ -59,8 +57,6 @@ def test_unknown_key_in_yaml(tmp_path):
         config.load(str(p))
 
 
-def test_run_py_prints_one_line_config_error():
-    r = subprocess.run([sys.executable, "pipeline/run.py", "--set", "train.batch_size=-2"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert r.stderr.strip() == "config error: train.batch_size must be >= 1, got -2"
+def test_run_py_prints_one_line_config_error(capsys):
+    assert run_job.main(["--set", "train.batch_size=-2"]) == 2
+    assert capsys.readouterr().err.strip() == "config error: train.batch_size must be >= 1, got -2"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import List
 
-from conftest import free_port, stop_group, wait_for_port
+from support.servers import free_port, stop_group, wait_for_port
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
@@ -22,7 +22,8 @@ def _ports(n: int) -> List[int]:
     return [free_port() for _ in range(n)]
 
 
-def _env() -> dict:
+def node_env() -> dict:
+    """The environment for `ray` CLI children: no auth, no inherited RAY_ADDRESS, this venv first on PATH."""
     env = dict(os.environ)
     env["RAY_AUTH_MODE"] = "disabled"
     env.pop("RAY_ADDRESS", None)
@@ -65,11 +66,12 @@ class TwoNodeCluster:
 
     def _start(self, args: List[str], log: str) -> subprocess.Popen:
         out = open(self.tmp / log, "wb")
-        p = subprocess.Popen([RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+        p = subprocess.Popen([RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=node_env(),
+                             start_new_session=True)
         self.procs.append(p)
         return p
 
-    def start(self) -> "TwoNodeCluster":
+    def start(self) -> TwoNodeCluster:
         head = self._start(
             ["--head", "--port", str(self.gcs_port), "--num-cpus", str(self.cpus), "--include-dashboard", "true",
              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
@@ -77,7 +79,8 @@ class TwoNodeCluster:
             "head.log",
         )
         wait_for_port(self.dashboard_port, 90, head)
-        worker = self._start(["--address", self.address, "--num-cpus", str(self.cpus), *_node_args(22000, self.temp_dirs[1])], "worker.log")
+        worker_args = ["--address", self.address, "--num-cpus", str(self.cpus), *_node_args(22000, self.temp_dirs[1])]
+        worker = self._start(worker_args, "worker.log")
         self.wait_for_nodes(2, 90, worker)
         return self
 
@@ -86,7 +89,8 @@ class TwoNodeCluster:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"ray node exited: {(self.tmp / 'worker.log').read_text()[-2000:]}")
-            r = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True, env=_env())
+            r = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True,
+                               env=node_env())
             if r.returncode == 0 and r.stdout.count("node_") >= n:
                 return
             time.sleep(1)

@@ -13,12 +13,9 @@ import time
 
 import pytest
 
-import corpus
-from conftest import ROOT
 from pipeline import config as config_mod
 from pipeline import run as run_job
-
-pytestmark = [pytest.mark.ray, pytest.mark.slow]
+from support import ROOT, corpus
 
 EPOCHS = 2
 SAMPLES = 3
@@ -27,8 +24,10 @@ SAMPLES = 3
 def sweep_cmd(tmp, photos):
     sets = ["model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2", "data.resize=48", "data.crop=32",
             "train.batch_size=4", "train.num_workers=1", "train.cpus_per_worker=0.5", f"train.epochs={EPOCHS}",
-            f"data.train={photos}", "data.val_fraction=0.3", f"train.storage_path={tmp / 'runs'}", "tracking.sample_images=1"]
-    cmd = [sys.executable, "-m", "pipeline.cli", "tune", "--num-samples", str(SAMPLES), "--name", "sw", "--out", str(tmp / "out")]
+            f"data.train={photos}", "data.val_fraction=0.3", f"train.storage_path={tmp / 'runs'}",
+            "tracking.sample_images=1"]
+    cmd = [sys.executable, "-m", "pipeline.cli", "tune", "--num-samples", str(SAMPLES), "--name", "sw",
+           "--out", str(tmp / "out")]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -85,7 +84,8 @@ def test_sweep_killed_restored_and_recorded(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = second.stdout + second.stderr
     (tmp_path / "second.log").write_text(out)
-    assert second.returncode == 0, "\n".join(ln[:300] for ln in out.splitlines() if "rror" in ln or "colorize tune" in ln)[-4000:]
+    errors = "\n".join(ln[:300] for ln in out.splitlines() if "rror" in ln or "colorize tune" in ln)
+    assert second.returncode == 0, errors[-4000:]
     assert "resuming sweep sw" in out
 
     from mlflow.tracking import MlflowClient
@@ -93,10 +93,12 @@ def test_sweep_killed_restored_and_recorded(tmp_path):
     client = MlflowClient(f"sqlite:///{db}")
     exp = client.get_experiment_by_name("colorize")
     (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`colorize.kind` = 'sweep'")
-    children = client.search_runs([exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert len({c.data.tags["colorize.trial_id"] for c in children}) == SAMPLES == len(children)
     assert all(c.info.status == "FINISHED" for c in children)
-    decisions = [json.loads(x) for x in (tmp_path / "out" / "sw" / "scheduler_decisions.jsonl").read_text().splitlines()]
+    decisions_log = tmp_path / "out" / "sw" / "scheduler_decisions.jsonl"
+    decisions = [json.loads(x) for x in decisions_log.read_text().splitlines()]
     by_trial = {}
     for d in decisions:
         by_trial.setdefault(d["trial"], []).append(d["iteration"])

@@ -4,44 +4,18 @@ every image exactly once per epoch across two workers, reruns never mix shards."
 
 from __future__ import annotations
 
+import time
 
 import numpy as np
 import pyarrow.fs as pafs
 import pytest
 from PIL import Image
 
-import corpus
-from conftest import upload_dir
-from pipeline import cli, color, prepared, priors, storage, transforms
+from pipeline import cli, color, prepare, priors, shards, split, storage
 from pipeline import run as run_job
-
-pytestmark = [pytest.mark.ray, pytest.mark.services]
-
-
-def test_encode_lab_round_trip_is_close():
-    rgb = corpus.photo(0, 40, 56)
-    L, ab, bins = transforms.encode_lab(rgb)
-    lab = color.rgb_to_lab(rgb)
-    assert L.dtype == np.uint8 and ab.dtype == np.int8 and bins.dtype == np.uint16
-    assert np.abs(L / transforms.L_SCALE - lab[..., 0]).max() <= 0.5 / transforms.L_SCALE + 1e-6
-    assert np.abs(ab - lab[..., 1:]).max() <= 0.5 + 1e-6
-    assert np.array_equal(bins, color.rgb_to_bin(rgb))
-
-
-def test_shard_crops_share_one_window_for_L_and_ab():
-    rgb = corpus.photo(1, 40, 56)
-    L, ab, _ = transforms.encode_lab(rgb)
-    batch = {"id": np.array(["a"], dtype=object), "height": np.array([40]), "width": np.array([56]),
-             "L": np.array([L.tobytes()], dtype=object), "ab": np.array([ab.tobytes()], dtype=object)}
-    out = transforms.shard_crops(batch, 32, train=False)
-    assert out["L"].shape == (1, 32, 32) and out["ab"].shape == (1, 32, 32, 2)
-    assert np.array_equal(out["L"][0], L[4:36, 12:44]) and np.array_equal(out["ab"][0], ab[4:36, 12:44])
-    # random crops + flips: L and ab stay aligned (the crop of the stacked planes is one window)
-    out = transforms.shard_crops(batch, 32, train=True, seed=3)
-    lab = np.concatenate([L[..., None].astype(int), ab.astype(int)], -1)
-    win = np.concatenate([out["L"][0][..., None].astype(int), out["ab"][0].astype(int)], -1)
-    assert any(np.array_equal(w, lab[t:t + 32, l:l + 32]) or np.array_equal(w, lab[t:t + 32, l:l + 32][:, ::-1])
-               for t in range(9) for l in range(25) for w in [win])
+from support import corpus
+from support.reference_prior import count_reasons
+from support.servers import upload_dir
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +38,11 @@ def test_prepare_s3_to_s3_then_priors_and_training(ray_local, bucket, s3_server,
     out = "s3://prep/shards"
     assert cli.main(["prepare", "--data", "s3://prep/raw/", "--out", out, "--size", "48", "--shard-mb", "1"]) == 0
     s3 = storage.S3Settings.from_env()
-    manifest = prepared.read_manifest(out, s3)
+    manifest = shards.read_manifest(out, s3)
     good = len(info["good"]) + 5
-    expected_skips = {}
-    for reason in info["skip"].values():
-        expected_skips[reason] = expected_skips.get(reason, 0) + 1
-    assert manifest["images"] == good and manifest["skipped"] == expected_skips
+    assert manifest["images"] == good and manifest["skipped"] == count_reasons(info["skip"])
+    corrupt = {f"prep/raw/{n}" for n, r in info["skip"].items() if r == "corrupt"}
+    assert set(manifest["skipped_examples"]["corrupt"]) == corrupt
     assert manifest["size"] == 48 and manifest["Q"] == color.num_bins() and manifest["source"] == "s3://prep/raw/"
     assert sum(s["rows"] for s in manifest["shards"]) == good
 
@@ -87,10 +60,8 @@ def test_prepare_s3_to_s3_then_priors_and_training(ray_local, bucket, s3_server,
             f"train.storage_path={tmp_path / 'runs'}", "train.run_name=shards", f"train.audit_ids_dir={audit}"]
     argv = [x for s in sets for x in ("--set", s)] + ["--out", str(tmp_path / "out")]
     assert run_job.main(argv) == 0
-    ids = prepared.shards_dataset(out, s3, columns=["id"]).take_all()
-    all_ids = sorted(r["id"] for r in ids)
-    val = set(np.array(all_ids)[prepared.split_fraction(np.array(all_ids, dtype=object), 0) < 0.25])
-    train_ids = sorted(set(all_ids) - val)
+    all_ids = sorted(r["id"] for r in shards.shards_dataset(out, s3, columns=["id"]).take_all())
+    train_ids, val = split.split_ids(all_ids, 0.25, seed=0)  # the one rule, as for raw photos
     assert val and train_ids
     for epoch in range(2):
         seen = []
@@ -104,22 +75,21 @@ def test_rerun_never_mixes_shards_and_cleans_up(ray_local, bucket, s3_server, mo
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     s3 = storage.S3Settings.from_env()
     out = "s3://prep/rerun"
-    first = prepared.prepare("s3://prep/raw/", out, size=32, s3=s3)
+    first = prepare.prepare("s3://prep/raw/", out, size=32, s3=s3)
     # an interrupted run: shards of its own folder, no manifest switch -> readers never see them
     client = bucket[0]
     client.put_object(Bucket="prep", Key="rerun/20990101T000000Z-dead/part-0.parquet", Body=b"partial")
-    assert prepared.read_manifest(out, s3)["run"] == first["run"]
-    assert all(s["path"].startswith(first["run"]) for s in prepared.read_manifest(out, s3)["shards"])
-    second = prepared.prepare("s3://prep/raw/", out, size=32, s3=s3)
+    assert shards.read_manifest(out, s3)["run"] == first["run"]
+    assert all(s["path"].startswith(first["run"]) for s in shards.read_manifest(out, s3)["shards"])
+    second = prepare.prepare("s3://prep/raw/", out, size=32, s3=s3)
     fs, root = storage.resolve(out, s3)
-    names = {i.path.split("/")[2] for i in fs.get_file_info(pafs.FileSelector(root, recursive=True)) if i.type == pafs.FileType.File}
+    files = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    names = {i.path.split("/")[2] for i in files if i.type == pafs.FileType.File}
     assert second["run"] in names and first["run"] not in names, "the old run's shards are deleted after the switch"
-    assert prepared.shards_dataset(out, s3, columns=["id"]).count() == second["images"]
+    assert shards.shards_dataset(out, s3, columns=["id"]).count() == second["images"]
 
 
 def test_listing_a_prefix_with_thousands_of_objects(s3_server, bucket):
-    import time
-
     client = bucket[0]
     client.create_bucket(Bucket="many")
     for i in range(2100):  # > 2 pages of ListObjectsV2
@@ -134,7 +104,8 @@ def test_listing_a_prefix_with_thousands_of_objects(s3_server, bucket):
 def test_prepare_with_nothing_usable_is_a_clear_error(ray_local, bucket, s3_server, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
     with pytest.raises(ValueError, match="no usable image"):
-        prepared.prepare("s3://prep/raw/", "s3://prep/none", size=32, s3=storage.S3Settings.from_env(), limit=3)  # bad_* only
+        # limit=3: the first three files are bad_* only
+        prepare.prepare("s3://prep/raw/", "s3://prep/none", size=32, s3=storage.S3Settings.from_env(), limit=3)
 
 
 def test_bad_prepare_inputs_are_clear_errors(s3_server, monkeypatch, capsys):

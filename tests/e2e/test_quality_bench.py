@@ -8,12 +8,12 @@ import json
 import sys
 
 import pytest
-from conftest import DATA, ROOT
+
+from support import DATA, ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
 
 
-@pytest.mark.slow
 def test_quality_protocol_smoke(tmp_path, reference):
     if not (DATA / "splits" / "test.txt").exists():
         pytest.skip("shared data not present")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
 
 from pipeline import run as run_job
+from support import ROOT
 
 CLUSTER = ROOT / "cluster"
 
@@ -121,7 +121,8 @@ def test_rayjob_entrypoint_is_run_py_with_real_arguments():
 
     cfg = config.load(str(ROOT / args.config), args.overrides)
     gpu_group = next(g for g in rj["spec"]["rayClusterSpec"]["workerGroupSpecs"] if g["groupName"] == "gpu")
-    gpus = gpu_group["replicas"] * int(gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
+    limits = gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]
+    gpus = gpu_group["replicas"] * int(limits["nvidia.com/gpu"])
     assert cfg.train.use_gpu and cfg.train.num_workers <= gpus, "the job must fit the GPUs the RayJob asks for"
     cpus = int(gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"])
     assert cfg.train.cpus_per_worker < cpus, "leave CPUs on GPU pods for Ray Data"

@@ -8,13 +8,11 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from test_train_ray import args_for
 
-import corpus
 from pipeline import cli
 from pipeline import run as run_job
-
-pytestmark = [pytest.mark.ray, pytest.mark.services, pytest.mark.slow]
+from support import corpus
+from support.training import args_for
 
 
 def test_train_register_infer_eval(ray_local, mlflow_server, tmp_path, monkeypatch):

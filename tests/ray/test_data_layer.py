@@ -1,0 +1,82 @@
+"""The data layer (``pipeline.data``): raw photos and prepared shards behind one interface, one
+train/val split (the same photos whichever form is read), skips counted once per file."""
+
+import pytest
+import ray
+from PIL import Image
+
+from pipeline import config, data, prepare, split, storage
+from support import corpus
+from support.reference_prior import count_reasons
+
+VAL_FRACTION = 0.3
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """20 good photos (some in a subfolder) and 10 bad files, raw and prepared at short side 48."""
+    root = tmp_path_factory.mktemp("photos")
+    info = corpus.write_corpus(root / "raw")
+    (root / "raw" / "more").mkdir()
+    for i in range(12):
+        (root / "raw" / "more" / f"p{i}.png").write_bytes(corpus.encode(Image.fromarray(corpus.photo(70 + i)), "PNG"))
+    return root / "raw", root / "shards", info
+
+
+def cfg_for(train_uri):
+    return (
+        config.ExperimentConfig()
+        .replace({"data.train": str(train_uri), "data.val_fraction": VAL_FRACTION, "data.resize": 48, "data.crop": 32})
+        .data
+    )
+
+
+def ids_of(ds):
+    return sorted(str(r["id"]) for r in ds.select_columns(["id"]).take_all())
+
+
+def test_raw_and_shards_give_the_same_train_and_val_photos(ray_local, photos):
+    raw_dir, shards_dir, info = photos
+    manifest = prepare.prepare(str(raw_dir), str(shards_dir), size=48)
+    assert manifest["images"] == 20 and manifest["skipped"] == count_reasons(info["skip"])
+    raw, shards = (
+        data.Source.open(str(raw_dir), storage.S3Settings()),
+        data.Source.open(str(shards_dir), storage.S3Settings()),
+    )
+    assert (raw.kind, shards.kind) == (data.RAW, data.SHARDS)
+    good = sorted(set(raw.ids()) - set(info["skip"]))
+    assert sorted(shards.ids()) == good and "more/p0.png" in good, "one id: the path relative to the dataset root"
+    # the plain threshold decides here (no tiny-dataset floor): each photo's side depends on its id alone
+    assert (
+        split.val_threshold(raw.ids(), VAL_FRACTION, 0)
+        == split.val_threshold(shards.ids(), VAL_FRACTION, 0)
+        == VAL_FRACTION
+    )
+
+    sides = {}
+    for name, uri in (("raw", raw_dir), ("shards", shards_dir)):
+        train_ds, val_ds, collector, info_ = data.training_datasets(
+            cfg_for(uri), storage.S3Settings(), cpus_per_task=0.5
+        )
+        sides[name] = ids_of(train_ds), ids_of(val_ds)
+        assert info_["source"] == (data.RAW if name == "raw" else data.SHARDS)
+        if name == "raw":  # bad files are decoded (and skipped) on both sides; two epochs count each once
+            ids_of(train_ds)
+            assert ray.get(collector.counts.remote()) == count_reasons(info["skip"])
+    assert sides["raw"] == sides["shards"], "the same photos in validation whether read raw or as shards"
+    train_ids, val_ids = sides["raw"]
+    assert val_ids and train_ids and sorted(train_ids + val_ids) == good
+    assert val_ids == sorted(split.split_ids(good, VAL_FRACTION, 0)[1])
+
+
+def test_a_source_says_what_it_holds(ray_local, photos, tmp_path):
+    raw_dir, _, _ = photos
+    with pytest.raises(storage.StorageError, match="no input files"):
+        (tmp_path / "empty").mkdir()
+        data.Source.open(str(tmp_path / "empty"), storage.S3Settings())
+    raw = data.Source.open(str(raw_dir), storage.S3Settings(), limit=5)
+    assert len(raw) == 5 and not raw.prepared
+    rows = raw.files(files_per_block=2).take_all()
+    assert sorted(r["path"] for r in rows) == sorted(raw.paths)
+    with pytest.raises(ValueError, match="raw files"):
+        raw.rows()

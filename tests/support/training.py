@@ -1,0 +1,47 @@
+"""Tiny training runs and checkpoints: the config overrides the Ray training tests share, and a
+saved tiny generator for the inference, evaluation and export tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List
+
+from support import corpus
+
+TINY = [
+    "model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2",
+    "data.resize=48", "data.crop=32", "train.batch_size=2", "train.num_workers=2",
+    "train.cpus_per_worker=0.5", "tracking.sample_images=2", "train.log_every=1",
+]
+
+
+def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
+    """pipeline/run.py arguments for a tiny run on a corpus written under ``tmp`` (once)."""
+    photos, val = tmp / "photos", tmp / "val"
+    if not photos.exists():  # good photos, odd encodings and bad files: the bad ones are skipped and counted
+        corpus.write_corpus(photos)
+        val.mkdir()
+        for i, data in enumerate(corpus.good_files(4).values()):
+            (val / f"v{i}.png").write_bytes(data)
+    out = []
+    for s in [*TINY, f"data.train={photos}", f"data.val={val}", f"train.storage_path={tmp / 'runs'}",
+              f"train.run_name={name}", *extra]:
+        out += ["--set", s]
+    return [*out, "--out", str(tmp / "out")]
+
+
+def tiny_generator_checkpoint(folder: Path) -> Path:
+    """A tiny generator with a peaked, non-grey head, saved as a generator checkpoint in ``folder``."""
+    import torch
+
+    from pipeline import builder, checkpoint
+    from pipeline.config import ExperimentConfig
+
+    cfg = ExperimentConfig().replace({"model.preset": "tiny"})
+    torch.manual_seed(0)
+    G = builder.build_generator(cfg.model)
+    with torch.no_grad():
+        G.head.bias.copy_(torch.linspace(-4, 4, G.num_bins))  # favours high-a bins: visibly coloured output
+    d = folder / "generator"
+    checkpoint.save_generator(str(d), G, step=7, epoch=0, config=cfg.to_dict())
+    return d

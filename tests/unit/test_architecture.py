@@ -1,0 +1,223 @@
+"""The architecture the README draws, checked from the source: pure core -> I/O + Ray I/O layer ->
+jobs -> CLI. No import cycles among pipeline/, models/ and tune/ (function-local imports count: a
+cycle hidden in a function is still a cycle); models/ imports nothing from pipeline/; ``ray`` is
+imported only by the Ray glue modules."""
+
+from __future__ import annotations
+
+import ast
+from itertools import pairwise
+from pathlib import Path
+from typing import Dict, Iterator, List, Set, Tuple
+
+import pytest
+
+from support import ROOT
+
+PACKAGES = ("pipeline", "models", "tune")
+# Modules that may `import ray` (the Ray I/O layer and the Ray jobs); everything else runs without it.
+RAY_ALLOWED = {"pipeline.data", "pipeline.shards", "pipeline.priors", "pipeline.prepare", "pipeline.train",
+               "pipeline.run", "pipeline.infer"}
+RAY_ALLOWED_PACKAGES = ("tune",)
+
+
+def module_files(root: Path, packages=PACKAGES) -> Dict[str, Path]:
+    """{dotted module name: file} for every .py under the packages (a package is its __init__)."""
+    out = {}
+    for pkg in packages:
+        for f in sorted((root / pkg).rglob("*.py")):
+            parts = f.relative_to(root).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = f
+    return out
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    t = node.test
+    name = t.id if isinstance(t, ast.Name) else t.attr if isinstance(t, ast.Attribute) else None
+    return name == "TYPE_CHECKING"
+
+
+def imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterator[Tuple[str, int]]:
+    """(absolute dotted name, line) of every import anywhere in the tree, function bodies included;
+    ``from a import b`` yields ``a.b``: the module a.b if there is one, else a name in a. Imports under
+    ``if TYPE_CHECKING:`` are skipped: they never run."""
+    skip: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            skip |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: from the module's package, up level - 1 more
+                base = module.split(".") if is_package else module.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module
+            for a in node.names:
+                yield f"{prefix}.{a.name}", node.lineno
+
+
+def import_graph(root: Path, packages=PACKAGES) -> Tuple[Dict[str, Set[str]], Dict[str, List[Tuple[str, int]]]]:
+    """(edges {module: internal modules it imports}, every import {module: [(name, line)]})."""
+    files = module_files(root, packages)
+    edges: Dict[str, Set[str]] = {m: set() for m in files}
+    raw: Dict[str, List[Tuple[str, int]]] = {}
+    for mod, f in files.items():
+        tree = ast.parse(f.read_text(), str(f))
+        raw[mod] = list(imported_names(tree, mod, f.name == "__init__.py"))
+        for name, _ in raw[mod]:
+            # `from pipeline import color` is the module pipeline.color; `from pipeline.config import X`
+            # is pipeline.config; the longest dotted prefix that is one of our modules is the target.
+            parts = name.split(".")
+            for n in range(len(parts), 0, -1):
+                target = ".".join(parts[:n])
+                if target in files:
+                    if target != mod:
+                        edges[mod].add(target)
+                    break
+    return edges, raw
+
+
+def find_cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
+    """One concrete cycle [a, b, ..., a] per strongly connected component with more than one module."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    stack: List[str] = []
+    on_stack: Set[str] = set()
+    sccs: List[List[str]] = []
+
+    def strongconnect(v: str) -> None:  # Tarjan; the graph is small, recursion is fine
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges[v]):
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    for v in sorted(edges):
+        if v not in index:
+            strongconnect(v)
+    return [_cycle_in(comp, edges) for comp in sccs]
+
+
+def _cycle_in(comp: List[str], edges: Dict[str, Set[str]]) -> List[str]:
+    """A shortest path from comp[0] back to itself inside the component (breadth first)."""
+    start, members = comp[0], set(comp)
+    prev: Dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(edges[v] & members):
+                if w == start:
+                    path = [v]
+                    while path[-1] != start:
+                        path.append(prev[path[-1]])
+                    return [start, *reversed(path[:-1]), start]
+                if w not in prev:
+                    prev[w] = v
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"no cycle through {start} in {comp}")
+
+
+def _where(raw, mod: str, target: str) -> str:
+    lines = sorted({line for name, line in raw[mod] if name == target or name.startswith(target + ".")})
+    return f"{mod} -> {target} (line {', '.join(map(str, lines))})"
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return import_graph(ROOT)
+
+
+def test_no_import_cycles(graph):
+    edges, raw = graph
+    cycles = find_cycles(edges)
+    described = ["  " + " -> ".join(c) + "\n" + "\n".join(f"      {_where(raw, a, b)}" for a, b in pairwise(c))
+                 for c in cycles]
+    assert not cycles, "import cycles (function-local imports included):\n" + "\n".join(described)
+
+
+def models_importing_pipeline(raw) -> List[str]:
+    return sorted({f"{mod}:{line} imports {name}" for mod, names in raw.items() if mod.split(".")[0] == "models"
+                   for name, line in names if name.split(".")[0] == "pipeline"})
+
+
+def ray_outside_glue(raw) -> List[str]:
+    return sorted({f"{mod}:{line}" for mod, names in raw.items() for name, line in names
+                   if name.split(".")[0] == "ray" and mod not in RAY_ALLOWED
+                   and mod.split(".")[0] not in RAY_ALLOWED_PACKAGES})
+
+
+def test_models_import_nothing_from_pipeline(graph):
+    bad = models_importing_pipeline(graph[1])
+    assert not bad, "models/ is pure torch; pass what it needs in:\n  " + "\n  ".join(bad)
+
+
+def test_ray_only_in_the_ray_glue_modules(graph):
+    bad = ray_outside_glue(graph[1])
+    assert not bad, "`import ray` outside the Ray glue modules:\n  " + "\n  ".join(bad)
+
+
+def _write(root: Path, files: Dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_the_checks_find_a_planted_cycle_and_ignore_what_is_not_one(tmp_path):
+    root = _write(tmp_path, {
+        "pkg/__init__.py": "from pkg import a\n",
+        "pkg/a.py": "from pkg import b\nimport os\n",
+        "pkg/b.py": "import numpy\n\ndef later():\n    from pkg.c import thing  # a cycle hidden in a function\n",
+        "pkg/c.py": "from . import a\nthing = 1\n",
+        "pkg/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\n",
+        "pkg/e.py": "import pkg.d\n",  # only a type-checking edge back: not a cycle
+        "pkg/sub/__init__.py": "from .. import e\n",
+    })
+    edges, _ = import_graph(root, ("pkg",))
+    assert edges["pkg.c"] == {"pkg.a"} and edges["pkg.sub"] == {"pkg.e"} and edges["pkg.d"] == set()
+    assert find_cycles(edges) == [["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
+    assert find_cycles({"x": {"y"}, "y": set()}) == []
+
+
+def test_the_checks_find_a_planted_upward_import_and_a_stray_ray(tmp_path):
+    root = _write(tmp_path, {
+        "models/__init__.py": "",
+        "models/net.py": "def bins():\n    from pipeline.color import ab_bins\n    return ab_bins()\n",
+        "pipeline/__init__.py": "",
+        "pipeline/color.py": "import numpy\n",
+        "pipeline/data.py": "import ray\n",  # allowed
+        "pipeline/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
+        "tune/sweep.py": "import ray.tune\n",  # allowed
+    })
+    _, raw = import_graph(root)
+    assert models_importing_pipeline(raw) == ["models.net:2 imports pipeline.color.ab_bins"]
+    assert ray_outside_glue(raw) == ["pipeline.scoring:2"]
+
+
+@pytest.mark.parametrize("name", ["models", "pipeline", "tune"])
+def test_the_walk_sees_every_package(name):
+    files = module_files(ROOT)
+    assert name in files and len([m for m in files if m.split(".")[0] == name]) > 1
