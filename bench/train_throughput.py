@@ -3,13 +3,15 @@
 
     python bench/train_throughput.py [--preset tiny] [--crop 128] [--batch 8] [--images 128]
 
-Both paths use 1 worker and the same model, batch and crop; the Ray path's clock starts after two
-warm-up steps inside the worker, so Ray/Train start-up is excluded.
+Both paths use 1 worker and the product's model, optimisers, EMA and step (``pipeline.builder``),
+with the same batch and crop; the Ray path's clock starts after two warm-up steps inside the
+worker, so Ray/Train start-up is excluded.
 """
 
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,53 +19,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
-import torch  # noqa: E402
-
 import common  # noqa: E402
+import pyarrow.fs as pafs  # noqa: E402
+import ray  # noqa: E402
+import ray.train  # noqa: E402
+import ray.train.torch as rtt  # noqa: E402
+import torch  # noqa: E402
+from ray.train import RunConfig, ScalingConfig  # noqa: E402
+from ray.train.torch import TorchTrainer  # noqa: E402
+
+from pipeline import builder, data, steps  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 
 WARMUP = 2
 
 
 def make(cfg, device):
-    from models import Generator, PatchDiscriminator
-
+    """The product's G, D, optimisers and EMA (``pipeline.builder``), seeded; unit class weights."""
     torch.manual_seed(0)
-    G, D = Generator.from_config(cfg.model).to(device), PatchDiscriminator.from_config(cfg.model).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
-    return G, D, opt_g, opt_d
+    gan = builder.build(cfg, device)
+    return gan, torch.ones(gan.G.num_bins, device=device)
 
 
 def bare(cfg, steps_n):
-    from pipeline import steps
-
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    G, D, og, od = make(cfg, dev)
+    gan, w = make(cfg, dev)
     rgb = torch.randint(0, 256, (cfg.train.batch_size, cfg.data.crop, cfg.data.crop, 3), dtype=torch.uint8)
-    w = torch.ones(G.num_bins, device=dev)
     for i in range(WARMUP + steps_n):
         if i == WARMUP:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-        b = steps.prepare_batch(rgb, G.logits_stride, device=dev)  # host->device copy included, like the fed path
-        steps.train_step(G, D, og, od, b, cfg.loss, w, amp=cfg.train.amp, sync=False)
+        b = steps.batch_from_rgb(rgb, gan.G.logits_stride, device=dev)  # host->device copy included, like the fed path
+        gan.train_step(b, i, w)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return steps_n * cfg.train.batch_size / (time.perf_counter() - t)
 
 
 def fed_loop(config):
-    import ray.train
-    import ray.train.torch as rtt
-
-    from pipeline import steps
-
     cfg = ExperimentConfig.from_dict(config["cfg"])
     dev = rtt.get_device()
-    G, D, og, od = make(cfg, dev)
-    w = torch.ones(G.num_bins, device=dev)
+    gan, w = make(cfg, dev)
     n, t = 0, None
     for i, batch in enumerate(ray.train.get_dataset_shard("train").iter_torch_batches(
             batch_size=cfg.train.batch_size, dtypes={"rgb": torch.uint8}, drop_last=True)):
@@ -71,32 +68,19 @@ def fed_loop(config):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-        b = steps.prepare_batch(batch["rgb"], G.logits_stride, device=dev)
-        steps.train_step(G, D, og, od, b, cfg.loss, w, amp=cfg.train.amp, sync=False)
+        b = steps.batch_from_rgb(batch["rgb"], gan.G.logits_stride, device=dev)
+        gan.train_step(b, i, w)
         if i >= WARMUP:
             n += len(batch["rgb"])
     if dev.type == "cuda":
         torch.cuda.synchronize()
-    import tempfile
-
     # Train V2 keeps metrics only with a checkpoint: attach an empty one to carry the number out
     with tempfile.TemporaryDirectory() as d:
         ray.train.report({"img_s": n / (time.perf_counter() - t)}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def fed(cfg, paths):
-    from ray.train import ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    import pyarrow.fs as pafs
-
-    from pipeline import data
-
     ds = data.image_dataset(pafs.LocalFileSystem(), paths, cfg.data, train=True, cpus_per_task=0.5)
-    import tempfile
-
-    from ray.train import RunConfig
-
     trainer = TorchTrainer(
         fed_loop, train_loop_config={"cfg": cfg.to_dict()},
         run_config=RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-train-")),
@@ -114,8 +98,6 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--images", type=int, default=96)
     args = ap.parse_args()
-    import ray
-
     cfg = ExperimentConfig.from_dict({
         "model": {"preset": args.preset},
         "data": {"resize": max(args.crop, 64), "crop": args.crop},

@@ -1,6 +1,7 @@
 """The cGAN in pure torch: ``Generator`` (L -> ab-bin logits and ab) and ``PatchDiscriminator``."""
 
 from models.discriminator import PatchDiscriminator
+from models.ema import EMA, unwrap
 from models.generator import GENERATOR_PRESETS, Generator
 
-__all__ = ["Generator", "PatchDiscriminator", "GENERATOR_PRESETS"]
+__all__ = ["Generator", "PatchDiscriminator", "GENERATOR_PRESETS", "EMA", "unwrap"]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from models.scaling import AB_SCALE
+from models.scaling import ab_to_unit
 
 
 class PatchDiscriminator(nn.Module):
@@ -31,13 +31,14 @@ class PatchDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([L, ab / AB_SCALE], 1))
+        return self.net(torch.cat([L, ab_to_unit(ab)], 1))
 
     @classmethod
-    def from_config(cls, model_cfg) -> "PatchDiscriminator":
+    def from_config(cls, model_cfg) -> PatchDiscriminator:
         get = model_cfg.get if isinstance(model_cfg, dict) else lambda k, d=None: getattr(model_cfg, k, d)
         kw = {}
-        for src, dst in (("d_base_channels", "base_channels"), ("d_layers", "n_layers"), ("d_spectral_norm", "spectral")):
+        names = (("d_base_channels", "base_channels"), ("d_layers", "n_layers"), ("d_spectral_norm", "spectral"))
+        for src, dst in names:
             v = get(src, None)
             if v is not None:
                 kw[dst] = v

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.layers import DilatedResBlock, NoiseDropout, ResBlock, SelfAttention2d, Up, down, norm_layer
+from models.layers import NoiseDropout, ResBlock, SelfAttention2d, Up, down, norm_layer
+from models.scaling import annealed_mean
 
 # Presets: ``full`` for GPUs (the keyword defaults), ``tiny`` for CPU tests and demos.
 GENERATOR_PRESETS = {
@@ -32,24 +33,18 @@ GENERATOR_KEYS = ("base_channels", "depth", "max_channels", "blocks_per_stage", 
                   "attention_levels", "logits_stride", "dropout", "dropout_stages", "norm", "temperature")
 
 
-def _default_bins() -> np.ndarray:
-    # The grid's one home is pipeline/color.py (pure numpy). Imported only when no bins are given,
-    # so models/ stays usable on its own with explicit bins.
-    from pipeline.color import ab_bins
-
-    return ab_bins()
-
-
 class Generator(nn.Module):
     """L (B,1,H,W) in [-1, 1] -> (logits (B,Q,h,w), ab (B,2,H,W) in Lab units).
 
-    h, w = ceil(H / logits_stride), ceil(W / logits_stride). Any H, W: the input is reflect-padded
-    to a multiple of 2**depth and the outputs cropped back.
+    ``bins``: the (Q, 2) ab centres of the classes (``pipeline.color.ab_bins()`` in this project),
+    kept as a buffer so a checkpoint carries its own grid. h, w = ceil(H / logits_stride),
+    ceil(W / logits_stride). Any H, W: the input is reflect-padded to a multiple of 2**depth and
+    the outputs cropped back.
     """
 
     def __init__(
         self,
-        bins: Optional[Sequence[Sequence[float]]] = None,
+        bins: Sequence[Sequence[float]],
         base_channels: int = 32,
         depth: int = 4,
         max_channels: int = 512,
@@ -63,7 +58,7 @@ class Generator(nn.Module):
         temperature: float = 0.38,
     ):
         super().__init__()
-        bins_t = torch.tensor(np.array(_default_bins() if bins is None else bins, np.float32))
+        bins_t = torch.as_tensor(np.array(bins, np.float32))
         if bins_t.ndim != 2 or bins_t.shape[1] != 2:
             raise ValueError(f"bins must be (Q, 2), got {tuple(bins_t.shape)}")
         if logits_stride < 1 or logits_stride & (logits_stride - 1) or logits_stride > 2**depth:
@@ -88,7 +83,8 @@ class Generator(nn.Module):
             if level < depth:
                 blocks += [ResBlock(ch(level), norm=norm) for _ in range(blocks_per_stage)]
             self.enc.append(nn.Sequential(*blocks))
-        mid = [DilatedResBlock(ch(depth), dilation=d, norm=norm) for d in dilations]
+        # dilated 3x3 convs: the receptive field grows by 4*dilation per block, no new parameters
+        mid = [ResBlock(ch(depth), dilation=d, norm=norm) for d in dilations]
         if depth in attention_levels:
             mid.append(SelfAttention2d(ch(depth)))
         self.mid = nn.Sequential(*mid)
@@ -104,7 +100,7 @@ class Generator(nn.Module):
         self.head = nn.Conv2d(ch(head_level), self.num_bins, 1)
 
     # -- noise control
-    def set_dropout_at_inference(self, on: bool = True) -> "Generator":
+    def set_dropout_at_inference(self, on: bool = True) -> Generator:
         """Keep the decoder's dropout active in eval mode: diverse samples for the same input."""
         for m in self.modules():
             if isinstance(m, NoiseDropout):
@@ -114,10 +110,7 @@ class Generator(nn.Module):
     def decode(self, logits: torch.Tensor, temperature: Optional[float] = None) -> torch.Tensor:
         """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``."""
         t = self.temperature if temperature is None else float(temperature)
-        z = logits if logits.dtype == torch.float64 else logits.float()  # >= fp32 for a 300-way softmax
-        with torch.autocast(device_type=z.device.type, enabled=False):  # colours stay fp32 under bf16
-            p = torch.softmax(z / t, dim=1)
-            return torch.einsum("bqhw,qc->bchw", p, self.bins.to(p.dtype))
+        return annealed_mean(logits, self.bins, t, dim=1)
 
     def forward(self, L: torch.Tensor, temperature: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         B, _, H, W = L.shape
@@ -130,7 +123,7 @@ class Generator(nn.Module):
             x = stage(x)
             skips.append(x)
         x = self.mid(skips.pop())
-        for up, block in zip(self.ups, self.dec):
+        for up, block in zip(self.ups, self.dec, strict=True):
             x = block(up(x, skips.pop()))
         logits = self.head(x)  # (B, Q, (H+ph)/s, (W+pw)/s)
         s = self.logits_stride
@@ -142,9 +135,9 @@ class Generator(nn.Module):
         return logits[:, :, :h, :w], ab[:, :, :H, :W]
 
     @classmethod
-    def from_config(cls, model_cfg, bins=None) -> "Generator":
-        """From a config section (mapping or object with attributes): its ``preset`` then any of
-        GENERATOR_KEYS that are set (not None) override the preset."""
+    def from_config(cls, model_cfg, bins) -> Generator:
+        """From a config section (mapping or object with attributes) and the bin centres: the
+        section's ``preset``, then any of GENERATOR_KEYS that are set (not None) override it."""
         get = model_cfg.get if isinstance(model_cfg, dict) else lambda k, d=None: getattr(model_cfg, k, d)
         kw = dict(GENERATOR_PRESETS[get("preset", "full") or "full"])
         for k in GENERATOR_KEYS:

@@ -1,4 +1,4 @@
-"""Building blocks: residual blocks (plain and dilated), SAGAN self-attention, noise dropout.
+"""Building blocks: residual blocks (dilation optional), SAGAN self-attention, noise dropout.
 
 Shapes are (B, C, H, W) throughout. Normalisation defaults to GroupNorm: no running buffers, so
 nothing to keep in sync under DDP and no dependence on the per-GPU batch size.
@@ -39,7 +39,8 @@ class NoiseDropout(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """x + conv-norm-act-(dropout)-conv-norm(x), then act. Same shape in and out."""
+    """x + conv-norm-act-(dropout)-conv-norm(x), then act. Same shape in and out; ``dilation`` > 1
+    widens the 3x3 convs' reach (the bottleneck stacks 2, 4, 8 for wide context)."""
 
     def __init__(self, channels: int, dilation: int = 1, norm: str = "group", dropout: float = 0.0):
         super().__init__()
@@ -53,14 +54,6 @@ class ResBlock(nn.Module):
         h = F.relu(self.norm1(self.conv1(x)), inplace=True)
         h = self.norm2(self.conv2(self.drop(h)))
         return F.relu(x + h)
-
-
-class DilatedResBlock(ResBlock):
-    """A ResBlock with dilated 3x3 convolutions: receptive field grows by 4*dilation, no new
-    parameters. Stacked with growing dilation (2, 4, 8) in the bottleneck for wide context."""
-
-    def __init__(self, channels: int, dilation: int = 2, norm: str = "group", dropout: float = 0.0):
-        super().__init__(channels, dilation=dilation, norm=norm, dropout=dropout)
 
 
 class SelfAttention2d(nn.Module):
@@ -88,7 +81,8 @@ class SelfAttention2d(nn.Module):
 
 def down(cin: int, cout: int, norm: str) -> nn.Sequential:
     """Stride-2 conv: halves H and W."""
-    return nn.Sequential(nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False), norm_layer(norm, cout), nn.ReLU(True))
+    conv = nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False)
+    return nn.Sequential(conv, norm_layer(norm, cout), nn.ReLU(True))
 
 
 class Up(nn.Module):

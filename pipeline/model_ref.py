@@ -8,11 +8,11 @@ nothing pickled runs, whatever the registry holds.
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from typing import Optional, Tuple
 
+from models import Generator
 from pipeline import checkpoint
 
 
@@ -69,26 +69,29 @@ def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
         uri = tracking_uri or mlflow.get_tracking_uri()
         try:  # explicit URIs: never mlflow.set_tracking_uri, which would change this process's (and its env's) default
             source = _registry_source(ref, uri) if ref.startswith("models:/") else ref
-            root = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tempfile.mkdtemp(prefix="colorize-model-"),
-                                                       tracking_uri=uri)
+            dst = tempfile.mkdtemp(prefix="colorize-model-")
+            root = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=dst, tracking_uri=uri)
         except (MlflowException, OSError) as e:
             raise ModelNotFound(f"model {ref} not found in MLflow at {uri}: {_short(e)}") from None
     else:
         root = os.path.abspath(os.path.expanduser(ref))
         if not os.path.exists(root):
-            raise ModelNotFound(f"model {ref} not found: no such folder (give a checkpoint folder, runs:/... or models:/...)")
+            raise ModelNotFound(f"model {ref} not found: no such folder "
+                                "(give a checkpoint folder, runs:/... or models:/...)")
     found = _newest_checkpoint(root)
     if found is None:
         raise ModelNotFound(f"model {ref}: no checkpoint ({checkpoint.STATE}) under {root}")
     return found
 
 
-def load_generator(ref: str, tracking_uri: Optional[str] = None, device: str = "cpu") -> Tuple["object", dict]:
-    """(generator in eval mode on ``device``, info {"ref", "checkpoint", "step", "temperature"})."""
+def resolve_generator(ref: str, tracking_uri: Optional[str] = None, device: str = "cpu") -> Tuple[Generator, dict]:
+    """(the generator ``ref`` leads to, in eval mode on ``device``; info {"ref", "checkpoint",
+    "step", "temperature"}). The generator is the one the product uses: the EMA of G when the run
+    kept one (``checkpoint.load_generator``)."""
     path = local_checkpoint(ref, tracking_uri)
     try:
         G = checkpoint.load_generator(path, map_location="cpu").to(device)
-    except (KeyError, RuntimeError, ValueError, json.JSONDecodeError) as e:
-        raise ModelNotFound(f"model {ref}: checkpoint at {path} is not a colorize generator ({_short(e)})") from None
+    except checkpoint.NotACheckpoint as e:  # its message says which file and why (never torch's own advice)
+        raise ModelNotFound(f"model {ref}: {e}") from None
     meta = checkpoint.load_meta(path)
     return G, {"ref": ref, "checkpoint": path, "step": meta.get("step"), "temperature": G.temperature}

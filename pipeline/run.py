@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from typing import List, Optional
 
 # Run as a script, pipeline/ is first on sys.path; make the project root importable too
 # (``ray job submit --working-dir .`` already puts it on PYTHONPATH).
@@ -21,7 +22,7 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from pipeline import config as config_mod  # noqa: E402
-from pipeline import storage  # noqa: E402
+from pipeline import outputs, storage  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 
@@ -49,73 +50,70 @@ def main(argv=None) -> int:
     try:
         cfg = config_mod.load(args.config, args.overrides)
     except config_mod.ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
+        print(f"config error: {storage.redact(str(e))}", file=sys.stderr)
         return 2
     try:
         return run(cfg, args)
     except (storage.StorageError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {storage.redact(str(e))}", file=sys.stderr)  # no user:secret@ or ?token in a message
         return 2
 
 
 def run(cfg, args) -> int:
-
+    # Imported here, not at the top: parse errors and config errors answer before Ray and MLflow load.
     from pipeline import data, priors, tracking, train
 
     data.ensure_ray(args.address)
-    s3 = storage.S3Settings.from_env(endpoint=cfg.data.s3_endpoint, region=cfg.data.s3_region)
+    s3 = storage.S3Settings.from_config(cfg.data)
     out_dir = os.path.abspath(args.out)
     prior_path = resolve_prior_path(cfg.loss.prior)
     if args.recompute_prior:
         result = priors.compute_prior(cfg.data.train, size=cfg.data.resize, limit=cfg.data.limit, s3=s3)
         prior_path = os.path.join(out_dir, "prior_probs.npy")
-        priors.write_prior(result, prior_path, priors.provenance(result, cfg.data.train, cfg.data.resize, True, cfg.data.limit))
+        provenance = priors.provenance(result, cfg.data.train, cfg.data.resize, True, cfg.data.limit)
+        priors.write_prior(result, prior_path, provenance)
         print(priors.summary(result, [prior_path]))
     prior = priors.load_prior(prior_path, s3)
     run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
     tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
-    run_id = tracking.start_or_resume_run(
-        tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=os.path.join(out_dir, "mlartifacts")
-    )
-    tracker = tracking.Tracker(tracking_uri, run_id)
-    tracker.artifact(prior_path, "prior")
+    warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
+    artifacts = [(prior_path, "prior")]
     sidecar = storage.sidecar(prior_path, ".json")
     if not storage.is_s3(sidecar) and os.path.exists(sidecar):
-        tracker.artifact(sidecar, "prior")
-
-    train_ds, val_ds, counter, info = data.training_datasets(
-        cfg.data, cpus_per_task=cfg_cpus_per_task(cfg), num_workers=cfg.train.num_workers
-    )
-    tracker.tags({k: str(v) for k, v in info.items()})
-    trainer = train.build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id)
-    result = trainer.fit()
-    import ray
-
-    skipped = ray.get(counter.counts.remote())
-    tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
-    tracker.finish("FINISHED" if result.error is None else "FAILED")
+        artifacts.append((sidecar, "prior"))
+    launched = train.launch(cfg, prior, s3, tracking_uri, run_name, artifact_dir=os.path.join(out_dir, "mlartifacts"),
+                            artifacts=artifacts)
+    result = launched.result
     m = result.metrics or {}
     print("\n== colorize run", run_name)
-    data_line = ", ".join(f"{k} {v}" for k, v in info.items())
-    print(f"data: {data_line}; skipped at training time {skipped or 'none'}")
+    data_line = storage.redact(", ".join(f"{k} {v}" for k, v in launched.info.items()))
+    print(f"data: {data_line}; skipped at training time {launched.skipped or 'none'}")
     shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
     print("final val metrics:", shown)
     if result.checkpoint is not None:
         print("latest checkpoint:", result.checkpoint.path)
-    print(f"MLflow: {tracking_uri} (experiment {cfg.tracking.experiment!r}, run {run_id})")
+    print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
     if tracking_uri.startswith("sqlite:"):
         print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")
         print(f"  sample grids: {os.path.join(out_dir, 'mlartifacts')}/<run>/artifacts/samples/")
     if result.error is not None:
-        print(f"training failed: {result.error}", file=sys.stderr)
+        print(f"training failed: {storage.redact(str(result.error))}", file=sys.stderr)
         return 1
     return 0
 
 
-def cfg_cpus_per_task(cfg) -> float:
-    """CPUs per Ray Data task: fractional when training shares a small machine with the data
-    pipeline (workers holding every CPU would starve the reads and hang the job)."""
-    return 0.25 if not cfg.train.use_gpu else 1.0
+def warn_if_temporary(out_dir: str, storage_path: str, tracking_uri: str, cwd: Optional[str] = None) -> List[str]:
+    """Warn when results would live in a Ray job's unpacked ``--working-dir`` (``ray job submit``
+    without ``--out``): Ray deletes it with the job's files. Returns what is affected."""
+    cwd = cwd or os.getcwd()
+    found = outputs.temporary_outputs({"--out": out_dir, "train.storage_path": storage_path,
+                                       "tracking.uri": tracking_uri}, cwd)
+    if found:
+        log.warning("%s %s inside this job's temporary working dir %s, which Ray deletes with the job: pass "
+                    "--out /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
+                    "tracking.uri to an MLflow server to keep the results",
+                    ", ".join(found), "is" if len(found) == 1 else "are", cwd)
+    return found
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""One training step of the cGAN, pure torch (no Ray): batch preparation, D step, G step.
+"""One training step of the cGAN, pure torch (no Ray): a step's tensors from a batch, D step, G step.
 
 DDP-safe by design:
 - the D step runs D once on concat(real, fake) (one forward per backward, as DDP expects) with G's
@@ -13,19 +13,12 @@ from __future__ import annotations
 import contextlib
 from typing import Dict, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import losses
+from models import losses, scaling, unwrap
 from pipeline import color
-
-GREY_CHROMA = 5.0  # ab units: a pixel with chroma above this is coloured
-GREY_FRACTION = 1e-3  # an image with fewer coloured pixels than this fraction is grey
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DDP (or similar) wrapper."""
-    return getattr(model, "module", model)
 
 
 def autocast(device: torch.device, amp: str = "auto"):
@@ -34,7 +27,7 @@ def autocast(device: torch.device, amp: str = "auto"):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def prepare_batch(
+def batch_from_rgb(
     rgb: torch.Tensor,
     logits_stride: int,
     soft_k: int = 5,
@@ -43,15 +36,16 @@ def prepare_batch(
 ) -> Dict[str, torch.Tensor]:
     """uint8 sRGB (B,H,W,3) -> the tensors a step needs, computed on ``device`` (the GPU in training).
 
-    L: (B,1,H,W) in [-1, 1] (L/50 - 1); ab: (B,2,H,W) Lab units; target: soft-encoded ab at the
-    logits resolution, (idx, w) each (B,h,w,k); colour_mask: (B,) 1 for images with colour.
+    L: (B,1,H,W) in [-1, 1] (``models.scaling.L_to_input``); ab: (B,2,H,W) Lab units; target:
+    soft-encoded ab at the logits resolution, (idx, w) each (B,h,w,k); colour_mask: (B,) 0 for
+    grey images (``color.is_grey_batch``), 1 for the others.
     """
     rgb = rgb.to(device) if device is not None else rgb
     lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
     return _from_lab(lab[:, :1], lab[:, 1:], logits_stride, soft_k, soft_sigma)
 
 
-def prepare_batch_lab(
+def batch_from_lab(
     L_u8: torch.Tensor,
     ab_i8: torch.Tensor,
     logits_stride: int,
@@ -59,30 +53,28 @@ def prepare_batch_lab(
     soft_sigma: float = 5.0,
     device: Optional[torch.device] = None,
 ) -> Dict[str, torch.Tensor]:
-    """Prepared-shard planes -> the same tensors as ``prepare_batch``: L uint8 (B,H,W) holding
-    round(L*255/100), ab int8 (B,H,W,2)."""
+    """Prepared-shard planes -> the same tensors as ``batch_from_rgb``: L uint8 (B,H,W) and ab
+    int8 (B,H,W,2) in the shards' storage forms (``color.L_to_u8``, ``color.ab_to_i8``)."""
     L_u8 = L_u8.to(device) if device is not None else L_u8
     ab_i8 = ab_i8.to(device) if device is not None else ab_i8
-    L = L_u8.float()[:, None] * (100.0 / 255.0)  # (B,1,H,W) 0..100
-    ab = ab_i8.float().permute(0, 3, 1, 2)  # (B,2,H,W)
+    L = color.u8_to_L(L_u8)[:, None]  # (B,1,H,W) 0..100
+    ab = color.i8_to_ab(ab_i8).permute(0, 3, 1, 2)  # (B,2,H,W)
     return _from_lab(L, ab, logits_stride, soft_k, soft_sigma)
 
 
-def prepare_any(batch: Dict[str, torch.Tensor], logits_stride: int, soft_k: int = 5, soft_sigma: float = 5.0,
-                device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
-    """A training/validation batch from raw images ({"rgb"}) or prepared shards ({"L", "ab"})."""
+def step_batch(batch: Dict[str, torch.Tensor], logits_stride: int, soft_k: int = 5, soft_sigma: float = 5.0,
+               device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
+    """A step's tensors from a raw-image batch ({"rgb"}) or a prepared-shard batch ({"L", "ab"})."""
     if "rgb" in batch:
-        return prepare_batch(batch["rgb"], logits_stride, soft_k, soft_sigma, device)
-    return prepare_batch_lab(batch["L"], batch["ab"], logits_stride, soft_k, soft_sigma, device)
+        return batch_from_rgb(batch["rgb"], logits_stride, soft_k, soft_sigma, device)
+    return batch_from_lab(batch["L"], batch["ab"], logits_stride, soft_k, soft_sigma, device)
 
 
 def _from_lab(L100: torch.Tensor, ab: torch.Tensor, logits_stride: int, soft_k: int, soft_sigma: float):
-    L = L100 / 50.0 - 1.0
     small = F.avg_pool2d(ab, logits_stride, ceil_mode=True) if logits_stride > 1 else ab  # (B,2,h,w)
     target = color.soft_encode_sparse(small.permute(0, 2, 3, 1), k=soft_k, sigma=soft_sigma)
-    chroma = ab.pow(2).sum(1).sqrt()  # (B,H,W)
-    coloured = (chroma > GREY_CHROMA).float().mean((1, 2)) >= GREY_FRACTION
-    return {"L": L, "ab": ab, "target": target, "colour_mask": coloured.float()}
+    coloured = ~color.is_grey_batch(ab, dim=1)  # (B,): the rule that skips grey photos
+    return {"L": scaling.L_to_input(L100), "ab": ab, "target": target, "colour_mask": coloured.float()}
 
 
 def _clip(params, max_norm: Optional[float]) -> None:
@@ -192,8 +184,6 @@ def train_step(
 
 def class_weights_tensor(prior, loss_cfg, device=None) -> torch.Tensor:
     """(Q,) float32 rebalancing weights from a prior (unit weights when rebalancing is off)."""
-    import numpy as np
-
     if not loss_cfg.rebalance:
         return torch.ones(len(prior), device=device)
     w = color.prior_weights(np.asarray(prior), lam=loss_cfg.prior_lambda, sigma=loss_cfg.prior_sigma)

@@ -17,11 +17,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from pipeline import config as config_mod
 from pipeline.config import ExperimentConfig
@@ -30,6 +31,23 @@ log = logging.getLogger("colorize.tune")
 
 METRIC, MODE = "val_objective", "max"
 PARENT_TAG = "colorize.sweep"
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """``colorize tune`` arguments."""
+    p.add_argument("--config", default=None, help="base config YAML (as for pipeline/run.py)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a base config value (repeatable)")
+    p.add_argument("--space", default=None, help="search space YAML (default: tune/space.yaml)")
+    p.add_argument("--num-samples", type=int, default=8, help="trials to sample (default 8)")
+    p.add_argument("--max-concurrent", type=int, default=1, help="trials running at once (default 1)")
+    p.add_argument("--gpus-per-trial", type=int, default=0,
+                   help="GPU workers per trial (sets train.num_workers, use_gpu)")
+    p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)")
+    p.add_argument("--name", default=None, help="sweep name; the same name again resumes it")
+    p.add_argument("--out", default="out/tune",
+                   help="local folder: best_config.yaml, ASHA decisions, default MLflow store")
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
 
 
 def _asha(max_t: int, grace: int, decisions_path: str):
@@ -54,32 +72,26 @@ def _asha(max_t: int, grace: int, decisions_path: str):
                       grace_period=grace, reduction_factor=2)
 
 
-def trial_fn(params: Dict[str, Any]) -> None:
-    """One trial: the sampled keys over the base config, trained by a TorchTrainer."""
+def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -> None:
+    """One trial: the sampled keys over the base config, one tracked Ray Train run (``train.launch``)
+    whose per-epoch reports reach Tune through ``TuneReportCallback``."""
     import numpy as np
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from pipeline import data, tracking, train
+    from pipeline import storage, train
 
-    meta = params["_sweep"]
+    meta = params["_sweep"] | (private or {})  # the real base config and tracking URI: see sweep_state
     sampled = {k: v for k, v in params.items() if not k.startswith("_")}
     trial_id = tune.get_context().get_trial_id()
     run_name = f"{meta['name']}-{trial_id}"
     cfg = ExperimentConfig.from_dict(meta["base"]).replace(sampled | {"train.run_name": run_name})
-    prior = np.asarray(meta["prior"])
-    run_id = tracking.start_or_resume_run(meta["tracking_uri"], cfg.tracking.experiment, run_name, cfg.flat(),
-                                          artifact_dir=meta["artifact_dir"])
-    tracker = tracking.Tracker(meta["tracking_uri"], run_id)
-    tracker.tags({"mlflow.parentRunId": meta["parent_run_id"], "colorize.trial_id": trial_id,
-                  PARENT_TAG: meta["name"]})
-    train_ds, val_ds, _counter, info = data.training_datasets(cfg.data, cpus_per_task=0.25 if not cfg.train.use_gpu else 1.0,
-                                                              num_workers=cfg.train.num_workers)
-    trainer = train.build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, meta["tracking_uri"], run_id,
-                                  callbacks=[TuneReportCallback()])
-    done_before = _last_epoch(cfg) >= cfg.train.epochs - 1
-    result = trainer.fit()
-    tracker.finish("FINISHED" if result.error is None else "FAILED")
+    s3 = storage.S3Settings.from_dict(meta["s3"])
+    done_before = _last_epoch(cfg, s3) >= cfg.train.epochs - 1
+    tags = {"mlflow.parentRunId": meta["parent_run_id"], "colorize.trial_id": trial_id, PARENT_TAG: meta["name"]}
+    launched = train.launch(cfg, np.asarray(meta["prior"]), s3, meta["tracking_uri"], run_name,
+                            artifact_dir=meta["artifact_dir"], tags=tags, callbacks=[TuneReportCallback()])
+    result = launched.result
     if result.error is not None:
         raise RuntimeError(f"trial {trial_id} failed: {result.error}")
     if done_before and result.metrics:
@@ -88,7 +100,20 @@ def trial_fn(params: Dict[str, Any]) -> None:
         tune.report({k: v for k, v in result.metrics.items() if isinstance(v, (int, float))})
 
 
-def _last_epoch(cfg: ExperimentConfig) -> int:
+def sweep_state(base: ExperimentConfig, tracking_uri: str, **rest: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """(what Tune may save, what it must not): Tune writes the param space into its experiment state
+    and every trial's params.json under ``train.storage_path`` (perhaps a shared bucket), so the
+    base config and tracking URI go there redacted; the real ones reach trials by ``with_parameters``."""
+    from pipeline import storage
+
+    real = base.to_dict()
+    shown = {section: {k: storage.redact(v) if isinstance(v, str) else v for k, v in values.items()}
+             for section, values in real.items()}
+    state = {**rest, "base": shown, "tracking_uri": storage.redact(tracking_uri)}
+    return state, {"base": real, "tracking_uri": tracking_uri}
+
+
+def _last_epoch(cfg: ExperimentConfig, s3) -> int:
     """The newest saved epoch of this trial's Train run (-1 if none): local or s3:// storage."""
     import posixpath
 
@@ -96,8 +121,7 @@ def _last_epoch(cfg: ExperimentConfig) -> int:
 
     from pipeline import storage
 
-    fs, root = storage.resolve(posixpath.join(cfg.train.storage_path, cfg.train.run_name),
-                               storage.S3Settings.from_env(endpoint=cfg.data.s3_endpoint))
+    fs, root = storage.resolve(posixpath.join(cfg.train.storage_path, cfg.train.run_name), s3)
     epochs = [-1]
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
         if info.path.endswith("/meta.json") and "/checkpoint_" in info.path:
@@ -107,6 +131,10 @@ def _last_epoch(cfg: ExperimentConfig) -> int:
 
 
 def run(args) -> int:
+    config_mod.check_range("--num-samples", args.num_samples, 1, 10_000)  # Tune reads -1 as "sample forever"
+    config_mod.check_range("--max-concurrent", args.max_concurrent, 1, 1024)
+    config_mod.check_range("--gpus-per-trial", args.gpus_per_trial, 0, 1024)
+    config_mod.check_range("--grace-period", args.grace_period, 1, None)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table: trial, params, objective
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # persist trial states often: a restore reruns less
     import mlflow
@@ -123,25 +151,31 @@ def run(args) -> int:
         base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     out_dir = os.path.abspath(args.out)
-    storage_path = os.path.abspath(base.train.storage_path) if not storage.is_s3(base.train.storage_path) else base.train.storage_path
+    storage_path = base.train.storage_path
+    storage_path = storage_path if storage.is_s3(storage_path) else os.path.abspath(storage_path)
     sweep_dir = os.path.join(storage_path, name) if not storage.is_s3(storage_path) else None
     decisions = os.path.join(out_dir, name, "scheduler_decisions.jsonl")
     tracking_uri = tracking.resolve_uri(base.tracking.uri, out_dir)
-    prior = priors.load_prior(resolve_prior_path(base.loss.prior), storage.S3Settings.from_env(endpoint=base.data.s3_endpoint))
+    s3 = storage.S3Settings.from_config(base.data)
+    prior = priors.load_prior(resolve_prior_path(base.loss.prior), s3)
     data.ensure_ray(args.address)
-    parent_id = tracking.start_or_resume_run(tracking_uri, base.tracking.experiment, name,
-                                             {f"space.{k}": json.dumps(v) for k, v in spec.items()}
-                                             | {"sweep.num_samples": args.num_samples, "sweep.max_concurrent": args.max_concurrent},
+    sweep_params = {f"space.{k}": json.dumps(v) for k, v in spec.items()}
+    sweep_params |= {"sweep.num_samples": args.num_samples, "sweep.max_concurrent": args.max_concurrent}
+    parent_id = tracking.start_or_resume_run(tracking_uri, base.tracking.experiment, name, sweep_params,
                                              artifact_dir=os.path.join(out_dir, "mlartifacts"))
     if parent_id is None:
-        raise storage.StorageError(f"MLflow is unreachable at {tracking_uri}: a sweep needs its parent run")
+        raise storage.StorageError(f"MLflow is unreachable at {storage.redact(tracking_uri)}: "
+                                   "a sweep needs its parent run")
     tracking.Tracker(tracking_uri, parent_id).tags({PARENT_TAG: name, "colorize.kind": "sweep"})
-    param_space = space.to_tune(spec) | {"_sweep": {
-        "name": name, "base": base.to_dict(), "prior": [float(x) for x in prior], "tracking_uri": tracking_uri,
-        "parent_run_id": parent_id, "artifact_dir": os.path.join(out_dir, "mlartifacts")}}
+    state, private = sweep_state(base, tracking_uri, name=name, prior=[float(x) for x in prior],
+                                 parent_run_id=parent_id, artifact_dir=os.path.join(out_dir, "mlartifacts"),
+                                 s3=s3.to_dict())
+    param_space = space.to_tune(spec) | {"_sweep": state}
     # The trial function only drives its TorchTrainer, which asks for its own workers: a sliver of CPU.
-    trainable = tune.with_resources(trial_fn, {"CPU": 0.1})
-    reporter = CLIReporter(parameter_columns=list(spec), metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
+    # with_parameters keeps `private` in the object store only: it is never written with Tune's state.
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, private=private), {"CPU": 0.1})
+    reporter = CLIReporter(parameter_columns=list(spec),
+                           metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
                            max_report_frequency=15)
     if sweep_dir and tune.Tuner.can_restore(sweep_dir):
         print(f"colorize tune: resuming sweep {name} from {sweep_dir}")
@@ -171,7 +205,7 @@ def run(args) -> int:
         f.write(f"# best trial of sweep {name}: {METRIC} = {best.metrics[METRIC]:.3f} "
                 f"(val_auc_rebalanced {best.metrics.get('val_auc_rebalanced', float('nan')):.2f}, "
                 f"val_cf_gap {best.metrics.get('val_cf_gap', float('nan')):.2f})\n")
-        f.write(config_mod.dump(best_cfg))
+        f.write(storage.redact(config_mod.dump(best_cfg)))  # credentials come from the environment, never a file
     client = mlflow.tracking.MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(base.tracking.experiment)
     children = {r.data.tags.get("colorize.trial_id"): r.info.run_id
@@ -190,17 +224,21 @@ def run(args) -> int:
     if child:
         tracking.Tracker(tracking_uri, child[0]).tags({"colorize.best_trial": "true"})
     parent.tags({"best_trial": best_trial, "best_run_id": child[0] if child else ""})
-    parent.metrics({f"best/{k}": v for k, v in best.metrics.items() if k.startswith("val_") and isinstance(v, (int, float))}, 0)
+    best_val = {k: v for k, v in best.metrics.items() if k.startswith("val_") and isinstance(v, (int, float))}
+    parent.metrics({f"best/{k}": v for k, v in best_val.items()}, 0)
     parent.artifact(best_path)
     if os.path.exists(decisions):
         parent.artifact(decisions)
     parent.finish("FINISHED")
     print(f"\n== colorize tune {name}: {len(ok)} trials finished, {len(errors)} failed")
     for r in sorted(ok, key=lambda r: -r.metrics[METRIC]):
-        params = ", ".join(f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}" for k in spec)
-        print(f"  {r.metrics.get('trial_id')}: {METRIC}={r.metrics[METRIC]:.3f} "
-              f"(auc_rebal {r.metrics.get('val_auc_rebalanced', float('nan')):.2f}, cf_gap {r.metrics.get('val_cf_gap', float('nan')):.2f}, "
-              f"epochs {r.metrics.get('training_iteration')}) {params}")
+        params = ", ".join(f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}"
+                           for k in spec)
+        m = r.metrics
+        print(f"  {m.get('trial_id')}: {METRIC}={m[METRIC]:.3f} "
+              f"(auc_rebal {m.get('val_auc_rebalanced', float('nan')):.2f}, "
+              f"cf_gap {m.get('val_cf_gap', float('nan')):.2f}, "
+              f"epochs {m.get('training_iteration')}) {params}")
     print(f"best config: {best_path}  (python pipeline/run.py --config {best_path})")
-    print(f"MLflow: {tracking_uri} (parent run {parent_id})")
+    print(f"MLflow: {storage.redact(tracking_uri)} (parent run {parent_id})")
     return 0
