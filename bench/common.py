@@ -1,17 +1,21 @@
-"""Helpers shared by the benchmarks: where the shared photos are, a steady timer."""
+"""Helpers shared by the benchmarks: where the shared photos are, the protocol's square crop, a steady timer."""
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, List
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from pipeline import geometry  # noqa: E402
+
 SHARED_DATA = Path(os.environ.get("COLORIZE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -23,16 +27,24 @@ def split_paths(name: str = "train", limit: int = 0) -> List[Path]:
     return paths[:limit] if limit else paths
 
 
+def open_rgb(path) -> np.ndarray:
+    """uint8 (H, W, 3) of a photo file, EXIF orientation applied."""
+    with Image.open(path) as im:
+        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+def square_crop(rgb: np.ndarray, size: int = 256) -> np.ndarray:
+    """The protocol's square: short side resized to ``size`` (``geometry.resize_short_side``),
+    then the centre ``size`` x ``size`` crop."""
+    return geometry.centre_crop(geometry.resize_short_side(rgb, size), size)
+
+
 def jpeg_256(paths: List[Path], quality: int = 90) -> List[bytes]:
-    """Centre 256x256 crops of real photos, re-encoded as JPEG in memory."""
+    """Centre 256x256 crops of real photos (``square_crop``), re-encoded as JPEG in memory."""
     out = []
     for p in paths:
-        img = Image.open(p).convert("RGB")
-        s = 256 / min(img.size)
-        img = img.resize((max(256, round(img.width * s)), max(256, round(img.height * s))), Image.BICUBIC)
-        l, t = (img.width - 256) // 2, (img.height - 256) // 2
         buf = io.BytesIO()
-        img.crop((l, t, l + 256, t + 256)).save(buf, "JPEG", quality=quality)
+        Image.fromarray(square_crop(open_rgb(p))).save(buf, "JPEG", quality=quality)
         out.append(buf.getvalue())
     return out
 

@@ -5,7 +5,7 @@ pixel stored and delivered. Targets: shards >= 3x raw JPEGs from S3; >= 1.7x fro
     python bench/ingest.py [--images 300]
 
 One local Ray runtime (2 CPUs) for all runs; each run reads one epoch through the same dataset
-code training uses (pipeline.data / pipeline.prepared) and counts rows at the consumer. The CPU
+code training uses (pipeline.data.Source) and counts rows at the consumer. The CPU
 count is Ray Data's resource limit for that dataset. Runs are interleaved and repeated; best kept.
 """
 
@@ -47,14 +47,10 @@ def start_moto():
 
 
 def dataset(source: str, data_cfg, s3):
-    from pipeline import data, prepared, storage
+    from pipeline import data
+    from pipeline.split import WHOLE
 
-    if prepared.is_prepared(source, s3):
-        ds = prepared.shards_dataset(source, s3, shuffle_seed=0, columns=prepared.TRAINING_COLUMNS)
-        return ds.map_batches(prepared.ShardCrops(data_cfg.crop, True, True, "all", 0.0, 0), batch_size=None,
-                              num_cpus=1, batch_format="numpy")
-    fs, paths = storage.list_inputs(source, s3)
-    return data.image_dataset(fs, paths, data_cfg, True, None, cpus_per_task=1)
+    return data.Source.open(source, s3).crops(data_cfg, WHOLE, train=True, cpus_per_task=1)
 
 
 def epoch(ds, cpus: int):
@@ -80,7 +76,7 @@ def main():
     import boto3
     import ray
 
-    from pipeline import prepared, storage
+    from pipeline import prepare, storage
     from pipeline.config import ExperimentConfig
 
     tmp = Path(tempfile.mkdtemp(prefix="ingest"))
@@ -99,8 +95,8 @@ def main():
         ray.data.DataContext.get_current().enable_progress_bars = False
         # Shards of ~8 MB: a few hundred photos make several files, as millions make thousands of
         # 256 MB ones; Ray Data reads files in parallel, so one big file would serialise the bench.
-        local = prepared.prepare(str(raw), str(tmp / "shards"), size=256, s3=s3, skip_grey=False, shard_mb=8)
-        prepared.prepare("s3://bench/raw/", "s3://bench/shards", size=256, s3=s3, skip_grey=False, shard_mb=8)
+        local = prepare.prepare(str(raw), str(tmp / "shards"), size=256, s3=s3, skip_grey=False, shard_mb=8)
+        prepare.prepare("s3://bench/raw/", "s3://bench/shards", size=256, s3=s3, skip_grey=False, shard_mb=8)
         data_cfg = ExperimentConfig().replace({"data.resize": 256, "data.crop": 256, "data.skip_grey": False}).data
         sources = {"raw JPEG, folder": str(raw), "raw JPEG, S3": "s3://bench/raw/",
                    "shards, folder": str(tmp / "shards"), "shards, S3": "s3://bench/shards"}
@@ -112,15 +108,18 @@ def main():
                     rate, bpp, rows = epoch(dataset(src, data_cfg, s3), cpus)
                     best[(name, cpus)] = max(best.get((name, cpus), 0), rate)
                     delivered[name] = bpp
-        print(f"ingest into the training loop, {local['images']} photos, 256² crops, local Ray with 2 CPUs (best of {args.repeats})")
+        print(f"ingest into the training loop, {local['images']} photos, 256² crops, local Ray with 2 CPUs "
+              f"(best of {args.repeats})")
         print(f"{'source':18s} {'1 CPU':>9s} {'2 CPUs':>9s} {'1->2':>6s} {'B/px delivered':>15s}")
         for name in sources:
             a, b = best[(name, 1)], best[(name, 2)]
             print(f"{name:18s} {a:7.1f}/s {b:7.1f}/s {b / a:5.2f}x {delivered[name]:15.2f}")
         px = sum(256 * 256 * 4 / 3 for _ in range(local["images"]))
-        print(f"stored bytes per pixel at short side 256: raw JPEG {jpeg_bytes / px:.2f}, shards {local['bytes'] / px:.2f}")
+        print(f"stored bytes per pixel at short side 256: raw JPEG {jpeg_bytes / px:.2f}, "
+              f"shards {local['bytes'] / px:.2f}")
         for cpus in (1, 2):
-            print(f"shards S3 / raw JPEG S3 at {cpus} CPU(s): {best[('shards, S3', cpus)] / best[('raw JPEG, S3', cpus)]:.2f}x")
+            ratio = best[("shards, S3", cpus)] / best[("raw JPEG, S3", cpus)]
+            print(f"shards S3 / raw JPEG S3 at {cpus} CPU(s): {ratio:.2f}x")
     finally:
         moto.terminate()
         shutil.rmtree(tmp, ignore_errors=True)

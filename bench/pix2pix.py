@@ -2,9 +2,10 @@
 
 U-Net generator: ``num_downs`` stride-2 4x4 convs (7 for 128 crops: 128 -> 1), ngf=64 doubling to
 512, BatchNorm, LeakyReLU(0.2) down / ReLU up, dropout 0.5 in the num_downs - 5 decoder blocks next to the innermost,
-tanh output; here L (B,1,H,W) in [-1, 1] -> ab (B,2,H,W) = tanh * 110. 70x70 PatchGAN
-discriminator (3 stride-2 layers, BatchNorm) on concat(L, ab/110). Not part of the product: the
-benchmark's reference point.
+tanh output; here L (B,1,H,W) in [-1, 1] -> ab (B,2,H,W) = tanh * AB_SCALE (110). 70x70 PatchGAN
+discriminator (3 stride-2 layers, BatchNorm) on concat(L, ab / AB_SCALE). The scalings are ours
+(``models.scaling``), so both models see the same input. Not part of the product: the benchmark's
+reference point.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-AB_SCALE = 110.0
+from models.scaling import AB_SCALE, ab_to_unit
 
 
 class _Block(nn.Module):
@@ -75,7 +76,7 @@ class PatchDiscriminator70(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([L, ab / AB_SCALE], 1))
+        return self.net(torch.cat([L, ab_to_unit(ab)], 1))
 
 
 def init_weights(m: nn.Module) -> None:

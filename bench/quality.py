@@ -35,8 +35,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from models import Generator, PatchDiscriminator  # noqa: E402
-from pipeline import color, metrics, scoring, steps  # noqa: E402
+from models.scaling import L_to_input, ab_to_unit  # noqa: E402
+from pipeline import builder, color, geometry, metrics, scoring, steps  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 
 import pix2pix  # noqa: E402
@@ -52,8 +52,8 @@ OURS = {
     "loss.adv_warmup_steps": 1000,  # CE alone first: D has nothing useful to say about noise
     "optim.lr_g": 2e-4,
     "optim.lr_d": 4e-4,  # TTUR
+    "train.ema_decay": 0.999,  # ours predicts with the EMA of G, as colorize infer does
 }
-EMA_DECAY = 0.999
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
 # How ours picks its annealed-mean temperature. Only val data (or none) steers a rule.
 TEMPERATURE_RULES = {
@@ -88,61 +88,49 @@ class Crops:
             if not self.order:
                 self.order = list(self.rng.permutation(len(self.images)))
             im = self.images[self.order.pop()]
-            y = self.rng.integers(im.shape[0] - self.crop + 1)
-            x = self.rng.integers(im.shape[1] - self.crop + 1)
-            c = im[y:y + self.crop, x:x + self.crop]
-            out.append(c.flip(1) if self.rng.random() < 0.5 else c)
+            top, left, flipped = geometry.crop_window(im.shape[0], im.shape[1], self.crop, self.rng, flip=True)
+            c = im[top:top + self.crop, left:left + self.crop]  # the window, cut from the device tensor
+            out.append(c.flip(1) if flipped else c)
         self.seen += n
         return torch.stack(out)  # (B, crop, crop, 3) uint8
 
 
 def L_of(rgb: torch.Tensor) -> torch.Tensor:
-    """uint8 (B,H,W,3) -> L (B,1,H,W) in [-1, 1]."""
-    return color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)[:, :1] / 50.0 - 1.0
+    """uint8 (B,H,W,3) -> L (B,1,H,W) on the generator's input scale [-1, 1]."""
+    return L_to_input(color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)[:, :1])
 
 
 # ----------------------------------------------------------------------------- trainers
 
 
 def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
+    """Ours through the product's code: ``pipeline.builder`` builds G, D, their optimisers and the
+    EMA of G, and ``GAN.train_step`` is the step ``pipeline/train.py`` runs; ``GAN.generator()``
+    (the EMA) predicts, as ``colorize infer`` would."""
     torch.manual_seed(cfg.data.seed)
-    G = Generator.from_config(cfg.model).to(device)
-    D = PatchDiscriminator.from_config(cfg.model).to(device)
-    if device.type == "cuda":
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    betas = (cfg.optim.beta1, cfg.optim.beta2)
-    opt_g = torch.optim.Adam(G.parameters(), cfg.optim.lr_g, betas=betas)
-    opt_d = torch.optim.Adam(D.parameters(), cfg.optim.lr_d, betas=betas)
+    gan = builder.build(cfg, device)
     weights = steps.class_weights_tensor(prior, cfg.loss, device)
-    ema = Generator.from_config(cfg.model).to(device)
-    if device.type == "cuda":
-        ema = ema.to(memory_format=torch.channels_last)
-    ema.load_state_dict(G.state_dict())
-    ema.requires_grad_(False).eval()
-    ema_p, g_p = list(ema.parameters()), list(G.parameters())
     state = {"step": 0}
 
     def step(rgb: torch.Tensor) -> Dict:
-        b = steps.prepare_batch(rgb, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma)
-        warm = cfg.loss.adv_warmup_steps
-        scale = min(1.0, state["step"] / warm) if warm else 1.0
-        stats = steps.train_step(G, D, opt_g, opt_d, b, cfg.loss, weights, scale, "bf16", cfg.optim.grad_clip, sync=False)
+        b = steps.batch_from_rgb(rgb, gan.G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma)
+        stats = gan.train_step(b, state["step"], weights)
         state["step"] += 1
-        d = min(EMA_DECAY, (1 + state["step"]) / (10 + state["step"]))  # short warm-up of the average
-        torch._foreach_lerp_(ema_p, g_p, 1.0 - d)
         return stats
 
     def predict(L: torch.Tensor, temperature: float) -> torch.Tensor:
+        G = gan.generator()
+        G.eval()
         with torch.no_grad(), steps.autocast(L.device, "bf16"):
-            return ema(L, temperature)[1].float()
+            return G(L, temperature)[1].float()
 
     def realness(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) L, (B,2,H,W) ab -> (B,) mean PatchGAN logit (higher: more real)."""
-        D.eval()
+        gan.D.eval()
         with torch.no_grad(), steps.autocast(L.device, "bf16"):
-            return D(L, ab).float().flatten(1).mean(1)
+            return gan.D(L, ab).float().flatten(1).mean(1)
 
-    return {"step": step, "predict": predict, "realness": realness, "params": sum(p.numel() for p in G.parameters()),
+    return {"step": step, "predict": predict, "realness": realness, "params": sum(p.numel() for p in gan.G.parameters()),
             "temperatures": TEMPERATURES, "default_temperature": cfg.model.temperature}
 
 
@@ -159,7 +147,7 @@ def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -
 
     def step(rgb: torch.Tensor) -> Dict:
         lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)
-        L, ab = lab[:, :1] / 50.0 - 1.0, lab[:, 1:]
+        L, ab = L_to_input(lab[:, :1]), lab[:, 1:]
         G.train(), D.train()
         with steps.autocast(L.device, "bf16"):
             fake = G(L)
@@ -172,7 +160,7 @@ def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -
                 loss_d.backward()
                 opt_d.step()
                 stats["d_loss"] = loss_d.detach()
-            l1 = (fake.float() - ab).abs().mean() / pix2pix.AB_SCALE
+            l1 = ab_to_unit(fake.float() - ab).abs().mean()
             loss_g = 100.0 * l1
             if adversarial:
                 D.requires_grad_(False)
@@ -201,11 +189,9 @@ def _lab(images: torch.Tensor) -> torch.Tensor:
 
 
 def _to_uint8(L100: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """(B,1,H,W) L on 0..100 + (B,2,H,W) ab -> uint8 (B,H,W,3) sRGB. Out-of-gamut colours are
-    clipped per channel on the GPU; ``colorize infer`` instead fits them keeping L
-    (``color.lab_to_rgb_keep_l``, numpy), so its saturated pixels can differ slightly from these."""
-    rgb = color.lab_to_rgb_torch(torch.cat([L100, ab.float()], 1), dim=1)
-    return (rgb * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    """(B,1,H,W) L on 0..100 + (B,2,H,W) ab -> uint8 (B,H,W,3) sRGB on the device, by the
+    conversion ``colorize infer`` uses (``color.lab_to_rgb_u8``: out-of-gamut colours keep L)."""
+    return color.lab_to_rgb_u8(torch.cat([L100, ab.float()], 1), dim=1).permute(0, 2, 3, 1)
 
 
 def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 32) -> torch.Tensor:
@@ -214,7 +200,7 @@ def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 
     out = []
     for i in range(0, len(images), batch):
         lab = _lab(images[i:i + batch])
-        out.append(_to_uint8(lab[:, :1], predict(lab[:, :1] / 50.0 - 1.0, temperature)))
+        out.append(_to_uint8(lab[:, :1], predict(L_to_input(lab[:, :1]), temperature)))
     return torch.cat(out)
 
 
@@ -224,7 +210,7 @@ def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 
     out, chosen, temps = [], [], trainer["temperatures"]
     for i in range(0, len(images), batch):
         lab = _lab(images[i:i + batch])
-        L = lab[:, :1] / 50.0 - 1.0
+        L = L_to_input(lab[:, :1])
         best = torch.full((len(L),), -float("inf"), device=L.device)
         best_ab = torch.zeros_like(lab[:, 1:])
         best_i = torch.zeros(len(L), dtype=torch.long, device=L.device)
@@ -240,7 +226,8 @@ def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 
     return torch.cat(out), chosen
 
 
-def sweep(predict: Callable, images: torch.Tensor, truths: List[np.ndarray], temperatures, ref_prior) -> Dict[str, Dict]:
+def sweep(predict: Callable, images: torch.Tensor, truths: List[np.ndarray], temperatures, ref_prior
+          ) -> Dict[str, Dict]:
     """{str(T): metrics (no SSIM) + the Tune objective} for each temperature."""
     out = {}
     for T in temperatures:
@@ -266,7 +253,7 @@ def rule_temperature(rule: str, val_sweep: Dict[str, Dict], default: float):
 def by_subset(preds: List[np.ndarray], truths: List[np.ndarray], sources: List[str]) -> Dict[str, Dict]:
     """Mean colourfulness of outputs and truth per test source (the folder each image came from)."""
     out: Dict[str, Dict] = {}
-    for p, t, src in zip(preds, truths, sources):
+    for p, t, src in zip(preds, truths, sources, strict=True):
         d = out.setdefault(src.split("/")[0], {"images": 0, "cf_pred": 0.0, "cf_true": 0.0})
         d["images"] += 1
         for k, im in (("cf_pred", p), ("cf_true", t)):
@@ -411,7 +398,7 @@ def grid(out: Path, examples: Dict[str, List[np.ndarray]], n: int) -> None:
 
 def main(argv=None) -> Dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default="", help="packed folder (bench/quality_data.py); default: the shared data")
+    ap.add_argument("--data", default="", help="portable copy (bench/quality_data.py); default: the shared data")
     ap.add_argument("--reference", default=str(ROOT.parent / "shared" / "reference"), help="Zhang's prior_probs.npy + pts_in_hull.npy")
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"), help="training prior (class weights)")
     ap.add_argument("--out", default="out/quality")
@@ -448,7 +435,7 @@ def main(argv=None) -> Dict:
     color.rgb_to_bin(np.zeros((1, 3), np.uint8))  # build the colour table before any clock runs
     meta = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "budget_s": a.budget, "batch": a.batch, "crop": a.crop, "seed": a.seed,
-            "images": {k: len(v) for k, v in data.items()}, "ours_overrides": overrides, "ema_decay": EMA_DECAY,
+            "images": {k: len(v) for k, v in data.items()}, "ours_overrides": overrides, "ema_decay": cfg.train.ema_decay,
             "temperature_rule": {a.rule: TEMPERATURE_RULES[a.rule]}, "load_s": round(time.perf_counter() - t, 1)}
     print(json.dumps(meta), flush=True)
     results: Dict[str, Dict] = {}

@@ -1,9 +1,10 @@
 """The quality protocol's images: train (short side 256, for random 128 crops), val and test (256x256
 centre crops, short side resized to 256 with bicubic).
 
-``pack`` writes them into one folder small enough to travel to a lent GPU machine (the shared data
-stays outside the repo): train and val as JPEG q90 (only a transport copy, made once), test as PNG
-(lossless: the scored truth). ``load`` reads either that folder or the shared data directly.
+``write_portable_copy`` writes them into one folder small enough to travel to a lent GPU machine
+(the shared data stays outside the repo): train and val as JPEG q90 (only a transport copy, made
+once), test as PNG (lossless: the scored truth). ``load`` reads either that folder or the shared
+data directly. Resize and crop are ``pipeline.geometry``'s (``common.square_crop``).
 
     python bench/quality_data.py --out .quality_data      # then carry .quality_data
 """
@@ -19,38 +20,26 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import SHARED_DATA, split_paths  # noqa: E402
+from common import SHARED_DATA, open_rgb, split_paths, square_crop  # noqa: E402
+
+from pipeline import geometry  # noqa: E402  (common put the repo root on sys.path)
 
 SIZE = 256
 REFERENCE = SHARED_DATA.parent / "reference"
 
 
-def short_side(img: Image.Image, size: int = SIZE) -> Image.Image:
-    """Resize so the short side is ``size`` (bicubic), keeping the aspect ratio."""
-    s = size / min(img.size)
-    return img.resize((max(size, round(img.width * s)), max(size, round(img.height * s))), Image.BICUBIC)
+def protocol_image(split: str, path) -> np.ndarray:
+    """uint8 (H, W, 3) of one photo as the protocol uses it: train keeps its whole frame at short
+    side 256 (random crops come later), val/test the centre 256x256 crop."""
+    rgb = open_rgb(path)
+    return geometry.resize_short_side(rgb, SIZE) if split == "train" else square_crop(rgb, SIZE)
 
 
-def centre_crop(img: Image.Image, size: int = SIZE) -> Image.Image:
-    l, t = (img.width - size) // 2, (img.height - size) // 2
-    return img.crop((l, t, l + size, t + size))
-
-
-def _open(path) -> Image.Image:
-    with Image.open(path) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
-
-
-def prepared(split: str, path) -> Image.Image:
-    """One photo as the protocol uses it: train keeps its full short-side-256 frame, val/test the centre crop."""
-    img = short_side(_open(path))
-    return img if split == "train" else centre_crop(img)
-
-
-def pack(out: Path, limit: int = 0) -> None:
+def write_portable_copy(out: Path, limit: int = 0) -> None:
+    """The three splits' protocol images (and Zhang's prior files) into the folder ``out``."""
     for split in ("train", "val", "test"):
         folder = out / split
         folder.mkdir(parents=True, exist_ok=True)
@@ -58,7 +47,7 @@ def pack(out: Path, limit: int = 0) -> None:
 
         def write(ip, split=split, folder=folder):
             i, p = ip
-            img = prepared(split, p)
+            img = Image.fromarray(protocol_image(split, p))
             if split == "test":
                 img.save(folder / f"{i:05d}.png")
             else:
@@ -86,24 +75,24 @@ def sources(source: str = "", split: str = "test", limit: int = 0) -> List[str]:
         names = (Path(source) / split / "SOURCES.txt").read_text().split()
         names = names[:limit] if limit else names
         if any("/" not in n for n in names):
-            raise SystemExit(f"{source} was packed by an older bench/quality_data.py: pack it again")
+            raise SystemExit(f"{source} was written by an older bench/quality_data.py: write it again")
     else:
         names = [source_name(p) for p in split_paths(split, limit)]
     return names
 
 
 def load(source: str = "", limit: int = 0, threads: int = 0) -> Dict[str, List[np.ndarray]]:
-    """{split: [uint8 (H, W, 3)]} from a packed folder, or from the shared data when ``source`` is empty."""
+    """{split: [uint8 (H, W, 3)]} from a portable copy, or from the shared data when ``source`` is empty."""
     threads = threads or os.cpu_count() or 2
     out = {}
     for split in ("train", "val", "test"):
         if source:
             files = sorted(f for f in (Path(source) / split).iterdir() if f.suffix in (".jpg", ".png"))
             files = files[:limit] if limit else files
-            read = lambda f: np.asarray(_open(f))  # noqa: E731
+            read = open_rgb
         else:
             files = split_paths(split, limit)
-            read = lambda f, s=split: np.asarray(prepared(s, f))  # noqa: E731
+            read = lambda f, s=split: protocol_image(s, f)  # noqa: E731
         with ThreadPoolExecutor(threads) as pool:
             out[split] = list(pool.map(read, files))
         if not out[split]:
@@ -117,4 +106,4 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=".quality_data")
     ap.add_argument("--limit", type=int, default=0)
     a = ap.parse_args()
-    pack(Path(a.out), a.limit)
+    write_portable_copy(Path(a.out), a.limit)

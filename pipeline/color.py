@@ -1,4 +1,5 @@
-"""Colour science: sRGB <-> CIE Lab (D65), the quantized ab grid, soft encoding, decoding, priors.
+"""Colour science: sRGB <-> CIE Lab (D65), how Lab is stored and shown, the quantized ab grid, soft
+encoding, decoding, priors, and the one rule for "grey".
 
 Pure numpy/torch, no I/O beyond the explicit Zhang-import helper, no Ray. Every function that
 takes ab data accepts a numpy array or a torch tensor and answers in kind, so the same maths runs in
@@ -6,6 +7,18 @@ Ray Data workers (numpy) and inside the training loop on the GPU (torch).
 
 Conventions (see DESIGN.md):
 - Lab matches ``skimage.color.rgb2lab`` (sRGB, D65, 2-degree observer).
+- Storage (prepared shards): L as uint8 ``round(L * 255/100)`` (``L_to_u8``/``u8_to_L``), ab as
+  int8 ``round(ab)`` (``ab_to_i8``/``i8_to_ab``). The networks' own scalings (L -> [-1, 1],
+  ab / 110) live with the networks, in ``models/scaling.py``.
+- Lab -> sRGB for anything a person or a metric sees (``infer``, ``eval``, validation, sample
+  grids, benches, pictures): ``lab_to_rgb_keep_l`` / ``lab_to_rgb_u8``. Gamut rule: a colour
+  outside sRGB keeps its L and is mixed, in linear light, with the grey of that L just enough to
+  fit (grey at any L always does): only chroma is given up. Per-channel clipping would change its
+  lightness. ``lab_to_rgb`` (per-channel clip, the same numbers as ``skimage.color.lab2rgb``) is
+  the reference conversion only.
+- Grey: a pixel is coloured when its ab leaves the grey bin's cell (``|a|`` or ``|b|`` > 5, by the
+  rounding ``ab_to_bin`` uses); an image is grey when fewer than ``GREY_FRACTION`` of its pixels
+  are coloured. One rule for skipping grey photos and for masking them out of the loss.
 - ab grid: step 10, bin centres on multiples of 10. The bin set (``ab_bins``) is derived from the
   sRGB gamut by the rule in ``_grid_cells``; order is sorted by a, then b.
 """
@@ -92,7 +105,11 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 
 def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    """Lab (..., 3) -> sRGB (..., 3) float in [0, 1] (out-of-gamut colours clipped), like skimage."""
+    """Lab (..., 3) -> sRGB (..., 3) float in [0, 1], each channel clipped: skimage's ``lab2rgb``.
+
+    The reference conversion (tests compare it with skimage). Not for display or scoring: clipping
+    an out-of-gamut colour changes its lightness; use ``lab_to_rgb_keep_l``.
+    """
     lab = np.asarray(lab)
     dtype = np.float64 if lab.dtype == np.float64 else np.float32
     lab = lab.astype(dtype, copy=False)
@@ -106,44 +123,123 @@ def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0).astype(dtype, copy=False)
 
 
-def _lab_to_rgb_unclipped(lab: np.ndarray) -> np.ndarray:
+# ----------------------------------------------------------------------------- Lab -> sRGB, keeping L
+
+# Pixels converted at a time: bounds the temporaries (a few (N, 3) arrays) for large photos.
+KEEP_L_CHUNK = 1 << 20
+
+
+def _fit_keeping_l(lab, xp, rgb_from_xyz_t, white):
+    """(N, 3) Lab -> (N, 3) sRGB in [0, 1] by the gamut rule of ``lab_to_rgb_keep_l``. ``xp`` is
+    numpy or torch: the same expressions serve both. Closed form, no per-pixel branches."""
     fy = (lab[..., 0] + 16.0) / 116.0
-    f = np.stack([lab[..., 1] / 500.0 + fy, fy, fy - lab[..., 2] / 200.0], axis=-1)
-    xyz = np.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / _LAB_KAPPA) * D65_WHITE
-    lin = xyz @ RGB_FROM_XYZ.T
-    return np.where(lin > 0.0031308, 1.055 * np.abs(lin) ** (1 / 2.4) - 0.055, 12.92 * lin)
+    f = xp.stack([lab[..., 1] / 500.0 + fy, fy, fy - lab[..., 2] / 200.0], -1)
+    xyz = xp.where(f > 0.2068966, f * f * f, (f - 16.0 / 116.0) / _LAB_KAPPA) * white
+    lin = xyz @ rgb_from_xyz_t  # linear RGB, may leave [0, 1]
+    Y = xyz[..., 1:2].clip(0.0, 1.0)  # luminance (sets L); (Y, Y, Y) is the grey of that L
+    d = lin - Y  # offset from that grey, of zero luminance (XYZ_FROM_RGB's Y row sums to 1)
+    room = xp.where(d > 0, 1.0 - Y, Y)  # how far each channel may move before it leaves [0, 1]
+    t = xp.amin(room / abs(d).clip(1e-12, None), -1)[..., None].clip(None, 1.0)  # (N, 1): the mix that fits
+    c = Y + t * d  # in gamut; in-gamut colours have t = 1: unchanged
+    rgb = xp.where(c > 0.0031308, 1.055 * abs(c) ** (1 / 2.4) - 0.055, 12.92 * c)
+    return rgb.clip(0.0, 1.0)  # only float rounding is left to clip
 
 
-def lab_to_rgb_keep_l(lab: np.ndarray, iters: int = 12) -> np.ndarray:
-    """Lab (..., 3) -> sRGB (..., 3) float64 in [0, 1], keeping each pixel's L.
+def lab_to_rgb_keep_l(lab: Array, dim: int = -1) -> Array:
+    """Lab with channels on ``dim`` -> sRGB in [0, 1], keeping each pixel's L: the one conversion
+    for what users and metrics see.
 
-    Plain clipping of an out-of-gamut colour changes its lightness (a bright saturated guess comes
-    back darker or lighter than the photo). Here such a pixel's chroma is scaled down (bisection on
-    the factor, ``iters`` halvings) until the colour fits: grey at any L always does, so the
-    result keeps L exactly, up to 8-bit rounding once quantised.
+    Gamut rule: a colour outside sRGB keeps its L (its luminance Y) and is mixed, in linear light,
+    with the grey of the same L just enough to fit (closed form: the largest mix per channel).
+    Luminance is linear in linear RGB, so L stays exact, up to 8-bit rounding once quantised; the
+    colour's direction from grey (its dominant wavelength) is kept, only chroma is given up.
+    Per-channel clipping would change L (a bright saturated guess comes back darker or lighter);
+    shrinking a and b in Lab is not monotone (from a yellow just outside sRGB the path bulges out
+    and re-enters only at 1/4 of its chroma). In-gamut colours convert exactly as ``lab_to_rgb``.
+
+    numpy in: float64 out; torch in (any device, e.g. (B,3,H,W) with dim=1): float32 out (float64
+    for float64 input), autocast off. Both run ``_fit_keeping_l``, ``KEEP_L_CHUNK`` pixels at a time.
     """
-    lab = np.asarray(lab, np.float64)
-    rgb = _lab_to_rgb_unclipped(lab)
-    bad = ((rgb < 0.0) | (rgb > 1.0)).any(-1)
-    if bad.any():
-        sub = lab[bad]  # (N, 3)
-        lo, hi = np.zeros(len(sub)), np.ones(len(sub))
-        for _ in range(iters):
-            mid = 0.5 * (lo + hi)
-            t = sub.copy()
-            t[:, 1:] *= mid[:, None]
-            c = _lab_to_rgb_unclipped(t)
-            ok = ((c >= 0.0) & (c <= 1.0)).all(-1)
-            lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
-        sub[:, 1:] *= lo[:, None]
-        rgb[bad] = _lab_to_rgb_unclipped(sub)
-    return np.clip(rgb, 0.0, 1.0)
+    if _is_tensor(lab):
+        return _keep_l_torch(lab, dim)
+    x = np.moveaxis(np.asarray(lab, np.float64), dim, -1)
+    flat = x.reshape(-1, 3)
+    out = np.empty_like(flat)
+    for i in range(0, len(flat), KEEP_L_CHUNK):
+        out[i : i + KEEP_L_CHUNK] = _fit_keeping_l(flat[i : i + KEEP_L_CHUNK], np, RGB_FROM_XYZ.T, D65_WHITE)
+    return np.moveaxis(out.reshape(x.shape), -1, dim)
+
+
+def _keep_l_torch(lab: torch.Tensor, dim: int) -> torch.Tensor:
+    import torch
+
+    x = lab.movedim(dim, -1)
+    x = x if x.dtype == torch.float64 else x.float()
+    flat = x.reshape(-1, 3)
+    m = torch.as_tensor(RGB_FROM_XYZ.T, dtype=x.dtype, device=x.device)
+    white = torch.as_tensor(D65_WHITE, dtype=x.dtype, device=x.device)
+    out = torch.empty_like(flat)
+    with torch.autocast(device_type=x.device.type, enabled=False):  # colours stay >= fp32 under bf16
+        for i in range(0, len(flat), KEEP_L_CHUNK):
+            out[i : i + KEEP_L_CHUNK] = _fit_keeping_l(flat[i : i + KEEP_L_CHUNK], torch, m, white)
+    return out.reshape(x.shape).movedim(-1, dim)
+
+
+def to_uint8(rgb01: Array) -> Array:
+    """sRGB in [0, 1] (numpy or torch) -> uint8, rounded to nearest (values outside clipped)."""
+    if _is_tensor(rgb01):
+        import torch
+
+        return (rgb01 * 255.0).round().clamp(0, 255).to(torch.uint8)
+    return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
+
+
+def lab_to_rgb_u8(lab: Array, dim: int = -1) -> Array:
+    """Lab with channels on ``dim`` -> uint8 sRGB by ``lab_to_rgb_keep_l``: the picture a user gets."""
+    return to_uint8(lab_to_rgb_keep_l(lab, dim))
+
+
+# ----------------------------------------------------------------------------- storage of L and ab
+
+L_U8_SCALE = 255.0 / 100.0  # L (0..100) is stored as round(L * 255/100) in uint8: 0.39 L-unit steps
+
+
+def L_to_u8(L: Array) -> Array:
+    """L in 0..100 (numpy or torch, any shape) -> its uint8 storage form, round(L * 255/100)."""
+    if _is_tensor(L):
+        import torch
+
+        return (L * L_U8_SCALE).round().clamp(0, 255).to(torch.uint8)
+    return np.clip(np.rint(np.asarray(L) * L_U8_SCALE), 0, 255).astype(np.uint8)
+
+
+def u8_to_L(L_u8: Array) -> Array:
+    """Stored uint8 L -> L in 0..100 as float32 (inverse of ``L_to_u8`` up to its rounding)."""
+    if _is_tensor(L_u8):
+        return L_u8.float() * (100.0 / 255.0)
+    return np.asarray(L_u8).astype(np.float32) * np.float32(100.0 / 255.0)
+
+
+def ab_to_i8(ab: Array) -> Array:
+    """ab (Lab units) -> its int8 storage form, rounded to whole units and clipped to [-128, 127]."""
+    if _is_tensor(ab):
+        import torch
+
+        return ab.round().clamp(-128, 127).to(torch.int8)
+    return np.clip(np.rint(np.asarray(ab)), -128, 127).astype(np.int8)
+
+
+def i8_to_ab(ab_i8: Array) -> Array:
+    """Stored int8 ab -> ab as float32 Lab units."""
+    if _is_tensor(ab_i8):
+        return ab_i8.float()
+    return np.asarray(ab_i8).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- sRGB <-> Lab (torch)
 
 
-def rgb_to_lab_torch(rgb: "torch.Tensor", dim: int = -1) -> "torch.Tensor":
+def rgb_to_lab_torch(rgb: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Torch twin of ``rgb_to_lab``: channels on ``dim`` (e.g. dim=1 for (B,3,H,W)); uint8 or float."""
     import torch
 
@@ -157,23 +253,6 @@ def rgb_to_lab_torch(rgb: "torch.Tensor", dim: int = -1) -> "torch.Tensor":
     a = 500.0 * (f[..., 0] - f[..., 1])
     b = 200.0 * (f[..., 1] - f[..., 2])
     return torch.stack([L, a, b], dim=-1).movedim(-1, dim)
-
-
-def lab_to_rgb_torch(lab: "torch.Tensor", dim: int = -1) -> "torch.Tensor":
-    """Torch twin of ``lab_to_rgb``: Lab with channels on ``dim`` -> sRGB in [0, 1]."""
-    import torch
-
-    x = lab.movedim(dim, -1)
-    x = x if x.dtype == torch.float64 else x.float()
-    fy = (x[..., 0] + 16.0) / 116.0
-    fx = x[..., 1] / 500.0 + fy
-    fz = (fy - x[..., 2] / 200.0).clamp_min(0.0)
-    f = torch.stack([fx, fy, fz], dim=-1)
-    white = torch.as_tensor(D65_WHITE, dtype=x.dtype, device=x.device)
-    xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / _LAB_KAPPA) * white
-    lin = xyz @ torch.as_tensor(RGB_FROM_XYZ.T, dtype=x.dtype, device=x.device)
-    rgb = torch.where(lin > 0.0031308, 1.055 * lin.abs().pow(1 / 2.4) - 0.055, 12.92 * lin)
-    return rgb.clamp(0.0, 1.0).movedim(-1, dim)
 
 
 # ----------------------------------------------------------------------------- the ab grid
@@ -331,6 +410,47 @@ def ab_to_bin(ab: Array) -> Array:
     return _cell_lut()[ia, ib]
 
 
+# ----------------------------------------------------------------------------- grey
+
+# An image is grey when fewer than this fraction of its pixels are coloured (``coloured_pixels``).
+GREY_FRACTION = 1e-3
+
+
+@functools.lru_cache(maxsize=1)
+def _grey_bin() -> int:
+    return int(_cell_lut()[GRID_HALF, GRID_HALF])
+
+
+def coloured_pixels(ab: Array) -> Array:
+    """bool (...) of ab (..., 2): True where the pixel leaves the grey bin's cell, i.e. |a| or |b|
+    rounds past 5 exactly as ``ab_to_bin`` rounds (so ``ab_to_bin(ab) != grey bin``).
+
+    Chroma under 5 is JPEG noise on a grey picture saved as colour, or film tone, not a colour to
+    learn; and as a bin test it costs an 8-bit photo one table lookup per pixel (``is_grey``).
+    """
+    return (_round_to_cell(ab) != 0).any(-1)
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """True for a uint8 (H, W, 3) photo with (almost) no colour: fewer than ``GREY_FRACTION`` of its
+    pixels are ``coloured_pixels``. Via ``rgb_to_bin``'s table: ~0.4 ms for 256x256 on one core,
+    where converting to Lab first would take ~2.5 ms (5x a JPEG decode)."""
+    return float((rgb_to_bin(rgb) != _grey_bin()).mean()) < GREY_FRACTION
+
+
+def is_grey_batch(ab: Array, dim: int = 1) -> Array:
+    """bool (B,) of a batch of ab with channels on ``dim`` (e.g. (B,2,H,W)): ``is_grey`` per image,
+    on Lab input (the loss masks grey images with it)."""
+    c = coloured_pixels(_moveaxis(ab, dim, -1))  # (B, ...)
+    frac = c.reshape(len(c), -1)
+    frac = frac.float().mean(1) if _is_tensor(frac) else frac.mean(1)
+    return frac < GREY_FRACTION
+
+
+def _moveaxis(x: Array, src: int, dst: int) -> Array:
+    return x.movedim(src, dst) if _is_tensor(x) else np.moveaxis(np.asarray(x), src, dst)
+
+
 # ----------------------------------------------------------------------------- soft encoding / decoding
 
 
@@ -364,7 +484,7 @@ def _bins_with_sentinel() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=16)
-def _torch_table(name: str, device: str) -> "torch.Tensor":
+def _torch_table(name: str, device: str) -> torch.Tensor:
     """Constant tables as tensors, cached per device (no per-call host-to-device copy)."""
     import torch
 
@@ -377,7 +497,7 @@ def _torch_table(name: str, device: str) -> "torch.Tensor":
     return torch.tensor(np.array(tables[name]()), device=device)
 
 
-def _table(name: str, like: "torch.Tensor", k: int = 5) -> "torch.Tensor":
+def _table(name: str, like: torch.Tensor, k: int = 5) -> torch.Tensor:
     if name == "knn" and k != 5:
         import torch
 
@@ -413,42 +533,25 @@ def soft_encode_sparse(ab: Array, k: int = 5, sigma: float = 5.0):
     return idx, (w / w.sum(-1, keepdims=True)).astype(np.float32)
 
 
-def soft_encode(ab: Array, k: int = 5, sigma: float = 5.0) -> Array:
-    """Dense soft targets (..., Q) of ab (..., 2): k nearest bins, Gaussian weights, rows sum to 1."""
-    idx, w = soft_encode_sparse(ab, k, sigma)
-    q = num_bins()
-    if _is_tensor(idx):
-        import torch
-
-        out = torch.zeros(*idx.shape[:-1], q, dtype=w.dtype, device=w.device)
-        return out.scatter_(-1, idx, w)
-    out = np.zeros(idx.shape[:-1] + (q,), np.float32)
-    np.put_along_axis(out, idx, w, -1)
-    return out
-
-
 def annealed_mean(probs: Array, T: float = 0.38, dim: int = -1, logits: bool = False) -> Array:
-    """ab from a class distribution over the Q bins on ``dim``: mean of softmax(log p / T).
+    """ab from a class distribution over this project's Q bins on ``dim``: mean of softmax(log p / T).
 
     T=1 is the plain mean (desaturated), T->0 the mode (vivid but patchy); 0.38 is Zhang's choice.
     With ``logits=True`` the input is unnormalised logits (softmax(z / T), the same thing).
-    The output has 2 channels (a, b) on ``dim``.
+    The output has 2 channels (a, b) on ``dim``. The maths is ``models.scaling.annealed_mean``
+    (what the generator decodes with); numpy in, float32 numpy out.
     """
     if T <= 0:
         raise ValueError(f"annealing temperature must be > 0, got {T}")
-    if _is_tensor(probs):
-        import torch
+    import torch  # here, not at the top: workers that only bin pixels never import torch
 
-        bins = _table("bins", probs)
-        z = probs.float() if logits else torch.log(probs.float().clamp_min(1e-12))
-        p = torch.softmax(z / T, dim=dim).movedim(dim, -1)
-        return (p @ bins).movedim(-1, dim)
-    p = np.moveaxis(np.asarray(probs, dtype=np.float64), dim, -1)
-    z = p if logits else np.log(np.maximum(p, 1e-12))
-    z = z / T
-    z = np.exp(z - z.max(-1, keepdims=True))
-    z /= z.sum(-1, keepdims=True)
-    return np.moveaxis((z @ ab_bins().astype(np.float64)).astype(np.float32), -1, dim)
+    from models.scaling import annealed_mean as decode  # importing models/ imports torch too
+
+    tensor = _is_tensor(probs)
+    p = probs if tensor else torch.from_numpy(np.asarray(probs, dtype=np.float64))
+    z = p if logits else torch.log((p if p.dtype == torch.float64 else p.float()).clamp_min(1e-12))
+    ab = decode(z, _table("bins", p), T, dim)
+    return ab if tensor else ab.numpy().astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- priors and rebalancing

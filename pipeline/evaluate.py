@@ -8,30 +8,47 @@ protocol of bench/quality.py); every model colorizes the same crops through the 
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import io
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
-from pipeline import predict, scoring, storage, transforms
+from pipeline import cli_args, color, geometry, metrics, model_ref, predict, scoring, storage, transforms
+from pipeline.config import check_range
 
 METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
 
 
-def centre_square(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    t, l = (h - s) // 2, (w - s) // 2
-    return np.ascontiguousarray(rgb[t:t + s, l:l + s])
+def add_args(p: argparse.ArgumentParser) -> None:
+    """``colorize eval`` arguments."""
+    cli_args.add_model_args(p)
+    p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of colour photos")
+    p.add_argument("--out", default="out/eval", help="folder for metrics.json and report.html")
+    p.add_argument("--compare", action="append", default=[], metavar="REF",
+                   help="another model to score beside (repeatable)")
+    p.add_argument("--size", type=int, default=256,
+                   help="photos are resized to short side SIZE and centre-cropped square")
+    p.add_argument("--limit", type=int, default=None, help="first N photos only")
+    p.add_argument("--examples", type=int, default=6, help="example rows in the report")
+    p.add_argument("--reference", default=None, help="folder with Zhang's prior_probs.npy + pts_in_hull.npy for the "
+                   "rebalanced metrics (default: the project's prior_probs.npy)")
+    p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
+    cli_args.add_s3_args(p)
 
 
-def load_truth(uri: str, size: int, limit: Optional[int], s3) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
-    """(paths, uint8 square crops, skipped {reason: [paths]}) of the photos under ``uri``."""
+def load_truth(uri: str, size: int, limit: Optional[int], s3
+               ) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
+    """(paths, uint8 square crops, skipped {reason: [paths]}) of the photos under ``uri``: each
+    decoded at short side ``size`` (``geometry.resize_short_side``), grey ones skipped
+    (``color.is_grey``), the rest cut to their centre square (``geometry.centre_crop``)."""
     fs, paths = storage.list_inputs(uri, s3)
     paths = paths[:limit] if limit else paths
 
@@ -43,9 +60,9 @@ def load_truth(uri: str, size: int, limit: Optional[int], s3) -> Tuple[List[str]
             return p, None, "unreadable"
         if d.rgb is None:
             return p, None, d.skip
-        if transforms.is_grey(d.rgb):
+        if color.is_grey(d.rgb):
             return p, None, transforms.SKIP_GREY
-        return p, centre_square(d.rgb), None
+        return p, geometry.centre_crop(d.rgb), None
 
     kept, truths, skipped = [], [], {}
     with ThreadPoolExecutor(min(16, os.cpu_count() or 2)) as pool:
@@ -56,13 +73,12 @@ def load_truth(uri: str, size: int, limit: Optional[int], s3) -> Tuple[List[str]
                 kept.append(p)
                 truths.append(rgb)
     if not truths:
-        raise storage.StorageError(f"no usable colour photos at {uri} (skipped: { {k: len(v) for k, v in skipped.items()} })")
+        counts = {k: len(v) for k, v in skipped.items()}
+        raise storage.StorageError(f"no usable colour photos at {uri} (skipped: {counts})")
     return kept, truths, skipped
 
 
 def _png_b64(rgb: np.ndarray) -> str:
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, "PNG")
     return base64.b64encode(buf.getvalue()).decode()
@@ -78,19 +94,18 @@ def report_html(results: Dict[str, Dict[str, float]], examples: Dict[str, List[n
     cols = list(examples)
     grid_head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     n = len(next(iter(examples.values()))) if examples else 0
-    grid = "".join("<tr>" + "".join(f'<td><img src="data:image/png;base64,{_png_b64(examples[c][i])}"></td>' for c in cols) + "</tr>"
-                   for i in range(n))
+    cell = '<td><img src="data:image/png;base64,{}"></td>'
+    grid = "".join("<tr>" + "".join(cell.format(_png_b64(examples[c][i])) for c in cols) + "</tr>" for i in range(n))
+    style = "body{font-family:sans-serif}td,th{padding:4px 8px;text-align:right}img{width:192px}"
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif}td,th{padding:4px 8px;text-align:right}img{width:192px}</style></head><body>"
+            f"<style>{style}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><table><tr><th>model</th>{head}</tr>{rows}</table>"
             f"<h2>Examples</h2><table><tr>{grid_head}</tr>{grid}</table></body></html>")
 
 
 def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files: List[str]) -> None:
-    from mlflow.entities import Metric
+    from mlflow.entities import Metric  # here: mlflow is heavy and only needed with a run
     from mlflow.tracking import MlflowClient
-
-    import time
 
     client = MlflowClient(tracking_uri=tracking_uri)
     ts = int(time.time() * 1000)
@@ -102,35 +117,40 @@ def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files
 
 
 def run(args) -> int:
-    from pipeline import model_ref
-
+    check_range("--size", args.size, 16, 4096)  # >= the SSIM window; the crops are SIZE x SIZE
+    if args.limit is not None:
+        check_range("--limit", args.limit, 1, None)
+    check_range("--examples", args.examples, 0, 1000)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     refs = [args.model] + list(args.compare or [])
     models = {}
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
-        G, info = model_ref.load_generator(ref, args.tracking_uri)
+        G, info = model_ref.resolve_generator(ref, args.tracking_uri)
         models["model" if i == 0 else f"compare{i}"] = (G, info)
     paths, truths, skipped = load_truth(args.data, args.size, args.limit, s3)
     prior = scoring.zhang_prior(args.reference) if args.reference else _project_prior()
     n_ex = min(args.examples, len(truths))
     examples = {"grey": [scoring.grey_output(t) for t in truths[:n_ex]]}
-    results = {"grey": scoring.score_images([scoring.grey_output(t) for t in truths], truths, prior, threads=os.cpu_count() or 2)}
+    threads = os.cpu_count() or 2
+    results = {"grey": scoring.score_images([scoring.grey_output(t) for t in truths], truths, prior, threads=threads)}
     for name, (G, info) in models.items():
         preds = [predict.colorize(G, t, None, args.saturation) for t in truths]
-        results[name] = scoring.score_images(preds, truths, prior, threads=os.cpu_count() or 2)
+        results[name] = scoring.score_images(preds, truths, prior, threads=threads)
         results[name]["ref"] = info["ref"]
         examples[name] = preds[:n_ex]
     examples["truth"] = truths[:n_ex]
-    doc = {"data": args.data, "size": args.size, "images": len(truths), "saturation": args.saturation,
-           "skipped": {k: len(v) for k, v in skipped.items()}, "skipped_examples": {k: v[:5] for k, v in skipped.items()},
-           "rebalance_prior": args.reference or "prior_probs.npy", "results": results}
+    doc = {"data": storage.redact(args.data), "size": args.size, "images": len(truths), "saturation": args.saturation,
+           "skipped": {k: len(v) for k, v in skipped.items()},
+           "skipped_examples": {k: v[:5] for k, v in skipped.items()},
+           "rebalance_prior": args.reference or "prior_probs.npy", "ssim_params": metrics.SSIM_PARAMS,
+           "results": results}
     os.makedirs(args.out, exist_ok=True)
     mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
     with open(mpath, "w") as f:
         json.dump(doc, f, indent=1)
     numeric = {k: {m: v for m, v in r.items() if m in METRIC_NAMES} for k, r in results.items()}
     with open(hpath, "w") as f:
-        f.write(report_html(numeric, examples, f"colorize eval: {args.data} ({len(truths)} photos)"))
+        f.write(report_html(numeric, examples, f"colorize eval: {storage.redact(args.data)} ({len(truths)} photos)"))
     run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         log_to_mlflow(run_id, args.tracking_uri, numeric, [mpath, hpath])

@@ -26,9 +26,9 @@ def ab_plane(values: np.ndarray, title: str, log: bool = True) -> Image.Image:
     side = color.GRID_SIDE * _CELL
     img = Image.new("RGB", (side, side + 20), (255, 255, 255))
     lab = np.stack([15 + 75 * t, bins[:, 0], bins[:, 1]], -1)
-    rgb = (color.lab_to_rgb(lab) * 255 + 0.5).astype(np.uint8)
+    rgb = color.lab_to_rgb_u8(lab)
     draw = ImageDraw.Draw(img)
-    for (a, b), c in zip(bins, rgb):
+    for (a, b), c in zip(bins, rgb, strict=True):
         x = int(round(a / color.GRID_STEP)) + color.GRID_HALF
         y = color.GRID_HALF - int(round(b / color.GRID_STEP))
         draw.rectangle([x * _CELL, 20 + y * _CELL, (x + 1) * _CELL - 1, 20 + (y + 1) * _CELL - 1], fill=tuple(c))

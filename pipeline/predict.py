@@ -1,8 +1,9 @@
 """Colorizing one photo with a trained generator: the maths of ``colorize infer`` and ``eval``.
 
 Pure torch/numpy, no Ray. The generator predicts ab from L at a working size (short side
-``size``, the scale it was trained at); ab is upsampled to the photo's own resolution and joined
-with its full-resolution L, so detail and lightness come from the input, only colour is guessed.
+``size``, the scale it was trained at: ``geometry.short_side_shape``); ab is upsampled to the
+photo's own resolution and joined with its full-resolution L, so detail and lightness come from
+the input, only colour is guessed. sRGB out by ``color.lab_to_rgb_u8`` (keeps L).
 """
 
 from __future__ import annotations
@@ -13,26 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline import color
-
-
-def to_uint8(rgb01: np.ndarray) -> np.ndarray:
-    """[0, 1] float RGB -> uint8, rounded (values outside clipped)."""
-    return np.clip(np.rint(np.asarray(rgb01) * 255.0), 0, 255).astype(np.uint8)
+from models.scaling import L_to_input
+from pipeline import color, geometry
 
 
 def join_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """L (H, W) in 0..100 and ab (H, W, 2) -> uint8 sRGB (H, W, 3); L kept, chroma gives way where
     the colour would leave the sRGB gamut."""
-    return to_uint8(color.lab_to_rgb_keep_l(np.concatenate([L[..., None], ab], -1)))
-
-
-def working_shape(h: int, w: int, size: Optional[int]) -> tuple:
-    """(h, w) with the short side ``size`` (aspect kept); the input's own when ``size`` is None."""
-    if not size:
-        return h, w
-    s = size / min(h, w)
-    return max(1, round(h * s)), max(1, round(w * s))
+    return color.lab_to_rgb_u8(np.concatenate([L[..., None], ab], -1))
 
 
 @torch.no_grad()
@@ -41,8 +30,8 @@ def predict_ab(G: torch.nn.Module, L: np.ndarray, size: Optional[int] = 256, tem
     """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
     device = device or next(G.parameters()).device
     H, W = L.shape
-    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None].to(device) / 50.0 - 1.0  # (1,1,H,W)
-    h, w = working_shape(H, W, size)
+    x = L_to_input(torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None].to(device))  # (1,1,H,W)
+    h, w = geometry.short_side_shape(H, W, size)
     if (h, w) != (H, W):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
     use_bf16 = device.type == "cuda"

@@ -1,7 +1,7 @@
 """Scoring colorized photos against the truth: the metrics of ``colorize eval`` and bench/quality.py.
 
 Pure numpy/torch on 8-bit sRGB images, so every model (ours, baselines, the all-grey output) is
-scored on exactly what a user would see:
+scored on exactly what a user would see (Lab -> sRGB by ``color.lab_to_rgb_u8``, which keeps L):
 
 - AuC of the per-pixel ab-error CDF, thresholds 0..150 step 1, mean over thresholds in %, pooled
   over all pixels of all images; raw, and rebalanced: each pixel weighted by 1/p of its
@@ -20,14 +20,13 @@ import numpy as np
 import torch
 
 from pipeline import color, metrics
-from pipeline.predict import to_uint8
 
 
 def grey_output(rgb: np.ndarray) -> np.ndarray:
     """The all-grey baseline: the photo's own L with a = b = 0, as uint8 sRGB (H, W, 3)."""
     lab = color.rgb_to_lab(rgb)
     lab[..., 1:] = 0.0
-    return to_uint8(color.lab_to_rgb(lab))
+    return color.lab_to_rgb_u8(lab)
 
 
 def _prior_tensor(prior: np.ndarray) -> torch.Tensor:
@@ -128,7 +127,7 @@ def score_images(preds, truths, prior: np.ndarray, ssim: bool = True, threads: i
     """Score paired iterables of uint8 images; ``threads`` > 1 measures them in parallel (numpy
     and torch release the GIL for most of the work)."""
     s = Scorer(prior, ssim=ssim)
-    pairs = list(zip(preds, truths))
+    pairs = list(zip(preds, truths, strict=True))  # a missing prediction is an error, not a shorter score
     if threads > 1:
         from concurrent.futures import ThreadPoolExecutor
 
