@@ -1,21 +1,33 @@
-"""Ray Data glue: start/attach Ray, read raw files as bytes so each one decodes (or is skipped) alone.
+"""The data layer on Ray Data: photos at a URI, raw or as prepared shards, behind one interface.
 
-``ray.data.read_images`` fails a whole block on one bad file; reading bytes and decoding per file in
-``pipeline.transforms`` keeps every good neighbour and counts the bad ones by reason.
+``Source.open(uri, s3)`` says what is there (``kind``: raw images or prepared shards), names its
+photos (``ids``: paths relative to the dataset root, ``pipeline.split``) and streams them: raw
+files as {"path", "bytes"} rows, shards as Parquet rows, and for training either one as crops of
+one part of the one train/val split. ``training_datasets`` is what a training run reads.
+
+Skips are counted one way (``pipeline.skips``): per-file steps return (path, reason) pairs,
+``ReportSkips`` hands them to the run's ``SkipCollector`` actor, the driver reads the record.
+Raw files are read as bytes and decoded per file in ``pipeline.transforms``: one bad file never
+fails its block (``ray.data.read_images`` would), it is skipped and counted.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import pyarrow.fs as pafs
 import ray
+from ray.data import DataContext
 
-from pipeline import storage
+from pipeline import shards, split, storage, transforms
+from pipeline.skips import SKIP_MISSING, Skips
+from pipeline.split import ALL, WHOLE, Part
 
 log = logging.getLogger(__name__)
+
+RAW, SHARDS = "raw images", "prepared shards"
 
 
 def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
@@ -34,34 +46,79 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
         ray.init(num_cpus=num_cpus, log_to_driver=True)
 
 
-def read_files(
-    uri: str,
-    s3: Optional[storage.S3Settings] = None,
-    limit: Optional[int] = None,
-    num_cpus: float = 1.0,
-    files_per_block: int = 32,
-) -> Tuple["ray.data.Dataset", List[str], pafs.FileSystem]:
-    """A Dataset of rows {"path": str, "bytes": bytes} for every input file under ``uri``.
+# ----------------------------------------------------------------------------- skips
 
-    Returns (dataset, listed paths, filesystem). Files listed but gone by read time are dropped
-    (ignore_missing_paths); callers count them as listed minus seen.
 
-    One read block holds ``files_per_block`` files: setting the block count explicitly stops Ray
-    from splitting read output, which would prevent fusing the read with the decode step (and
-    ship every raw file through the object store once more).
+@ray.remote(num_cpus=0)
+class SkipCollector:
+    """The one Ray-side gatherer of skipped inputs for a job (priors, prepare, a training run).
+
+    ``add([(path, reason), ...])`` from map tasks: a path counts once however many epochs re-read
+    it. ``add_record(Skips.to_dict())`` merges counts found elsewhere (listing, missing files).
+    ``record()`` -> ``Skips.to_dict()``; ``counts()`` -> {reason: n}.
     """
-    fs, paths = storage.list_inputs(uri, s3)
-    if limit is not None:
-        paths = paths[: max(0, int(limit))]
-    if not paths:
-        raise storage.StorageError(f"no input files at {uri}")
-    ensure_ray()  # only now: a bad URI fails in a second, without starting Ray
-    return read_paths(fs, paths, uri, num_cpus, files_per_block), paths, fs
+
+    def __init__(self):
+        self.skips = Skips()
+        self.seen = set()
+
+    def add(self, items: Sequence[Tuple[str, str]]) -> None:
+        for path, reason in items:
+            if path not in self.seen:
+                self.seen.add(path)
+                self.skips.add(reason, path)
+
+    def add_record(self, record: dict) -> None:
+        self.skips.merge(Skips.from_dict(record))
+
+    def record(self) -> dict:
+        return self.skips.to_dict()
+
+    def counts(self) -> dict:
+        return dict(self.skips.counts)
 
 
-def read_paths(fs: pafs.FileSystem, paths: List[str], uri: str, num_cpus: float, files_per_block: int,
-               shuffle_files: bool = False) -> "ray.data.Dataset":
-    """Rows {"path", "bytes"} of the given files, ``files_per_block`` to a read task."""
+def collected(collector) -> Skips:
+    """The record a SkipCollector holds now (blocking)."""
+    return Skips.from_dict(ray.get(collector.record.remote()))
+
+
+class ReportSkips:
+    """map_batches callable around a per-file step ``step(batch, **kwargs) -> (rows, skipped)``:
+    rows go on, the (path, reason) pairs to the collector. It waits for the collector, so once the
+    driver has consumed every row, the record is complete. An instance, not a class: Ray Data runs
+    it in tasks, not actors."""
+
+    def __init__(self, step: Callable, collector, **kwargs):
+        self.step, self.collector, self.kwargs = step, collector, kwargs
+
+    def __call__(self, batch):
+        rows, skipped = self.step(batch, **self.kwargs)
+        if skipped and self.collector is not None:
+            ray.get(self.collector.add.remote(skipped))
+        return rows
+
+
+def single_pass_skips(listed: int, used: int, decoded: Skips, listing: Skips) -> Skips:
+    """The whole record of a single pass: the decode skips, the files listed but never read
+    (``missing``: listed minus used minus skipped) and what the listing skipped."""
+    out = Skips().merge(decoded)
+    out.add(SKIP_MISSING, None, listed - used - decoded.total)
+    return out.merge(listing)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def read_paths(
+    fs: pafs.FileSystem, paths: List[str], uri: str, num_cpus: float, files_per_block: int, shuffle_files: bool = False
+) -> ray.data.Dataset:
+    """Rows {"path", "bytes"} of the given files, ``files_per_block`` to a read task.
+
+    Setting the block count explicitly stops Ray from splitting read output, which would prevent
+    fusing the read with the decode step (and ship every raw file through the object store once
+    more). Files gone by read time are dropped (callers count them as ``missing``).
+    """
     try:
         return ray.data.read_binary_files(
             paths,
@@ -74,167 +131,206 @@ def read_paths(fs: pafs.FileSystem, paths: List[str], uri: str, num_cpus: float,
         )
     except (ValueError, FileNotFoundError) as e:
         if "No files found" in str(e):
-            raise storage.StorageError(f"none of the {len(paths)} files listed by {uri} exist (first: {paths[0]})") from None
+            raise storage.StorageError(
+                f"none of the {len(paths)} files listed by {storage.redact(uri)} exist (first: {paths[0]})"
+            ) from None
         raise
 
 
-@ray.remote(num_cpus=0)
-class SkipCounter:
-    """Collects (path, reason) of inputs skipped by map tasks; a path counts once however many
-    epochs re-read it."""
+class Source:
+    """Photos at one URI: raw (folder, list file, ``s3://`` prefix, ``skimage:``) or prepared
+    shards (a ``colorize prepare`` folder). Open with ``Source.open``."""
 
-    def __init__(self):
-        self.skipped = {}
+    def __init__(
+        self,
+        uri: str,
+        s3: storage.S3Settings,
+        kind: str,
+        fs: Optional[pafs.FileSystem] = None,
+        paths: Sequence[str] = (),
+        manifest: Optional[dict] = None,
+        listing: Optional[Skips] = None,
+    ):
+        self.uri, self.s3, self.kind = uri, s3, kind
+        self.fs, self.paths, self.manifest = fs, list(paths), manifest
+        self.listing = listing or Skips()  # what the listing skipped (raw sources)
+        self._ids: Optional[List[str]] = None
 
-    def add(self, items):
-        for path, reason in items:
-            self.skipped[path] = reason
+    @staticmethod
+    def open(uri: str, s3: storage.S3Settings, limit: Optional[int] = None) -> Source:
+        """List (raw) or read the manifest (shards); no Ray yet, so a bad URI fails in a second.
+        ``limit``: the first N files of a raw listing (shards ignore it). Raises StorageError."""
+        if shards.is_prepared(uri, s3):
+            return Source(uri, s3, SHARDS, manifest=shards.read_manifest(uri, s3))
+        listing = Skips()
+        fs, paths = storage.list_inputs(uri, s3, listing)
+        if limit is not None:
+            paths = paths[: max(0, int(limit))]
+        if not paths:
+            raise storage.StorageError(f"no input files at {storage.redact(uri)}")
+        return Source(uri, s3, RAW, fs=fs, paths=paths, listing=listing)
 
-    def counts(self):
-        out = {}
-        for reason in self.skipped.values():
-            out[reason] = out.get(reason, 0) + 1
-        return out
+    @property
+    def prepared(self) -> bool:
+        return self.kind == SHARDS
 
+    def __len__(self) -> int:
+        """Photos known up front: listed files (raw) or the manifest's images (shards)."""
+        return self.manifest["images"] if self.prepared else len(self.paths)
 
-def split_train_val(paths: List[str], val_fraction: float, seed: int = 0, min_val: int = 1) -> Tuple[List[str], List[str]]:
-    """Deterministic split: the round(val_fraction * n) paths (at least ``min_val``, e.g. one per
-    worker, and never all) with the smallest hash of the path relative to the dataset's root go to
-    validation. Stable when files are reordered, and when the dataset is moved or mounted elsewhere."""
-    import hashlib
-    import posixpath
+    def ids(self) -> List[str]:
+        """Every photo's id (``pipeline.split``), in listing / shard order."""
+        if self._ids is None:
+            self._ids = (
+                shards.read_ids(self.uri, self.manifest, self.s3) if self.prepared else split.photo_ids(self.paths)
+            )
+        return self._ids
 
-    if val_fraction <= 0 or len(paths) < 2:
-        return list(paths), []
-    root = posixpath.commonpath(paths)
-    n_val = min(len(paths) - 1, max(min_val, round(val_fraction * len(paths))))
+    def count(self, part: Part) -> int:
+        return len(self) if part.side == ALL else int(part.keep(self.ids()).sum())
 
-    def key(p: str) -> bytes:
-        return hashlib.blake2b(f"{seed}:{posixpath.relpath(p, root)}".encode(), digest_size=8).digest()
+    def files(
+        self, part: Part = WHOLE, files_per_block: int = 32, num_cpus: float = 1.0, shuffle: bool = False
+    ) -> ray.data.Dataset:
+        """Raw sources: rows {"path", "bytes"} of the files of ``part``."""
+        if self.prepared:
+            raise ValueError(f"{storage.redact(self.uri)} holds prepared shards, not raw files")
+        paths = (
+            self.paths if part.side == ALL else [p for p, k in zip(self.paths, part.keep(self.ids()), strict=True) if k]
+        )
+        if not paths:
+            raise storage.StorageError(f"no {part.side} files at {storage.redact(self.uri)}")
+        ensure_ray()
+        return read_paths(self.fs, paths, self.uri, num_cpus, files_per_block, shuffle_files=shuffle)
 
-    val_set = set(sorted(paths, key=key)[:n_val])
-    return [p for p in paths if p not in val_set], [p for p in paths if p in val_set]
+    def rows(self, columns: Optional[List[str]] = None, shuffle_seed: Optional[int] = None) -> ray.data.Dataset:
+        """Prepared sources: the shards' rows (file order shuffled per epoch with a seed)."""
+        if not self.prepared:
+            raise ValueError(f"{storage.redact(self.uri)} holds raw files, not prepared shards")
+        ensure_ray()
+        return shards.shards_dataset(
+            self.uri, self.s3, columns=columns, shuffle_seed=shuffle_seed, manifest=self.manifest
+        )
 
+    def crops(self, data_cfg, part: Part, train: bool, collector=None, cpus_per_task: float = 1.0) -> ray.data.Dataset:
+        """Rows of ``part`` as training crops (random crop + flip, fresh every epoch) or validation
+        crops (centre), streamed, never materialised: {"rgb", "id"} from raw files (decoded at
+        ``data.resize``, bad ones skipped and reported to ``collector``), {"L", "ab", "id"} from
+        shards (decoded and counted once, at prepare time)."""
+        if not self.prepared:
+            ds = self.files(part, files_per_block=16, num_cpus=cpus_per_task, shuffle=train)
+            step = ReportSkips(
+                transforms.training_batch,
+                collector,
+                resize=data_cfg.resize,
+                crop=data_cfg.crop,
+                train=train,
+                flip=data_cfg.flip,
+                skip_grey=data_cfg.skip_grey,
+                root=split.dataset_root(self.paths),
+            )
+            return ds.map_batches(step, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
+        size = self.manifest["size"]
+        if data_cfg.crop > size:
+            raise storage.StorageError(
+                f"data.crop={data_cfg.crop} exceeds the prepared size {size} of {storage.redact(self.uri)}"
+            )
+        if data_cfg.resize != size:
+            log.warning(
+                "data.resize=%d ignored: %s was prepared at short side %d",
+                data_cfg.resize,
+                storage.redact(self.uri),
+                size,
+            )
+        ds = self.rows(shards.TRAINING_COLUMNS, shuffle_seed=data_cfg.seed if train else None)
+        # whole blocks (one shard file each): read and crop fuse into one task, only crops are shipped
+        return ds.map_batches(
+            shards.ShardCrops(data_cfg.crop, train, data_cfg.flip, part),
+            batch_size=None,
+            num_cpus=cpus_per_task,
+            batch_format="numpy",
+        )
 
-class _TrainingMap:
-    """map_batches callable: decode + crop; skipped files go to the SkipCounter, not into rows."""
-
-    def __init__(self, counter, **kwargs):
-        self.counter = counter
-        self.kwargs = kwargs
-
-    def __call__(self, batch):
-        from pipeline import transforms
-
-        out, skipped = transforms.training_batch(batch, **self.kwargs)
-        if skipped and self.counter is not None:
-            self.counter.add.remote(skipped)
-        return out
+    def describe(self) -> dict:
+        """What was read, for the run's tags and log."""
+        if not self.prepared:
+            return {"source": RAW}
+        m = self.manifest
+        return {
+            "source": SHARDS,
+            "images": m["images"],
+            "shards": len(m["shards"]),
+            "prepared_run": m["run"],
+            "prepared_skipped": m["skipped"],
+        }
 
 
 def image_dataset(
-    fs: pafs.FileSystem,
-    paths: List[str],
-    data_cfg,
-    train: bool,
-    counter=None,
-    cpus_per_task: float = 1.0,
-    files_per_block: int = 16,
-) -> "ray.data.Dataset":
-    """Rows {"rgb": (crop, crop, 3) uint8} of the good images among ``paths`` (streamed, never
-    materialised): random crops + flips for training, centre crops for validation."""
-    ensure_ray()
-    ds = read_paths(fs, paths, paths[0] if paths else "", cpus_per_task, files_per_block, shuffle_files=train)
-    fn = _TrainingMap(
-        counter,
-        resize=data_cfg.resize,
-        crop=data_cfg.crop,
-        train=train,
-        flip=data_cfg.flip,
-        skip_grey=data_cfg.skip_grey,
-    )
-    return ds.map_batches(fn, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
+    fs: pafs.FileSystem, paths: List[str], data_cfg, train: bool, collector=None, cpus_per_task: float = 1.0
+) -> ray.data.Dataset:
+    """Training (or validation) crops of the given raw files: ``Source.crops`` of an explicit list."""
+    src = Source(paths[0] if paths else "", storage.S3Settings(), RAW, fs=fs, paths=paths)
+    return src.crops(data_cfg, WHOLE, train, collector, cpus_per_task)
 
 
-def training_datasets(data_cfg, cpus_per_task: float = 1.0, num_workers: int = 1):
-    """(train_ds, val_ds, counter, info) for an ExperimentConfig's data section.
+def training_datasets(data_cfg, s3: storage.S3Settings, cpus_per_task: float = 1.0):
+    """(train_ds, val_ds, collector, info) for an ExperimentConfig's data section.
 
-    ``data.train`` may be raw photos (folder, list file, ``s3://`` prefix, ``skimage:``) or a
-    prepared-shards folder (``colorize prepare``); ``info["source"]`` says which was read. Without
-    ``data.val`` a stable hash of each file's (or row's) id holds out ``val_fraction``.
+    ``data.train`` and ``data.val`` may each be raw photos or prepared shards; ``info["source"]``
+    says which ``data.train`` is. Without ``data.val`` the split of ``pipeline.split`` holds out
+    about ``val_fraction`` of ``data.train`` (at least one photo), the same photos whichever form
+    it is read in. ``collector`` is the run's SkipCollector (``collector.counts.remote()``).
     """
-    from pipeline import prepared
-
-    s3 = storage.S3Settings.from_env(endpoint=data_cfg.s3_endpoint, region=data_cfg.s3_region)
     configure_io_retries()
-    if prepared.is_prepared(data_cfg.train, s3):
-        return _prepared_datasets(data_cfg, s3, cpus_per_task)
-    fs, paths = storage.list_inputs(data_cfg.train, s3)
-    if data_cfg.limit:
-        paths = paths[: data_cfg.limit]
-    if data_cfg.val:
-        train_paths = paths
-        vfs, val_paths = storage.list_inputs(data_cfg.val, s3)
-    else:
-        train_paths, val_paths = split_train_val(paths, data_cfg.val_fraction, data_cfg.seed, min_val=1)
-        vfs = fs
-    if not train_paths:
-        raise storage.StorageError(f"no training files at {data_cfg.train}")
-    if not val_paths:
-        raise storage.StorageError(f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})")
-    ensure_ray()
-    counter = SkipCounter.remote()
-    train_ds = image_dataset(fs, train_paths, data_cfg, True, counter, cpus_per_task)
-    val_ds = image_dataset(vfs, val_paths, data_cfg, False, counter, cpus_per_task)
-    info = {"source": "raw images", "train_files": len(train_paths), "val_files": len(val_paths)}
-    log.warning("training reads raw images: %d train / %d val files from %s", len(train_paths), len(val_paths), data_cfg.train)
-    return train_ds, val_ds, counter, info
-
-
-def _prepared_datasets(data_cfg, s3, cpus_per_task: float):
-    from pipeline import prepared
-
-    manifest = prepared.read_manifest(data_cfg.train, s3)
-    if data_cfg.crop > manifest["size"]:
-        raise storage.StorageError(f"data.crop={data_cfg.crop} exceeds the prepared size {manifest['size']} of {data_cfg.train}")
-    if data_cfg.resize != manifest["size"]:
-        log.warning("data.resize=%d ignored: %s was prepared at short side %d", data_cfg.resize, data_cfg.train, manifest["size"])
-    if data_cfg.limit:
+    train_src = Source.open(data_cfg.train, s3, data_cfg.limit)
+    if train_src.prepared and data_cfg.limit:
         log.warning("data.limit is ignored for prepared shards")
-
-    def crops(uri, part, train, seed, m):
-        ds = prepared.shards_dataset(uri, s3, shuffle_seed=seed, manifest=m, columns=prepared.TRAINING_COLUMNS)
-        fn = prepared.ShardCrops(data_cfg.crop, train, data_cfg.flip, part, data_cfg.val_fraction, data_cfg.seed)
-        # whole blocks (one shard file each): read and crop fuse into one task, only crops are shipped
-        return ds.map_batches(fn, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
-
     if data_cfg.val:
-        vman = prepared.read_manifest(data_cfg.val, s3) if prepared.is_prepared(data_cfg.val, s3) else None
-        if vman is None:
-            raise storage.StorageError(f"data.val={data_cfg.val} must be prepared shards too when data.train is")
-        train_ds = crops(data_cfg.train, "all", True, data_cfg.seed, manifest)
-        val_ds = crops(data_cfg.val, "all", False, None, vman)
+        val_src = Source.open(data_cfg.val, s3)
+        train_part = val_part = WHOLE
     else:
-        train_ds = crops(data_cfg.train, "train", True, data_cfg.seed, manifest)
-        val_ds = crops(data_cfg.train, "val", False, None, manifest)
-    counter = SkipCounter.remote()  # nothing is skipped at training time: prepare counted it
-    info = {"source": "prepared shards", "images": manifest["images"], "shards": len(manifest["shards"]),
-            "prepared_run": manifest["run"], "prepared_skipped": manifest["skipped"]}
-    log.warning("training reads prepared shards: %d images in %d shards from %s (run %s)",
-                manifest["images"], len(manifest["shards"]), data_cfg.train, manifest["run"])
-    return train_ds, val_ds, counter, info
+        val_src = train_src
+        train_part, val_part = split.split_parts(train_src.ids(), data_cfg.val_fraction, data_cfg.seed, min_val=1)
+    n_train, n_val = train_src.count(train_part), val_src.count(val_part)
+    if not n_train:
+        raise storage.StorageError(f"no training files at {storage.redact(data_cfg.train)}")
+    if not n_val:
+        raise storage.StorageError(
+            f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})"
+        )
+    ensure_ray()
+    collector = SkipCollector.remote()
+    for src in [train_src] if val_src is train_src else [train_src, val_src]:
+        if src.listing:
+            collector.add_record.remote(src.listing.to_dict())
+    train_ds = train_src.crops(data_cfg, train_part, True, collector, cpus_per_task)
+    val_ds = val_src.crops(data_cfg, val_part, False, collector, cpus_per_task)
+    info = train_src.describe() | {"train_files": n_train, "val_files": n_val}
+    log.warning(
+        "training reads %s from %s: %d train / %d val photos",
+        train_src.kind,
+        storage.redact(data_cfg.train),
+        n_train,
+        n_val,
+    )
+    return train_ds, val_ds, collector, info
 
+
+# ----------------------------------------------------------------------------- Ray Data / Train settings
 
 # Transient object-store errors Ray Data retries on read and write, beyond its defaults (which cover
 # AWS INTERNAL_FAILURE / NETWORK_CONNECTION / SLOW_DOWN / 503 / SERVICE_UNAVAILABLE).
-EXTRA_RETRIED_IO_ERRORS = ("AWS Error REQUEST_TIMEOUT", "Connection reset by peer", "curlCode: 28", "AWS Error THROTTLING")
+EXTRA_RETRIED_IO_ERRORS = (
+    "AWS Error REQUEST_TIMEOUT",
+    "Connection reset by peer",
+    "curlCode: 28",
+    "AWS Error THROTTLING",
+)
 
 
 def configure_io_retries() -> None:
     """Add transient S3 errors to ``DataContext.retried_io_errors`` (pyarrow's own retry strategy,
     ``S3Settings.retries`` attempts, handles the rest per request)."""
-    from ray.data import DataContext
-
     ctx = DataContext.get_current()
     ctx.retried_io_errors = list(dict.fromkeys([*ctx.retried_io_errors, *EXTRA_RETRIED_IO_ERRORS]))
 
@@ -243,7 +339,7 @@ def exact_split_data_config():
     """A Ray Train DataConfig that splits every dataset among workers *without* dropping rows:
     ``streaming_split(equal=False)``. Workers then may get different numbers of batches; the
     training loop (``pipeline.train``) keeps DDP in step with zero-weight filler steps."""
-    from ray.train import DataConfig
+    from ray.train import DataConfig  # Ray Train loads torch: only the training run pays for it
 
     class ExactSplit(DataConfig):
         def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
@@ -254,8 +350,8 @@ def exact_split_data_config():
                 if ds.name is None:
                     ds.set_name(name)
                 ds.context.execution_options = self._resolve_execution_options(name)
-                for i, split in enumerate(ds.streaming_split(world_size, equal=False, locality_hints=hints)):
-                    output[i][name] = split
+                for i, split_ds in enumerate(ds.streaming_split(world_size, equal=False, locality_hints=hints)):
+                    output[i][name] = split_ds
             return output
 
     return ExactSplit()

@@ -8,21 +8,39 @@ and a ``.png`` of the prior and its rebalancing weights on the ab plane.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import io
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import ray
 
-from pipeline import color, pictures, storage, transforms
+from pipeline import cli_args, color, outputs, pictures, storage, transforms
+from pipeline.config import check_range
+from pipeline.data import ReportSkips, SkipCollector, Source, collected, ensure_ray, single_pass_skips
 
 log = logging.getLogger(__name__)
 
-MAX_EXAMPLES = 20  # skipped paths recorded per reason in the sidecar
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """``colorize priors`` arguments."""
+    p.add_argument(
+        "--data", default="skimage:", help="folder, list file (.txt), s3://bucket/prefix, or skimage: (built-in photos)"
+    )
+    p.add_argument("--out", default="prior_probs.npy", help="output .npy (local or s3://); .json and .png go beside it")
+    p.add_argument(
+        "--size", type=int, default=256, help="resize each whole image so its short side is SIZE (default 256)"
+    )
+    p.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
+    p.add_argument("--keep-grey", action="store_true", help="count fully grey images too (skipped by default)")
+    p.add_argument("--workers", type=int, default=None, help="max concurrent decode tasks (default: all CPUs)")
+    cli_args.add_s3_args(p)
 
 
 @dataclass
@@ -52,64 +70,58 @@ def compute_prior(
     files_per_task: int = 32,
     max_pixels: int = transforms.DEFAULT_MAX_PIXELS,
 ) -> PriorResult:
-    """Run the histogram over every file of ``data`` on the current Ray cluster (started if needed).
+    """Run the histogram over every file of ``data`` on the current Ray cluster (started if needed);
+    prepared shards are histogrammed from their stored bins (``prior_from_shards``).
 
     ``workers`` caps concurrent decode tasks (default: as many as the cluster's CPUs allow).
     Raises StorageError when the data cannot be listed, and ValueError when no image is usable.
     """
-    import ray
-
-    from pipeline import data as rdata
-
     if size < 8:
         raise ValueError(f"--size must be >= 8, got {size}")
-    from pipeline import prepared
-
-    if prepared.is_prepared(data, s3):
-        return prior_from_shards(data, s3, workers)
     t0 = time.perf_counter()
-    ds, paths, _ = rdata.read_files(data, s3=s3, limit=limit, files_per_block=files_per_task)
-    ds = ds.map_batches(
-        transforms.histogram_batch,
-        fn_kwargs=dict(size=size, skip_grey=skip_grey, max_pixels=max_pixels),
+    src = Source.open(data, s3, limit)
+    if src.prepared:
+        return prior_from_shards(src, workers)
+    ensure_ray()
+    collector = SkipCollector.remote()
+    step = ReportSkips(transforms.histogram_batch, collector, size=size, skip_grey=skip_grey, max_pixels=max_pixels)
+    ds = src.files(files_per_block=files_per_task).map_batches(
+        step,
         batch_size=None,  # whole read blocks: lets Ray fuse read + decode into one task
         batch_format="numpy",
         compute=ray.data.TaskPoolStrategy(size=workers) if workers else None,
     )
+    counts, images, pixels = _sum_histograms(ds)
+    skipped = single_pass_skips(len(src), images, collected(collector), src.listing)
+    result = PriorResult(
+        counts=counts,
+        images=images,
+        pixels=pixels,
+        listed=len(src),
+        skipped=skipped.counts,
+        skipped_examples=skipped.examples,
+        seconds=time.perf_counter() - t0,
+    )
+    if images == 0 or pixels == 0:
+        raise ValueError(
+            f"no usable image in {storage.redact(data)}: {len(src)} files listed, skipped {result.skipped}"
+        )
+    return result
+
+
+def _sum_histograms(ds) -> Tuple[np.ndarray, int, int]:
+    """(counts (Q,), images, pixels) summed over a dataset of per-batch histogram rows, as they stream in."""
     # A single CPU-bound stage whose output is a few KB: Ray Data's per-operator resource
     # reservation only leaves CPUs idle between tasks here (measured: 1.1x -> 1.4-1.65x from 1 to
     # 2 workers on 2 cores). Scoped to this dataset's own context copy.
     ds.context.op_resource_reservation_enabled = False
     counts = np.zeros(color.num_bins(), np.int64)
     images = pixels = 0
-    skipped = {r: 0 for r in transforms.SKIP_REASONS}
-    examples: Dict[str, List[str]] = {}
-    seen = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=2):
         counts += batch["hist"].sum(0)
         images += int(batch["images"].sum())
         pixels += int(batch["pixels"].sum())
-        for r in transforms.SKIP_REASONS:
-            skipped[r] += int(batch[f"skipped_{r}"].sum())
-        for js in batch["skipped_paths"]:
-            for r, ps in json.loads(str(js)).items():
-                examples.setdefault(r, []).extend(ps[: MAX_EXAMPLES - len(examples.get(r, []))])
-    seen = images + sum(skipped.values())
-    skipped["missing"] = len(paths) - seen  # listed, gone by read time
-    result = PriorResult(
-        counts=counts,
-        images=images,
-        pixels=pixels,
-        listed=len(paths),
-        skipped={k: v for k, v in skipped.items() if v},
-        skipped_examples=examples,
-        seconds=time.perf_counter() - t0,
-    )
-    if images == 0 or pixels == 0:
-        raise ValueError(
-            f"no usable image in {data}: {len(paths)} files listed, skipped {result.skipped}"
-        )
-    return result
+    return counts, images, pixels
 
 
 def _bins_histogram(batch: dict) -> dict:
@@ -120,34 +132,48 @@ def _bins_histogram(batch: dict) -> dict:
         bins = np.frombuffer(raw, "<u2")
         hist += np.bincount(bins, minlength=color.num_bins())
         pixels += bins.size
-    return {"hist": hist[None], "images": np.array([len(batch["bin"])], np.int64), "pixels": np.array([pixels], np.int64)}
+    return {
+        "hist": hist[None],
+        "images": np.array([len(batch["bin"])], np.int64),
+        "pixels": np.array([pixels], np.int64),
+    }
 
 
-def prior_from_shards(data: str, s3: Optional[storage.S3Settings] = None, workers: Optional[int] = None) -> PriorResult:
+def prior_from_shards(src: Source, workers: Optional[int] = None) -> PriorResult:
     """The prior of prepared shards: a histogram of their stored bins (no decoding). Equal to the
-    prior of the raw photos at the size and grey rule they were prepared with."""
-    import ray
-
-    from pipeline import prepared
-
+    prior of the raw photos at the size and grey rule they were prepared with; the skip counts
+    are the manifest's (prepare counted them)."""
     t0 = time.perf_counter()
-    manifest = prepared.read_manifest(data, s3)
-    log.warning("priors from prepared shards: %d images at short side %d (run %s); --size/--limit/--keep-grey "
-                "were fixed at prepare time", manifest["images"], manifest["size"], manifest["run"])
-    ds = prepared.shards_dataset(data, s3, columns=["bin"], manifest=manifest)
-    ds = ds.map_batches(_bins_histogram, batch_size=None, batch_format="numpy",
-                        compute=ray.data.TaskPoolStrategy(size=workers) if workers else None)
-    counts = np.zeros(color.num_bins(), np.int64)
-    images = pixels = 0
-    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-        counts += batch["hist"].sum(0)
-        images += int(batch["images"].sum())
-        pixels += int(batch["pixels"].sum())
+    manifest = src.manifest
+    log.warning(
+        "priors from prepared shards: %d images at short side %d (run %s); --size/--limit/--keep-grey "
+        "were fixed at prepare time",
+        manifest["images"],
+        manifest["size"],
+        manifest["run"],
+    )
+    ds = src.rows(columns=["bin"]).map_batches(
+        _bins_histogram,
+        batch_size=None,
+        batch_format="numpy",
+        compute=ray.data.TaskPoolStrategy(size=workers) if workers else None,
+    )
+    counts, images, pixels = _sum_histograms(ds)
     if images != manifest["images"]:
-        raise ValueError(f"{data}: the manifest lists {manifest['images']} images but the shards hold {images}")
-    return PriorResult(counts=counts, images=images, pixels=pixels, listed=manifest["files_listed"],
-                       skipped=dict(manifest["skipped"]), skipped_examples={}, seconds=time.perf_counter() - t0,
-                       source=f"prepared shards (run {manifest['run']}, from {manifest['source']})", size=manifest["size"])
+        raise ValueError(
+            f"{storage.redact(src.uri)}: the manifest lists {manifest['images']} images but the shards hold {images}"
+        )
+    return PriorResult(
+        counts=counts,
+        images=images,
+        pixels=pixels,
+        listed=manifest["files_listed"],
+        skipped=dict(manifest["skipped"]),
+        skipped_examples=dict(manifest.get("skipped_examples", {})),
+        seconds=time.perf_counter() - t0,
+        source=f"prepared shards (run {manifest['run']}, from {manifest['source']})",
+        size=manifest["size"],
+    )
 
 
 def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit: Optional[int]) -> dict:
@@ -217,14 +243,23 @@ def summary(result: PriorResult, written: List[str], top: int = 5) -> str:
         f"skipped: {result.skipped or 'none'}",
         f"top bins (a,b) p: {tops}",
         f"bins never seen: {int((result.counts == 0).sum())} of {len(prior)}",
-        "wrote: " + ", ".join(written),
+        "wrote: " + ", ".join(storage.redact(w) for w in written),
     ]
     return "\n".join(lines)
 
 
 def run(args) -> int:
     """``colorize priors`` entry point (argparse namespace from pipeline.cli)."""
+    check_range("--size", args.size, 8, 8192)
+    for flag, value in (("--limit", args.limit), ("--workers", args.workers)):
+        if value is not None:
+            check_range(flag, value, 1, None)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
+    is_folder = not storage.is_s3(args.out) and os.path.isdir(args.out)
+    problem = outputs.output_file_problem(args.out, ".npy")
+    problem = "is a folder; give a file name ending in .npy" if is_folder else problem
+    if problem:  # before the work; a folder would leave DIR/.json and DIR/.png behind
+        raise storage.StorageError(f"--out {storage.redact(args.out)}: {problem} (its .json and .png go beside it)")
     storage.check_writable_parent(args.out, s3)  # fail before the work, not after
     result = compute_prior(
         args.data,

@@ -1,19 +1,29 @@
 """Where data lives: local folders, list files, ``s3://`` prefixes, the built-in sample photos.
 
-No Ray here. Filesystems are pyarrow's (what Ray Data reads with). S3 settings are read lazily from
-arguments or the environment (``AWS_ENDPOINT_URL``, ``AWS_REGION``), and credentials come from the
-standard AWS chain: this module never sees, prints or stores them.
+No Ray here. Filesystems are pyarrow's (what Ray Data reads with). ``S3Settings`` (endpoint, region,
+timeouts) are built once at an entry point and passed down; credentials come from the standard AWS
+chain: this module never sees, prints or stores them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import logging
 import os
 import posixpath
+import re
+import stat
 import tempfile
+from collections import deque
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import pyarrow.fs as pafs
+
+from pipeline.skips import SKIP_BAD_NAME, SKIP_DUPLICATE, SKIP_MISSING, SKIP_SYMLINK_LOOP, SKIP_UNREADABLE, Skips
+
+log = logging.getLogger(__name__)
 
 BUILTIN_SAMPLES = "skimage:"  # the embedded default dataset
 # scikit-image's colour photographs (shipped inside the installed package; no download).
@@ -38,6 +48,10 @@ class StorageError(RuntimeError):
 
 @dataclass(frozen=True)
 class S3Settings:
+    """How to reach S3: built once at an entry point (a CLI job's ``run``, ``pipeline/run.py``,
+    ``colorize tune``) with ``from_env``/``from_config`` and passed down as an argument; into a Ray
+    Train worker as ``to_dict()``. Deep code never builds its own (that is how a region got lost)."""
+
     endpoint: Optional[str] = None  # e.g. http://127.0.0.1:9000 for MinIO/moto; None for AWS
     region: Optional[str] = None
     connect_timeout: float = 10.0
@@ -45,21 +59,53 @@ class S3Settings:
     retries: int = 5
 
     @staticmethod
-    def from_env(endpoint: Optional[str] = None, region: Optional[str] = None) -> "S3Settings":
+    def from_env(endpoint: Optional[str] = None, region: Optional[str] = None) -> S3Settings:
+        """The given endpoint/region, else ``AWS_ENDPOINT_URL(_S3)`` / ``AWS_REGION`` / ``AWS_DEFAULT_REGION``."""
         return S3Settings(
             endpoint=endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
             region=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         )
 
+    @staticmethod
+    def from_config(data_section) -> S3Settings:
+        """From a config's ``data`` section: ``data.s3_endpoint`` and ``data.s3_region``, both."""
+        return S3Settings.from_env(endpoint=data_section.s3_endpoint, region=data_section.s3_region)
 
-def redact(uri: str) -> str:
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(d: Optional[dict]) -> S3Settings:
+        return S3Settings(**d) if d else S3Settings()
+
+
+# scheme://[userinfo@]rest[?query]: userinfo runs to the first "@" (secrets may hold "/" and "+"),
+# each URI ends at whitespace or a quote, so a URI inside an error message is found too.
+_URI = re.compile(r"""(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^\s@'"]*@)?(?P<rest>[^\s?'"]*)(?:\?[^\s'"]*)?""")
+
+
+def redact(uri: str, *sources: str) -> str:
     """``uri`` without credentials (``user:secret@``) or a query string (tokens, signatures): the
-    form in which a URI may reach a log line, an error, MLflow or a sidecar file."""
-    if "://" in uri:
-        scheme, rest = uri.split("://", 1)
-        rest = rest.split("@", 1)[-1].split("?", 1)[0]
-        return f"{scheme}://{rest}"
-    return uri
+    form in which a URI may reach a log line, an error, MLflow or a sidecar file. Also takes a
+    whole message and redacts every URI in it; with ``sources`` (the URIs an error may quote in
+    pieces, as an HTTP error quotes a query without its host), their secret parts go wherever found."""
+    out = _URI.sub(lambda m: m["scheme"] + m["rest"], uri) if "://" in uri else uri
+    for secret in sorted({x for src in sources for x in _secrets(src)}, key=len, reverse=True):
+        out = out.replace(secret, "***")
+    return out
+
+
+def _secrets(uri: str) -> List[str]:
+    """The parts of a URI that must not be shown: user:password, the password, the query and its values."""
+    m = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://(?:(?P<user>[^\s@]*)@)?[^\s?]*(?:\?(?P<query>\S*))?", uri or "")
+    if not m:
+        return []
+    found = []
+    if m["user"]:
+        found += [m["user"], m["user"].split(":", 1)[-1]]
+    if m["query"]:
+        found += [m["query"]] + [kv.split("=", 1)[-1] for kv in m["query"].split("&")]
+    return [x for x in found if len(x) >= 3]  # never blank out single letters all over a message
 
 
 def is_s3(uri: str) -> bool:
@@ -87,7 +133,8 @@ def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
 
 
 def resolve(uri: str, s3: Optional[S3Settings] = None) -> Tuple[pafs.FileSystem, str]:
-    """URI -> (pyarrow filesystem, path inside it)."""
+    """URI -> (pyarrow filesystem, path inside it). ``s3=None`` reads the environment's settings
+    (library use); the jobs always pass the settings their entry point built."""
     if is_s3(uri):
         return s3_filesystem(s3 or S3Settings.from_env()), uri[len("s3://") :].rstrip("/")
     if "://" in uri:
@@ -103,15 +150,39 @@ def skimage_photos() -> List[str]:
     return [os.path.join(root, n) for n in _SKIMAGE_PHOTOS if os.path.exists(os.path.join(root, n))]
 
 
-def list_inputs(uri: str, s3: Optional[S3Settings] = None) -> Tuple[pafs.FileSystem, List[str]]:
+def list_inputs(
+    uri: str, s3: Optional[S3Settings] = None, skips: Optional[Skips] = None
+) -> Tuple[pafs.FileSystem, List[str]]:
     """Expand a data URI into (filesystem, file paths), sorted.
 
     - ``skimage:``: the built-in sample photos;
-    - a folder or ``s3://bucket/prefix``: every file below it, recursively (hidden files skipped);
+    - a folder or ``s3://bucket/prefix``: every file below it, recursively (hidden files skipped).
+      A local folder is walked following links, each real file and folder once: a link back to a
+      folder above it (``symlink_loop``), a second name for a file or folder already listed
+      (``duplicate``), an unreadable file or subfolder (``unreadable``) and a dangling link
+      (``missing``) are skipped, not fatal;
     - a ``.txt``/``.lst`` list file (local or S3): one path per line, relative to the list's folder
       unless absolute or ``s3://``.
+    Paths with a control character (newline, tab ...) or non-UTF-8 bytes are skipped as ``bad_name``
+    (Ray's file reader loses them). Skips go into ``skips`` when given, else into a log warning.
     Raises StorageError naming the URI when it does not exist or cannot be reached.
     """
+    found = Skips()
+    fs, listed = _list(uri, s3, found)
+    paths = []
+    for p in listed:
+        if _good_name(p):
+            paths.append(p)
+        else:
+            found.add(SKIP_BAD_NAME, _printable(p))
+    if skips is not None:
+        skips.merge(found)
+    elif found:
+        log.warning("listing %s skipped %s, e.g. %s", redact(uri), found.counts, found.examples)
+    return fs, paths
+
+
+def _list(uri: str, s3: Optional[S3Settings], skips: Skips) -> Tuple[pafs.FileSystem, List[str]]:
     if uri == BUILTIN_SAMPLES or uri == "skimage":
         return pafs.LocalFileSystem(), skimage_photos()
     fs, path = resolve(uri, s3)
@@ -122,6 +193,8 @@ def list_inputs(uri: str, s3: Optional[S3Settings] = None) -> Tuple[pafs.FileSys
         return fs, _read_list_file(fs, path, uri)
     if info.type == pafs.FileType.File:
         return fs, [path]
+    if isinstance(fs, pafs.LocalFileSystem):
+        return fs, _walk_local(path, uri, skips)
     try:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
     except OSError as e:
@@ -133,6 +206,86 @@ def list_inputs(uri: str, s3: Optional[S3Settings] = None) -> Tuple[pafs.FileSys
         and not any(part.startswith(".") for part in posixpath.relpath(i.path, path).split("/"))
     )
     return fs, files
+
+
+def _walk_local(root: str, uri: str, skips: Skips) -> List[str]:
+    """Every regular, readable, non-hidden file below ``root``, following links, each real file and
+    folder once (by device and inode). A file or folder reached both directly and through a link
+    is listed under its direct name: the real tree is walked first, linked folders after it."""
+    try:
+        top = os.stat(root)
+    except OSError as e:
+        raise StorageError(f"cannot list {uri}: {_short(e)}") from None
+    top_key = (top.st_dev, top.st_ino)
+    real, linked = [(root, top_key, frozenset([top_key]))], deque()  # (folder, its key, the folders above and itself)
+    seen_dirs = set()
+    chosen = {}  # file key -> (reached through a link, path)
+    while real or linked:
+        via_link = not real
+        folder, key, above = real.pop() if real else linked.popleft()
+        if key in seen_dirs:
+            skips.add(SKIP_DUPLICATE, folder)
+            continue
+        seen_dirs.add(key)
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as e:
+            if folder == root:
+                raise StorageError(f"cannot list {uri}: {_short(e)}") from None
+            skips.add(SKIP_UNREADABLE, folder)
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                st = os.stat(entry.path)  # follows links
+            except OSError as e:  # a dangling link, or a link to itself (ELOOP)
+                skips.add(SKIP_SYMLINK_LOOP if e.errno == errno.ELOOP else SKIP_MISSING, entry.path)
+                continue
+            entry_key, is_link = (st.st_dev, st.st_ino), via_link or entry.is_symlink()
+            if stat.S_ISDIR(st.st_mode):
+                if entry_key in above:
+                    skips.add(SKIP_SYMLINK_LOOP, entry.path)
+                else:
+                    (linked.append if is_link else subfolders.append)((entry.path, entry_key, above | {entry_key}))
+            elif stat.S_ISREG(st.st_mode):  # FIFOs, sockets and devices are never read
+                _choose(chosen, entry_key, is_link, entry.path, skips)
+        real.extend(reversed(subfolders))  # popped in name order
+    files = []
+    for _, path in chosen.values():
+        if os.access(path, os.R_OK):
+            files.append(path)
+        else:
+            skips.add(SKIP_UNREADABLE, path)
+    return sorted(files)
+
+
+def _choose(chosen: dict, key, is_link: bool, path: str, skips: Skips) -> None:
+    """Keep one name per real file: the first direct one, else the first through a link."""
+    if key not in chosen:
+        chosen[key] = (is_link, path)
+        return
+    kept_is_link, kept = chosen[key]
+    if kept_is_link and not is_link:
+        chosen[key] = (is_link, path)
+        path = kept
+    skips.add(SKIP_DUPLICATE, path)
+
+
+def _good_name(path: str) -> bool:
+    """False for a path that Ray's reader would lose: a control character or non-UTF-8 bytes."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return False
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode's surrogate escapes of undecodable bytes
+        return False
+    return True
+
+
+def _printable(path: str) -> str:
+    """A bad name as one readable line: ``a\\nb.jpg``, ``\\udcff`` for an undecodable byte."""
+    return path.encode("unicode_escape").decode("ascii")
 
 
 def _read_list_file(fs: pafs.FileSystem, path: str, uri: str) -> List[str]:

@@ -2,6 +2,8 @@
 
 Decoding never raises on bad input: it returns a reason, and the caller counts it. Odd but valid
 images are converted, not dropped: CMYK, 16-bit, palette, RGBA (composited on white), EXIF-rotated.
+Every per-file step returns ``(rows, skipped)``, ``skipped`` a list of (path, reason) pairs
+(``pipeline.skips``; ``pipeline.data.ReportSkips`` hands them to the job's collector).
 """
 
 from __future__ import annotations
@@ -14,32 +16,25 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from pipeline import color
+from pipeline import color, geometry, split
+from pipeline.skips import (  # noqa: F401  (re-exported: the decode reasons' historical home)
+    SKIP_CORRUPT,
+    SKIP_EMPTY,
+    SKIP_GREY,
+    SKIP_NOT_IMAGE,
+    SKIP_REASONS,
+    SKIP_TOO_LARGE,
+    SKIP_TOO_SMALL,
+)
 
 # Decompression-bomb guard: refuse images with more pixels than this before decoding them.
 DEFAULT_MAX_PIXELS = 64_000_000
-
-# Reasons an input is skipped; keys of the skip counters everywhere (priors, prepare, train, infer).
-SKIP_EMPTY = "empty"  # zero-byte file or object
-SKIP_NOT_IMAGE = "not_image"  # not a format PIL recognises
-SKIP_CORRUPT = "corrupt"  # recognised but fails to decode (truncated, broken)
-SKIP_TOO_LARGE = "too_large"  # over max_pixels (decompression-bomb guard)
-SKIP_TOO_SMALL = "too_small"  # fewer than 8 pixels on a side
-SKIP_GREY = "grey"  # no colour: would only teach grey (skipped where colour is the target)
-SKIP_REASONS = (SKIP_EMPTY, SKIP_NOT_IMAGE, SKIP_CORRUPT, SKIP_TOO_LARGE, SKIP_TOO_SMALL, SKIP_GREY)
-
-# A pixel is "coloured" when its channels differ by more than this (0..255): JPEG chroma noise on
-# a grey picture saved as RGB stays within a few levels.
-GREY_SPREAD = 6
-# An image is grey when fewer than this fraction of its pixels are coloured.
-GREY_FRACTION = 0.001
 
 
 @dataclass
 class Decoded:
     rgb: Optional[np.ndarray]  # (H, W, 3) uint8 sRGB, None when skipped
     skip: Optional[str] = None  # one of SKIP_REASONS when skipped
-    mode: str = ""  # the source's PIL mode (for counting conversions)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -86,9 +81,9 @@ def decode_image(
             mode = img.mode
             w, h = img.size
             if w * h > max_pixels:
-                return Decoded(None, SKIP_TOO_LARGE, mode)
+                return Decoded(None, SKIP_TOO_LARGE)
             if min(w, h) < 8:
-                return Decoded(None, SKIP_TOO_SMALL, mode)
+                return Decoded(None, SKIP_TOO_SMALL)
             if size is not None and img.format == "JPEG" and mode in ("RGB", "L", "CMYK"):
                 s = size / min(w, h)
                 if s < 1:
@@ -97,7 +92,7 @@ def decode_image(
             img = ImageOps.exif_transpose(img)
             rgb_img = _to_rgb(img)
             if size is not None:
-                rgb_img = resize_short_side(rgb_img, size)
+                rgb_img = geometry.resize_short_side(rgb_img, size)
             rgb = np.asarray(rgb_img, dtype=np.uint8)
     except UnidentifiedImageError:
         return Decoded(None, SKIP_NOT_IMAGE)
@@ -106,25 +101,8 @@ def decode_image(
     except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, MemoryError):
         return Decoded(None, SKIP_CORRUPT)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        return Decoded(None, SKIP_CORRUPT, mode)
-    return Decoded(np.ascontiguousarray(rgb), None, mode)
-
-
-def resize_short_side(img: Image.Image, size: int) -> Image.Image:
-    """Resize (bicubic, antialiased) so that the short side is ``size``; aspect ratio kept."""
-    w, h = img.size
-    s = size / min(w, h)
-    new = (max(1, round(w * s)), max(1, round(h * s)))
-    if new == (w, h):
-        return img
-    return img.resize(new, Image.BICUBIC, reducing_gap=3.0)
-
-
-def is_grey(rgb: np.ndarray) -> bool:
-    """True when the image carries no colour (R = G = B up to JPEG noise) on almost all pixels."""
-    r, g, b = (rgb[..., i].astype(np.int16) for i in range(3))
-    spread = np.maximum(np.maximum(np.abs(r - g), np.abs(g - b)), np.abs(r - b))
-    return float((spread > GREY_SPREAD).mean()) < GREY_FRACTION
+        return Decoded(None, SKIP_CORRUPT)
+    return Decoded(np.ascontiguousarray(rgb))
 
 
 def bin_histogram_of(rgb: np.ndarray) -> np.ndarray:
@@ -141,10 +119,10 @@ def lab_planes(rgb: np.ndarray):
 def decode_rows(batch: dict, size: int, skip_grey: bool, max_pixels: int):
     """Yield (path, rgb or None, skip reason or None) for each {"path", "bytes"} row of a batch:
     the per-file decode every Ray Data job shares (one bad file never affects its neighbours)."""
-    for path, data in zip(batch["path"], batch["bytes"]):
+    for path, data in zip(batch["path"], batch["bytes"], strict=True):
         d = decode_image(bytes(data) if data is not None else b"", size=size, max_pixels=max_pixels)
         reason = d.skip
-        if reason is None and skip_grey and is_grey(d.rgb):
+        if reason is None and skip_grey and color.is_grey(d.rgb):
             reason = SKIP_GREY
         yield str(path), (d.rgb if reason is None else None), reason
 
@@ -154,52 +132,24 @@ def histogram_batch(
     size: int = 256,
     skip_grey: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> dict:
-    """One batch of {"path", "bytes"} rows -> one row of sums: the priors job's map step.
+):
+    """One batch of {"path", "bytes"} rows -> (one row of sums, skipped): the priors job's map step.
 
-    Output columns (each of length 1): ``hist`` (1, Q) int64 bin counts; ``images`` and ``pixels``
-    used; ``skipped_<reason>`` counts; ``skipped_paths`` a JSON {reason: [paths]} of what was
-    skipped, so a user can find the files. Decoded pixels never leave this function.
+    Row columns (each of length 1): ``hist`` (1, Q) int64 bin counts; ``images`` and ``pixels``
+    used. ``skipped``: (path, reason) of every file not used. Decoded pixels never leave here.
     """
-    import json
-
     hist = np.zeros(color.num_bins(), np.int64)
     images = pixels = 0
-    skipped = {r: [] for r in SKIP_REASONS}
+    skipped = []
     for path, rgb, reason in decode_rows(batch, size, skip_grey, max_pixels):
         if reason is not None:
-            skipped[reason].append(path)
+            skipped.append((path, reason))
             continue
         hist += bin_histogram_of(rgb)
         images += 1
         pixels += rgb.shape[0] * rgb.shape[1]
-    out = {
-        "hist": hist[None, :],
-        "images": np.array([images], np.int64),
-        "pixels": np.array([pixels], np.int64),
-        "skipped_paths": np.array([json.dumps({k: v for k, v in skipped.items() if v})]),
-    }
-    for r in SKIP_REASONS:
-        out[f"skipped_{r}"] = np.array([len(skipped[r])], np.int64)
-    return out
-
-
-def crop_window(h: int, w: int, crop: int, rng: Optional[np.random.Generator], flip: bool):
-    """(top, left, flipped): a random window (and coin flip) with ``rng``, the centre one without."""
-    if rng is None:
-        return (h - crop) // 2, (w - crop) // 2, False
-    return int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1)), bool(flip and rng.random() < 0.5)
-
-
-def apply_window(a: np.ndarray, crop: int, window) -> np.ndarray:
-    t, l, flipped = window
-    out = a[t : t + crop, l : l + crop]
-    return np.ascontiguousarray(out[:, ::-1] if flipped else out)
-
-
-def crop_image(rgb: np.ndarray, crop: int, rng: Optional[np.random.Generator], flip: bool) -> np.ndarray:
-    """(H, W, 3) -> (crop, crop, 3): random crop and horizontal flip with ``rng``, centre crop without."""
-    return apply_window(rgb, crop, crop_window(rgb.shape[0], rgb.shape[1], crop, rng, flip))
+    row = {"hist": hist[None, :], "images": np.array([images], np.int64), "pixels": np.array([pixels], np.int64)}
+    return row, skipped
 
 
 def training_batch(
@@ -211,9 +161,10 @@ def training_batch(
     skip_grey: bool = True,
     seed: Optional[int] = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> dict:
-    """{"path", "bytes"} rows -> {"rgb": (n, crop, crop, 3) uint8} for the good ones, plus the list
-    of (path, reason) skipped, as ``batch["skipped"]`` on the side (not a column).
+    root: str = "",
+):
+    """{"path", "bytes"} rows -> ({"rgb": (n, crop, crop, 3) uint8, "id"} for the good ones, skipped
+    (path, reason) pairs). ``id``: the path relative to ``root`` (``pipeline.split.photo_id``).
 
     Training rows get a random crop and flip (fresh every epoch unless ``seed`` is set); validation
     rows the deterministic centre crop. Decoded at ``resize`` (short side) first, so a crop sees the
@@ -227,30 +178,24 @@ def training_batch(
         if reason is not None:
             skipped.append((path, reason))
             continue
-        out.append(crop_image(rgb, crop, rng, flip))
-        ids.append(path)
+        out.append(geometry.crop_image(rgb, crop, rng, flip))
+        ids.append(split.photo_id(path, root))
     rgb = np.stack(out) if out else np.zeros((0, crop, crop, 3), np.uint8)
     return {"rgb": rgb, "id": np.array(ids, dtype=object)}, skipped
 
 
 # ----------------------------------------------------------------------------- prepared shards
 
-L_SCALE = 255.0 / 100.0  # L (0..100) is stored as round(L * 255/100) in uint8: 0.4 L-unit steps
-
-
 def encode_lab(rgb: np.ndarray):
-    """uint8 (H, W, 3) -> (L uint8 (H, W), ab int8 (H, W, 2), bin uint16 (H, W)): the stored form."""
+    """uint8 (H, W, 3) -> (L uint8 (H, W), ab int8 (H, W, 2), bin uint16 (H, W)): the stored form
+    (``color.L_to_u8``, ``color.ab_to_i8``)."""
     lab = color.rgb_to_lab(rgb)
-    L = np.clip(np.rint(lab[..., 0] * L_SCALE), 0, 255).astype(np.uint8)
-    ab = np.clip(np.rint(lab[..., 1:]), -128, 127).astype(np.int8)
-    return L, ab, color.rgb_to_bin(rgb)
+    return color.L_to_u8(lab[..., 0]), color.ab_to_i8(lab[..., 1:]), color.rgb_to_bin(rgb)
 
 
 def prepared_rows(batch: dict, size: int, skip_grey: bool, root: str, max_pixels: int = DEFAULT_MAX_PIXELS):
     """{"path", "bytes"} rows -> rows of a prepared shard: id (path relative to ``root``), height,
     width, L/ab/bin planes as bytes; plus the (path, reason) list of skipped files."""
-    import posixpath
-
     cols = {k: [] for k in ("id", "height", "width", "L", "ab", "bin")}
     skipped = []
     for path, rgb, reason in decode_rows(batch, size, skip_grey, max_pixels):
@@ -258,7 +203,7 @@ def prepared_rows(batch: dict, size: int, skip_grey: bool, root: str, max_pixels
             skipped.append((path, reason))
             continue
         L, ab, bins = encode_lab(rgb)
-        cols["id"].append(posixpath.relpath(path, root) if root else path)
+        cols["id"].append(split.photo_id(path, root))
         cols["height"].append(rgb.shape[0])
         cols["width"].append(rgb.shape[1])
         cols["L"].append(L.tobytes())
@@ -282,9 +227,9 @@ def shard_crops(batch: dict, crop: int, train: bool, flip: bool = True, seed: Op
     Ls, abs_, ids = [], [], []
     for i in range(len(batch["id"])):
         h, w = int(batch["height"][i]), int(batch["width"][i])
-        window = crop_window(h, w, crop, rng, flip)  # one window for both planes
-        Ls.append(apply_window(np.frombuffer(batch["L"][i], np.uint8).reshape(h, w), crop, window))
-        abs_.append(apply_window(np.frombuffer(batch["ab"][i], np.int8).reshape(h, w, 2), crop, window))
+        window = geometry.crop_window(h, w, crop, rng, flip)  # one window for both planes
+        Ls.append(geometry.apply_window(np.frombuffer(batch["L"][i], np.uint8).reshape(h, w), crop, window))
+        abs_.append(geometry.apply_window(np.frombuffer(batch["ab"][i], np.int8).reshape(h, w, 2), crop, window))
         ids.append(str(batch["id"][i]))
     if not Ls:
         return {"L": np.zeros((0, crop, crop), np.uint8), "ab": np.zeros((0, crop, crop, 2), np.int8),
