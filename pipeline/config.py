@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -39,7 +40,7 @@ class DataSection:
 
     def validate(self, p: str) -> None:
         _check(0.0 <= self.val_fraction < 1.0, f"{p}.val_fraction must be in [0, 1), got {self.val_fraction}")
-        _check(self.resize >= 16, f"{p}.resize must be >= 16, got {self.resize}")
+        _check(16 <= self.resize <= 8192, f"{p}.resize must be in [16, 8192], got {self.resize}")
         _check(8 <= self.crop <= self.resize, f"{p}.crop must be in [8, {p}.resize={self.resize}], got {self.crop}")
         _check(self.limit is None or self.limit > 0, f"{p}.limit must be > 0, got {self.limit}")
         _check(self.shuffle_buffer >= 0, f"{p}.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
@@ -70,6 +71,15 @@ class ModelSection:
         _check(self.dropout is None or 0 <= self.dropout < 1, f"{p}.dropout must be in [0, 1)")
         s = self.logits_stride
         _check(s is None or (s >= 1 and s & (s - 1) == 0), f"{p}.logits_stride must be a power of 2, got {s}")
+        _check(s is None or self.depth is None or s <= 2**self.depth,
+               f"{p}.logits_stride must be <= 2**{p}.depth = {2 ** (self.depth or 0)}, got {s}")
+        for key, lo, hi in (("base_channels", 1, 1024), ("max_channels", 1, 4096), ("depth", 1, 8),
+                            ("blocks_per_stage", 1, 16), ("dropout_stages", 0, 8)):
+            _check_optional_range(p, key, getattr(self, key), lo, hi)
+        _check(all(d >= 1 for d in self.dilations or ()), f"{p}.dilations must all be >= 1, got {self.dilations}")
+        _check(all(a >= 0 for a in self.attention_levels or ()), f"{p}.attention_levels must all be >= 0")
+        _check(1 <= self.d_base_channels <= 1024,
+               f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}")
         _check(1 <= self.d_layers <= 6, f"{p}.d_layers must be in [1, 6], got {self.d_layers}")
 
 
@@ -95,6 +105,9 @@ class LossSection:
         _check(self.lambda_ce + self.lambda_l1 + self.lambda_adv > 0, f"{p}: at least one loss weight must be > 0")
         _check(0 <= self.prior_lambda <= 1, f"{p}.prior_lambda must be in [0, 1], got {self.prior_lambda}")
         _check(self.soft_k >= 1, f"{p}.soft_k must be >= 1")
+        _check(self.soft_sigma > 0, f"{p}.soft_sigma must be > 0 (the soft-encoding width), got {self.soft_sigma}")
+        _check(self.prior_sigma > 0, f"{p}.prior_sigma must be > 0 (the prior's smoothing), got {self.prior_sigma}")
+        _check(self.adv_warmup_steps >= 0, f"{p}.adv_warmup_steps must be >= 0, got {self.adv_warmup_steps}")
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ class OptimSection:
         _check(self.lr_g > 0 and self.lr_d > 0, f"{p}: learning rates must be > 0")
         _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, f"{p}: betas must be in [0, 1)")
         _check(self.grad_clip is None or self.grad_clip > 0, f"{p}.grad_clip must be > 0 or null")
+        _check(self.weight_decay >= 0, f"{p}.weight_decay must be >= 0, got {self.weight_decay}")
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,7 @@ class TrainSection:
     log_every: int = 10
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
+    ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
@@ -139,6 +154,10 @@ class TrainSection:
         _check(self.amp in ("auto", "bf16", "off"), f"{p}.amp must be auto, bf16 or off, got {self.amp!r}")
         _check(self.num_to_keep >= 1, f"{p}.num_to_keep must be >= 1")
         _check(self.max_failures >= -1, f"{p}.max_failures must be >= -1")
+        _check(self.log_every >= 1, f"{p}.log_every must be >= 1 (steps between logged metrics), got {self.log_every}")
+        _check(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+               f"{p}.max_steps_per_epoch must be >= 1 or null (no cap), got {self.max_steps_per_epoch}")
+        _check(0.0 <= self.ema_decay < 1.0, f"{p}.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +192,7 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ExperimentConfig":
+    def from_dict(cls, d: Dict[str, Any]) -> ExperimentConfig:
         return _build(cls, d or {}, "")
 
     def flat(self) -> Dict[str, Any]:
@@ -184,7 +203,7 @@ class ExperimentConfig:
                 out[f"{section}.{k}"] = v
         return out
 
-    def replace(self, overrides: Dict[str, Any]) -> "ExperimentConfig":
+    def replace(self, overrides: Dict[str, Any]) -> ExperimentConfig:
         """A copy with dotted-key overrides applied (values already typed or strings to parse)."""
         d = self.to_dict()
         for key, value in overrides.items():
@@ -195,6 +214,23 @@ class ExperimentConfig:
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
+
+
+def _check_optional_range(section: str, key: str, value: Optional[int], lo: int, hi: int) -> None:
+    _check(value is None or lo <= value <= hi,
+           f"{section}.{key} must be in [{lo}, {hi}] or null (the preset's), got {value}")
+
+
+def check_range(name: str, value, lo=None, hi=None) -> None:
+    """A command-line number within [lo, hi] (either bound optional); ConfigError naming ``name``
+    and the range otherwise."""
+    ok = value is not None and math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi)
+    if not ok:
+        if lo is not None and hi is not None:
+            bounds = f"in [{lo}, {hi}]"
+        else:
+            bounds = f">= {lo}" if lo is not None else f"<= {hi}"
+        raise ConfigError(f"{name} must be {bounds}, got {value}")
 
 
 def _build(cls, d: Dict[str, Any], prefix: str):
@@ -242,20 +278,37 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
+        number = _number(value)
+        if number is None or (isinstance(number, float) and not number.is_integer()):
             raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return value
+        return int(number)
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = _number(value)
+        if number is None:
             raise ConfigError(f"{key} must be a number, got {value!r}")
-        return float(value)
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return float(number)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
     return value
+
+
+def _number(value: Any):
+    """An int or float from a YAML value; YAML 1.1 reads ``1e9`` (no dot) as a string, so strings
+    that Python reads as a number count too. None for anything else (booleans included)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _set_dotted(d: Dict[str, Any], key: str, value: Any) -> None:
@@ -285,18 +338,33 @@ def parse_overrides(items: List[str]) -> Dict[str, str]:
 
 def load(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> ExperimentConfig:
     """YAML file (sections of overrides; missing keys keep their defaults) plus ``--set`` items."""
-    d: Dict[str, Any] = {}
-    if path:
-        if not os.path.exists(path):
-            raise ConfigError(f"config file {path} does not exist")
-        with open(path) as f:
-            try:
-                d = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ConfigError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    d: Dict[str, Any] = (read_yaml(path, "config file") or {}) if path else {}
     cfg = ExperimentConfig.from_dict(d)
     ov = parse_overrides(overrides or [])
     return cfg.replace(ov) if ov else cfg
+
+
+def read_yaml(path: str, what: str) -> Any:
+    """The YAML document in ``path`` (None when empty); ConfigError in one line for a missing file,
+    a folder, unreadable or binary bytes and bad YAML."""
+    if not os.path.exists(path):
+        raise ConfigError(f"{what} {path} does not exist")
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path} is a folder, not a YAML file")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {path} is not a YAML file (not UTF-8 text)") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {path}: {e.strerror or type(e).__name__}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}") from None
 
 
 def dump(cfg: ExperimentConfig) -> str:

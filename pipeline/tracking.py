@@ -14,6 +14,8 @@ import time
 import warnings
 from typing import Any, Dict, Optional
 
+from pipeline.storage import redact
+
 log = logging.getLogger(__name__)
 
 RUN_NAME_TAG = "colorize.run_name"
@@ -62,13 +64,16 @@ def start_or_resume_run(uri: str, experiment: str, run_name: str, params: Dict[s
             client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in items[i : i + 100]])
         return run.info.run_id
     except Exception as e:  # tracking must never stop training
-        warnings.warn(f"MLflow tracking unavailable at {uri}: {type(e).__name__}: {str(e)[:200]}; training goes on untracked")
+        why = redact(str(e), uri)[:200]  # an HTTP error quotes the query without its host
+        warnings.warn(f"MLflow tracking unavailable at {redact(uri)}: {type(e).__name__}: {why}; "
+                      "training goes on untracked", stacklevel=2)
         return None
 
 
 def _param(v: Any) -> str:
+    """An MLflow param value: URIs redacted (a config's data.train may carry user:secret@ or a signed query)."""
     s = "null" if v is None else str(list(v) if isinstance(v, tuple) else v)
-    return s[:6000]
+    return redact(s)[:6000]
 
 
 class Tracker:
@@ -94,7 +99,8 @@ class Tracker:
             now = time.monotonic()
             if now - self._last_warning > 60:
                 self._last_warning = now
-                msg = f"MLflow {what} failed ({type(e).__name__}: {str(e)[:300]}); training goes on"
+                why = redact(str(e), self.uri)[:300]
+                msg = f"MLflow {what} failed ({type(e).__name__}: {why}); training goes on"
                 log.warning(msg)  # worker logs
                 warnings.warn(msg)
             return None
@@ -109,7 +115,8 @@ class Tracker:
     def tags(self, values: Dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self._call("set tags", lambda c: c.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()]))
+        tags = [RunTag(k, redact(str(v))) for k, v in values.items()]
+        self._call("set tags", lambda c: c.log_batch(self.run_id, tags=tags))
 
     def image(self, png: bytes, artifact_file: str) -> None:
         def go(c):

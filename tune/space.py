@@ -6,12 +6,11 @@ trial starts, with a message naming the key.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Dict, Optional
 
-import yaml
-
-from pipeline.config import ConfigError, ExperimentConfig
+from pipeline.config import ConfigError, ExperimentConfig, read_yaml
 
 DEFAULT_SPACE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "space.yaml")
 FORMS = ("loguniform", "uniform", "choice", "randint")
@@ -21,10 +20,7 @@ def load_space(path: Optional[str] = None, base: Optional[ExperimentConfig] = No
     """{dotted key: {form: args}} from YAML, validated: keys exist, forms known, ranges sane, and
     every bound is a value the config accepts for that key."""
     path = path or DEFAULT_SPACE
-    if not os.path.exists(path):
-        raise ConfigError(f"search space {path} does not exist")
-    with open(path) as f:
-        spec = yaml.safe_load(f) or {}
+    spec = read_yaml(path, "search space") or {}
     if not isinstance(spec, dict) or not spec:
         raise ConfigError(f"search space {path} must map config keys to distributions")
     base = base or ExperimentConfig()
@@ -33,18 +29,24 @@ def load_space(path: Optional[str] = None, base: Optional[ExperimentConfig] = No
         if key not in keys:
             raise ConfigError(f"search space: unknown config key {key!r}")
         if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in FORMS:
-            raise ConfigError(f"search space: {key} must be one of {{{', '.join(f + ': [...]' for f in FORMS)}}}, got {dist!r}")
+            forms = ", ".join(f + ": [...]" for f in FORMS)
+            raise ConfigError(f"search space: {key} must be one of {{{forms}}}, got {dist!r}")
         form, args = next(iter(dist.items()))
         if not isinstance(args, list) or not args:
             raise ConfigError(f"search space: {key}.{form} needs a list, got {args!r}")
         if form in ("loguniform", "uniform", "randint"):
-            if len(args) != 2 or not all(isinstance(a, (int, float)) for a in args) or not args[0] < args[1]:
-                raise ConfigError(f"search space: {key}.{form} needs [low, high] with low < high, got {args!r}")
+            if len(args) != 2 or not all(_finite_number(a) for a in args) or not args[0] < args[1]:
+                raise ConfigError(f"search space: {key}.{form} needs [low, high]: finite numbers with low < high, "
+                                  f"got {args!r}")
             if form == "loguniform" and args[0] <= 0:
                 raise ConfigError(f"search space: {key}.loguniform needs low > 0, got {args[0]}")
         for value in (args if form == "choice" else args[:2]):
             base.replace({key: value})  # raises ConfigError naming the key if a bound is invalid
     return spec
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def to_tune(spec: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
