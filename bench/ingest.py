@@ -35,8 +35,12 @@ def start_moto():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -98,8 +102,12 @@ def main():
         local = prepare.prepare(str(raw), str(tmp / "shards"), size=256, s3=s3, skip_grey=False, shard_mb=8)
         prepare.prepare("s3://bench/raw/", "s3://bench/shards", size=256, s3=s3, skip_grey=False, shard_mb=8)
         data_cfg = ExperimentConfig().replace({"data.resize": 256, "data.crop": 256, "data.skip_grey": False}).data
-        sources = {"raw JPEG, folder": str(raw), "raw JPEG, S3": "s3://bench/raw/",
-                   "shards, folder": str(tmp / "shards"), "shards, S3": "s3://bench/shards"}
+        sources = {
+            "raw JPEG, folder": str(raw),
+            "raw JPEG, S3": "s3://bench/raw/",
+            "shards, folder": str(tmp / "shards"),
+            "shards, S3": "s3://bench/shards",
+        }
         jpeg_bytes = sum(p.stat().st_size for p in raw.iterdir())
         best, delivered = {}, {}
         for _ in range(args.repeats):
@@ -108,15 +116,19 @@ def main():
                     rate, bpp, rows = epoch(dataset(src, data_cfg, s3), cpus)
                     best[(name, cpus)] = max(best.get((name, cpus), 0), rate)
                     delivered[name] = bpp
-        print(f"ingest into the training loop, {local['images']} photos, 256² crops, local Ray with 2 CPUs "
-              f"(best of {args.repeats})")
+        print(
+            f"ingest into the training loop, {local['images']} photos, 256² crops, local Ray with 2 CPUs "
+            f"(best of {args.repeats})"
+        )
         print(f"{'source':18s} {'1 CPU':>9s} {'2 CPUs':>9s} {'1->2':>6s} {'B/px delivered':>15s}")
         for name in sources:
             a, b = best[(name, 1)], best[(name, 2)]
             print(f"{name:18s} {a:7.1f}/s {b:7.1f}/s {b / a:5.2f}x {delivered[name]:15.2f}")
         px = sum(256 * 256 * 4 / 3 for _ in range(local["images"]))
-        print(f"stored bytes per pixel at short side 256: raw JPEG {jpeg_bytes / px:.2f}, "
-              f"shards {local['bytes'] / px:.2f}")
+        print(
+            f"stored bytes per pixel at short side 256: raw JPEG {jpeg_bytes / px:.2f}, "
+            f"shards {local['bytes'] / px:.2f}"
+        )
         for cpus in (1, 2):
             ratio = best[("shards, S3", cpus)] / best[("raw JPEG, S3", cpus)]
             print(f"shards S3 / raw JPEG S3 at {cpus} CPU(s): {ratio:.2f}x")

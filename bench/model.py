@@ -65,8 +65,9 @@ def main():
     ap.add_argument("--peak-tflops", type=float, default=792.0)
     ap.add_argument("--cpu-batch", type=int, default=2)
     args = ap.parse_args()
-    cfg = ExperimentConfig.from_dict({"model": {"preset": args.preset}, "loss": {"lambda_adv": 0.01, "lambda_l1": 0.0},
-                                      "train": {"amp": "off"}})
+    cfg = ExperimentConfig.from_dict(
+        {"model": {"preset": args.preset}, "loss": {"lambda_adv": 0.01, "lambda_l1": 0.0}, "train": {"amp": "off"}}
+    )
     cpu = torch.device("cpu")
     gan = build(cfg, cpu)
     G, D = gan.G, gan.D
@@ -83,16 +84,21 @@ def main():
     rgbc = torch.randint(0, 256, (args.cpu_batch, args.size, args.size, 3), dtype=torch.uint8)
     bc = steps.batch_from_rgb(rgbc, G.logits_stride)
     t = time_it(step_fn(build(cfg, cpu), bc), cpu, 2)
-    print(f"  CPU ({torch.get_num_threads()} threads) step, batch {args.cpu_batch}: {t:.2f} s "
-          f"({args.cpu_batch / t:.2f} img/s)")
+    print(
+        f"  CPU ({torch.get_num_threads()} threads) step, batch {args.cpu_batch}: {t:.2f} s "
+        f"({args.cpu_batch / t:.2f} img/s)"
+    )
     if not torch.cuda.is_available():
         print("  no GPU: skipping GPU throughput and MFU")
         return
     dev = torch.device("cuda")
     rgbg = torch.randint(0, 256, (args.batch, args.size, args.size, 3), dtype=torch.uint8)
     # on CUDA the builder always uses channels_last, as training does
-    for name, amp, comp in (("fp32+channels_last", "off", False), ("bf16+channels_last", "bf16", False),
-                            ("bf16+channels_last+compile", "bf16", True)):
+    for name, amp, comp in (
+        ("fp32+channels_last", "off", False),
+        ("bf16+channels_last", "bf16", False),
+        ("bf16+channels_last+compile", "bf16", True),
+    ):
         torch.backends.cuda.matmul.allow_tf32 = False
         gan = build(cfg.replace({"train.amp": amp}), dev)
         b = steps.batch_from_rgb(rgbg, gan.G.logits_stride, device=dev)

@@ -19,8 +19,17 @@ from models.scaling import AB_SCALE, ab_to_unit
 class _Block(nn.Module):
     """One U-Net level: down -> (inner) -> up, with the skip concatenated on the way out."""
 
-    def __init__(self, outer: int, inner: int, sub: nn.Module = None, outermost=False, innermost=False,
-                 dropout=False, in_ch: int = None, out_ch: int = None):
+    def __init__(
+        self,
+        outer: int,
+        inner: int,
+        sub: nn.Module = None,
+        outermost=False,
+        innermost=False,
+        dropout=False,
+        in_ch: int = None,
+        out_ch: int = None,
+    ):
         super().__init__()
         in_ch = in_ch or outer
         down = [nn.Conv2d(in_ch, inner, 4, 2, 1, bias=False)]
@@ -70,8 +79,11 @@ class PatchDiscriminator70(nn.Module):
         for n in range(1, n_layers + 1):
             prev, mult = mult, min(2**n, 8)
             stride = 2 if n < n_layers else 1
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False), nn.BatchNorm2d(ndf * mult),
-                       nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False),
+                nn.BatchNorm2d(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
         self.net = nn.Sequential(*layers)
 

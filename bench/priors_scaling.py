@@ -42,8 +42,10 @@ def main():
     print(f"priors job, {args.images} photos from train.txt, short side 256, local Ray with {args.cpus} CPUs")
     for w, v in rows:
         print(f"  workers={w}: {v:6.1f} img/s")
-    print(f"best: 1 worker {best[1]:.1f} img/s, {args.cpus} workers {best[args.cpus]:.1f} img/s, "
-          f"speed-up {best[args.cpus] / best[1]:.2f}x")
+    print(
+        f"best: 1 worker {best[1]:.1f} img/s, {args.cpus} workers {best[args.cpus]:.1f} img/s, "
+        f"speed-up {best[args.cpus] / best[1]:.2f}x"
+    )
     ray.shutdown()
 
 

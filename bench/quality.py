@@ -35,12 +35,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import pix2pix  # noqa: E402
+import quality_data  # noqa: E402
+
 from models.scaling import L_to_input, ab_to_unit  # noqa: E402
 from pipeline import builder, color, geometry, metrics, scoring, steps  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
-
-import pix2pix  # noqa: E402
-import quality_data  # noqa: E402
 
 # Our model and loss for this protocol: the config keys `pipeline/run.py --config` takes, so a
 # winning setting moves into training as is.
@@ -64,8 +64,13 @@ TEMPERATURE_RULES = {
 }
 PRIMARY_RULE = "val_objective"  # declared before the run that reports it
 MODELS = ("grey", "ours", "ours_unit", "pix2pix", "l1")
-LABELS = {"grey": "grey (no training)", "ours": "ours (rebalanced CE + adv)", "ours_unit": "ours, unit class weights",
-          "pix2pix": "pix2pix L1+GAN", "l1": "L1 only"}
+LABELS = {
+    "grey": "grey (no training)",
+    "ours": "ours (rebalanced CE + adv)",
+    "ours_unit": "ours, unit class weights",
+    "pix2pix": "pix2pix L1+GAN",
+    "l1": "L1 only",
+}
 
 
 # ----------------------------------------------------------------------------- data
@@ -89,7 +94,7 @@ class Crops:
                 self.order = list(self.rng.permutation(len(self.images)))
             im = self.images[self.order.pop()]
             top, left, flipped = geometry.crop_window(im.shape[0], im.shape[1], self.crop, self.rng, flip=True)
-            c = im[top:top + self.crop, left:left + self.crop]  # the window, cut from the device tensor
+            c = im[top : top + self.crop, left : left + self.crop]  # the window, cut from the device tensor
             out.append(c.flip(1) if flipped else c)
         self.seen += n
         return torch.stack(out)  # (B, crop, crop, 3) uint8
@@ -130,8 +135,14 @@ def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
         with torch.no_grad(), steps.autocast(L.device, "bf16"):
             return gan.D(L, ab).float().flatten(1).mean(1)
 
-    return {"step": step, "predict": predict, "realness": realness, "params": sum(p.numel() for p in gan.G.parameters()),
-            "temperatures": TEMPERATURES, "default_temperature": cfg.model.temperature}
+    return {
+        "step": step,
+        "predict": predict,
+        "realness": realness,
+        "params": sum(p.numel() for p in gan.G.parameters()),
+        "temperatures": TEMPERATURES,
+        "default_temperature": cfg.model.temperature,
+    }
 
 
 def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -> Dict:
@@ -154,8 +165,10 @@ def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -
             stats = {}
             if adversarial:
                 real_logit, fake_logit = D(L, ab), D(L, fake.detach())
-                loss_d = 0.5 * (bce(real_logit.float(), torch.ones_like(real_logit.float()))
-                                + bce(fake_logit.float(), torch.zeros_like(fake_logit.float())))
+                loss_d = 0.5 * (
+                    bce(real_logit.float(), torch.ones_like(real_logit.float()))
+                    + bce(fake_logit.float(), torch.zeros_like(fake_logit.float()))
+                )
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
@@ -199,7 +212,7 @@ def colorize(predict: Callable, images: torch.Tensor, temperature, batch: int = 
     predicted ab, converted to sRGB and rounded (what gets scored)."""
     out = []
     for i in range(0, len(images), batch):
-        lab = _lab(images[i:i + batch])
+        lab = _lab(images[i : i + batch])
         out.append(_to_uint8(lab[:, :1], predict(L_to_input(lab[:, :1]), temperature)))
     return torch.cat(out)
 
@@ -209,7 +222,7 @@ def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 
     -> (uint8 (N, H, W, 3), [chosen T per image])."""
     out, chosen, temps = [], [], trainer["temperatures"]
     for i in range(0, len(images), batch):
-        lab = _lab(images[i:i + batch])
+        lab = _lab(images[i : i + batch])
         L = L_to_input(lab[:, :1])
         best = torch.full((len(L),), -float("inf"), device=L.device)
         best_ab = torch.zeros_like(lab[:, 1:])
@@ -226,8 +239,9 @@ def colorize_by_discriminator(trainer: Dict, images: torch.Tensor, batch: int = 
     return torch.cat(out), chosen
 
 
-def sweep(predict: Callable, images: torch.Tensor, truths: List[np.ndarray], temperatures, ref_prior
-          ) -> Dict[str, Dict]:
+def sweep(
+    predict: Callable, images: torch.Tensor, truths: List[np.ndarray], temperatures, ref_prior
+) -> Dict[str, Dict]:
     """{str(T): metrics (no SSIM) + the Tune objective} for each temperature."""
     out = {}
     for T in temperatures:
@@ -276,20 +290,33 @@ def decode_ours(trainer: Dict, val_t: torch.Tensor, test_t: torch.Tensor, data: 
         if T is None:
             val_out, val_ts = colorize_by_discriminator(trainer, val_t)
             test_out, test_ts = colorize_by_discriminator(trainer, test_t)
-            entry = {"temperature": "per image",
-                     "val_temperatures": {str(t): val_ts.count(t) for t in sorted(set(val_ts))},
-                     "test_temperatures": test_ts,
-                     "val": score(as_list(val_out), data["val"], ref_prior, ssim=False)}
+            entry = {
+                "temperature": "per image",
+                "val_temperatures": {str(t): val_ts.count(t) for t in sorted(set(val_ts))},
+                "test_temperatures": test_ts,
+                "val": score(as_list(val_out), data["val"], ref_prior, ssim=False),
+            }
         else:
             test_out = colorize(trainer["predict"], test_t, T)
-            val = val_sweep.get(str(T)) or score(as_list(colorize(trainer["predict"], val_t, T)), data["val"], ref_prior, ssim=False)
+            val = val_sweep.get(str(T)) or score(
+                as_list(colorize(trainer["predict"], val_t, T)), data["val"], ref_prior, ssim=False
+            )
             entry = {"temperature": T, "val": val}
         outputs[rule] = as_list(test_out)
         entry["test"] = score(outputs[rule], data["test"], ref_prior)
         rules[rule] = entry
     best = rules[primary]
-    return ({"temperature": best["temperature"], "temperature_rule": primary, "val": best["val"], "test": best["test"],
-             "rules": rules, "sweep": {"val": val_sweep, "test_diagnostic": test_sweep}}, outputs[primary])
+    return (
+        {
+            "temperature": best["temperature"],
+            "temperature_rule": primary,
+            "val": best["val"],
+            "test": best["test"],
+            "rules": rules,
+            "sweep": {"val": val_sweep, "test_diagnostic": test_sweep},
+        },
+        outputs[primary],
+    )
 
 
 def as_list(images: torch.Tensor) -> List[np.ndarray]:
@@ -313,8 +340,13 @@ def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) ->
             if time.perf_counter() - t0 >= budget:
                 break
     wall = time.perf_counter() - t0
-    return {"steps": n, "images_seen": n * batch, "train_s": round(wall, 1), "images_per_s": round(n * batch / wall, 1),
-            "last_losses": {k: round(float(v), 4) for k, v in last.items()}}
+    return {
+        "steps": n,
+        "images_seen": n * batch,
+        "train_s": round(wall, 1),
+        "images_per_s": round(n * batch / wall, 1),
+        "last_losses": {k: round(float(v), 4) for k, v in last.items()},
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -322,36 +354,51 @@ def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) ->
 
 def table(results: Dict[str, Dict]) -> str:
     cf_true = next((r["test"]["cf_true"] for r in results.values() if "test" in r), float("nan"))
-    rows = ["| model | AuC | AuC rebal | CF out (truth %.1f) | ΔCF | PSNR | SSIM | top-1 | top-1 rebal | T | steps | images seen |" % cf_true,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        f"| model | AuC | AuC rebal | CF out (truth {cf_true:.1f}) | ΔCF | PSNR | SSIM | top-1 | top-1 rebal "
+        "| T | steps | images seen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         if "test" not in r:
             continue
         t = r["test"]
-        rows.append(f"| {LABELS.get(name, name)} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | "
-                    f"{t['cf_gap']:.1f} | {t['psnr']:.1f} | {t['ssim']:.3f} | {t['top1']:.1f} | {t['top1_rebalanced']:.1f} | "
-                    f"{r.get('temperature') or '-'} | {r.get('steps', 0)} | {r.get('images_seen', 0)} |")
+        rows.append(
+            f"| {LABELS.get(name, name)} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | "
+            f"{t['cf_gap']:.1f} | {t['psnr']:.1f} | {t['ssim']:.3f} | {t['top1']:.1f} | {t['top1_rebalanced']:.1f} | "
+            f"{r.get('temperature') or '-'} | {r.get('steps', 0)} | {r.get('images_seen', 0)} |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def rules_table(results: Dict[str, Dict]) -> str:
-    rows = ["| model | rule | T | val ΔCF | test AuC | AuC rebal | CF out | ΔCF | PSNR | SSIM |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | rule | T | val ΔCF | test AuC | AuC rebal | CF out | ΔCF | PSNR | SSIM |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         for rule, e in r.get("rules", {}).items():
             t = e["test"]
-            rows.append(f"| {LABELS.get(name, name)} | {rule} | {e['temperature']} | {e['val']['cf_gap']:.1f} | {t['auc']:.1f} | "
-                        f"{t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | {t['cf_gap']:.1f} | {t['psnr']:.1f} | {t['ssim']:.3f} |")
+            rows.append(
+                f"| {LABELS.get(name, name)} | {rule} | {e['temperature']} | {e['val']['cf_gap']:.1f} | "
+                f"{t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | {t['cf_gap']:.1f} | "
+                f"{t['psnr']:.1f} | {t['ssim']:.3f} |"
+            )
     return "\n".join(rows) + "\n"
 
 
 def sweep_table(r: Dict) -> str:
-    rows = ["| T | val CF | val ΔCF | val AuC rebal | val objective | test CF | test ΔCF | test AuC | test AuC rebal | test PSNR |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| T | val CF | val ΔCF | val AuC rebal | val objective | test CF | test ΔCF | test AuC | test AuC rebal "
+        "| test PSNR |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for T, v in r["sweep"]["val"].items():
         t = r["sweep"]["test_diagnostic"][T]
-        rows.append(f"| {T} | {v['cf_pred']:.1f} | {v['cf_gap']:.1f} | {v['auc_rebalanced']:.1f} | {v['objective']:.1f} | "
-                    f"{t['cf_pred']:.1f} | {t['cf_gap']:.1f} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['psnr']:.1f} |")
+        rows.append(
+            f"| {T} | {v['cf_pred']:.1f} | {v['cf_gap']:.1f} | {v['auc_rebalanced']:.1f} | {v['objective']:.1f} | "
+            f"{t['cf_pred']:.1f} | {t['cf_gap']:.1f} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['psnr']:.1f} |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -360,22 +407,35 @@ def source_table(results: Dict[str, Dict]) -> str:
     rows = ["| model | " + " | ".join(f"{n} CF out / truth" for n in names) + " |", "|---|" + "---|" * len(names)]
     for name, r in results.items():
         by = r.get("test_by_source", {})
-        rows.append(f"| {LABELS.get(name, name)} | " + " | ".join(
-            f"{by[n]['cf_pred']:.1f} / {by[n]['cf_true']:.1f}" if n in by else "-" for n in names) + " |")
+        rows.append(
+            f"| {LABELS.get(name, name)} | "
+            + " | ".join(f"{by[n]['cf_pred']:.1f} / {by[n]['cf_true']:.1f}" if n in by else "-" for n in names)
+            + " |"
+        )
     return "\n".join(rows) + "\n"
 
 
 def report(meta: Dict, results: Dict) -> str:
     rule = next(iter(meta["temperature_rule"]))
-    parts = [f"# Quality, {meta['date']}, {meta['device']}\n", table(results),
-             f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, "
-             f"ours: {json.dumps(meta['ours_overrides'])}; T rule: {rule} ({meta['temperature_rule'][rule]})\n",
-             "\n## Test colourfulness by source\n\n", source_table(results)]
+    parts = [
+        f"# Quality, {meta['date']}, {meta['device']}\n",
+        table(results),
+        f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, "
+        f"ours: {json.dumps(meta['ours_overrides'])}; T rule: {rule} ({meta['temperature_rule'][rule]})\n",
+        "\n## Test colourfulness by source\n\n",
+        source_table(results),
+    ]
     if any("rules" in r for r in results.values()):
-        parts += ["\n## Ours under each temperature rule (val steers every rule; test only reports)\n\n", rules_table(results)]
+        parts += [
+            "\n## Ours under each temperature rule (val steers every rule; test only reports)\n\n",
+            rules_table(results),
+        ]
     for name, r in results.items():
         if "sweep" in r:
-            parts += [f"\n## {LABELS.get(name, name)}: temperature sweep (the test columns are a diagnostic)\n\n", sweep_table(r)]
+            parts += [
+                f"\n## {LABELS.get(name, name)}: temperature sweep (the test columns are a diagnostic)\n\n",
+                sweep_table(r),
+            ]
     return "".join(parts)
 
 
@@ -399,7 +459,11 @@ def grid(out: Path, examples: Dict[str, List[np.ndarray]], n: int) -> None:
 def main(argv=None) -> Dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="portable copy (bench/quality_data.py); default: the shared data")
-    ap.add_argument("--reference", default=str(ROOT.parent / "shared" / "reference"), help="Zhang's prior_probs.npy + pts_in_hull.npy")
+    ap.add_argument(
+        "--reference",
+        default=str(ROOT.parent / "shared" / "reference"),
+        help="Zhang's prior_probs.npy + pts_in_hull.npy",
+    )
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"), help="training prior (class weights)")
     ap.add_argument("--out", default="out/quality")
     ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
@@ -412,8 +476,12 @@ def main(argv=None) -> Dict:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more overrides for ours")
     ap.add_argument("--examples", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rule", default=PRIMARY_RULE, choices=sorted(TEMPERATURE_RULES),
-                    help=f"how ours picks T for the main table (default {PRIMARY_RULE}); every rule is reported")
+    ap.add_argument(
+        "--rule",
+        default=PRIMARY_RULE,
+        choices=sorted(TEMPERATURE_RULES),
+        help=f"how ours picks T for the main table (default {PRIMARY_RULE}); every rule is reported",
+    )
     a = ap.parse_args(argv)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -433,10 +501,20 @@ def main(argv=None) -> Dict:
     train_prior = np.load(a.prior, allow_pickle=False)
     ref_prior = scoring.zhang_prior(a.reference)
     color.rgb_to_bin(np.zeros((1, 3), np.uint8))  # build the colour table before any clock runs
-    meta = {"date": time.strftime("%Y-%m-%d"), "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
-            "torch": torch.__version__, "budget_s": a.budget, "batch": a.batch, "crop": a.crop, "seed": a.seed,
-            "images": {k: len(v) for k, v in data.items()}, "ours_overrides": overrides, "ema_decay": cfg.train.ema_decay,
-            "temperature_rule": {a.rule: TEMPERATURE_RULES[a.rule]}, "load_s": round(time.perf_counter() - t, 1)}
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "budget_s": a.budget,
+        "batch": a.batch,
+        "crop": a.crop,
+        "seed": a.seed,
+        "images": {k: len(v) for k, v in data.items()},
+        "ours_overrides": overrides,
+        "ema_decay": cfg.train.ema_decay,
+        "temperature_rule": {a.rule: TEMPERATURE_RULES[a.rule]},
+        "load_s": round(time.perf_counter() - t, 1),
+    }
     print(json.dumps(meta), flush=True)
     results: Dict[str, Dict] = {}
     examples = {"truth": data["test"][: a.examples]}
@@ -446,8 +524,10 @@ def main(argv=None) -> Dict:
         t = time.perf_counter()
         if name == "grey":
             preds = [scoring.grey_output(im) for im in data["test"]]
-            results[name] = {"test": score(preds, data["test"], ref_prior),
-                             "val": score([scoring.grey_output(im) for im in data["val"]], data["val"], ref_prior, ssim=False)}
+            results[name] = {
+                "test": score(preds, data["test"], ref_prior),
+                "val": score([scoring.grey_output(im) for im in data["val"]], data["val"], ref_prior, ssim=False),
+            }
         else:
             if name in ("ours", "ours_unit"):
                 c = cfg if name == "ours" else cfg.replace({"loss.rebalance": False})

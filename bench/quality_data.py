@@ -100,7 +100,6 @@ def load(source: str = "", limit: int = 0, threads: int = 0) -> Dict[str, List[n
     return out
 
 
-
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=".quality_data")

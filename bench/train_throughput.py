@@ -62,8 +62,11 @@ def fed_loop(config):
     dev = rtt.get_device()
     gan, w = make(cfg, dev)
     n, t = 0, None
-    for i, batch in enumerate(ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=cfg.train.batch_size, dtypes={"rgb": torch.uint8}, drop_last=True)):
+    for i, batch in enumerate(
+        ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=cfg.train.batch_size, dtypes={"rgb": torch.uint8}, drop_last=True
+        )
+    ):
         if i == WARMUP:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
@@ -82,10 +85,10 @@ def fed_loop(config):
 def fed(cfg, paths):
     ds = data.image_dataset(pafs.LocalFileSystem(), paths, cfg.data, train=True, cpus_per_task=0.5)
     trainer = TorchTrainer(
-        fed_loop, train_loop_config={"cfg": cfg.to_dict()},
+        fed_loop,
+        train_loop_config={"cfg": cfg.to_dict()},
         run_config=RunConfig(storage_path=tempfile.mkdtemp(prefix="bench-train-")),
-        scaling_config=ScalingConfig(num_workers=1, use_gpu=torch.cuda.is_available(),
-                                     resources_per_worker={"CPU": 1}),
+        scaling_config=ScalingConfig(num_workers=1, use_gpu=torch.cuda.is_available(), resources_per_worker={"CPU": 1}),
         datasets={"train": ds},
     )
     return trainer.fit().metrics["img_s"]
@@ -98,11 +101,13 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--images", type=int, default=96)
     args = ap.parse_args()
-    cfg = ExperimentConfig.from_dict({
-        "model": {"preset": args.preset},
-        "data": {"resize": max(args.crop, 64), "crop": args.crop},
-        "train": {"batch_size": args.batch},
-    })
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"preset": args.preset},
+            "data": {"resize": max(args.crop, 64), "crop": args.crop},
+            "train": {"batch_size": args.batch},
+        }
+    )
     paths = [str(p) for p in common.split_paths("train", args.images)]
     steps_n = max(3, args.images // args.batch - WARMUP)
     ray.init(num_cpus=4, log_to_driver=False)

@@ -22,15 +22,53 @@ from models.scaling import annealed_mean
 GENERATOR_PRESETS = {
     # full: 32 channels at full resolution, doubling per level to 512 at 1/16: ~1/3 of the FLOPs of
     # starting at 64 for the same bottleneck width (logits sit at 1/4, so full-res width buys little).
-    "full": dict(base_channels=32, depth=4, max_channels=512, blocks_per_stage=1, dilations=(2, 4, 8),
-                 attention_levels=(3, 4), logits_stride=4, dropout=0.5, dropout_stages=2),
-    "small": dict(base_channels=32, depth=4, max_channels=256, blocks_per_stage=1, dilations=(2, 4, 8),
-                  attention_levels=(4,), logits_stride=4, dropout=0.5, dropout_stages=2),
-    "tiny": dict(base_channels=8, depth=3, max_channels=32, blocks_per_stage=1, dilations=(2, 4),
-                 attention_levels=(3,), logits_stride=2, dropout=0.5, dropout_stages=1),
+    "full": dict(
+        base_channels=32,
+        depth=4,
+        max_channels=512,
+        blocks_per_stage=1,
+        dilations=(2, 4, 8),
+        attention_levels=(3, 4),
+        logits_stride=4,
+        dropout=0.5,
+        dropout_stages=2,
+    ),
+    "small": dict(
+        base_channels=32,
+        depth=4,
+        max_channels=256,
+        blocks_per_stage=1,
+        dilations=(2, 4, 8),
+        attention_levels=(4,),
+        logits_stride=4,
+        dropout=0.5,
+        dropout_stages=2,
+    ),
+    "tiny": dict(
+        base_channels=8,
+        depth=3,
+        max_channels=32,
+        blocks_per_stage=1,
+        dilations=(2, 4),
+        attention_levels=(3,),
+        logits_stride=2,
+        dropout=0.5,
+        dropout_stages=1,
+    ),
 }
-GENERATOR_KEYS = ("base_channels", "depth", "max_channels", "blocks_per_stage", "dilations",
-                  "attention_levels", "logits_stride", "dropout", "dropout_stages", "norm", "temperature")
+GENERATOR_KEYS = (
+    "base_channels",
+    "depth",
+    "max_channels",
+    "blocks_per_stage",
+    "dilations",
+    "attention_levels",
+    "logits_stride",
+    "dropout",
+    "dropout_stages",
+    "norm",
+    "temperature",
+)
 
 
 class Generator(nn.Module):

@@ -67,7 +67,8 @@ def l1(ab_pred: torch.Tensor, ab_true: torch.Tensor, mask: Optional[torch.Tensor
     return (err * m).sum() / m.sum().clamp_min(1.0)
 
 
-def generator_total(adv: torch.Tensor, ce: torch.Tensor, l1_loss: torch.Tensor, lambda_adv: float, lambda_ce: float,
-                    lambda_l1: float) -> torch.Tensor:
+def generator_total(
+    adv: torch.Tensor, ce: torch.Tensor, l1_loss: torch.Tensor, lambda_adv: float, lambda_ce: float, lambda_l1: float
+) -> torch.Tensor:
     """G's objective: λ_adv·adv + λ_ce·ce + λ_l1·l1."""
     return lambda_adv * adv + lambda_ce * ce + lambda_l1 * l1_loss

@@ -26,8 +26,13 @@ def build_generator(model_cfg, bins: Optional[np.ndarray] = None) -> Generator:
 
 def adam(params, lr: float, optim_cfg, device: torch.device) -> torch.optim.Adam:
     """Adam with the config's betas and weight decay; the fused kernel on CUDA."""
-    return torch.optim.Adam(params, lr, betas=(optim_cfg.beta1, optim_cfg.beta2),
-                            weight_decay=optim_cfg.weight_decay, fused=device.type == "cuda" or None)
+    return torch.optim.Adam(
+        params,
+        lr,
+        betas=(optim_cfg.beta1, optim_cfg.beta2),
+        weight_decay=optim_cfg.weight_decay,
+        fused=device.type == "cuda" or None,
+    )
 
 
 @dataclass
@@ -52,15 +57,32 @@ class GAN:
         warm = self.cfg.loss.adv_warmup_steps
         return min(1.0, step / warm) if warm else 1.0
 
-    def train_step(self, batch: Dict[str, torch.Tensor], step: int, class_weights: Optional[torch.Tensor],
-                   loss_scale: float = 1.0, sync: bool = False) -> Dict[str, float]:
+    def train_step(
+        self,
+        batch: Dict[str, torch.Tensor],
+        step: int,
+        class_weights: Optional[torch.Tensor],
+        loss_scale: float = 1.0,
+        sync: bool = False,
+    ) -> Dict[str, float]:
         """One training step (D step, G step, then the EMA update) on a ``steps.step_batch``
         batch; ``step`` is the number of steps before this one. ``loss_scale``: see
         ``steps.d_step``; ``sync=False`` keeps the stats as device tensors (no host sync)."""
         cfg = self.cfg
-        stats = steps.train_step(self.G, self.D, self.opt_g, self.opt_d, batch, cfg.loss, class_weights,
-                                 self.adv_scale(step), cfg.train.amp, cfg.optim.grad_clip, sync=sync,
-                                 loss_scale=loss_scale)
+        stats = steps.train_step(
+            self.G,
+            self.D,
+            self.opt_g,
+            self.opt_d,
+            batch,
+            cfg.loss,
+            class_weights,
+            self.adv_scale(step),
+            cfg.train.amp,
+            cfg.optim.grad_clip,
+            sync=sync,
+            loss_scale=loss_scale,
+        )
         if self.ema is not None:
             self.ema.update(self.G)
         return stats

@@ -48,8 +48,9 @@ def _write(directory: str, state: Dict[str, Any], config: Dict[str, Any], meta: 
         json.dump(meta, f, indent=2)
 
 
-def save(directory: str, gan: GAN, step: int, epoch: int, config: Dict[str, Any],
-         meta: Optional[Dict[str, Any]] = None) -> None:
+def save(
+    directory: str, gan: GAN, step: int, epoch: int, config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None
+) -> None:
     """A training checkpoint of ``gan`` into ``directory`` (G and D unwrapped from DDP)."""
     state = {
         GENERATOR_KEY: unwrap(gan.G).state_dict(),

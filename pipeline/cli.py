@@ -14,11 +14,15 @@ from typing import List, Optional
 COMMANDS = {
     "priors": ("pipeline.priors", "recompute the ab-bin prior (prior_probs.npy) of a dataset on Ray Data"),
     "train": ("pipeline.run", "the main job, as pipeline/run.py (same arguments: --config, --set, --out, ...)"),
-    "prepare": ("pipeline.prepare",
-                "decode raw photos once into Parquet shards (L, ab, bins) that training and priors read"),
+    "prepare": (
+        "pipeline.prepare",
+        "decode raw photos once into Parquet shards (L, ab, bins) that training and priors read",
+    ),
     "tune": ("tune.sweep", "Ray Tune sweep over the loss weights (ASHA, MLflow parent/child runs, best config YAML)"),
-    "infer": ("pipeline.infer",
-              "colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)"),
+    "infer": (
+        "pipeline.infer",
+        "colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)",
+    ),
     "eval": ("pipeline.evaluate", "score models on photos beside the all-grey baseline; metrics.json + report.html"),
     "export": ("pipeline.export", "export the generator as ONNX, checked by onnxruntime"),
 }

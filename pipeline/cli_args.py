@@ -14,9 +14,19 @@ def add_s3_args(p: argparse.ArgumentParser) -> None:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """--model, --saturation, --tracking-uri: which trained generator to load, and how vivid it decodes."""
-    p.add_argument("--model", required=True,
-                   help="checkpoint folder, Ray Train run folder, runs:/<id>/generator or models:/name@alias")
-    p.add_argument("--saturation", type=float, default=None,
-                   help="annealed-mean temperature T (lower = more vivid; default: the model's own)")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="checkpoint folder, Ray Train run folder, runs:/<id>/generator or models:/name@alias",
+    )
+    p.add_argument(
+        "--saturation",
+        type=float,
+        default=None,
+        help="annealed-mean temperature T (lower = more vivid; default: the model's own)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)",
+    )

@@ -43,6 +43,7 @@ def _is_tensor(x) -> bool:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(x, torch.Tensor)
 
+
 GRID_STEP = 10.0
 # Extended grid of cells used for O(1) lookups: a, b cell indices in [-GRID_HALF, GRID_HALF]
 # (ab in [-135, 135]); sRGB's Lab gamut spans a in [-86, 98], b in [-108, 94].

@@ -71,15 +71,23 @@ class ModelSection:
         _check(self.dropout is None or 0 <= self.dropout < 1, f"{p}.dropout must be in [0, 1)")
         s = self.logits_stride
         _check(s is None or (s >= 1 and s & (s - 1) == 0), f"{p}.logits_stride must be a power of 2, got {s}")
-        _check(s is None or self.depth is None or s <= 2**self.depth,
-               f"{p}.logits_stride must be <= 2**{p}.depth = {2 ** (self.depth or 0)}, got {s}")
-        for key, lo, hi in (("base_channels", 1, 1024), ("max_channels", 1, 4096), ("depth", 1, 8),
-                            ("blocks_per_stage", 1, 16), ("dropout_stages", 0, 8)):
+        _check(
+            s is None or self.depth is None or s <= 2**self.depth,
+            f"{p}.logits_stride must be <= 2**{p}.depth = {2 ** (self.depth or 0)}, got {s}",
+        )
+        for key, lo, hi in (
+            ("base_channels", 1, 1024),
+            ("max_channels", 1, 4096),
+            ("depth", 1, 8),
+            ("blocks_per_stage", 1, 16),
+            ("dropout_stages", 0, 8),
+        ):
             _check_optional_range(p, key, getattr(self, key), lo, hi)
         _check(all(d >= 1 for d in self.dilations or ()), f"{p}.dilations must all be >= 1, got {self.dilations}")
         _check(all(a >= 0 for a in self.attention_levels or ()), f"{p}.attention_levels must all be >= 0")
-        _check(1 <= self.d_base_channels <= 1024,
-               f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}")
+        _check(
+            1 <= self.d_base_channels <= 1024, f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}"
+        )
         _check(1 <= self.d_layers <= 6, f"{p}.d_layers must be in [1, 6], got {self.d_layers}")
 
 
@@ -149,14 +157,18 @@ class TrainSection:
         _check(self.batch_size >= 1, f"{p}.batch_size must be >= 1, got {self.batch_size}")
         _check(self.num_workers >= 1, f"{p}.num_workers must be >= 1, got {self.num_workers}")
         _check(self.cpus_per_worker > 0, f"{p}.cpus_per_worker must be > 0")
-        _check(self.placement_strategy in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
-               f"{p}.placement_strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD")
+        _check(
+            self.placement_strategy in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
+            f"{p}.placement_strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD",
+        )
         _check(self.amp in ("auto", "bf16", "off"), f"{p}.amp must be auto, bf16 or off, got {self.amp!r}")
         _check(self.num_to_keep >= 1, f"{p}.num_to_keep must be >= 1")
         _check(self.max_failures >= -1, f"{p}.max_failures must be >= -1")
         _check(self.log_every >= 1, f"{p}.log_every must be >= 1 (steps between logged metrics), got {self.log_every}")
-        _check(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
-               f"{p}.max_steps_per_epoch must be >= 1 or null (no cap), got {self.max_steps_per_epoch}")
+        _check(
+            self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
+            f"{p}.max_steps_per_epoch must be >= 1 or null (no cap), got {self.max_steps_per_epoch}",
+        )
         _check(0.0 <= self.ema_decay < 1.0, f"{p}.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
 
 
@@ -217,8 +229,10 @@ def _check(ok: bool, msg: str) -> None:
 
 
 def _check_optional_range(section: str, key: str, value: Optional[int], lo: int, hi: int) -> None:
-    _check(value is None or lo <= value <= hi,
-           f"{section}.{key} must be in [{lo}, {hi}] or null (the preset's), got {value}")
+    _check(
+        value is None or lo <= value <= hi,
+        f"{section}.{key} must be in [{lo}, {hi}] or null (the preset's), got {value}",
+    )
 
 
 def check_range(name: str, value, lo=None, hi=None) -> None:

@@ -32,20 +32,27 @@ def add_args(p: argparse.ArgumentParser) -> None:
     cli_args.add_model_args(p)
     p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of colour photos")
     p.add_argument("--out", default="out/eval", help="folder for metrics.json and report.html")
-    p.add_argument("--compare", action="append", default=[], metavar="REF",
-                   help="another model to score beside (repeatable)")
-    p.add_argument("--size", type=int, default=256,
-                   help="photos are resized to short side SIZE and centre-cropped square")
+    p.add_argument(
+        "--compare", action="append", default=[], metavar="REF", help="another model to score beside (repeatable)"
+    )
+    p.add_argument(
+        "--size", type=int, default=256, help="photos are resized to short side SIZE and centre-cropped square"
+    )
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
     p.add_argument("--examples", type=int, default=6, help="example rows in the report")
-    p.add_argument("--reference", default=None, help="folder with Zhang's prior_probs.npy + pts_in_hull.npy for the "
-                   "rebalanced metrics (default: the project's prior_probs.npy)")
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="folder with Zhang's prior_probs.npy + pts_in_hull.npy for the "
+        "rebalanced metrics (default: the project's prior_probs.npy)",
+    )
     p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
     cli_args.add_s3_args(p)
 
 
-def load_truth(uri: str, size: int, limit: Optional[int], s3
-               ) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
+def load_truth(
+    uri: str, size: int, limit: Optional[int], s3
+) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
     """(paths, uint8 square crops, skipped {reason: [paths]}) of the photos under ``uri``: each
     decoded at short side ``size`` (``geometry.resize_short_side``), grey ones skipped
     (``color.is_grey``), the rest cut to their centre square (``geometry.centre_crop``)."""
@@ -97,10 +104,12 @@ def report_html(results: Dict[str, Dict[str, float]], examples: Dict[str, List[n
     cell = '<td><img src="data:image/png;base64,{}"></td>'
     grid = "".join("<tr>" + "".join(cell.format(_png_b64(examples[c][i])) for c in cols) + "</tr>" for i in range(n))
     style = "body{font-family:sans-serif}td,th{padding:4px 8px;text-align:right}img{width:192px}"
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><table><tr><th>model</th>{head}</tr>{rows}</table>"
-            f"<h2>Examples</h2><table><tr>{grid_head}</tr>{grid}</table></body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><table><tr><th>model</th>{head}</tr>{rows}</table>"
+        f"<h2>Examples</h2><table><tr>{grid_head}</tr>{grid}</table></body></html>"
+    )
 
 
 def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files: List[str]) -> None:
@@ -109,8 +118,12 @@ def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files
 
     client = MlflowClient(tracking_uri=tracking_uri)
     ts = int(time.time() * 1000)
-    metrics = [Metric(f"eval/{name}/{m}", float(v), ts, 0) for name, r in results.items() for m, v in r.items()
-               if isinstance(v, (int, float)) and v == v]
+    metrics = [
+        Metric(f"eval/{name}/{m}", float(v), ts, 0)
+        for name, r in results.items()
+        for m, v in r.items()
+        if isinstance(v, (int, float)) and v == v
+    ]
     client.log_batch(run_id, metrics=metrics)
     for f in files:
         client.log_artifact(run_id, f, "eval")
@@ -139,11 +152,17 @@ def run(args) -> int:
         results[name]["ref"] = info["ref"]
         examples[name] = preds[:n_ex]
     examples["truth"] = truths[:n_ex]
-    doc = {"data": storage.redact(args.data), "size": args.size, "images": len(truths), "saturation": args.saturation,
-           "skipped": {k: len(v) for k, v in skipped.items()},
-           "skipped_examples": {k: v[:5] for k, v in skipped.items()},
-           "rebalance_prior": args.reference or "prior_probs.npy", "ssim_params": metrics.SSIM_PARAMS,
-           "results": results}
+    doc = {
+        "data": storage.redact(args.data),
+        "size": args.size,
+        "images": len(truths),
+        "saturation": args.saturation,
+        "skipped": {k: len(v) for k, v in skipped.items()},
+        "skipped_examples": {k: v[:5] for k, v in skipped.items()},
+        "rebalance_prior": args.reference or "prior_probs.npy",
+        "ssim_params": metrics.SSIM_PARAMS,
+        "results": results,
+    }
     os.makedirs(args.out, exist_ok=True)
     mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
     with open(mpath, "w") as f:
@@ -156,8 +175,10 @@ def run(args) -> int:
         log_to_mlflow(run_id, args.tracking_uri, numeric, [mpath, hpath])
     for name, r in numeric.items():
         print(f"{name:10s} " + " ".join(f"{m}={r[m]:.2f}" for m in METRIC_NAMES))
-    print(f"colorize eval: {len(truths)} photos, skipped {doc['skipped']}; wrote {mpath}, {hpath}"
-          + (f"; logged to MLflow run {run_id}" if run_id else ""))
+    print(
+        f"colorize eval: {len(truths)} photos, skipped {doc['skipped']}; wrote {mpath}, {hpath}"
+        + (f"; logged to MLflow run {run_id}" if run_id else "")
+    )
     return 0
 
 

@@ -42,10 +42,22 @@ def check_output(path: str) -> None:
 
 def export_onnx(G, path: str, temperature: Optional[float] = None, opset: int = 18) -> None:
     model = ABPredictor(G.cpu().eval(), temperature).eval()
-    dims = {0: torch.export.Dim("batch", max=4096), 2: torch.export.Dim("height", min=16, max=16384),
-            3: torch.export.Dim("width", min=16, max=16384)}
-    torch.onnx.export(model, (torch.randn(1, 1, 64, 96),), path, input_names=["L"], output_names=["ab"],
-                      dynamic_shapes={"L": dims}, opset_version=opset, dynamo=True, verbose=False)
+    dims = {
+        0: torch.export.Dim("batch", max=4096),
+        2: torch.export.Dim("height", min=16, max=16384),
+        3: torch.export.Dim("width", min=16, max=16384),
+    }
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 1, 64, 96),),
+        path,
+        input_names=["L"],
+        output_names=["ab"],
+        dynamic_shapes={"L": dims},
+        opset_version=opset,
+        dynamo=True,
+        verbose=False,
+    )
 
 
 def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 72, 120), seed: int = 0) -> float:

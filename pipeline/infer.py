@@ -37,11 +37,18 @@ def add_args(p: argparse.ArgumentParser) -> None:
     cli_args.add_model_args(p)
     p.add_argument("--input", required=True, help="a photo, folder, list file (.txt) or s3://bucket/prefix")
     p.add_argument("--output", required=True, help="output file (for one photo) or folder / s3:// prefix")
-    p.add_argument("--size", type=int, default=256,
-                   help=f"working size: short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=256,
+        help=f"working size: short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256)",
+    )
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace outputs that already exist (default: keep them, counted as 'exists')")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs that already exist (default: keep them, counted as 'exists')",
+    )
     cli_args.add_s3_args(p)
 
 
@@ -54,8 +61,14 @@ def encode(rgb: np.ndarray, name: str) -> bytes:
     return buf.getvalue()
 
 
-def colorize_file(G, data: bytes, size: Optional[int], temperature: Optional[float], device=None,
-                  max_pixels: int = transforms.DEFAULT_MAX_PIXELS):
+def colorize_file(
+    G,
+    data: bytes,
+    size: Optional[int],
+    temperature: Optional[float],
+    device=None,
+    max_pixels: int = transforms.DEFAULT_MAX_PIXELS,
+):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes."""
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
@@ -109,7 +122,7 @@ def _canonical(uri: str) -> str:
     """A local path with links resolved, or an S3 ``bucket/key`` normalised: what two spellings of
     one place share (StorageError for an S3 key that climbs out of its bucket)."""
     if storage.is_s3(uri):
-        key = outputs.normalise(uri[len("s3://"):], s3=True)
+        key = outputs.normalise(uri[len("s3://") :], s3=True)
         if key is None:
             raise storage.StorageError(f"unsafe S3 location {storage.redact(uri)}: no empty, '.' or '..' parts allowed")
         return "s3://" + key
@@ -119,7 +132,7 @@ def _canonical(uri: str) -> str:
 def _output_root(uri: str) -> str:
     """``--output`` as ``outputs.plan`` wants it: a normalised absolute folder or ``bucket/prefix``."""
     if storage.is_s3(uri):
-        return _canonical(uri)[len("s3://"):]
+        return _canonical(uri)[len("s3://") :]
     return os.path.normpath(os.path.abspath(os.path.expanduser(uri)))
 
 
@@ -130,8 +143,9 @@ def _existing(output: str, s3: storage.S3Settings) -> Set[str]:
     try:
         info = fs.get_file_info(path)
         if info.type == pafs.FileType.File:
-            raise storage.StorageError(f"--output {storage.redact(output)} is a file: "
-                                       "a folder of inputs needs an output folder")
+            raise storage.StorageError(
+                f"--output {storage.redact(output)} is a file: a folder of inputs needs an output folder"
+            )
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     except OSError as e:
         why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
@@ -157,8 +171,9 @@ def run(args) -> int:
     skipped = Skips()
     fs, paths = storage.list_inputs(args.input, s3, skipped)
     if not paths:
-        raise storage.StorageError(f"no input files at {storage.redact(args.input)}"
-                                   + (f" (skipped {skipped.counts})" if skipped else ""))
+        raise storage.StorageError(
+            f"no input files at {storage.redact(args.input)}" + (f" (skipped {skipped.counts})" if skipped else "")
+        )
     if _is_single_file(args.input, paths):
         return _one_photo(args, fs, paths[0], s3)
     listed = len(paths) + skipped.total
@@ -171,8 +186,10 @@ def run(args) -> int:
         rows = _run_on_ray(G, info, todo, fs, args, s3)
         written = sum(1 for r in rows if r["out"])
         skipped.add_all((r["path"], r["skip"].split(":")[0]) for r in rows if not r["out"])
-    print(f"colorize infer: {written} of {listed} written to {storage.redact(args.output)} "
-          f"(model {info['ref']}, T={args.saturation or G.temperature})")
+    print(
+        f"colorize infer: {written} of {listed} written to {storage.redact(args.output)} "
+        f"(model {info['ref']}, T={args.saturation or G.temperature})"
+    )
     for reason, n in skipped.counts.items():
         hint = " (--overwrite replaces them)" if reason == outputs.EXISTS else ""
         examples = ", ".join(storage.redact(p) for p in skipped.examples.get(reason, [])[:3])
@@ -220,8 +237,10 @@ def _single_target(input_uri: str, output: str, src: str) -> str:
     if _canonical(out) != _canonical(src_uri) and posixpath.splitext(out)[1].lower() not in FORMATS:  # a folder
         out = posixpath.join(out, output_name(posixpath.basename(src)))
     if _canonical(out) == _canonical(src_uri):
-        raise storage.StorageError(f"--output {storage.redact(out)} is the input itself: colorize never writes over "
-                                   "its input; give another file or folder")
+        raise storage.StorageError(
+            f"--output {storage.redact(out)} is the input itself: colorize never writes over "
+            "its input; give another file or folder"
+        )
     return out
 
 
@@ -231,12 +250,13 @@ def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target
     root = _output_root(args.output)
     a_folder = not args.input.endswith(storage.LIST_SUFFIXES)
     if s3_in == s3_out and a_folder and _canonical(args.input) == _canonical(args.output):
-        raise storage.StorageError(f"--output {storage.redact(args.output)} is the input folder: colorize never writes "
-                                   "over its inputs; give another folder")
+        raise storage.StorageError(
+            f"--output {storage.redact(args.output)} is the input folder: colorize never writes "
+            "over its inputs; give another folder"
+        )
     existing = _existing(args.output, s3)
     storage.check_writable_parent(posixpath.join(args.output, "x"), s3)  # fail before the work, not after
-    return outputs.plan(paths, root, s3_inputs=s3_in, s3_output=s3_out, existing=existing,
-                        overwrite=args.overwrite)
+    return outputs.plan(paths, root, s3_inputs=s3_in, s3_output=s3_out, existing=existing, overwrite=args.overwrite)
 
 
 def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3) -> List[Dict[str, str]]:
@@ -255,8 +275,9 @@ def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3) -> List[Dict[
     ds = data.read_paths(fs, paths, storage.redact(args.input), num_cpus=0.5, files_per_block=8)
     ds = ds.map_batches(
         Colorizer,
-        fn_constructor_kwargs=dict(weights=[weights], targets=[targets], size=args.size, temperature=args.saturation,
-                                   s3=dataclasses.asdict(s3)),
+        fn_constructor_kwargs=dict(
+            weights=[weights], targets=[targets], size=args.size, temperature=args.saturation, s3=dataclasses.asdict(s3)
+        ),
         batch_size=4,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,

@@ -19,8 +19,9 @@ import torch
 AUC_MAX = 150
 
 
-def error_histogram(ab_pred: torch.Tensor, ab_true: torch.Tensor,
-                    pixel_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+def error_histogram(
+    ab_pred: torch.Tensor, ab_true: torch.Tensor, pixel_weight: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """(AUC_MAX + 2,) float64 sums: slot k holds the weight of pixels with ceil(error) == k (k <=
     AUC_MAX), the last slot those beyond. ab: (B, 2, H, W); pixel_weight: (B, H, W) or None."""
     err = (ab_pred.float() - ab_true.float()).norm(dim=1)  # (B, H, W)
@@ -66,9 +67,17 @@ def psnr(rgb_pred: torch.Tensor, rgb_true: torch.Tensor) -> torch.Tensor:
 # truncates at 3.5 sigma: radius 5), population (co)variances, K1 = 0.01, K2 = 0.03, L = 255; the
 # mean SSIM of each RGB channel over the pixels whose window fits inside the image, then averaged.
 # Recorded with the scores (eval's metrics.json) so a reader knows which SSIM they compare.
-SSIM_PARAMS = {"window": "gaussian", "sigma": 1.5, "window_size": 11, "covariance": "population",
-               "K1": 0.01, "K2": 0.03, "data_range": 255, "channels": "RGB, mean of the three",
-               "implementation": "skimage.metrics.structural_similarity"}
+SSIM_PARAMS = {
+    "window": "gaussian",
+    "sigma": 1.5,
+    "window_size": 11,
+    "covariance": "population",
+    "K1": 0.01,
+    "K2": 0.03,
+    "data_range": 255,
+    "channels": "RGB, mean of the three",
+    "implementation": "skimage.metrics.structural_similarity",
+}
 SSIM_MIN_SIDE = SSIM_PARAMS["window_size"]
 
 
@@ -77,12 +86,23 @@ def ssim(rgb_pred: np.ndarray, rgb_true: np.ndarray) -> float:
     from skimage.metrics import structural_similarity  # skimage: a heavy import, eval only
 
     if min(rgb_true.shape[:2]) < SSIM_MIN_SIDE:
-        raise ValueError(f"SSIM needs images of at least {SSIM_MIN_SIDE} px a side (its window), "
-                         f"got {rgb_true.shape[:2]}")
+        raise ValueError(
+            f"SSIM needs images of at least {SSIM_MIN_SIDE} px a side (its window), got {rgb_true.shape[:2]}"
+        )
     p = SSIM_PARAMS
-    return float(structural_similarity(rgb_pred, rgb_true, channel_axis=-1, data_range=p["data_range"],
-                                       gaussian_weights=True, sigma=p["sigma"], use_sample_covariance=False,
-                                       K1=p["K1"], K2=p["K2"]))
+    return float(
+        structural_similarity(
+            rgb_pred,
+            rgb_true,
+            channel_axis=-1,
+            data_range=p["data_range"],
+            gaussian_weights=True,
+            sigma=p["sigma"],
+            use_sample_covariance=False,
+            K1=p["K1"],
+            K2=p["K2"],
+        )
+    )
 
 
 def summarise(sums: Dict[str, torch.Tensor]) -> Dict[str, float]:

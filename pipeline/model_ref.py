@@ -44,7 +44,7 @@ def _registry_source(ref: str, uri: str) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    body = ref[len("models:/"):].strip("/")
+    body = ref[len("models:/") :].strip("/")
     if "@" in body:
         name, alias = body.split("@", 1)
         version = client.get_model_version_by_alias(name, alias).version
@@ -76,8 +76,9 @@ def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
     else:
         root = os.path.abspath(os.path.expanduser(ref))
         if not os.path.exists(root):
-            raise ModelNotFound(f"model {ref} not found: no such folder "
-                                "(give a checkpoint folder, runs:/... or models:/...)")
+            raise ModelNotFound(
+                f"model {ref} not found: no such folder (give a checkpoint folder, runs:/... or models:/...)"
+            )
     found = _newest_checkpoint(root)
     if found is None:
         raise ModelNotFound(f"model {ref}: no checkpoint ({checkpoint.STATE}) under {root}")

@@ -90,8 +90,15 @@ def common_folder(paths: Iterable[str]) -> str:
         return ""
 
 
-def plan(inputs: List[str], out_root: str, *, s3_inputs: bool = False, s3_output: bool = False,
-         existing: Optional[Set[str]] = None, overwrite: bool = False) -> List[Target]:
+def plan(
+    inputs: List[str],
+    out_root: str,
+    *,
+    s3_inputs: bool = False,
+    s3_output: bool = False,
+    existing: Optional[Set[str]] = None,
+    overwrite: bool = False,
+) -> List[Target]:
     """One ``Target`` per input, in input order (see the module's rules).
 
     ``out_root``: a normalised absolute folder, or ``bucket/prefix`` when ``s3_output``.
@@ -182,7 +189,7 @@ def temporary_outputs(paths: Dict[str, str], cwd: str) -> List[str]:
     root = posixpath.normpath(cwd)
     out = []
     for what, path in paths.items():
-        local = path[len("sqlite:///"):] if path.startswith("sqlite:///") else path
+        local = path[len("sqlite:///") :] if path.startswith("sqlite:///") else path
         if "://" in local:
             continue  # s3://, http(s):// ... live elsewhere
         full = posixpath.normpath(posixpath.join(root, local))

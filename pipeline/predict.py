@@ -25,8 +25,13 @@ def join_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_ab(G: torch.nn.Module, L: np.ndarray, size: Optional[int] = 256, temperature: Optional[float] = None,
-               device: Optional[torch.device] = None) -> np.ndarray:
+def predict_ab(
+    G: torch.nn.Module,
+    L: np.ndarray,
+    size: Optional[int] = 256,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> np.ndarray:
     """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
     device = device or next(G.parameters()).device
     H, W = L.shape
@@ -42,8 +47,13 @@ def predict_ab(G: torch.nn.Module, L: np.ndarray, size: Optional[int] = 256, tem
     return ab[0].permute(1, 2, 0).cpu().numpy()
 
 
-def colorize(G: torch.nn.Module, rgb: np.ndarray, size: Optional[int] = 256, temperature: Optional[float] = None,
-             device: Optional[torch.device] = None) -> np.ndarray:
+def colorize(
+    G: torch.nn.Module,
+    rgb: np.ndarray,
+    size: Optional[int] = 256,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> np.ndarray:
     """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
     uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding)."""
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:

@@ -30,8 +30,14 @@ log = logging.getLogger("colorize.run")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML of overrides (see pipeline/configs/)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set train.epochs=3 (repeatable)",
+    )
     p.add_argument("--out", default="out", help="local output folder (MLflow sqlite store when no server is set)")
     p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
@@ -81,8 +87,9 @@ def run(cfg, args) -> int:
     sidecar = storage.sidecar(prior_path, ".json")
     if not storage.is_s3(sidecar) and os.path.exists(sidecar):
         artifacts.append((sidecar, "prior"))
-    launched = train.launch(cfg, prior, s3, tracking_uri, run_name, artifact_dir=os.path.join(out_dir, "mlartifacts"),
-                            artifacts=artifacts)
+    launched = train.launch(
+        cfg, prior, s3, tracking_uri, run_name, artifact_dir=os.path.join(out_dir, "mlartifacts"), artifacts=artifacts
+    )
     result = launched.result
     m = result.metrics or {}
     print("\n== colorize run", run_name)
@@ -106,13 +113,18 @@ def warn_if_temporary(out_dir: str, storage_path: str, tracking_uri: str, cwd: O
     """Warn when results would live in a Ray job's unpacked ``--working-dir`` (``ray job submit``
     without ``--out``): Ray deletes it with the job's files. Returns what is affected."""
     cwd = cwd or os.getcwd()
-    found = outputs.temporary_outputs({"--out": out_dir, "train.storage_path": storage_path,
-                                       "tracking.uri": tracking_uri}, cwd)
+    found = outputs.temporary_outputs(
+        {"--out": out_dir, "train.storage_path": storage_path, "tracking.uri": tracking_uri}, cwd
+    )
     if found:
-        log.warning("%s %s inside this job's temporary working dir %s, which Ray deletes with the job: pass "
-                    "--out /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
-                    "tracking.uri to an MLflow server to keep the results",
-                    ", ".join(found), "is" if len(found) == 1 else "are", cwd)
+        log.warning(
+            "%s %s inside this job's temporary working dir %s, which Ray deletes with the job: pass "
+            "--out /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
+            "tracking.uri to an MLflow server to keep the results",
+            ", ".join(found),
+            "is" if len(found) == 1 else "are",
+            cwd,
+        )
     return found
 
 

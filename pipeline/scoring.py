@@ -42,8 +42,9 @@ def measure(pred: np.ndarray, truth: np.ndarray, prior: torch.Tensor, ssim: bool
     Pure (no shared state), so images can be measured in parallel and merged by ``Scorer``.
     """
     if pred.shape != truth.shape or pred.dtype != np.uint8 or truth.dtype != np.uint8 or pred.shape[-1] != 3:
-        raise ValueError(f"need two uint8 (H, W, 3) images of one size, got {pred.dtype}{pred.shape} "
-                         f"and {truth.dtype}{truth.shape}")
+        raise ValueError(
+            f"need two uint8 (H, W, 3) images of one size, got {pred.dtype}{pred.shape} and {truth.dtype}{truth.shape}"
+        )
     ab_p = torch.from_numpy(color.rgb_to_lab(pred)[..., 1:]).permute(2, 0, 1)[None]  # (1,2,H,W)
     ab_t = torch.from_numpy(color.rgb_to_lab(truth)[..., 1:]).permute(2, 0, 1)[None]
     bin_t = torch.from_numpy(color.rgb_to_bin(truth).astype(np.int64))  # (H, W)
@@ -119,8 +120,9 @@ def zhang_prior(reference_dir) -> np.ndarray:
     this project's grid: the prior the rebalanced metrics use, so figures compare with the paper's."""
     import os
 
-    return color.import_zhang_prior(os.path.join(reference_dir, "prior_probs.npy"),
-                                    os.path.join(reference_dir, "pts_in_hull.npy"))
+    return color.import_zhang_prior(
+        os.path.join(reference_dir, "prior_probs.npy"), os.path.join(reference_dir, "pts_in_hull.npy")
+    )
 
 
 def score_images(preds, truths, prior: np.ndarray, ssim: bool = True, threads: int = 1) -> Dict[str, float]:

@@ -62,8 +62,13 @@ def batch_from_lab(
     return _from_lab(L, ab, logits_stride, soft_k, soft_sigma)
 
 
-def step_batch(batch: Dict[str, torch.Tensor], logits_stride: int, soft_k: int = 5, soft_sigma: float = 5.0,
-               device: Optional[torch.device] = None) -> Dict[str, torch.Tensor]:
+def step_batch(
+    batch: Dict[str, torch.Tensor],
+    logits_stride: int,
+    soft_k: int = 5,
+    soft_sigma: float = 5.0,
+    device: Optional[torch.device] = None,
+) -> Dict[str, torch.Tensor]:
     """A step's tensors from a raw-image batch ({"rgb"}) or a prepared-shard batch ({"L", "ab"})."""
     if "rgb" in batch:
         return batch_from_rgb(batch["rgb"], logits_stride, soft_k, soft_sigma, device)
@@ -166,8 +171,18 @@ def g_step(
 
 
 def train_step(
-    G, D, opt_g, opt_d, batch, loss_cfg, class_weights, adv_scale: float = 1.0, amp: str = "auto",
-    grad_clip: Optional[float] = None, sync: bool = True, loss_scale: float = 1.0,
+    G,
+    D,
+    opt_g,
+    opt_d,
+    batch,
+    loss_cfg,
+    class_weights,
+    adv_scale: float = 1.0,
+    amp: str = "auto",
+    grad_clip: Optional[float] = None,
+    sync: bool = True,
+    loss_scale: float = 1.0,
 ) -> Dict[str, float]:
     """D step then G step on one batch, sharing a single forward of G (``loss_scale``: see d_step)."""
     G.train()
@@ -175,10 +190,36 @@ def train_step(
         out = G(batch["L"])
     stats = {}
     if loss_cfg.lambda_adv * adv_scale > 0:
-        stats.update(d_step(G, D, opt_d, batch, loss_cfg, fake_ab=out[1], amp=amp, grad_clip=grad_clip, sync=sync,
-                            loss_scale=loss_scale))
-    stats.update(g_step(G, D, opt_g, batch, loss_cfg, class_weights, out=out, adv_scale=adv_scale, amp=amp,
-                        grad_clip=grad_clip, sync=sync, loss_scale=loss_scale))
+        stats.update(
+            d_step(
+                G,
+                D,
+                opt_d,
+                batch,
+                loss_cfg,
+                fake_ab=out[1],
+                amp=amp,
+                grad_clip=grad_clip,
+                sync=sync,
+                loss_scale=loss_scale,
+            )
+        )
+    stats.update(
+        g_step(
+            G,
+            D,
+            opt_g,
+            batch,
+            loss_cfg,
+            class_weights,
+            out=out,
+            adv_scale=adv_scale,
+            amp=amp,
+            grad_clip=grad_clip,
+            sync=sync,
+            loss_scale=loss_scale,
+        )
+    )
     return stats
 
 

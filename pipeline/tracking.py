@@ -38,7 +38,9 @@ def _client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
-def start_or_resume_run(uri: str, experiment: str, run_name: str, params: Dict[str, Any], artifact_dir: Optional[str] = None) -> Optional[str]:
+def start_or_resume_run(
+    uri: str, experiment: str, run_name: str, params: Dict[str, Any], artifact_dir: Optional[str] = None
+) -> Optional[str]:
     """The MLflow run id for ``run_name`` in ``experiment``: the existing one (resume) or a new one
     with ``params`` logged. None (with a warning) when tracking is unreachable."""
     try:
@@ -65,8 +67,10 @@ def start_or_resume_run(uri: str, experiment: str, run_name: str, params: Dict[s
         return run.info.run_id
     except Exception as e:  # tracking must never stop training
         why = redact(str(e), uri)[:200]  # an HTTP error quotes the query without its host
-        warnings.warn(f"MLflow tracking unavailable at {redact(uri)}: {type(e).__name__}: {why}; "
-                      "training goes on untracked", stacklevel=2)
+        warnings.warn(
+            f"MLflow tracking unavailable at {redact(uri)}: {type(e).__name__}: {why}; training goes on untracked",
+            stacklevel=2,
+        )
         return None
 
 
@@ -102,7 +106,7 @@ class Tracker:
                 why = redact(str(e), self.uri)[:300]
                 msg = f"MLflow {what} failed ({type(e).__name__}: {why}); training goes on"
                 log.warning(msg)  # worker logs
-                warnings.warn(msg)
+                warnings.warn(msg, stacklevel=3)  # points at the caller of Tracker's method
             return None
 
     def metrics(self, values: Dict[str, float], step: int) -> None:

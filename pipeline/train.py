@@ -81,8 +81,9 @@ def _live_workers(has_batch: bool) -> int:
     return int(t.item())
 
 
-def even_batches(batches: Iterator[Dict[str, Any]], world: int, max_steps: Optional[int],
-                 filler: Callable[[], Dict[str, Any]]) -> Iterator[Tuple[Dict[str, Any], float]]:
+def even_batches(
+    batches: Iterator[Dict[str, Any]], world: int, max_steps: Optional[int], filler: Callable[[], Dict[str, Any]]
+) -> Iterator[Tuple[Dict[str, Any], float]]:
     """This worker's batches as (batch, loss_scale), in step with every other worker's.
 
     Ray Data splits rows without dropping any (``data.exact_split_data_config``), so workers may
@@ -155,17 +156,30 @@ def _resume(gan: builder.GAN, device, rank: int, tracker: Tracker) -> Tuple[int,
     return state["epoch"] + 1, state["step"]
 
 
-def train_epoch(gan: builder.GAN, cfg: ExperimentConfig, epoch: int, step: int, weights: torch.Tensor, device,
-                rank: int, world: int, tracker: Tracker) -> Tuple[int, int, List[str]]:
+def train_epoch(
+    gan: builder.GAN,
+    cfg: ExperimentConfig,
+    epoch: int,
+    step: int,
+    weights: torch.Tensor,
+    device,
+    rank: int,
+    world: int,
+    tracker: Tracker,
+) -> Tuple[int, int, List[str]]:
     """One pass over this worker's train shard -> (step after it, steps this epoch, ids trained on)."""
     shard = ray.train.get_dataset_shard("train")
-    rows = shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy",
-                              local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
-                              local_shuffle_seed=(cfg.data.seed * 1000 + epoch) * 1000 + rank)
+    rows = shard.iter_batches(
+        batch_size=cfg.train.batch_size,
+        batch_format="numpy",
+        local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
+        local_shuffle_seed=(cfg.data.seed * 1000 + epoch) * 1000 + rank,
+    )
     stride = unwrap(gan.G).logits_stride
     n, ids = 0, []
-    for batch, loss_scale in even_batches(map(to_tensors, rows), world, cfg.train.max_steps_per_epoch,
-                                          lambda: _filler(cfg.data.crop)):
+    for batch, loss_scale in even_batches(
+        map(to_tensors, rows), world, cfg.train.max_steps_per_epoch, lambda: _filler(cfg.data.crop)
+    ):
         if loss_scale:
             ids += batch["id"]
         b = steps.step_batch(batch, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
@@ -193,8 +207,10 @@ def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, de
     G.eval()
     # Every key exists on every rank, in the same order: the all-reduce below must match up even
     # when a rank's shard holds no validation rows.
-    sums = {k: torch.zeros((), dtype=torch.float64, device=device)
-            for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images")}
+    sums = {
+        k: torch.zeros((), dtype=torch.float64, device=device)
+        for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images")
+    }
     sums["err_hist"] = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64, device=device)
     sums["err_hist_rebal"] = torch.zeros_like(sums["err_hist"])
     kept: List[torch.Tensor] = []
@@ -231,8 +247,9 @@ def _accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], tr
     sums["images"] += len(truth_u8)
 
 
-def _report_epoch(gan: builder.GAN, val: Dict[str, float], epoch: int, step: int, epoch_steps: int,
-                  config: Dict[str, Any], rank: int) -> None:
+def _report_epoch(
+    gan: builder.GAN, val: Dict[str, float], epoch: int, step: int, epoch_steps: int, config: Dict[str, Any], rank: int
+) -> None:
     """``ray.train.report`` of the epoch's metrics with rank 0's checkpoint (every rank calls it)."""
     report = {f"val_{k}": v for k, v in val.items()}
     report.update({"epoch": epoch, "step": step, "train_steps_epoch": epoch_steps})
@@ -244,8 +261,15 @@ def _report_epoch(gan: builder.GAN, val: Dict[str, float], epoch: int, step: int
         ray.train.report(report, checkpoint=ck)
 
 
-def _log_epoch(tracker: Tracker, G: Generator, val: Dict[str, float], samples: Optional[torch.Tensor], epoch: int,
-               step: int, device) -> None:
+def _log_epoch(
+    tracker: Tracker,
+    G: Generator,
+    val: Dict[str, float],
+    samples: Optional[torch.Tensor],
+    epoch: int,
+    step: int,
+    device,
+) -> None:
     """Rank 0: the val metrics and a sample grid of ``G`` into MLflow."""
     if val["images"] == 0:
         log.warning("the validation set yielded no usable image: val metrics are NaN (check data.val / skipped counts)")
@@ -351,9 +375,16 @@ def storage_for(path: str, s3: storage.S3Settings):
     return os.path.abspath(path), None
 
 
-def build_trainer(cfg: ExperimentConfig, prior: np.ndarray, datasets: Dict[str, Any], run_name: str,
-                  tracking_uri: Optional[str], run_id: Optional[str], s3: storage.S3Settings,
-                  callbacks=None) -> TorchTrainer:
+def build_trainer(
+    cfg: ExperimentConfig,
+    prior: np.ndarray,
+    datasets: Dict[str, Any],
+    run_name: str,
+    tracking_uri: Optional[str],
+    run_id: Optional[str],
+    s3: storage.S3Settings,
+    callbacks=None,
+) -> TorchTrainer:
     storage_path, fs = storage_for(cfg.train.storage_path, s3)
     scaling_config = ScalingConfig(
         num_workers=cfg.train.num_workers,
@@ -369,8 +400,13 @@ def build_trainer(cfg: ExperimentConfig, prior: np.ndarray, datasets: Dict[str, 
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
         callbacks=callbacks,
     )
-    loop_config = {"cfg": cfg.to_dict(), "prior": [float(x) for x in prior], "tracking_uri": tracking_uri,
-                   "run_id": run_id, "s3": s3.to_dict()}
+    loop_config = {
+        "cfg": cfg.to_dict(),
+        "prior": [float(x) for x in prior],
+        "tracking_uri": tracking_uri,
+        "run_id": run_id,
+        "s3": s3.to_dict(),
+    }
     return TorchTrainer(
         train_loop_per_worker,
         dataset_config=data.exact_split_data_config(),
@@ -392,14 +428,24 @@ class Launched:
     skipped: Dict[str, int]
 
 
-def launch(cfg: ExperimentConfig, prior: np.ndarray, s3: storage.S3Settings, tracking_uri: str, run_name: str, *,
-           artifact_dir: Optional[str] = None, tags: Optional[Dict[str, Any]] = None,
-           artifacts: Sequence[Tuple[str, str]] = (), callbacks=None) -> Launched:
+def launch(
+    cfg: ExperimentConfig,
+    prior: np.ndarray,
+    s3: storage.S3Settings,
+    tracking_uri: str,
+    run_name: str,
+    *,
+    artifact_dir: Optional[str] = None,
+    tags: Optional[Dict[str, Any]] = None,
+    artifacts: Sequence[Tuple[str, str]] = (),
+    callbacks=None,
+) -> Launched:
     """One tracked Ray Train run: start (or resume, by name) its MLflow run with the flat config as
     params, add ``tags`` and ``artifacts`` ((local path, artifact folder) pairs), read the
     datasets, fit, record the skipped files, close the run as FINISHED or FAILED."""
-    run_id = tracking.start_or_resume_run(tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(),
-                                          artifact_dir=artifact_dir)
+    run_id = tracking.start_or_resume_run(
+        tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
+    )
     tracker = Tracker(tracking_uri, run_id)
     if tags:
         tracker.tags(tags)
@@ -407,8 +453,9 @@ def launch(cfg: ExperimentConfig, prior: np.ndarray, s3: storage.S3Settings, tra
         tracker.artifact(path, folder)
     train_ds, val_ds, skips, info = data.training_datasets(cfg.data, s3, cpus_per_task=cpus_per_data_task(cfg))
     tracker.tags({k: str(v) for k, v in info.items()})
-    trainer = build_trainer(cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id, s3,
-                            callbacks=callbacks)
+    trainer = build_trainer(
+        cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id, s3, callbacks=callbacks
+    )
     result = trainer.fit()
     skipped = ray.get(skips.counts.remote())
     tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)

@@ -186,6 +186,7 @@ def training_batch(
 
 # ----------------------------------------------------------------------------- prepared shards
 
+
 def encode_lab(rgb: np.ndarray):
     """uint8 (H, W, 3) -> (L uint8 (H, W), ab int8 (H, W, 2), bin uint16 (H, W)): the stored form
     (``color.L_to_u8``, ``color.ab_to_i8``)."""
@@ -232,6 +233,9 @@ def shard_crops(batch: dict, crop: int, train: bool, flip: bool = True, seed: Op
         abs_.append(geometry.apply_window(np.frombuffer(batch["ab"][i], np.int8).reshape(h, w, 2), crop, window))
         ids.append(str(batch["id"][i]))
     if not Ls:
-        return {"L": np.zeros((0, crop, crop), np.uint8), "ab": np.zeros((0, crop, crop, 2), np.int8),
-                "id": np.array([], dtype=object)}
+        return {
+            "L": np.zeros((0, crop, crop), np.uint8),
+            "ab": np.zeros((0, crop, crop, 2), np.int8),
+            "id": np.array([], dtype=object),
+        }
     return {"L": np.stack(Ls), "ab": np.stack(abs_), "id": np.array(ids, dtype=object)}

@@ -36,11 +36,12 @@ def load_space(path: Optional[str] = None, base: Optional[ExperimentConfig] = No
             raise ConfigError(f"search space: {key}.{form} needs a list, got {args!r}")
         if form in ("loguniform", "uniform", "randint"):
             if len(args) != 2 or not all(_finite_number(a) for a in args) or not args[0] < args[1]:
-                raise ConfigError(f"search space: {key}.{form} needs [low, high]: finite numbers with low < high, "
-                                  f"got {args!r}")
+                raise ConfigError(
+                    f"search space: {key}.{form} needs [low, high]: finite numbers with low < high, got {args!r}"
+                )
             if form == "loguniform" and args[0] <= 0:
                 raise ConfigError(f"search space: {key}.loguniform needs low > 0, got {args[0]}")
-        for value in (args if form == "choice" else args[:2]):
+        for value in args if form == "choice" else args[:2]:
             base.replace({key: value})  # raises ConfigError naming the key if a bound is invalid
     return spec
 
@@ -56,6 +57,10 @@ def to_tune(spec: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     out = {}
     for key, dist in spec.items():
         form, args = next(iter(dist.items()))
-        out[key] = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
-                    "choice": lambda a: tune.choice(a), "randint": lambda a: tune.randint(*a)}[form](args)
+        out[key] = {
+            "loguniform": lambda a: tune.loguniform(*a),
+            "uniform": lambda a: tune.uniform(*a),
+            "choice": lambda a: tune.choice(a),
+            "randint": lambda a: tune.randint(*a),
+        }[form](args)
     return out

@@ -36,17 +36,20 @@ PARENT_TAG = "colorize.sweep"
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize tune`` arguments."""
     p.add_argument("--config", default=None, help="base config YAML (as for pipeline/run.py)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a base config value (repeatable)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a base config value (repeatable)"
+    )
     p.add_argument("--space", default=None, help="search space YAML (default: tune/space.yaml)")
     p.add_argument("--num-samples", type=int, default=8, help="trials to sample (default 8)")
     p.add_argument("--max-concurrent", type=int, default=1, help="trials running at once (default 1)")
-    p.add_argument("--gpus-per-trial", type=int, default=0,
-                   help="GPU workers per trial (sets train.num_workers, use_gpu)")
+    p.add_argument(
+        "--gpus-per-trial", type=int, default=0, help="GPU workers per trial (sets train.num_workers, use_gpu)"
+    )
     p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)")
     p.add_argument("--name", default=None, help="sweep name; the same name again resumes it")
-    p.add_argument("--out", default="out/tune",
-                   help="local folder: best_config.yaml, ASHA decisions, default MLflow store")
+    p.add_argument(
+        "--out", default="out/tune", help="local folder: best_config.yaml, ASHA decisions, default MLflow store"
+    )
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
 
 
@@ -58,18 +61,27 @@ def _asha(max_t: int, grace: int, decisions_path: str):
 
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)
-            rec = {"trial": trial.trial_id, "iteration": result.get("training_iteration"),
-                   "objective": result.get(METRIC), "decision": decision}
+            rec = {
+                "trial": trial.trial_id,
+                "iteration": result.get("training_iteration"),
+                "objective": result.get(METRIC),
+                "decision": decision,
+            }
             if decision != "CONTINUE":
-                log.warning("ASHA: trial %s stopped at epoch %s (objective %.3f below its rung)",
-                            trial.trial_id, rec["iteration"], rec["objective"] or float("nan"))
+                log.warning(
+                    "ASHA: trial %s stopped at epoch %s (objective %.3f below its rung)",
+                    trial.trial_id,
+                    rec["iteration"],
+                    rec["objective"] or float("nan"),
+                )
             os.makedirs(os.path.dirname(decisions_path), exist_ok=True)
             with open(decisions_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             return decision
 
-    return LoggedASHA(time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=max_t,
-                      grace_period=grace, reduction_factor=2)
+    return LoggedASHA(
+        time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=max_t, grace_period=grace, reduction_factor=2
+    )
 
 
 def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -> None:
@@ -89,8 +101,16 @@ def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -
     s3 = storage.S3Settings.from_dict(meta["s3"])
     done_before = _last_epoch(cfg, s3) >= cfg.train.epochs - 1
     tags = {"mlflow.parentRunId": meta["parent_run_id"], "colorize.trial_id": trial_id, PARENT_TAG: meta["name"]}
-    launched = train.launch(cfg, np.asarray(meta["prior"]), s3, meta["tracking_uri"], run_name,
-                            artifact_dir=meta["artifact_dir"], tags=tags, callbacks=[TuneReportCallback()])
+    launched = train.launch(
+        cfg,
+        np.asarray(meta["prior"]),
+        s3,
+        meta["tracking_uri"],
+        run_name,
+        artifact_dir=meta["artifact_dir"],
+        tags=tags,
+        callbacks=[TuneReportCallback()],
+    )
     result = launched.result
     if result.error is not None:
         raise RuntimeError(f"trial {trial_id} failed: {result.error}")
@@ -107,8 +127,10 @@ def sweep_state(base: ExperimentConfig, tracking_uri: str, **rest: Any) -> Tuple
     from pipeline import storage
 
     real = base.to_dict()
-    shown = {section: {k: storage.redact(v) if isinstance(v, str) else v for k, v in values.items()}
-             for section, values in real.items()}
+    shown = {
+        section: {k: storage.redact(v) if isinstance(v, str) else v for k, v in values.items()}
+        for section, values in real.items()
+    }
     state = {**rest, "base": shown, "tracking_uri": storage.redact(tracking_uri)}
     return state, {"base": real, "tracking_uri": tracking_uri}
 
@@ -161,34 +183,53 @@ def run(args) -> int:
     data.ensure_ray(args.address)
     sweep_params = {f"space.{k}": json.dumps(v) for k, v in spec.items()}
     sweep_params |= {"sweep.num_samples": args.num_samples, "sweep.max_concurrent": args.max_concurrent}
-    parent_id = tracking.start_or_resume_run(tracking_uri, base.tracking.experiment, name, sweep_params,
-                                             artifact_dir=os.path.join(out_dir, "mlartifacts"))
+    parent_id = tracking.start_or_resume_run(
+        tracking_uri, base.tracking.experiment, name, sweep_params, artifact_dir=os.path.join(out_dir, "mlartifacts")
+    )
     if parent_id is None:
-        raise storage.StorageError(f"MLflow is unreachable at {storage.redact(tracking_uri)}: "
-                                   "a sweep needs its parent run")
+        raise storage.StorageError(
+            f"MLflow is unreachable at {storage.redact(tracking_uri)}: a sweep needs its parent run"
+        )
     tracking.Tracker(tracking_uri, parent_id).tags({PARENT_TAG: name, "colorize.kind": "sweep"})
-    state, private = sweep_state(base, tracking_uri, name=name, prior=[float(x) for x in prior],
-                                 parent_run_id=parent_id, artifact_dir=os.path.join(out_dir, "mlartifacts"),
-                                 s3=s3.to_dict())
+    state, private = sweep_state(
+        base,
+        tracking_uri,
+        name=name,
+        prior=[float(x) for x in prior],
+        parent_run_id=parent_id,
+        artifact_dir=os.path.join(out_dir, "mlartifacts"),
+        s3=s3.to_dict(),
+    )
     param_space = space.to_tune(spec) | {"_sweep": state}
     # The trial function only drives its TorchTrainer, which asks for its own workers: a sliver of CPU.
     # with_parameters keeps `private` in the object store only: it is never written with Tune's state.
     trainable = tune.with_resources(tune.with_parameters(trial_fn, private=private), {"CPU": 0.1})
-    reporter = CLIReporter(parameter_columns=list(spec),
-                           metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
-                           max_report_frequency=15)
+    reporter = CLIReporter(
+        parameter_columns=list(spec),
+        metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
+        max_report_frequency=15,
+    )
     if sweep_dir and tune.Tuner.can_restore(sweep_dir):
         print(f"colorize tune: resuming sweep {name} from {sweep_dir}")
-        tuner = tune.Tuner.restore(sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True,
-                                   param_space=param_space)
+        tuner = tune.Tuner.restore(
+            sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
     else:
         tuner = tune.Tuner(
             trainable,
             param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=args.num_samples, max_concurrent_trials=args.max_concurrent,
-                                        scheduler=_asha(base.train.epochs, args.grace_period, decisions)),
-            run_config=tune.RunConfig(name=name, storage_path=storage_path, progress_reporter=reporter, verbose=2,
-                                      failure_config=tune.FailureConfig(max_failures=1)),
+            tune_config=tune.TuneConfig(
+                num_samples=args.num_samples,
+                max_concurrent_trials=args.max_concurrent,
+                scheduler=_asha(base.train.epochs, args.grace_period, decisions),
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage_path,
+                progress_reporter=reporter,
+                verbose=2,
+                failure_config=tune.FailureConfig(max_failures=1),
+            ),
         )
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
@@ -202,21 +243,29 @@ def run(args) -> int:
     os.makedirs(os.path.join(out_dir, name), exist_ok=True)
     best_path = os.path.join(out_dir, name, "best_config.yaml")
     with open(best_path, "w") as f:
-        f.write(f"# best trial of sweep {name}: {METRIC} = {best.metrics[METRIC]:.3f} "
-                f"(val_auc_rebalanced {best.metrics.get('val_auc_rebalanced', float('nan')):.2f}, "
-                f"val_cf_gap {best.metrics.get('val_cf_gap', float('nan')):.2f})\n")
+        f.write(
+            f"# best trial of sweep {name}: {METRIC} = {best.metrics[METRIC]:.3f} "
+            f"(val_auc_rebalanced {best.metrics.get('val_auc_rebalanced', float('nan')):.2f}, "
+            f"val_cf_gap {best.metrics.get('val_cf_gap', float('nan')):.2f})\n"
+        )
         f.write(storage.redact(config_mod.dump(best_cfg)))  # credentials come from the environment, never a file
     client = mlflow.tracking.MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(base.tracking.experiment)
-    children = {r.data.tags.get("colorize.trial_id"): r.info.run_id
-                for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'")}
+    children = {
+        r.data.tags.get("colorize.trial_id"): r.info.run_id
+        for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'")
+    }
     for r in results:  # Tune ends a trial at max_t or an ASHA stop by killing it: close its run here
         tid = (r.metrics or {}).get("trial_id")
         if tid in children:
             epochs = (r.metrics or {}).get("training_iteration", 0)
             child_tracker = tracking.Tracker(tracking_uri, children[tid])
-            child_tracker.tags({"colorize.epochs_trained": epochs,
-                                "colorize.stopped_early": str(r.error is None and epochs < base.train.epochs).lower()})
+            child_tracker.tags(
+                {
+                    "colorize.epochs_trained": epochs,
+                    "colorize.stopped_early": str(r.error is None and epochs < base.train.epochs).lower(),
+                }
+            )
             child_tracker.finish("FAILED" if r.error is not None else "FINISHED")
     best_trial = best.metrics.get("trial_id")
     child = [children[best_trial]] if best_trial in children else []
@@ -232,13 +281,16 @@ def run(args) -> int:
     parent.finish("FINISHED")
     print(f"\n== colorize tune {name}: {len(ok)} trials finished, {len(errors)} failed")
     for r in sorted(ok, key=lambda r: -r.metrics[METRIC]):
-        params = ", ".join(f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}"
-                           for k in spec)
+        params = ", ".join(
+            f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}" for k in spec
+        )
         m = r.metrics
-        print(f"  {m.get('trial_id')}: {METRIC}={m[METRIC]:.3f} "
-              f"(auc_rebal {m.get('val_auc_rebalanced', float('nan')):.2f}, "
-              f"cf_gap {m.get('val_cf_gap', float('nan')):.2f}, "
-              f"epochs {m.get('training_iteration')}) {params}")
+        print(
+            f"  {m.get('trial_id')}: {METRIC}={m[METRIC]:.3f} "
+            f"(auc_rebal {m.get('val_auc_rebalanced', float('nan')):.2f}, "
+            f"cf_gap {m.get('val_cf_gap', float('nan')):.2f}, "
+            f"epochs {m.get('training_iteration')}) {params}"
+        )
     print(f"best config: {best_path}  (python pipeline/run.py --config {best_path})")
     print(f"MLflow: {storage.redact(tracking_uri)} (parent run {parent_id})")
     return 0

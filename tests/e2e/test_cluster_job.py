@@ -20,14 +20,41 @@ def two_nodes(tmp_path):
 
 def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    sets = ["model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2", "data.resize=48", "data.crop=32",
-            "train.batch_size=2", "train.epochs=2", "train.num_workers=2", "train.cpus_per_worker=1",
-            "train.placement_strategy=STRICT_SPREAD", f"train.storage_path={runs}", "train.run_name=mn",
-            "tracking.sample_images=2", "data.val_fraction=0.4"]
+    sets = [
+        "model.preset=tiny",
+        "model.d_base_channels=8",
+        "model.d_layers=2",
+        "data.resize=48",
+        "data.crop=32",
+        "train.batch_size=2",
+        "train.epochs=2",
+        "train.num_workers=2",
+        "train.cpus_per_worker=1",
+        "train.placement_strategy=STRICT_SPREAD",
+        f"train.storage_path={runs}",
+        "train.run_name=mn",
+        "tracking.sample_images=2",
+        "data.val_fraction=0.4",
+    ]
     job_id = "colorize-two-nodes"
-    cmd = [RAY, "job", "submit", "--address", two_nodes.dashboard, "--working-dir", str(ROOT),
-           "--runtime-env", str(ROOT / "cluster" / "runtime_env.yaml"), "--submission-id", job_id, "--",
-           "python", "pipeline/run.py", "--out", str(out)]
+    cmd = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        two_nodes.dashboard,
+        "--working-dir",
+        str(ROOT),
+        "--runtime-env",
+        str(ROOT / "cluster" / "runtime_env.yaml"),
+        "--submission-id",
+        job_id,
+        "--",
+        "python",
+        "pipeline/run.py",
+        "--out",
+        str(out),
+    ]
     for s in sets:
         cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=node_env())

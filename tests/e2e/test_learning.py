@@ -25,12 +25,14 @@ def photos():
 
 def train(photos, rebalance: bool, steps_n: int = 100):
     torch.manual_seed(0)
-    cfg = ExperimentConfig.from_dict({
-        "model": {"preset": "tiny", "dropout": 0.0, "d_base_channels": 8, "d_layers": 2},
-        "loss": {"rebalance": rebalance, "lambda_adv": 0.0},
-        "optim": {"lr_g": 3e-3, "beta1": 0.9, "beta2": 0.99},
-        "train": {"ema_decay": 0.0},  # judge G's own weights
-    })
+    cfg = ExperimentConfig.from_dict(
+        {
+            "model": {"preset": "tiny", "dropout": 0.0, "d_base_channels": 8, "d_layers": 2},
+            "loss": {"rebalance": rebalance, "lambda_adv": 0.0},
+            "optim": {"lr_g": 3e-3, "beta1": 0.9, "beta2": 0.99},
+            "train": {"ema_decay": 0.0},  # judge G's own weights
+        }
+    )
     gan = builder.build(cfg, torch.device("cpu"))
     G = gan.G
     prior = priors.load_prior(str(ROOT / "prior_probs.npy"))

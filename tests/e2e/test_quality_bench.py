@@ -20,8 +20,26 @@ def test_quality_protocol_smoke(tmp_path, reference):
     import quality
 
     out = tmp_path / "q"
-    quality.main(["--budget", "1", "--limit", "3", "--batch", "2", "--preset", "tiny", "--ngf", "8",
-                  "--models", "grey,ours,pix2pix", "--reference", str(reference), "--out", str(out)])
+    quality.main(
+        [
+            "--budget",
+            "1",
+            "--limit",
+            "3",
+            "--batch",
+            "2",
+            "--preset",
+            "tiny",
+            "--ngf",
+            "8",
+            "--models",
+            "grey,ours,pix2pix",
+            "--reference",
+            str(reference),
+            "--out",
+            str(out),
+        ]
+    )
     doc = json.loads((out / "metrics.json").read_text())
     res = doc["results"]
     assert set(res) == {"grey", "ours", "pix2pix"}

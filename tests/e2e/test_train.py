@@ -70,8 +70,11 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
 def _train_workers():
     import psutil
 
-    return {p.pid: p for p in psutil.process_iter(["cmdline"])
-            if any("RayTrainWorker" in c for c in (p.info["cmdline"] or []))}
+    return {
+        p.pid: p
+        for p in psutil.process_iter(["cmdline"])
+        if any("RayTrainWorker" in c for c in (p.info["cmdline"] or []))
+    }
 
 
 def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict, before: set):
@@ -91,8 +94,9 @@ def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict, be
 def test_lost_worker_restores_from_checkpoint(ray_local, tmp_path):
     done = {}
     before = set(_train_workers())
-    t = threading.Thread(target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done, before),
-                         daemon=True)
+    t = threading.Thread(
+        target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done, before), daemon=True
+    )
     t.start()
     # batch 1: several steps per epoch, so the kill lands in training rather than in a report
     rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1", "train.batch_size=1"))

@@ -22,12 +22,33 @@ SAMPLES = 3
 
 
 def sweep_cmd(tmp, photos):
-    sets = ["model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2", "data.resize=48", "data.crop=32",
-            "train.batch_size=4", "train.num_workers=1", "train.cpus_per_worker=0.5", f"train.epochs={EPOCHS}",
-            f"data.train={photos}", "data.val_fraction=0.3", f"train.storage_path={tmp / 'runs'}",
-            "tracking.sample_images=1"]
-    cmd = [sys.executable, "-m", "pipeline.cli", "tune", "--num-samples", str(SAMPLES), "--name", "sw",
-           "--out", str(tmp / "out")]
+    sets = [
+        "model.preset=tiny",
+        "model.d_base_channels=8",
+        "model.d_layers=2",
+        "data.resize=48",
+        "data.crop=32",
+        "train.batch_size=4",
+        "train.num_workers=1",
+        "train.cpus_per_worker=0.5",
+        f"train.epochs={EPOCHS}",
+        f"data.train={photos}",
+        "data.val_fraction=0.3",
+        f"train.storage_path={tmp / 'runs'}",
+        "tracking.sample_images=1",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "tune",
+        "--num-samples",
+        str(SAMPLES),
+        "--name",
+        "sw",
+        "--out",
+        str(tmp / "out"),
+    ]
     for s in sets:
         cmd += ["--set", s]
     return cmd
@@ -93,8 +114,9 @@ def test_sweep_killed_restored_and_recorded(tmp_path):
     client = MlflowClient(f"sqlite:///{db}")
     exp = client.get_experiment_by_name("colorize")
     (parent,) = client.search_runs([exp.experiment_id], filter_string="tags.`colorize.kind` = 'sweep'")
-    children = client.search_runs([exp.experiment_id],
-                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
     assert len({c.data.tags["colorize.trial_id"] for c in children}) == SAMPLES == len(children)
     assert all(c.info.status == "FINISHED" for c in children)
     decisions_log = tmp_path / "out" / "sw" / "scheduler_decisions.jsonl"

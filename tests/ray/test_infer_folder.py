@@ -13,8 +13,19 @@ def test_folder_on_ray_skips_bad_files_and_keeps_names(ckpt, tmp_path, ray_local
     (photos / "sub").mkdir()
     Image.fromarray(corpus.photo(9, 33, 21)).save(photos / "sub" / "deep.tif")
     out = tmp_path / "out"
-    argv = ["infer", "--model", str(ckpt), "--input", str(photos), "--output", str(out),
-            "--size", "32", "--workers", "1"]
+    argv = [
+        "infer",
+        "--model",
+        str(ckpt),
+        "--input",
+        str(photos),
+        "--output",
+        str(out),
+        "--size",
+        "32",
+        "--workers",
+        "1",
+    ]
     assert cli.main(argv) == 0
     text = capsys.readouterr().out
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())

@@ -30,8 +30,12 @@ def test_list_with_dotdot_lines_collisions_and_reruns(ckpt, tmp_path, ray_local,
     originals = {p: p.read_bytes() for p in _files(x)}
     # absolute lines, one climbing out of data/ (it used to be named ../victim/keep.jpg: written over
     # the original), the same file again by another spelling, and a relative line
-    (x / "list.txt").write_text("\n".join([str(data / "a.png"), str(data / "a.tif"), f"{data}/../victim/keep.jpg",
-                                           "data/b.jpg", f"{data}/./b.jpg"]) + "\n")
+    (x / "list.txt").write_text(
+        "\n".join(
+            [str(data / "a.png"), str(data / "a.tif"), f"{data}/../victim/keep.jpg", "data/b.jpg", f"{data}/./b.jpg"]
+        )
+        + "\n"
+    )
     run = ["infer", "--model", str(ckpt), "--input", str(x / "list.txt"), "--size", "16", "--workers", "1"]
 
     assert cli.main([*run, "--output", str(res)]) == 0
@@ -64,8 +68,18 @@ def test_output_equal_to_the_input_folder_is_refused(ckpt, tmp_path, ray_local, 
     for output in (data, tmp_path / "link"):
         if output.name == "link":
             output.symlink_to(data)  # the same folder under another name
-        argv = ["infer", "--model", str(ckpt), "--input", str(data), "--output", str(output), "--size", "16",
-                "--overwrite"]
+        argv = [
+            "infer",
+            "--model",
+            str(ckpt),
+            "--input",
+            str(data),
+            "--output",
+            str(output),
+            "--size",
+            "16",
+            "--overwrite",
+        ]
         assert cli.main(argv) == 2
         assert "is the input folder" in capsys.readouterr().err
         assert {p: p.read_bytes() for p in _files(data)} == originals

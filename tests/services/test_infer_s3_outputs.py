@@ -25,10 +25,24 @@ def test_s3_names_stay_in_their_bucket(ckpt, ray_local, s3_server, s3_client, ca
     s3_client.put_object(Bucket="photos", Key="in/b.tif", Body=_png(2))
     victim = _png(3)  # a photo: the old code read it through the climbing name and wrote its result over it
     s3_client.put_object(Bucket="evil", Key="ESCAPED.png", Body=victim)
-    s3_client.put_object(Bucket="photos", Key="in/list.txt",
-                         Body=b"a.png\nb.tif\ns3://photos/in/../../evil/ESCAPED.png\n")
-    argv = ["infer", "--model", str(ckpt), "--input", "s3://photos/in/list.txt", "--output", "s3://photos/out",
-            "--size", "16", "--workers", "1", "--s3-endpoint", s3_server]
+    s3_client.put_object(
+        Bucket="photos", Key="in/list.txt", Body=b"a.png\nb.tif\ns3://photos/in/../../evil/ESCAPED.png\n"
+    )
+    argv = [
+        "infer",
+        "--model",
+        str(ckpt),
+        "--input",
+        "s3://photos/in/list.txt",
+        "--output",
+        "s3://photos/out",
+        "--size",
+        "16",
+        "--workers",
+        "1",
+        "--s3-endpoint",
+        s3_server,
+    ]
 
     assert cli.main(argv) == 0
     text = capsys.readouterr().out

@@ -64,7 +64,7 @@ def bad_files(h: int = 48, w: int = 64) -> Dict[str, str]:
     """name -> bytes of inputs that must be skipped, and the reason each one is skipped for."""
     jpeg = encode(Image.fromarray(photo(20, 256, 256)), "JPEG", quality=90)
     grey = Image.fromarray(photo(21, h, w)).convert("L")
-    grey16 = (np.asarray(grey).astype(np.uint16) * 257)
+    grey16 = np.asarray(grey).astype(np.uint16) * 257
     return {
         "bad_empty.jpg": (b"", "empty"),
         "bad_text.jpg": (b"this is not an image\n" * 10, "not_image"),

@@ -37,13 +37,28 @@ def _node_args(worker_port_base: int, temp_dir: str) -> List[str]:
     the other node's processes reading it."""
     nm, om, al, ag, me, re = _ports(6)
     return [
-        "--temp-dir", temp_dir,
-        "--node-ip-address", "127.0.0.1",
-        "--node-manager-port", str(nm), "--object-manager-port", str(om),
-        "--dashboard-agent-listen-port", str(al), "--dashboard-agent-grpc-port", str(ag),
-        "--metrics-export-port", str(me), "--runtime-env-agent-port", str(re),
-        "--min-worker-port", str(worker_port_base), "--max-worker-port", str(worker_port_base + 999),
-        "--disable-usage-stats", "--block",
+        "--temp-dir",
+        temp_dir,
+        "--node-ip-address",
+        "127.0.0.1",
+        "--node-manager-port",
+        str(nm),
+        "--object-manager-port",
+        str(om),
+        "--dashboard-agent-listen-port",
+        str(al),
+        "--dashboard-agent-grpc-port",
+        str(ag),
+        "--metrics-export-port",
+        str(me),
+        "--runtime-env-agent-port",
+        str(re),
+        "--min-worker-port",
+        str(worker_port_base),
+        "--max-worker-port",
+        str(worker_port_base + 999),
+        "--disable-usage-stats",
+        "--block",
     ]
 
 
@@ -66,16 +81,30 @@ class TwoNodeCluster:
 
     def _start(self, args: List[str], log: str) -> subprocess.Popen:
         out = open(self.tmp / log, "wb")
-        p = subprocess.Popen([RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=node_env(),
-                             start_new_session=True)
+        p = subprocess.Popen(
+            [RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=node_env(), start_new_session=True
+        )
         self.procs.append(p)
         return p
 
     def start(self) -> TwoNodeCluster:
         head = self._start(
-            ["--head", "--port", str(self.gcs_port), "--num-cpus", str(self.cpus), "--include-dashboard", "true",
-             "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
-             "--ray-client-server-port", str(self.client_port), *_node_args(20000, self.temp_dirs[0])],
+            [
+                "--head",
+                "--port",
+                str(self.gcs_port),
+                "--num-cpus",
+                str(self.cpus),
+                "--include-dashboard",
+                "true",
+                "--dashboard-host",
+                "127.0.0.1",
+                "--dashboard-port",
+                str(self.dashboard_port),
+                "--ray-client-server-port",
+                str(self.client_port),
+                *_node_args(20000, self.temp_dirs[0]),
+            ],
             "head.log",
         )
         wait_for_port(self.dashboard_port, 90, head)
@@ -89,8 +118,9 @@ class TwoNodeCluster:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"ray node exited: {(self.tmp / 'worker.log').read_text()[-2000:]}")
-            r = subprocess.run([RAY, "status", "--address", self.address], capture_output=True, text=True,
-                               env=node_env())
+            r = subprocess.run(
+                [RAY, "status", "--address", self.address], capture_output=True, text=True, env=node_env()
+            )
             if r.returncode == 0 and r.stdout.count("node_") >= n:
                 return
             time.sleep(1)

@@ -9,9 +9,16 @@ from typing import List
 from support import corpus
 
 TINY = [
-    "model.preset=tiny", "model.d_base_channels=8", "model.d_layers=2",
-    "data.resize=48", "data.crop=32", "train.batch_size=2", "train.num_workers=2",
-    "train.cpus_per_worker=0.5", "tracking.sample_images=2", "train.log_every=1",
+    "model.preset=tiny",
+    "model.d_base_channels=8",
+    "model.d_layers=2",
+    "data.resize=48",
+    "data.crop=32",
+    "train.batch_size=2",
+    "train.num_workers=2",
+    "train.cpus_per_worker=0.5",
+    "tracking.sample_images=2",
+    "train.log_every=1",
 ]
 
 
@@ -24,8 +31,14 @@ def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
         for i, data in enumerate(corpus.good_files(4).values()):
             (val / f"v{i}.png").write_bytes(data)
     out = []
-    for s in [*TINY, f"data.train={photos}", f"data.val={val}", f"train.storage_path={tmp / 'runs'}",
-              f"train.run_name={name}", *extra]:
+    for s in [
+        *TINY,
+        f"data.train={photos}",
+        f"data.val={val}",
+        f"train.storage_path={tmp / 'runs'}",
+        f"train.run_name={name}",
+        *extra,
+    ]:
         out += ["--set", s]
     return [*out, "--out", str(tmp / "out")]
 

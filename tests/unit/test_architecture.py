@@ -16,8 +16,15 @@ from support import ROOT
 
 PACKAGES = ("pipeline", "models", "tune")
 # Modules that may `import ray` (the Ray I/O layer and the Ray jobs); everything else runs without it.
-RAY_ALLOWED = {"pipeline.data", "pipeline.shards", "pipeline.priors", "pipeline.prepare", "pipeline.train",
-               "pipeline.run", "pipeline.infer"}
+RAY_ALLOWED = {
+    "pipeline.data",
+    "pipeline.shards",
+    "pipeline.priors",
+    "pipeline.prepare",
+    "pipeline.train",
+    "pipeline.run",
+    "pipeline.infer",
+}
 RAY_ALLOWED_PACKAGES = ("tune",)
 
 
@@ -153,20 +160,33 @@ def graph():
 def test_no_import_cycles(graph):
     edges, raw = graph
     cycles = find_cycles(edges)
-    described = ["  " + " -> ".join(c) + "\n" + "\n".join(f"      {_where(raw, a, b)}" for a, b in pairwise(c))
-                 for c in cycles]
+    described = [
+        "  " + " -> ".join(c) + "\n" + "\n".join(f"      {_where(raw, a, b)}" for a, b in pairwise(c)) for c in cycles
+    ]
     assert not cycles, "import cycles (function-local imports included):\n" + "\n".join(described)
 
 
 def models_importing_pipeline(raw) -> List[str]:
-    return sorted({f"{mod}:{line} imports {name}" for mod, names in raw.items() if mod.split(".")[0] == "models"
-                   for name, line in names if name.split(".")[0] == "pipeline"})
+    return sorted(
+        {
+            f"{mod}:{line} imports {name}"
+            for mod, names in raw.items()
+            if mod.split(".")[0] == "models"
+            for name, line in names
+            if name.split(".")[0] == "pipeline"
+        }
+    )
 
 
 def ray_outside_glue(raw) -> List[str]:
-    return sorted({f"{mod}:{line}" for mod, names in raw.items() for name, line in names
-                   if name.split(".")[0] == "ray" and mod not in RAY_ALLOWED
-                   and mod.split(".")[0] not in RAY_ALLOWED_PACKAGES})
+    return sorted(
+        {
+            f"{mod}:{line}"
+            for mod, names in raw.items()
+            for name, line in names
+            if name.split(".")[0] == "ray" and mod not in RAY_ALLOWED and mod.split(".")[0] not in RAY_ALLOWED_PACKAGES
+        }
+    )
 
 
 def test_models_import_nothing_from_pipeline(graph):
@@ -187,15 +207,18 @@ def _write(root: Path, files: Dict[str, str]) -> Path:
 
 
 def test_the_checks_find_a_planted_cycle_and_ignore_what_is_not_one(tmp_path):
-    root = _write(tmp_path, {
-        "pkg/__init__.py": "from pkg import a\n",
-        "pkg/a.py": "from pkg import b\nimport os\n",
-        "pkg/b.py": "import numpy\n\ndef later():\n    from pkg.c import thing  # a cycle hidden in a function\n",
-        "pkg/c.py": "from . import a\nthing = 1\n",
-        "pkg/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\n",
-        "pkg/e.py": "import pkg.d\n",  # only a type-checking edge back: not a cycle
-        "pkg/sub/__init__.py": "from .. import e\n",
-    })
+    root = _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from pkg import a\n",
+            "pkg/a.py": "from pkg import b\nimport os\n",
+            "pkg/b.py": "import numpy\n\ndef later():\n    from pkg.c import thing  # a cycle hidden in a function\n",
+            "pkg/c.py": "from . import a\nthing = 1\n",
+            "pkg/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\n",
+            "pkg/e.py": "import pkg.d\n",  # only a type-checking edge back: not a cycle
+            "pkg/sub/__init__.py": "from .. import e\n",
+        },
+    )
     edges, _ = import_graph(root, ("pkg",))
     assert edges["pkg.c"] == {"pkg.a"} and edges["pkg.sub"] == {"pkg.e"} and edges["pkg.d"] == set()
     assert find_cycles(edges) == [["pkg.a", "pkg.b", "pkg.c", "pkg.a"]]
@@ -203,15 +226,18 @@ def test_the_checks_find_a_planted_cycle_and_ignore_what_is_not_one(tmp_path):
 
 
 def test_the_checks_find_a_planted_upward_import_and_a_stray_ray(tmp_path):
-    root = _write(tmp_path, {
-        "models/__init__.py": "",
-        "models/net.py": "def bins():\n    from pipeline.color import ab_bins\n    return ab_bins()\n",
-        "pipeline/__init__.py": "",
-        "pipeline/color.py": "import numpy\n",
-        "pipeline/data.py": "import ray\n",  # allowed
-        "pipeline/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
-        "tune/sweep.py": "import ray.tune\n",  # allowed
-    })
+    root = _write(
+        tmp_path,
+        {
+            "models/__init__.py": "",
+            "models/net.py": "def bins():\n    from pipeline.color import ab_bins\n    return ab_bins()\n",
+            "pipeline/__init__.py": "",
+            "pipeline/color.py": "import numpy\n",
+            "pipeline/data.py": "import ray\n",  # allowed
+            "pipeline/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
+            "tune/sweep.py": "import ray.tune\n",  # allowed
+        },
+    )
     _, raw = import_graph(root)
     assert models_importing_pipeline(raw) == ["models.net:2 imports pipeline.color.ab_bins"]
     assert ray_outside_glue(raw) == ["pipeline.scoring:2"]

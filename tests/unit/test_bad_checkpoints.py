@@ -71,14 +71,23 @@ def _weights_of_another_shape(d):
     torch.save(state, d / "state.pt")
 
 
-@pytest.mark.parametrize("spoil, why", [
-    (_garbage, ("refused unread", "not a PyTorch checkpoint file")),
-    (_malicious_pickle, "refused unread"), (_malicious_torch_zip, "refused unread"),
-    (_empty, "empty file"), (_text, "not a PyTorch checkpoint file"), (_not_a_dict, "no 'generator' weights"),
-    (_no_config, "no config.json"), (_config_not_json, "unreadable JSON"), (_config_a_list, "not an object"),
-    (_config_bad_value, "config.json: model.depth must be in"),
-    (_meta_garbage, "unreadable JSON"), (_weights_of_another_shape, "weights do not fit"),
-])
+@pytest.mark.parametrize(
+    "spoil, why",
+    [
+        (_garbage, ("refused unread", "not a PyTorch checkpoint file")),
+        (_malicious_pickle, "refused unread"),
+        (_malicious_torch_zip, "refused unread"),
+        (_empty, "empty file"),
+        (_text, "not a PyTorch checkpoint file"),
+        (_not_a_dict, "no 'generator' weights"),
+        (_no_config, "no config.json"),
+        (_config_not_json, "unreadable JSON"),
+        (_config_a_list, "not an object"),
+        (_config_bad_value, "config.json: model.depth must be in"),
+        (_meta_garbage, "unreadable JSON"),
+        (_weights_of_another_shape, "weights do not fit"),
+    ],
+)
 def test_a_spoilt_checkpoint_is_one_line(ckpt, tmp_path, capsys, spoil, why):
     d = tmp_path / "model"
     shutil.copytree(ckpt, d)
@@ -89,8 +98,10 @@ def test_a_spoilt_checkpoint_is_one_line(ckpt, tmp_path, capsys, spoil, why):
     from PIL import Image
 
     Image.new("RGB", (16, 16), (90, 120, 30)).save(src)
-    for argv in (["infer", "--model", str(d), "--input", str(src), "--output", str(tmp_path / "o.png")],
-                 ["export", "--model", str(d), "--onnx", str(tmp_path / "g.onnx")]):
+    for argv in (
+        ["infer", "--model", str(d), "--input", str(src), "--output", str(tmp_path / "o.png")],
+        ["export", "--model", str(d), "--onnx", str(tmp_path / "g.onnx")],
+    ):
         assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1, err

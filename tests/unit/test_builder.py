@@ -47,8 +47,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 def test_build_follows_the_config():
-    cfg = tiny_cfg(optim={"lr_g": 1e-3, "lr_d": 3e-3, "beta1": 0.8, "beta2": 0.95, "weight_decay": 1e-5},
-                   train={"ema_decay": 0.99})
+    cfg = tiny_cfg(
+        optim={"lr_g": 1e-3, "lr_d": 3e-3, "beta1": 0.8, "beta2": 0.95, "weight_decay": 1e-5}, train={"ema_decay": 0.99}
+    )
     gan = build(cfg)
     assert gan.G.stem[0].out_channels == 8 and gan.D.net[0].out_channels == 8  # tiny preset, d_base_channels
     for opt, lr, model in ((gan.opt_g, 1e-3, gan.G), (gan.opt_d, 3e-3, gan.D)):
@@ -138,8 +139,18 @@ def test_infer_and_eval_use_the_ema_generator(tmp_path):
 BUILDS = re.compile(r"\b(Generator|PatchDiscriminator|EMA)(\.from_config)?\(|torch\.optim\.Adam\(")
 
 
-@pytest.mark.parametrize("path", ["pipeline/train.py", "tune/sweep.py", "pipeline/checkpoint.py", "bench/model.py",
-                                  "bench/train_throughput.py", "bench/quality.py", "tests/e2e/test_learning.py"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "pipeline/train.py",
+        "tune/sweep.py",
+        "pipeline/checkpoint.py",
+        "bench/model.py",
+        "bench/train_throughput.py",
+        "bench/quality.py",
+        "tests/e2e/test_learning.py",
+    ],
+)
 def test_training_tune_and_benches_build_through_the_builder(path):
     source = (ROOT / path).read_text()
     if path == "bench/quality.py":  # the pix2pix baseline's own optimisers

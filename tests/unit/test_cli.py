@@ -43,8 +43,10 @@ def test_every_job_module_holds_add_args_and_run():
 
 def test_help_imports_no_job():
     """`colorize --help` stays instant: no job module (torch, Ray) is imported to print it."""
-    code = ("import sys\nfrom pipeline import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = sorted(m for m in sys.modules if m in ('torch', 'ray', 'pyarrow') or m in "
-            "[mod for mod, _ in cli.COMMANDS.values()])\nprint('HEAVY', heavy)")
+    code = (
+        "import sys\nfrom pipeline import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in sys.modules if m in ('torch', 'ray', 'pyarrow') or m in "
+        "[mod for mod, _ in cli.COMMANDS.values()])\nprint('HEAVY', heavy)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "infer" in r.stdout and "HEAVY []" in r.stdout, r.stdout + r.stderr

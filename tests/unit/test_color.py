@@ -28,7 +28,9 @@ def test_rgb_to_lab_matches_skimage_uint8_and_float():
 
 
 def test_lab_edge_colours():
-    edges = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 1, 1], [10, 10, 10]], np.uint8)
+    edges = np.array(
+        [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255], [1, 1, 1], [10, 10, 10]], np.uint8
+    )
     lab = color.rgb_to_lab(edges)
     assert np.allclose(lab[0], 0, atol=1e-4) and np.allclose(lab[1], [100, 0, 0], atol=1e-2)
     assert np.abs(lab - rgb2lab(edges[None])[0]).max() < 1e-3
@@ -303,7 +305,9 @@ def test_smoothing_keeps_mass_and_spreads():
     i = int(color.ab_to_bin(np.array([0.0, 0.0])))
     prior[i] = 1.0
     s = color.smooth_prior(prior, sigma=5)
-    assert abs(s.sum() - 1) < 1e-12 and 0.3 < s[i] < 0.9 and (s > 1e-3).sum() == 9  # itself, 4 edge and 4 corner neighbours
+    assert (
+        abs(s.sum() - 1) < 1e-12 and 0.3 < s[i] < 0.9 and (s > 1e-3).sum() == 9
+    )  # itself, 4 edge and 4 corner neighbours
 
 
 def test_import_zhang_prior_round_trip(reference):

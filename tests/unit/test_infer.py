@@ -36,8 +36,9 @@ def test_colour_input_is_made_grey_first(ckpt):
 def test_saturation_knob(ckpt):
     G, _ = model_ref.resolve_generator(str(ckpt))
     rgb = corpus.photo(5, 48, 48)
-    chroma = [np.linalg.norm(color.rgb_to_lab(predict.colorize(G, rgb, 48, T))[..., 1:], axis=-1).mean()
-              for T in (0.1, 1.0)]
+    chroma = [
+        np.linalg.norm(color.rgb_to_lab(predict.colorize(G, rgb, 48, T))[..., 1:], axis=-1).mean() for T in (0.1, 1.0)
+    ]
     assert chroma[0] > chroma[1] + 1
 
 
@@ -47,8 +48,10 @@ def test_cli_single_file_with_exif_rotation_and_grey_mode(ckpt, tmp_path):
     exif[0x0112] = 6  # rotate 90° on display: the output must be 64 x 40 (H x W)
     src = tmp_path / "rot.jpg"
     img.save(src, "JPEG", exif=exif.tobytes(), quality=95)
-    assert cli.main(["infer", "--model", str(ckpt), "--input", str(src), "--output", str(tmp_path / "o"),
-                     "--size", "32"]) == 0
+    assert (
+        cli.main(["infer", "--model", str(ckpt), "--input", str(src), "--output", str(tmp_path / "o"), "--size", "32"])
+        == 0
+    )
     out = np.asarray(Image.open(tmp_path / "o" / "rot.jpg"))
     assert out.shape == (64, 40, 3)
     grey = tmp_path / "grey.png"
@@ -83,8 +86,24 @@ def test_eval_cli_writes_metrics_and_report(ckpt, tmp_path):
         Image.fromarray(corpus.photo(i, 50, 70)).save(photos / f"p{i}.png")
     (photos / "broken.jpg").write_bytes(b"not a picture at all")
     out = tmp_path / "eval"
-    assert cli.main(["eval", "--model", str(ckpt), "--compare", str(ckpt), "--data", str(photos), "--out", str(out),
-                     "--size", "48"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--model",
+                str(ckpt),
+                "--compare",
+                str(ckpt),
+                "--data",
+                str(photos),
+                "--out",
+                str(out),
+                "--size",
+                "48",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["images"] == 3 and doc["skipped"] == {"not_image": 1}
     assert set(doc["results"]) == {"grey", "model", "compare1"}

@@ -13,10 +13,17 @@ JOB_DIR = "/tmp/ray/session_1/runtime_resources/working_dir_files/_ray_pkg_0123a
 
 
 def test_outputs_under_a_job_working_dir_are_found():
-    where = {"--out": f"{JOB_DIR}/out", "train.storage_path": "out/runs",
-             "tracking.uri": f"sqlite:///{JOB_DIR}/out/mlflow.db"}
+    where = {
+        "--out": f"{JOB_DIR}/out",
+        "train.storage_path": "out/runs",
+        "tracking.uri": f"sqlite:///{JOB_DIR}/out/mlflow.db",
+    }
     assert temporary_outputs(where, JOB_DIR) == ["--out", "train.storage_path", "tracking.uri"]
-    lasting = {"--out": "/data/colorize", "train.storage_path": "s3://bucket/runs", "tracking.uri": "http://mlflow:5000"}
+    lasting = {
+        "--out": "/data/colorize",
+        "train.storage_path": "s3://bucket/runs",
+        "tracking.uri": "http://mlflow:5000",
+    }
     assert temporary_outputs(lasting, JOB_DIR) == []
     assert temporary_outputs(where, "/home/me/colorize") == []  # not a Ray job: nothing to say
 

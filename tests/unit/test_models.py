@@ -181,9 +181,13 @@ def test_batch_from_lab_reads_shards_like_photos():
 
 
 def test_d_and_g_steps_touch_only_their_own_parameters():
-    exp = ExperimentConfig.from_dict({"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2},
-                                      "loss": {"lambda_adv": 1.0, "lambda_l1": 1.0},
-                                      "optim": {"lr_g": 1e-3, "lr_d": 1e-3}})
+    exp = ExperimentConfig.from_dict(
+        {
+            "model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2},
+            "loss": {"lambda_adv": 1.0, "lambda_l1": 1.0},
+            "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
+        }
+    )
     cfg = exp.loss
     torch.manual_seed(0)
     gan = builder.build(exp, torch.device("cpu"))

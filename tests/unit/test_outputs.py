@@ -27,8 +27,14 @@ def test_every_target_stays_under_the_root():
 
 def test_s3_keys_that_climb_out_of_their_bucket_are_unsafe():
     # s3://photos/in/../../evil/ESCAPED.jpg used to be written into bucket "evil"
-    got = _by_input(plan(["photos/in/a.jpg", "photos/in/../../evil/ESCAPED.jpg", "photos/in/./b.jpg"], "out/pre",
-                         s3_inputs=True, s3_output=True))
+    got = _by_input(
+        plan(
+            ["photos/in/a.jpg", "photos/in/../../evil/ESCAPED.jpg", "photos/in/./b.jpg"],
+            "out/pre",
+            s3_inputs=True,
+            s3_output=True,
+        )
+    )
     assert got["photos/in/../../evil/ESCAPED.jpg"] == ("", UNSAFE_NAME)
     assert got["photos/in/./b.jpg"] == ("", UNSAFE_NAME)  # S3 keys are literal: a '.' part is not normalised away
     assert got["photos/in/a.jpg"] == ("s3://out/pre/a.jpg", "")
@@ -41,8 +47,9 @@ def test_s3_inputs_to_a_local_folder_and_back():
     assert got[0].out == "s3://bucket/res/a.png"
 
 
-@pytest.mark.parametrize("name", ["", "/abs.png", "../up.png", "a/../../up.png", "a//b.png", "./a.png", "a\\..\\b.png",
-                                  "nul\x00.png"])
+@pytest.mark.parametrize(
+    "name", ["", "/abs.png", "../up.png", "a/../../up.png", "a//b.png", "./a.png", "a\\..\\b.png", "nul\x00.png"]
+)
 def test_safe_join_refuses_names_that_are_not_plain(name):
     assert safe_join("/out", name) is None
 

@@ -11,10 +11,17 @@ from pipeline import cli
 from pipeline.outputs import output_file_problem
 
 
-@pytest.mark.parametrize("uri, problem", [
-    ("out/", "a folder"), ("out/.", "a folder"), (".", "a folder"), ("out/.npy", "not a file name"),
-    ("s3://b/p/", "a folder"), ("out/prior.txt", "must end in .npy"),
-])
+@pytest.mark.parametrize(
+    "uri, problem",
+    [
+        ("out/", "a folder"),
+        ("out/.", "a folder"),
+        (".", "a folder"),
+        ("out/.npy", "not a file name"),
+        ("s3://b/p/", "a folder"),
+        ("out/prior.txt", "must end in .npy"),
+    ],
+)
 def test_output_file_problems(uri, problem):
     assert problem in output_file_problem(uri, ".npy")
 
@@ -30,10 +37,16 @@ def _one_line(capsys):
     return err
 
 
-@pytest.mark.parametrize("target, message", [
-    ("nodir/x.onnx", "folder nodir does not exist"), ("dir/", "a folder"), ("dir", "is a folder"),
-    ("g.txt", "must end in .onnx"), ("s3://bucket/g.onnx", "must be a local file"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("nodir/x.onnx", "folder nodir does not exist"),
+        ("dir/", "a folder"),
+        ("dir", "is a folder"),
+        ("g.txt", "must end in .onnx"),
+        ("s3://bucket/g.onnx", "must be a local file"),
+    ],
+)
 def test_export_checks_its_output_before_exporting(ckpt, tmp_path, monkeypatch, capsys, target, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dir").mkdir()

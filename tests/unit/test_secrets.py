@@ -20,13 +20,19 @@ def _clean(text: str) -> bool:
     return not any(s in text for s in SECRETS)
 
 
-@pytest.mark.parametrize("uri, shown", [
-    (PLANTED, "s3://photos/train"),
-    ("https://user:p/a+ss@host:5000/x?token=abc", "https://host:5000/x"),
-    ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
-    ("/local/path/a.png", "/local/path/a.png"),
-    (f"cannot read {PLANTED} (denied); also 'http://u:pw@h/?q=1'", "cannot read s3://photos/train (denied); also 'http://h/'"),
-])
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        (PLANTED, "s3://photos/train"),
+        ("https://user:p/a+ss@host:5000/x?token=abc", "https://host:5000/x"),
+        ("sqlite:////tmp/mlflow.db", "sqlite:////tmp/mlflow.db"),
+        ("/local/path/a.png", "/local/path/a.png"),
+        (
+            f"cannot read {PLANTED} (denied); also 'http://u:pw@h/?q=1'",
+            "cannot read s3://photos/train (denied); also 'http://h/'",
+        ),
+    ],
+)
 def test_redact(uri, shown):
     assert storage.redact(uri) == shown
 
@@ -83,8 +89,15 @@ def test_tune_state_holds_redacted_values_only():
 
 
 def test_a_cli_error_line_never_holds_a_secret(tmp_path, capsys):
-    argv = ["infer", "--model", str(tmp_path), "--input", "gs://KEY:SECRET@bucket/x?X-Amz-Signature=SIG1234",
-            "--output", str(tmp_path / "o")]
+    argv = [
+        "infer",
+        "--model",
+        str(tmp_path),
+        "--input",
+        "gs://KEY:SECRET@bucket/x?X-Amz-Signature=SIG1234",
+        "--output",
+        str(tmp_path / "o"),
+    ]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "gs://bucket/x" in err and _clean(err), err

@@ -72,8 +72,8 @@ def test_ssim_by_hand_with_an_explicit_window():
     for ch in range(3):
         for i in range(5, 15 - 5):
             for j in range(5, 17 - 5):
-                a = truth[i - 5:i + 6, j - 5:j + 6, ch].astype(float)
-                b = pred[i - 5:i + 6, j - 5:j + 6, ch].astype(float)
+                a = truth[i - 5 : i + 6, j - 5 : j + 6, ch].astype(float)
+                b = pred[i - 5 : i + 6, j - 5 : j + 6, ch].astype(float)
                 ma, mb = (w * a).sum(), (w * b).sum()
                 va, vb, cov = (w * (a - ma) ** 2).sum(), (w * (b - mb) ** 2).sum(), (w * (a - ma) * (b - mb)).sum()
                 values.append((2 * ma * mb + c1) * (2 * cov + c2) / ((ma**2 + mb**2 + c1) * (va + vb + c2)))
@@ -96,4 +96,10 @@ def test_eval_records_the_ssim_parameters(ckpt, tmp_path):
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["ssim_params"] == metrics.SSIM_PARAMS
     assert {k: doc["ssim_params"][k] for k in ("window", "sigma", "covariance", "K1", "K2", "data_range")} == {
-        "window": "gaussian", "sigma": 1.5, "covariance": "population", "K1": 0.01, "K2": 0.03, "data_range": 255}
+        "window": "gaussian",
+        "sigma": 1.5,
+        "covariance": "population",
+        "K1": 0.01,
+        "K2": 0.03,
+        "data_range": 255,
+    }

@@ -58,4 +58,3 @@ def test_histogram_batch_counts_pixels_and_skips():
     assert sorted(p for p, why in skipped if why == "grey") == ["grey_16bit.png", "grey_l.jpg", "grey_rgb.jpg"]
     kept, skipped = transforms.histogram_batch(batch, size=48, skip_grey=False)
     assert kept["images"][0] == 5 and "grey" not in {why for _, why in skipped}
-
