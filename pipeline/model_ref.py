@@ -9,6 +9,7 @@ nothing pickled runs, whatever the registry holds.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Optional, Tuple
 
@@ -60,16 +61,31 @@ def _registry_source(ref: str, uri: str) -> str:
     return client.get_model_version_download_uri(name, version)
 
 
+DOWNLOAD_PREFIX = "colorize-model-"  # temporary copies of MLflow models, removed once loaded
+
+
+def _check_sqlite_store(uri: str) -> None:
+    """A ``sqlite:///path`` that does not exist is a typo, not an empty registry: reading through it
+    would create an empty store and then report the model missing."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        path = path if path.startswith("/") else os.path.abspath(path)
+        if not os.path.isfile(path):
+            raise ModelNotFound(f"no MLflow store at {uri}: {path} does not exist (check --tracking-uri)")
+
+
 def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
-    """A local folder with ``state.pt`` + ``config.json`` for ``ref`` (downloaded if from MLflow)."""
+    """A local folder with ``state.pt`` + ``config.json`` for ``ref`` (downloaded if from MLflow:
+    then a temporary folder named ``DOWNLOAD_PREFIX*`` that the caller removes)."""
     if is_mlflow_ref(ref):
         import mlflow
         from mlflow.exceptions import MlflowException
 
         uri = tracking_uri or mlflow.get_tracking_uri()
+        _check_sqlite_store(uri)
         try:  # explicit URIs: never mlflow.set_tracking_uri, which would change this process's (and its env's) default
             source = _registry_source(ref, uri) if ref.startswith("models:/") else ref
-            dst = tempfile.mkdtemp(prefix="colorize-model-")
+            dst = tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX)
             root = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=dst, tracking_uri=uri)
         except (MlflowException, OSError) as e:
             raise ModelNotFound(f"model {ref} not found in MLflow at {uri}: {_short(e)}") from None
@@ -92,7 +108,22 @@ def resolve_generator(ref: str, tracking_uri: Optional[str] = None, device: str 
     path = local_checkpoint(ref, tracking_uri)
     try:
         G = checkpoint.load_generator(path, map_location="cpu").to(device)
+        config, meta = checkpoint.load_config(path), checkpoint.load_meta(path)
     except checkpoint.NotACheckpoint as e:  # its message says which file and why (never torch's own advice)
         raise ModelNotFound(f"model {ref}: {e}") from None
-    meta = checkpoint.load_meta(path)
-    return G, {"ref": ref, "checkpoint": path, "step": meta.get("step"), "temperature": G.temperature}
+    finally:
+        download = _download_root(path) if is_mlflow_ref(ref) else None
+        if download:  # the download served its purpose: G, its config and meta are in memory
+            shutil.rmtree(download, ignore_errors=True)
+    shown = ref if is_mlflow_ref(ref) else path
+    info = {"ref": ref, "checkpoint": shown, "config": config, "step": meta.get("step"), "temperature": G.temperature}
+    return G, info
+
+
+def _download_root(path: str) -> Optional[str]:
+    """The ``DOWNLOAD_PREFIX*`` temporary folder that holds ``path`` (None if there is none)."""
+    while os.path.basename(path):
+        if os.path.basename(path).startswith(DOWNLOAD_PREFIX):
+            return path
+        path = os.path.dirname(path)
+    return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import io
 import json
 import logging
@@ -203,20 +204,39 @@ def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit
 def write_prior(result: PriorResult, out: str, meta: dict, s3: Optional[storage.S3Settings] = None) -> List[str]:
     """Write ``out`` (.npy), its ``.json`` sidecar and a ``.png`` picture; each file atomically.
 
-    The .npy is written last, so a reader that finds it also finds matching provenance.
+    The sidecar carries the SHA-256 of the .npy bytes and is written first, the .npy last: a run
+    killed in between leaves a sidecar whose digest matches no .npy, which ``read_provenance``
+    refuses, so a reader never takes one run's provenance for another run's prior.
     """
     prior = result.prior
     buf = io.BytesIO()
     np.save(buf, prior.astype(np.float64), allow_pickle=False)
+    npy = buf.getvalue()
     weights = color.prior_weights(prior)
     png = pictures.side_by_side(
         [pictures.ab_plane(prior, "prior p (log)"), pictures.ab_plane(weights, "rebalancing weight w (log)")]
     )
     written = [storage.sidecar(out, ".json"), storage.sidecar(out, ".png"), out]
+    meta = {**meta, "npy_sha256": hashlib.sha256(npy).hexdigest()}
     storage.write_bytes_atomic(written[0], json.dumps(meta, indent=2).encode(), s3)
     storage.write_bytes_atomic(written[1], pictures.png_bytes(png), s3)
-    storage.write_bytes_atomic(out, buf.getvalue(), s3)
+    storage.write_bytes_atomic(out, npy, s3)
     return written
+
+
+def read_provenance(uri: str, s3: Optional[storage.S3Settings] = None) -> Optional[dict]:
+    """The ``.json`` sidecar of the prior at ``uri`` when it describes exactly these .npy bytes;
+    None (with a warning) when it is missing, unreadable or belongs to other bytes."""
+    try:
+        meta = json.loads(storage.read_bytes(storage.sidecar(uri, ".json"), s3))
+        npy = storage.read_bytes(uri, s3)
+    except (storage.StorageError, ValueError) as e:
+        log.warning("no usable provenance beside %s: %s", storage.redact(uri), e)
+        return None
+    if not isinstance(meta, dict) or meta.get("npy_sha256") != hashlib.sha256(npy).hexdigest():
+        log.warning("provenance beside %s does not describe this prior (digest mismatch): ignored", storage.redact(uri))
+        return None
+    return meta
 
 
 def load_prior(uri: str, s3: Optional[storage.S3Settings] = None) -> np.ndarray:

@@ -341,6 +341,12 @@ def check_writable_parent(uri: str, s3: Optional[S3Settings] = None) -> None:
             raise StorageError(f"cannot write {uri}: {parent} is not writable")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings] = None) -> None:
     """Write a whole file so that readers see the old content or the new, never a partial one.
 
@@ -357,6 +363,7 @@ def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings] = None) -
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
