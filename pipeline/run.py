@@ -67,6 +67,8 @@ def main(argv=None) -> int:
 
 def run(cfg, args) -> int:
     # Imported here, not at the top: parse errors and config errors answer before Ray and MLflow load.
+    from ray.train import TrainingFailedError
+
     from pipeline import data, priors, tracking, train
 
     data.ensure_ray(args.address)
@@ -87,9 +89,13 @@ def run(cfg, args) -> int:
     sidecar = storage.sidecar(prior_path, ".json")
     if not storage.is_s3(sidecar) and os.path.exists(sidecar):
         artifacts.append((sidecar, "prior"))
-    launched = train.launch(
-        cfg, prior, s3, tracking_uri, run_name, artifact_dir=os.path.join(out_dir, "mlartifacts"), artifacts=artifacts
-    )
+    artifact_dir = os.path.join(out_dir, "mlartifacts")
+    try:
+        launched = train.launch(cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts)
+    except TrainingFailedError as e:  # Train V2 raises once FailureConfig's retries are spent
+        print(f"training failed: {storage.redact(str(e))}", file=sys.stderr)
+        print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run name {run_name!r})")
+        return 1
     result = launched.result
     m = result.metrics or {}
     print("\n== colorize run", run_name)
@@ -98,11 +104,11 @@ def run(cfg, args) -> int:
     shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
     print("final val metrics:", shown)
     if result.checkpoint is not None:
-        print("latest checkpoint:", result.checkpoint.path)
+        print("latest checkpoint:", storage.redact(train.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
     print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
     if tracking_uri.startswith("sqlite:"):
         print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")
-        print(f"  sample grids: {os.path.join(out_dir, 'mlartifacts')}/<run>/artifacts/samples/")
+        print(f"  sample grids: {artifact_dir}/<run>/artifacts/samples/")
     if result.error is not None:
         print(f"training failed: {storage.redact(str(result.error))}", file=sys.stderr)
         return 1
