@@ -32,11 +32,11 @@ def main():
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     data = str(common.SHARED_DATA / "splits" / "train.txt")
-    priors.compute_prior(data, limit=args.images, workers=args.cpus)  # warm-up
+    priors.compute_prior(data, limit=args.images, workers=args.cpus, s3=None)  # warm-up (local data)
     rows = []
     for workers in (1, args.cpus, 1, args.cpus):  # interleaved: drift hits both alike
         t = time.perf_counter()
-        r = priors.compute_prior(data, limit=args.images, workers=workers)
+        r = priors.compute_prior(data, limit=args.images, workers=workers, s3=None)
         rows.append((workers, r.images / (time.perf_counter() - t)))
     best = {w: max(v for ww, v in rows if ww == w) for w, _ in rows}
     print(f"priors job, {args.images} photos from train.txt, short side 256, local Ray with {args.cpus} CPUs")

@@ -83,7 +83,8 @@ def fed_loop(config):
 
 
 def fed(cfg, paths):
-    ds = data.image_dataset(pafs.LocalFileSystem(), paths, cfg.data, train=True, cpus_per_task=0.5)
+    local = pafs.LocalFileSystem()  # local files: no S3 settings needed
+    ds = data.image_dataset(local, paths, cfg.data, train=True, s3=None, cpus_per_task=0.5)
     trainer = TorchTrainer(
         fed_loop,
         train_loop_config={"cfg": cfg.to_dict()},

@@ -162,16 +162,26 @@ def lab_to_rgb_keep_l(lab: Array, dim: int = -1) -> Array:
     for float64 input), autocast off. Both run ``_fit_keeping_l``, ``KEEP_L_CHUNK`` pixels at a time.
     """
     if _is_tensor(lab):
-        return _keep_l_torch(lab, dim)
-    x = np.moveaxis(np.asarray(lab, np.float64), dim, -1)
-    flat = x.reshape(-1, 3)
-    out = np.empty_like(flat)
+        return _keep_l_torch(lab, dim, quantise=False)
+    return _keep_l_numpy(lab, dim, quantise=False)
+
+
+def _keep_l_numpy(lab, dim: int, quantise: bool) -> np.ndarray:
+    """``lab_to_rgb_keep_l`` (float64) or ``lab_to_rgb_u8`` (``quantise``) of a numpy array. Each
+    chunk is widened to float64, fitted and, for uint8, quantised inside the loop: beyond the
+    output, the extra memory is a few chunk-sized arrays whatever the photo's size (converting the
+    whole photo first would hold several full-size float64 copies: GBs for 64 MP)."""
+    x = np.moveaxis(np.asarray(lab), dim, -1)
+    flat = x.reshape(-1, 3)  # a view for channels-last input (every numpy caller); else one copy in its dtype
+    out = np.empty(flat.shape, np.uint8 if quantise else np.float64)
     for i in range(0, len(flat), KEEP_L_CHUNK):
-        out[i : i + KEEP_L_CHUNK] = _fit_keeping_l(flat[i : i + KEEP_L_CHUNK], np, RGB_FROM_XYZ.T, D65_WHITE)
+        rgb = _fit_keeping_l(flat[i : i + KEEP_L_CHUNK].astype(np.float64), np, RGB_FROM_XYZ.T, D65_WHITE)
+        out[i : i + KEEP_L_CHUNK] = to_uint8(rgb) if quantise else rgb
     return np.moveaxis(out.reshape(x.shape), -1, dim)
 
 
-def _keep_l_torch(lab: torch.Tensor, dim: int) -> torch.Tensor:
+def _keep_l_torch(lab: torch.Tensor, dim: int, quantise: bool) -> torch.Tensor:
+    """The torch twin of ``_keep_l_numpy`` (float32/float64 out, or uint8 when ``quantise``)."""
     import torch
 
     x = lab.movedim(dim, -1)
@@ -179,10 +189,11 @@ def _keep_l_torch(lab: torch.Tensor, dim: int) -> torch.Tensor:
     flat = x.reshape(-1, 3)
     m = torch.as_tensor(RGB_FROM_XYZ.T, dtype=x.dtype, device=x.device)
     white = torch.as_tensor(D65_WHITE, dtype=x.dtype, device=x.device)
-    out = torch.empty_like(flat)
+    out = torch.empty(flat.shape, dtype=torch.uint8 if quantise else x.dtype, device=x.device)
     with torch.autocast(device_type=x.device.type, enabled=False):  # colours stay >= fp32 under bf16
         for i in range(0, len(flat), KEEP_L_CHUNK):
-            out[i : i + KEEP_L_CHUNK] = _fit_keeping_l(flat[i : i + KEEP_L_CHUNK], torch, m, white)
+            rgb = _fit_keeping_l(flat[i : i + KEEP_L_CHUNK], torch, m, white)
+            out[i : i + KEEP_L_CHUNK] = to_uint8(rgb) if quantise else rgb
     return out.reshape(x.shape).movedim(-1, dim)
 
 
@@ -196,8 +207,11 @@ def to_uint8(rgb01: Array) -> Array:
 
 
 def lab_to_rgb_u8(lab: Array, dim: int = -1) -> Array:
-    """Lab with channels on ``dim`` -> uint8 sRGB by ``lab_to_rgb_keep_l``: the picture a user gets."""
-    return to_uint8(lab_to_rgb_keep_l(lab, dim))
+    """Lab with channels on ``dim`` -> uint8 sRGB by ``lab_to_rgb_keep_l``: the picture a user gets
+    (quantised chunk by chunk: no full-size float copy of a large photo)."""
+    if _is_tensor(lab):
+        return _keep_l_torch(lab, dim, quantise=True)
+    return _keep_l_numpy(lab, dim, quantise=True)
 
 
 # ----------------------------------------------------------------------------- storage of L and ab

@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataSection:
     train: str = "skimage:"  # folder, list file, s3:// prefix, or skimage:
-    val: Optional[str] = None  # None: hold out val_fraction of the train files (by file hash)
+    val: Optional[str] = None  # None: hold out about val_fraction of the train photos (photo-id hash: pipeline.split)
     val_fraction: float = 0.2
     resize: int = 256  # short side after decode (every epoch reuses this working size)
     crop: int = 128  # random crop for training; val uses the centre crop of this size

@@ -1,9 +1,10 @@
 """The data layer on Ray Data: photos at a URI, raw or as prepared shards, behind one interface.
 
 ``Source.open(uri, s3)`` says what is there (``kind``: raw images or prepared shards), names its
-photos (``ids``: paths relative to the dataset root, ``pipeline.split``) and streams them: raw
-files as {"path", "bytes"} rows, shards as Parquet rows, and for training either one as crops of
-one part of the one train/val split. ``training_datasets`` is what a training run reads.
+photos (``ids``: paths relative to the dataset root, the folder the URI names,
+``storage.dataset_root``) and streams them: raw files as {"path", "bytes"} rows, shards as Parquet
+rows, and for training either one as crops of one part of the one train/val split.
+``training_datasets`` is what a training run reads.
 
 Skips are counted one way (``pipeline.skips``): per-file steps return (path, reason) pairs,
 ``ReportSkips`` hands them to the run's ``SkipCollector`` actor, the driver reads the record.
@@ -144,16 +145,19 @@ class Source:
     def __init__(
         self,
         uri: str,
-        s3: storage.S3Settings,
+        s3: Optional[storage.S3Settings],
         kind: str,
         fs: Optional[pafs.FileSystem] = None,
         paths: Sequence[str] = (),
         manifest: Optional[dict] = None,
         listing: Optional[Skips] = None,
+        root: Optional[str] = None,
     ):
         self.uri, self.s3, self.kind = uri, s3, kind
         self.fs, self.paths, self.manifest = fs, list(paths), manifest
         self.listing = listing or Skips()  # what the listing skipped (raw sources)
+        # raw sources: the folder ids are relative to (default: the files' common folder, for an explicit list)
+        self.root = split.common_folder(self.paths) if root is None else root
         self._ids: Optional[List[str]] = None
 
     @staticmethod
@@ -164,11 +168,12 @@ class Source:
             return Source(uri, s3, SHARDS, manifest=shards.read_manifest(uri, s3))
         listing = Skips()
         fs, paths = storage.list_inputs(uri, s3, listing)
+        root = storage.dataset_root(uri, paths)  # before --limit: the first N files keep the ids of all
         if limit is not None:
             paths = paths[: max(0, int(limit))]
         if not paths:
             raise storage.StorageError(f"no input files at {storage.redact(uri)}")
-        return Source(uri, s3, RAW, fs=fs, paths=paths, listing=listing)
+        return Source(uri, s3, RAW, fs=fs, paths=paths, listing=listing, root=root)
 
     @property
     def prepared(self) -> bool:
@@ -182,7 +187,9 @@ class Source:
         """Every photo's id (``pipeline.split``), in listing / shard order."""
         if self._ids is None:
             self._ids = (
-                shards.read_ids(self.uri, self.manifest, self.s3) if self.prepared else split.photo_ids(self.paths)
+                shards.read_ids(self.uri, self.manifest, self.s3)
+                if self.prepared
+                else split.photo_ids(self.paths, self.root)
             )
         return self._ids
 
@@ -227,7 +234,7 @@ class Source:
                 train=train,
                 flip=data_cfg.flip,
                 skip_grey=data_cfg.skip_grey,
-                root=split.dataset_root(self.paths),
+                root=self.root,
             )
             return ds.map_batches(step, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
         size = self.manifest["size"]
@@ -266,10 +273,17 @@ class Source:
 
 
 def image_dataset(
-    fs: pafs.FileSystem, paths: List[str], data_cfg, train: bool, collector=None, cpus_per_task: float = 1.0
+    fs: pafs.FileSystem,
+    paths: List[str],
+    data_cfg,
+    train: bool,
+    s3: Optional[storage.S3Settings],
+    collector=None,
+    cpus_per_task: float = 1.0,
 ) -> ray.data.Dataset:
-    """Training (or validation) crops of the given raw files: ``Source.crops`` of an explicit list."""
-    src = Source(paths[0] if paths else "", storage.S3Settings(), RAW, fs=fs, paths=paths)
+    """Training (or validation) crops of the given raw files: ``Source.crops`` of an explicit list
+    (ids relative to the files' common folder). ``s3``: the entry point's settings (None: local files)."""
+    src = Source(paths[0] if paths else "", s3, RAW, fs=fs, paths=paths)
     return src.crops(data_cfg, WHOLE, train, collector, cpus_per_task)
 
 
@@ -279,7 +293,8 @@ def training_datasets(data_cfg, s3: storage.S3Settings, cpus_per_task: float = 1
     ``data.train`` and ``data.val`` may each be raw photos or prepared shards; ``info["source"]``
     says which ``data.train`` is. Without ``data.val`` the split of ``pipeline.split`` holds out
     about ``val_fraction`` of ``data.train`` (at least one photo), the same photos whichever form
-    it is read in. ``collector`` is the run's SkipCollector (``collector.counts.remote()``).
+    it is read in (except for tiny datasets: see ``pipeline.split``). ``collector`` is the run's
+    SkipCollector (``collector.counts.remote()``).
     """
     configure_io_retries()
     train_src = Source.open(data_cfg.train, s3, data_cfg.limit)

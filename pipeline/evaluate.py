@@ -23,7 +23,9 @@ from PIL import Image
 
 from pipeline import cli_args, color, geometry, metrics, model_ref, predict, scoring, storage, transforms
 from pipeline.config import check_range
+from pipeline.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 
+EXAMPLES_KEPT = 5  # skipped paths per reason in metrics.json
 METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
 
 
@@ -51,38 +53,42 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_truth(
-    uri: str, size: int, limit: Optional[int], s3
-) -> Tuple[List[str], List[np.ndarray], Dict[str, List[str]]]:
-    """(paths, uint8 square crops, skipped {reason: [paths]}) of the photos under ``uri``: each
-    decoded at short side ``size`` (``geometry.resize_short_side``), grey ones skipped
-    (``color.is_grey``), the rest cut to their centre square (``geometry.centre_crop``)."""
-    fs, paths = storage.list_inputs(uri, s3)
+    uri: str, size: int, limit: Optional[int], s3: Optional[storage.S3Settings]
+) -> Tuple[List[str], List[np.ndarray], Skips]:
+    """(paths, uint8 square crops, skips) of the photos under ``uri``: each decoded at short side
+    ``size`` (``geometry.resize_short_side``), grey ones skipped (``color.is_grey``), the rest cut
+    to their centre square (``geometry.centre_crop``). ``skips`` (``pipeline.skips``) holds what
+    the listing skipped and each photo skipped here, by reason."""
+    skips = Skips()
+    fs, paths = storage.list_inputs(uri, s3, skips)
     paths = paths[:limit] if limit else paths
-
-    def one(p):
-        try:
-            with fs.open_input_stream(p) as f:
-                d = transforms.decode_image(f.read(), size=size)
-        except OSError:
-            return p, None, "unreadable"
-        if d.rgb is None:
-            return p, None, d.skip
-        if color.is_grey(d.rgb):
-            return p, None, transforms.SKIP_GREY
-        return p, geometry.centre_crop(d.rgb), None
-
-    kept, truths, skipped = [], [], {}
+    kept, truths = [], []
     with ThreadPoolExecutor(min(16, os.cpu_count() or 2)) as pool:
-        for p, rgb, reason in pool.map(one, paths):
+        for path, (rgb, reason) in zip(paths, pool.map(lambda p: _truth_crop(fs, p, size), paths), strict=True):
             if rgb is None:
-                skipped.setdefault(reason, []).append(p)
+                skips.add(reason, path)
             else:
-                kept.append(p)
+                kept.append(path)
                 truths.append(rgb)
     if not truths:
-        counts = {k: len(v) for k, v in skipped.items()}
-        raise storage.StorageError(f"no usable colour photos at {uri} (skipped: {counts})")
-    return kept, truths, skipped
+        raise storage.StorageError(f"no usable colour photos at {storage.redact(uri)} (skipped: {skips.counts})")
+    return kept, truths, skips
+
+
+def _truth_crop(fs, path: str, size: int) -> Tuple[Optional[np.ndarray], Optional[str]]:
+    """(the centre square of one photo at short side ``size``, None) or (None, skip reason)."""
+    try:
+        with fs.open_input_stream(path) as f:
+            d = transforms.decode_image(f.read(), size=size)
+    except FileNotFoundError:  # listed, gone by read time
+        return None, SKIP_MISSING
+    except OSError:
+        return None, SKIP_UNREADABLE
+    if d.rgb is None:
+        return None, d.skip
+    if color.is_grey(d.rgb):
+        return None, SKIP_GREY
+    return geometry.centre_crop(d.rgb), None
 
 
 def _png_b64(rgb: np.ndarray) -> str:
@@ -157,8 +163,8 @@ def run(args) -> int:
         "size": args.size,
         "images": len(truths),
         "saturation": args.saturation,
-        "skipped": {k: len(v) for k, v in skipped.items()},
-        "skipped_examples": {k: v[:5] for k, v in skipped.items()},
+        "skipped": skipped.counts,  # {reason: n}, the reasons of pipeline.skips
+        "skipped_examples": {k: v[:EXAMPLES_KEPT] for k, v in skipped.examples.items()},
         "rebalance_prior": args.reference or "prior_probs.npy",
         "ssim_params": metrics.SSIM_PARAMS,
         "results": results,

@@ -19,8 +19,10 @@ from typing import Dict, List, Optional, Set
 
 import numpy as np
 import pyarrow.fs as pafs
+import torch
+from PIL import Image
 
-from pipeline import cli_args, outputs, predict, storage, transforms
+from pipeline import checkpoint, cli_args, model_ref, outputs, predict, storage, transforms
 from pipeline.config import check_range
 from pipeline.skips import SKIP_MISSING, SKIP_UNREADABLE, Skips
 
@@ -53,8 +55,6 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def encode(rgb: np.ndarray, name: str) -> bytes:
-    from PIL import Image
-
     fmt = FORMATS.get(posixpath.splitext(name)[1].lower(), "PNG")
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
@@ -81,17 +81,14 @@ class Colorizer:
     Each input's output path was planned on the driver (``targets``: input path -> output URI)."""
 
     def __init__(self, weights: list, targets: list, size, temperature, s3: dict):
-        import ray
-        import torch
-
-        from pipeline import checkpoint
+        import ray  # not at the top: see _run_on_ray
 
         state, config = ray.get(weights[0])
         self.targets: Dict[str, str] = ray.get(targets[0])
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.G = checkpoint.generator_from_state(state, config).to(self.device)
         self.size, self.temperature = size, temperature
-        self.s3 = storage.S3Settings(**s3)
+        self.s3 = storage.S3Settings.from_dict(s3)
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, List[str]]:
         out: Dict[str, List[str]] = {"path": [], "out": [], "skip": []}
@@ -162,8 +159,6 @@ def _exists(uri: str, s3: storage.S3Settings) -> bool:
 
 
 def run(args) -> int:
-    from pipeline import model_ref
-
     check_range("--size", args.size, *SIZE_RANGE)
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
@@ -202,8 +197,6 @@ def run(args) -> int:
 
 def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
     """One photo, in-process: its target checked before the model loads."""
-    from pipeline import model_ref
-
     out = _single_target(args.input, args.output, path)
     storage.check_writable_parent(out, s3)
     if _exists(out, s3) and not args.overwrite:
@@ -259,24 +252,24 @@ def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target
     return outputs.plan(paths, root, s3_inputs=s3_in, s3_output=s3_out, existing=existing, overwrite=args.overwrite)
 
 
-def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3) -> List[Dict[str, str]]:
-    import dataclasses
-
+def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Settings) -> List[Dict[str, str]]:
+    # Ray (and pipeline.data, which imports it) here, not at the top: one photo is colorized
+    # in-process (_one_photo) and never pays the seconds that importing Ray takes.
     import ray
 
-    from pipeline import checkpoint, data
+    from pipeline import data
 
     data.ensure_ray()
     gpus = int(ray.cluster_resources().get("GPU", 0))
     actors = args.workers or (gpus if gpus else max(1, min(4, int(ray.cluster_resources().get("CPU", 2)) // 2)))
-    weights = ray.put((G.state_dict(), checkpoint.load_config(info["checkpoint"])))
+    weights = ray.put((G.state_dict(), info["config"]))
     targets = ray.put({t.path: t.out for t in todo})
     paths = [t.path for t in todo]
     ds = data.read_paths(fs, paths, storage.redact(args.input), num_cpus=0.5, files_per_block=8)
     ds = ds.map_batches(
         Colorizer,
         fn_constructor_kwargs=dict(
-            weights=[weights], targets=[targets], size=args.size, temperature=args.saturation, s3=dataclasses.asdict(s3)
+            weights=[weights], targets=[targets], size=args.size, temperature=args.saturation, s3=s3.to_dict()
         ),
         batch_size=4,
         compute=ray.data.ActorPoolStrategy(size=actors),

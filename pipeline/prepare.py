@@ -5,7 +5,8 @@ priors job stream for many epochs without decoding a JPEG again (format: ``pipel
 ``s3://`` prefix), decode, resize the short side to N, convert to Lab and bins, write Parquet
 shards (one row per photo: id, height, width, L uint8 (L*255/100), ab int8, bin uint16, each as
 raw bytes) of a few hundred MB, and finally ``manifest.json`` (counts, skipped by reason with
-examples, size, grid Q, source).
+examples, size, grid Q, source, and ``id_root``: the folder each row's id is relative to,
+``pipeline.split``).
 
 Consistency: each run writes its shards into a fresh folder ``<out>/<run>/`` and the manifest last,
 in one atomic write; readers read only the shards the manifest names. An interrupted run leaves
@@ -27,7 +28,7 @@ from typing import List, Optional
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline import __version__, cli_args, color, data, shards, split, storage, transforms
+from pipeline import __version__, cli_args, color, data, shards, storage, transforms
 from pipeline.config import check_range
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,12 @@ def prepare(
     size: int = 256,
     limit: Optional[int] = None,
     skip_grey: bool = True,
-    s3: Optional[storage.S3Settings] = None,
+    *,
+    s3: Optional[storage.S3Settings],
     shard_mb: int = 256,
 ) -> dict:
-    """Run the prepare job over the raw photos at ``uri``; returns the manifest it wrote."""
+    """Run the prepare job over the raw photos at ``uri``; returns the manifest it wrote. ``s3``:
+    the entry point's settings (None only for local URIs)."""
     if size < 8:
         raise ValueError(f"--size must be >= 8, got {size}")
     t0 = time.perf_counter()
@@ -69,9 +72,7 @@ def prepare(
     run_dir = posixpath.join(out_root, run)
     data.ensure_ray()
     collector = data.SkipCollector.remote()
-    step = data.ReportSkips(
-        transforms.prepared_rows, collector, size=size, skip_grey=skip_grey, root=split.dataset_root(src.paths)
-    )
+    step = data.ReportSkips(transforms.prepared_rows, collector, size=size, skip_grey=skip_grey, root=src.root)
     ds = src.files(files_per_block=16).map_batches(step, batch_size=None, batch_format="numpy")
     # Rows per shard from the pixels a row carries at this size (4:3 photos): ~shard_mb per file.
     rows_per_shard = max(1, int(shard_mb * 2**20 // (size * size * 4 / 3 * shards.BYTES_PER_PIXEL)))
@@ -85,6 +86,7 @@ def prepare(
         "format": shards.FORMAT,
         "run": run,
         "source": storage.redact(uri),
+        "id_root": _root_uri(uri, src.root),  # each row's id is its path relative to this
         "size": size,
         "Q": color.num_bins(),
         "grid_rule": color.GRID_RULE,
@@ -108,6 +110,11 @@ def prepare(
         except OSError as e:
             log.warning("could not delete the previous run's shards %s: %s", previous["run"], e)
     return manifest
+
+
+def _root_uri(uri: str, root: str) -> str:
+    """The dataset root as a URI a reader can show: ``s3://bucket/prefix`` or a local folder."""
+    return storage.redact(("s3://" + root) if storage.is_s3(uri) else root)
 
 
 def _written_shards(fs: pafs.FileSystem, run_dir: str, out_root: str) -> List[dict]:

@@ -66,13 +66,15 @@ def compute_prior(
     size: int = 256,
     limit: Optional[int] = None,
     skip_grey: bool = True,
-    s3: Optional[storage.S3Settings] = None,
+    *,
+    s3: Optional[storage.S3Settings],
     workers: Optional[int] = None,
     files_per_task: int = 32,
     max_pixels: int = transforms.DEFAULT_MAX_PIXELS,
 ) -> PriorResult:
     """Run the histogram over every file of ``data`` on the current Ray cluster (started if needed);
-    prepared shards are histogrammed from their stored bins (``prior_from_shards``).
+    prepared shards are histogrammed from their stored bins (``prior_from_shards``). ``s3``: the
+    entry point's settings (None only for local data).
 
     ``workers`` caps concurrent decode tasks (default: as many as the cluster's CPUs allow).
     Raises StorageError when the data cannot be listed, and ValueError when no image is usable.
@@ -201,7 +203,7 @@ def provenance(result: PriorResult, data: str, size: int, skip_grey: bool, limit
     }
 
 
-def write_prior(result: PriorResult, out: str, meta: dict, s3: Optional[storage.S3Settings] = None) -> List[str]:
+def write_prior(result: PriorResult, out: str, meta: dict, s3: Optional[storage.S3Settings]) -> List[str]:
     """Write ``out`` (.npy), its ``.json`` sidecar and a ``.png`` picture; each file atomically.
 
     The sidecar carries the SHA-256 of the .npy bytes and is written first, the .npy last: a run
@@ -224,7 +226,7 @@ def write_prior(result: PriorResult, out: str, meta: dict, s3: Optional[storage.
     return written
 
 
-def read_provenance(uri: str, s3: Optional[storage.S3Settings] = None) -> Optional[dict]:
+def read_provenance(uri: str, s3: Optional[storage.S3Settings]) -> Optional[dict]:
     """The ``.json`` sidecar of the prior at ``uri`` when it describes exactly these .npy bytes;
     None (with a warning) when it is missing, unreadable or belongs to other bytes."""
     try:
@@ -239,7 +241,7 @@ def read_provenance(uri: str, s3: Optional[storage.S3Settings] = None) -> Option
     return meta
 
 
-def load_prior(uri: str, s3: Optional[storage.S3Settings] = None) -> np.ndarray:
+def load_prior(uri: str, s3: Optional[storage.S3Settings]) -> np.ndarray:
     """Read a prior .npy (local or S3) and check it belongs to this grid."""
     p = np.load(io.BytesIO(storage.read_bytes(uri, s3)), allow_pickle=False)
     if p.shape != (color.num_bins(),):

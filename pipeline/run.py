@@ -67,6 +67,8 @@ def main(argv=None) -> int:
 
 def run(cfg, args) -> int:
     # Imported here, not at the top: parse errors and config errors answer before Ray and MLflow load.
+    from ray.train import TrainingFailedError
+
     from pipeline import data, priors, tracking, train
 
     data.ensure_ray(args.address)
@@ -77,7 +79,7 @@ def run(cfg, args) -> int:
         result = priors.compute_prior(cfg.data.train, size=cfg.data.resize, limit=cfg.data.limit, s3=s3)
         prior_path = os.path.join(out_dir, "prior_probs.npy")
         provenance = priors.provenance(result, cfg.data.train, cfg.data.resize, True, cfg.data.limit)
-        priors.write_prior(result, prior_path, provenance)
+        priors.write_prior(result, prior_path, provenance, s3)
         print(priors.summary(result, [prior_path]))
     prior = priors.load_prior(prior_path, s3)
     run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
@@ -85,11 +87,15 @@ def run(cfg, args) -> int:
     warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
     artifacts = [(prior_path, "prior")]
     sidecar = storage.sidecar(prior_path, ".json")
-    if not storage.is_s3(sidecar) and os.path.exists(sidecar):
-        artifacts.append((sidecar, "prior"))
-    launched = train.launch(
-        cfg, prior, s3, tracking_uri, run_name, artifact_dir=os.path.join(out_dir, "mlartifacts"), artifacts=artifacts
-    )
+    if not storage.is_s3(sidecar) and priors.read_provenance(prior_path, s3) is not None:
+        artifacts.append((sidecar, "prior"))  # only a sidecar whose digest says it describes this prior
+    artifact_dir = os.path.join(out_dir, "mlartifacts")
+    try:
+        launched = train.launch(cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts)
+    except TrainingFailedError as e:  # Train V2 raises once FailureConfig's retries are spent
+        print(f"training failed: {storage.redact(str(e))}", file=sys.stderr)
+        print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run name {run_name!r})")
+        return 1
     result = launched.result
     m = result.metrics or {}
     print("\n== colorize run", run_name)
@@ -98,11 +104,11 @@ def run(cfg, args) -> int:
     shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
     print("final val metrics:", shown)
     if result.checkpoint is not None:
-        print("latest checkpoint:", result.checkpoint.path)
+        print("latest checkpoint:", storage.redact(train.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
     print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
     if tracking_uri.startswith("sqlite:"):
         print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")
-        print(f"  sample grids: {os.path.join(out_dir, 'mlartifacts')}/<run>/artifacts/samples/")
+        print(f"  sample grids: {artifact_dir}/<run>/artifacts/samples/")
     if result.error is not None:
         print(f"training failed: {storage.redact(str(result.error))}", file=sys.stderr)
         return 1

@@ -2,9 +2,10 @@
 
 A prepared dataset is a folder (local or ``s3://``) holding ``manifest.json`` and, under one
 sub-folder per prepare run, Parquet shards with one row per photo: ``id`` (its path relative to
-the input root, ``pipeline.split.photo_ids``), ``height``, ``width``, and the ``L`` (uint8,
-L*255/100), ``ab`` (int8) and ``bin`` (uint16 little-endian) planes as raw bytes. Readers read only
-the shards the manifest names. Callers start Ray (``pipeline.data.ensure_ray``) before reading.
+the dataset root, ``pipeline.split``; the manifest's ``id_root`` names that root), ``height``,
+``width``, and the ``L`` (uint8, L*255/100), ``ab`` (int8) and ``bin`` (uint16 little-endian)
+planes as raw bytes. Readers read only the shards the manifest names. Callers start Ray
+(``pipeline.data.ensure_ray``) before reading.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def manifest_uri(uri: str) -> str:
     return posixpath.join(uri.rstrip("/"), MANIFEST)
 
 
-def is_prepared(uri: str, s3: Optional[storage.S3Settings] = None) -> bool:
+def is_prepared(uri: str, s3: Optional[storage.S3Settings]) -> bool:
     """True when ``uri`` is a folder holding a prepared-shards manifest."""
     if uri.startswith("skimage") or uri.endswith(storage.LIST_SUFFIXES):
         return False
@@ -43,7 +44,7 @@ def is_prepared(uri: str, s3: Optional[storage.S3Settings] = None) -> bool:
         return False
 
 
-def read_manifest(uri: str, s3: Optional[storage.S3Settings] = None) -> dict:
+def read_manifest(uri: str, s3: Optional[storage.S3Settings]) -> dict:
     """The manifest of a prepared folder, checked against this code's format and bin grid."""
     doc = json.loads(storage.read_bytes(manifest_uri(uri), s3))
     if doc.get("format") != FORMAT:
@@ -55,14 +56,14 @@ def read_manifest(uri: str, s3: Optional[storage.S3Settings] = None) -> dict:
     return doc
 
 
-def shard_files(uri: str, manifest: dict, s3: Optional[storage.S3Settings] = None) -> Tuple[pafs.FileSystem, List[str]]:
+def shard_files(uri: str, manifest: dict, s3: Optional[storage.S3Settings]) -> Tuple[pafs.FileSystem, List[str]]:
     fs, root = storage.resolve(uri, s3)
     return fs, [posixpath.join(root, s["path"]) for s in manifest["shards"]]
 
 
 def shards_dataset(
     uri: str,
-    s3: Optional[storage.S3Settings] = None,
+    s3: Optional[storage.S3Settings],
     columns: Optional[List[str]] = None,
     shuffle_seed: Optional[int] = None,
     manifest: Optional[dict] = None,
@@ -77,7 +78,7 @@ def shards_dataset(
     return ds.select_columns(columns) if columns else ds
 
 
-def read_ids(uri: str, manifest: dict, s3: Optional[storage.S3Settings] = None) -> List[str]:
+def read_ids(uri: str, manifest: dict, s3: Optional[storage.S3Settings]) -> List[str]:
     """Every row's id, in shard order: only the small ``id`` column is read (on the driver)."""
     fs, files = shard_files(uri, manifest, s3)
     if not files:

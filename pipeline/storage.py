@@ -1,8 +1,10 @@
 """Where data lives: local folders, list files, ``s3://`` prefixes, the built-in sample photos.
 
 No Ray here. Filesystems are pyarrow's (what Ray Data reads with). ``S3Settings`` (endpoint, region,
-timeouts) are built once at an entry point and passed down; credentials come from the standard AWS
-chain: this module never sees, prints or stores them.
+timeouts) are built once at an entry point and passed down: every function here takes them, and an
+``s3://`` URI that arrives with ``s3=None`` raises ``MissingS3Settings`` (a forgotten argument must
+not quietly fall back to the environment and drop a configured region). Credentials come from the
+standard AWS chain: this module never sees, prints or stores them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import stat
 import tempfile
 from collections import deque
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import pyarrow.fs as pafs
 
+from pipeline import split
 from pipeline.skips import SKIP_BAD_NAME, SKIP_DUPLICATE, SKIP_MISSING, SKIP_SYMLINK_LOOP, SKIP_UNREADABLE, Skips
 
 log = logging.getLogger(__name__)
@@ -132,14 +135,47 @@ def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
-def resolve(uri: str, s3: Optional[S3Settings] = None) -> Tuple[pafs.FileSystem, str]:
-    """URI -> (pyarrow filesystem, path inside it). ``s3=None`` reads the environment's settings
-    (library use); the jobs always pass the settings their entry point built."""
+class MissingS3Settings(ValueError):
+    """A programming error: an ``s3://`` URI reached storage without the entry point's settings."""
+
+
+def resolve(uri: str, s3: Optional[S3Settings]) -> Tuple[pafs.FileSystem, str]:
+    """URI -> (pyarrow filesystem, path inside it). ``s3``: the settings the entry point built;
+    None only where no ``s3://`` URI can arrive (one that does raises ``MissingS3Settings`` rather
+    than quietly reading the environment and losing a configured region)."""
     if is_s3(uri):
-        return s3_filesystem(s3 or S3Settings.from_env()), uri[len("s3://") :].rstrip("/")
+        if s3 is None:
+            raise MissingS3Settings(
+                f"S3 settings must be passed down from the entry point (resolving {redact(uri)} without them)"
+            )
+        return s3_filesystem(s3), path_inside(uri)
     if "://" in uri:
         raise StorageError(f"unsupported URI scheme in {uri!r}: use a local path or s3://bucket/prefix")
-    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(uri))
+    return pafs.LocalFileSystem(), path_inside(uri)
+
+
+def path_inside(uri: str) -> str:
+    """The path ``resolve`` gives for a URI, without building a filesystem: ``bucket/key`` for
+    ``s3://``, an absolute path for a local one."""
+    if is_s3(uri):
+        return uri[len("s3://") :].rstrip("/")
+    return os.path.abspath(os.path.expanduser(uri))
+
+
+def dataset_root(uri: str, paths: Sequence[str]) -> str:
+    """The folder photo ids are relative to (``pipeline.split``), for the ``paths`` listed from ``uri``.
+
+    A folder or ``s3://`` prefix: that folder itself, as the user named it, so adding a photo in a
+    new subfolder or listing only the first ``--limit`` files leaves every other id (and thus its
+    train/val side) as it was; the deepest common folder of the files would move with them. A list
+    file, ``skimage:`` or a single file names no folder of photos: the deepest folder holding them.
+    """
+    if uri in (BUILTIN_SAMPLES, "skimage") or uri.endswith(LIST_SUFFIXES):
+        return split.common_folder(paths)
+    named = path_inside(uri)
+    if list(paths) == [named]:  # the URI is the one file
+        return posixpath.dirname(named)
+    return named
 
 
 def skimage_photos() -> List[str]:
@@ -150,9 +186,7 @@ def skimage_photos() -> List[str]:
     return [os.path.join(root, n) for n in _SKIMAGE_PHOTOS if os.path.exists(os.path.join(root, n))]
 
 
-def list_inputs(
-    uri: str, s3: Optional[S3Settings] = None, skips: Optional[Skips] = None
-) -> Tuple[pafs.FileSystem, List[str]]:
+def list_inputs(uri: str, s3: Optional[S3Settings], skips: Optional[Skips] = None) -> Tuple[pafs.FileSystem, List[str]]:
     """Expand a data URI into (filesystem, file paths), sorted.
 
     - ``skimage:``: the built-in sample photos;
@@ -327,7 +361,7 @@ def _short(e: BaseException) -> str:
     return str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
 
 
-def check_writable_parent(uri: str, s3: Optional[S3Settings] = None) -> None:
+def check_writable_parent(uri: str, s3: Optional[S3Settings]) -> None:
     """Fail early (before hours of work) when an output location's bucket or folder is unusable."""
     fs, path = resolve(uri, s3)
     if isinstance(fs, pafs.S3FileSystem):
@@ -347,7 +381,7 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings] = None) -> None:
+def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings]) -> None:
     """Write a whole file so that readers see the old content or the new, never a partial one.
 
     Local: temp file in the same folder, fsync, rename. S3: a single PUT (an object appears only
@@ -377,7 +411,7 @@ def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings] = None) -
         raise StorageError(f"cannot write {uri}: {_short(e)}") from None
 
 
-def read_bytes(uri: str, s3: Optional[S3Settings] = None) -> bytes:
+def read_bytes(uri: str, s3: Optional[S3Settings]) -> bytes:
     fs, path = resolve(uri, s3)
     try:
         with fs.open_input_stream(path) as f:

@@ -63,7 +63,20 @@ def _filler(crop: int) -> Dict[str, Any]:
     return {"rgb": torch.zeros(1, crop, crop, 3, dtype=torch.uint8), "id": []}
 
 
+# The CPU group the step flags travel on, with the default process group it was made for: a
+# re-initialised default group (a new one in this process) gets a new flag group, never a stale one.
 _FLAG_GROUP: Dict[str, Any] = {}
+
+
+def _flag_group():
+    """A gloo group over the current default process group (None: the default group is gloo)."""
+    dist = torch.distributed
+    world = dist.group.WORLD
+    if _FLAG_GROUP.get("world") is not world:  # first step on this group: every rank gets here in the same order
+        group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+        _FLAG_GROUP.clear()
+        _FLAG_GROUP.update(world=world, group=group)
+    return _FLAG_GROUP["group"]
 
 
 def _live_workers(has_batch: bool) -> int:
@@ -74,29 +87,32 @@ def _live_workers(has_batch: bool) -> int:
     dist = torch.distributed
     if not (dist.is_available() and dist.is_initialized()):
         return int(has_batch)
-    if "group" not in _FLAG_GROUP:  # first step: every rank gets here in the same order
-        _FLAG_GROUP["group"] = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     t = torch.tensor([1 if has_batch else 0])
-    dist.all_reduce(t, group=_FLAG_GROUP["group"])
+    dist.all_reduce(t, group=_flag_group())
     return int(t.item())
 
 
 def even_batches(
-    batches: Iterator[Dict[str, Any]], world: int, max_steps: Optional[int], filler: Callable[[], Dict[str, Any]]
+    batches: Iterator[Dict[str, Any]],
+    world: int,
+    max_steps: Optional[int],
+    filler: Callable[[], Dict[str, Any]],
+    live_workers: Callable[[bool], int] = _live_workers,
 ) -> Iterator[Tuple[Dict[str, Any], float]]:
     """This worker's batches as (batch, loss_scale), in step with every other worker's.
 
     Ray Data splits rows without dropping any (``data.exact_split_data_config``), so workers may
     run out at different steps. Before each step all workers agree how many still have a batch
-    (``_live_workers``). While any has one, a worker that ran out repeats its last batch (or
-    ``filler()``) with loss scale 0: its step only keeps DDP's collectives in step. The others
-    scale their loss by world/live, so DDP's mean over ``world`` gradients is the mean over the
-    live ones. Ends when no worker has a batch, or after ``max_steps`` steps.
+    (``live_workers``: every worker calls it once a step with whether it has one). While any has
+    one, a worker that ran out repeats its last batch (or ``filler()``) with loss scale 0: its step
+    only keeps DDP's collectives in step. The others scale their loss by world/live, so DDP's mean
+    over ``world`` gradients is the mean over the live ones. Ends when no worker has a batch, or
+    after ``max_steps`` steps.
     """
     n, last = 0, None
     while True:
         batch = None if (max_steps and n >= max_steps) else next(batches, None)
-        live = _live_workers(batch is not None)
+        live = live_workers(batch is not None)
         if live == 0:
             return
         if batch is not None:
@@ -325,7 +341,9 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
     def go(client):
         # Client calls only: the fluent API (mlflow.set_tracking_uri, start_run) would leave this
         # process's global tracking URI, and MLFLOW_TRACKING_URI, pointing at this run's server.
-        # Imported here: only rank 0's last act needs mlflow.pyfunc (slow to import).
+        # Imported here, not at the top: every Ray Train worker imports this module (it holds
+        # train_loop_per_worker) and only rank 0's last act needs mlflow.pyfunc: at the top it would
+        # add about a quarter to every worker's import of this module (~1 s; python -X importtime).
         import mlflow.pyfunc
         from mlflow.exceptions import MlflowException
 
@@ -373,6 +391,15 @@ def storage_for(path: str, s3: storage.S3Settings):
             return path[len("s3://") :], storage.s3_filesystem(s3)
         return path, None
     return os.path.abspath(path), None
+
+
+def storage_uri(path: str, storage_path: str) -> str:
+    """A path Ray reports inside the storage of ``storage_for(storage_path, s3)`` (a checkpoint,
+    a Tune experiment) as the user writes it: ``s3://`` put back when ``storage_path`` is on S3
+    (Ray's paths inside a filesystem carry no scheme)."""
+    if storage.is_s3(storage_path) and not storage.is_s3(path):
+        return "s3://" + path.lstrip("/")
+    return path
 
 
 def build_trainer(
@@ -442,22 +469,36 @@ def launch(
 ) -> Launched:
     """One tracked Ray Train run: start (or resume, by name) its MLflow run with the flat config as
     params, add ``tags`` and ``artifacts`` ((local path, artifact folder) pairs), read the
-    datasets, fit, record the skipped files, close the run as FINISHED or FAILED."""
+    datasets, fit, record the skipped files, close the run as FINISHED or FAILED.
+
+    Raises what reading the data or training raised (Train V2's ``fit`` raises
+    ``ray.train.TrainingFailedError`` once its retries are spent), Ctrl-C included, after closing
+    the MLflow run as FAILED: a run never stays RUNNING because its driver gave up."""
     run_id = tracking.start_or_resume_run(
         tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
     )
     tracker = Tracker(tracking_uri, run_id)
-    if tags:
-        tracker.tags(tags)
-    for path, folder in artifacts:
-        tracker.artifact(path, folder)
-    train_ds, val_ds, skips, info = data.training_datasets(cfg.data, s3, cpus_per_task=cpus_per_data_task(cfg))
-    tracker.tags({k: str(v) for k, v in info.items()})
-    trainer = build_trainer(
-        cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id, s3, callbacks=callbacks
-    )
-    result = trainer.fit()
-    skipped = ray.get(skips.counts.remote())
-    tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
+    try:
+        if tags:
+            tracker.tags(tags)
+        for path, folder in artifacts:
+            tracker.artifact(path, folder)
+        train_ds, val_ds, collector, info = data.training_datasets(cfg.data, s3, cpus_per_task=cpus_per_data_task(cfg))
+        tracker.tags({k: str(v) for k, v in info.items()})
+        trainer = build_trainer(
+            cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id, s3, callbacks=callbacks
+        )
+        result = trainer.fit()
+        skipped = _skip_counts(collector)
+        tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    # Train V1 (RAY_TRAIN_V2_ENABLED=0) hands a failure back as result.error instead of raising.
     tracker.finish("FINISHED" if result.error is None else "FAILED")
     return Launched(result, run_id, info, skipped)
+
+
+def _skip_counts(collector) -> Dict[str, int]:
+    """{reason: files} the run's SkipCollector counted while training read the data."""
+    return ray.get(collector.counts.remote())

@@ -21,11 +21,23 @@ import argparse
 import json
 import logging
 import os
+import posixpath
 import time
 from typing import Any, Dict, Optional, Tuple
 
+import mlflow
+import numpy as np
+import pyarrow.fs as pafs
+from ray import tune
+from ray.tune import CLIReporter
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler
+
 from pipeline import config as config_mod
+from pipeline import data, priors, storage, tracking, train
 from pipeline.config import ExperimentConfig
+from pipeline.run import resolve_prior_path
+from tune import space
 
 log = logging.getLogger("colorize.tune")
 
@@ -53,46 +65,60 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
 
 
-def _asha(max_t: int, grace: int, decisions_path: str):
-    from ray.tune.schedulers import ASHAScheduler
+class LoggedASHA(ASHAScheduler):
+    """ASHA that records each decision in ``decisions_path`` (JSON lines) and logs each stop, so
+    users (and tests) can see what it did and why."""
 
-    class LoggedASHA(ASHAScheduler):
-        """ASHA that records each decision, so users (and tests) can see what it did and why."""
+    def __init__(self, decisions_path: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.decisions_path = decisions_path
 
-        def on_trial_result(self, tune_controller, trial, result):
-            decision = super().on_trial_result(tune_controller, trial, result)
-            rec = {
-                "trial": trial.trial_id,
-                "iteration": result.get("training_iteration"),
-                "objective": result.get(METRIC),
-                "decision": decision,
-            }
-            if decision != "CONTINUE":
-                log.warning(
-                    "ASHA: trial %s stopped at epoch %s (objective %.3f below its rung)",
-                    trial.trial_id,
-                    rec["iteration"],
-                    rec["objective"] or float("nan"),
-                )
-            os.makedirs(os.path.dirname(decisions_path), exist_ok=True)
-            with open(decisions_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
-            return decision
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        rec = {
+            "trial": trial.trial_id,
+            "iteration": result.get("training_iteration"),
+            "objective": result.get(METRIC),
+            "decision": decision,
+        }
+        if decision != "CONTINUE":
+            log.warning(
+                "ASHA: trial %s stopped at epoch %s (objective %.3f below its rung)",
+                trial.trial_id,
+                rec["iteration"],
+                rec["objective"] or float("nan"),
+            )
+        os.makedirs(os.path.dirname(self.decisions_path), exist_ok=True)
+        with open(self.decisions_path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        return decision
 
+
+def _asha(max_t: int, grace: int, decisions_path: str) -> LoggedASHA:
     return LoggedASHA(
-        time_attr="training_iteration", metric=METRIC, mode=MODE, max_t=max_t, grace_period=grace, reduction_factor=2
+        decisions_path,
+        time_attr="training_iteration",
+        metric=METRIC,
+        mode=MODE,
+        max_t=max_t,
+        grace_period=grace,
+        reduction_factor=2,
     )
+
+
+def sweep_storage(storage_path: str, name: str, s3: storage.S3Settings) -> Tuple[str, str, Optional[pafs.FileSystem]]:
+    """(Tune's ``storage_path``, the sweep's experiment folder, their filesystem) for a sweep
+    ``name`` under ``train.storage_path``: ``train.storage_for``'s rule, the one Ray Train's runs
+    use (local paths absolute; ``s3://`` as is, or scheme-less with an explicit S3 filesystem when
+    an endpoint or region is set). The folder is what ``Tuner.can_restore``/``restore`` take,
+    with the same filesystem."""
+    root, fs = train.storage_for(storage_path, s3)
+    return root, posixpath.join(root.rstrip("/"), name), fs
 
 
 def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -> None:
     """One trial: the sampled keys over the base config, one tracked Ray Train run (``train.launch``)
     whose per-epoch reports reach Tune through ``TuneReportCallback``."""
-    import numpy as np
-    from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
-
-    from pipeline import storage, train
-
     meta = params["_sweep"] | (private or {})  # the real base config and tracking URI: see sweep_state
     sampled = {k: v for k, v in params.items() if not k.startswith("_")}
     trial_id = tune.get_context().get_trial_id()
@@ -112,7 +138,7 @@ def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -
         callbacks=[TuneReportCallback()],
     )
     result = launched.result
-    if result.error is not None:
+    if result.error is not None:  # Train V1; V2's fit raises, and launch re-raises it: the trial errors either way
         raise RuntimeError(f"trial {trial_id} failed: {result.error}")
     if done_before and result.metrics:
         # A restored sweep reruns a trial Tune had not yet recorded as ended: its Train run resumes
@@ -124,8 +150,6 @@ def sweep_state(base: ExperimentConfig, tracking_uri: str, **rest: Any) -> Tuple
     """(what Tune may save, what it must not): Tune writes the param space into its experiment state
     and every trial's params.json under ``train.storage_path`` (perhaps a shared bucket), so the
     base config and tracking URI go there redacted; the real ones reach trials by ``with_parameters``."""
-    from pipeline import storage
-
     real = base.to_dict()
     shown = {
         section: {k: storage.redact(v) if isinstance(v, str) else v for k, v in values.items()}
@@ -137,12 +161,6 @@ def sweep_state(base: ExperimentConfig, tracking_uri: str, **rest: Any) -> Tuple
 
 def _last_epoch(cfg: ExperimentConfig, s3) -> int:
     """The newest saved epoch of this trial's Train run (-1 if none): local or s3:// storage."""
-    import posixpath
-
-    import pyarrow.fs as pafs
-
-    from pipeline import storage
-
     fs, root = storage.resolve(posixpath.join(cfg.train.storage_path, cfg.train.run_name), s3)
     epochs = [-1]
     for info in fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True)):
@@ -159,26 +177,16 @@ def run(args) -> int:
     config_mod.check_range("--grace-period", args.grace_period, 1, None)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table: trial, params, objective
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # persist trial states often: a restore reruns less
-    import mlflow
-    from ray import tune
-    from ray.tune import CLIReporter
-
-    from pipeline import data, priors, storage, tracking
-    from pipeline.run import resolve_prior_path
-    from tune import space
-
     base = config_mod.load(args.config, args.set)
     spec = space.load_space(args.space, base)
     if args.gpus_per_trial:
         base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     out_dir = os.path.abspath(args.out)
-    storage_path = base.train.storage_path
-    storage_path = storage_path if storage.is_s3(storage_path) else os.path.abspath(storage_path)
-    sweep_dir = os.path.join(storage_path, name) if not storage.is_s3(storage_path) else None
     decisions = os.path.join(out_dir, name, "scheduler_decisions.jsonl")
     tracking_uri = tracking.resolve_uri(base.tracking.uri, out_dir)
     s3 = storage.S3Settings.from_config(base.data)
+    storage_path, sweep_dir, sweep_fs = sweep_storage(base.train.storage_path, name, s3)
     prior = priors.load_prior(resolve_prior_path(base.loss.prior), s3)
     data.ensure_ray(args.address)
     sweep_params = {f"space.{k}": json.dumps(v) for k, v in spec.items()}
@@ -209,10 +217,16 @@ def run(args) -> int:
         metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
         max_report_frequency=15,
     )
-    if sweep_dir and tune.Tuner.can_restore(sweep_dir):
-        print(f"colorize tune: resuming sweep {name} from {sweep_dir}")
+    if tune.Tuner.can_restore(sweep_dir, storage_filesystem=sweep_fs):
+        shown = storage.redact(train.storage_uri(sweep_dir, base.train.storage_path))
+        print(f"colorize tune: resuming sweep {name} from {shown}")
         tuner = tune.Tuner.restore(
-            sweep_dir, trainable=trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+            sweep_dir,
+            trainable=trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            param_space=param_space,
+            storage_filesystem=sweep_fs,
         )
     else:
         tuner = tune.Tuner(
@@ -226,6 +240,7 @@ def run(args) -> int:
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=storage_path,
+                storage_filesystem=sweep_fs,
                 progress_reporter=reporter,
                 verbose=2,
                 failure_config=tune.FailureConfig(max_failures=1),

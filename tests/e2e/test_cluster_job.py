@@ -7,6 +7,7 @@ import pytest
 
 from support import ROOT
 from support.ray_cluster import RAY, TwoNodeCluster, node_env
+from support.training import set_args, tiny_settings
 
 
 @pytest.fixture
@@ -20,22 +21,15 @@ def two_nodes(tmp_path):
 
 def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
     out, runs = tmp_path / "out", tmp_path / "runs"
-    sets = [
-        "model.preset=tiny",
-        "model.d_base_channels=8",
-        "model.d_layers=2",
-        "data.resize=48",
-        "data.crop=32",
-        "train.batch_size=2",
+    sets = tiny_settings(
         "train.epochs=2",
-        "train.num_workers=2",
         "train.cpus_per_worker=1",
         "train.placement_strategy=STRICT_SPREAD",
         f"train.storage_path={runs}",
         "train.run_name=mn",
-        "tracking.sample_images=2",
         "data.val_fraction=0.4",
-    ]
+        without=["train.log_every"],
+    )
     job_id = "colorize-two-nodes"
     cmd = [
         RAY,
@@ -54,9 +48,8 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
         "pipeline/run.py",
         "--out",
         str(out),
+        *set_args(sets),
     ]
-    for s in sets:
-        cmd += ["--set", s]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=node_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in (r.stdout + r.stderr)

@@ -35,7 +35,7 @@ def train(photos, rebalance: bool, steps_n: int = 100):
     )
     gan = builder.build(cfg, torch.device("cpu"))
     G = gan.G
-    prior = priors.load_prior(str(ROOT / "prior_probs.npy"))
+    prior = priors.load_prior(str(ROOT / "prior_probs.npy"), None)
     weights = steps.class_weights_tensor(prior, cfg.loss)
     batch = steps.batch_from_rgb(photos, G.logits_stride)
     ces = []

@@ -16,28 +16,24 @@ import pytest
 from pipeline import config as config_mod
 from pipeline import run as run_job
 from support import ROOT, corpus
+from support.training import set_args, tiny_settings
 
 EPOCHS = 2
 SAMPLES = 3
 
 
 def sweep_cmd(tmp, photos):
-    sets = [
-        "model.preset=tiny",
-        "model.d_base_channels=8",
-        "model.d_layers=2",
-        "data.resize=48",
-        "data.crop=32",
+    sets = tiny_settings(
         "train.batch_size=4",
         "train.num_workers=1",
-        "train.cpus_per_worker=0.5",
+        "tracking.sample_images=1",
         f"train.epochs={EPOCHS}",
         f"data.train={photos}",
         "data.val_fraction=0.3",
         f"train.storage_path={tmp / 'runs'}",
-        "tracking.sample_images=1",
-    ]
-    cmd = [
+        without=["train.log_every"],
+    )
+    return [
         sys.executable,
         "-m",
         "pipeline.cli",
@@ -48,10 +44,8 @@ def sweep_cmd(tmp, photos):
         "sw",
         "--out",
         str(tmp / "out"),
+        *set_args(sets),
     ]
-    for s in sets:
-        cmd += ["--set", s]
-    return cmd
 
 
 def persisted_ended(sweep_dir):

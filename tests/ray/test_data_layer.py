@@ -37,8 +37,9 @@ def ids_of(ds):
 
 def test_raw_and_shards_give_the_same_train_and_val_photos(ray_local, photos):
     raw_dir, shards_dir, info = photos
-    manifest = prepare.prepare(str(raw_dir), str(shards_dir), size=48)
+    manifest = prepare.prepare(str(raw_dir), str(shards_dir), size=48, s3=None)
     assert manifest["images"] == 20 and manifest["skipped"] == count_reasons(info["skip"])
+    assert manifest["id_root"] == str(raw_dir), "the folder the ids are relative to: the one --data names"
     raw, shards = (
         data.Source.open(str(raw_dir), storage.S3Settings()),
         data.Source.open(str(shards_dir), storage.S3Settings()),

@@ -16,6 +16,7 @@ from pipeline import run as run_job
 from support import corpus
 from support.reference_prior import count_reasons
 from support.servers import upload_dir
+from support.training import set_args, tiny_settings
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +55,7 @@ def test_prepare_s3_to_s3_then_priors_and_training(ray_local, bucket, s3_server,
 
     # training reads the shards; each epoch every training image exactly once across 2 workers
     audit = tmp_path / "ids"
-    sets = [
-        "model.preset=tiny",
-        "model.d_base_channels=8",
-        "model.d_layers=2",
-        "data.resize=48",
-        "data.crop=32",
-        "train.batch_size=2",
-        "train.num_workers=2",
-        "train.cpus_per_worker=0.5",
+    sets = tiny_settings(
         "train.epochs=2",
         "tracking.sample_images=1",
         f"data.train={out}",
@@ -71,8 +64,9 @@ def test_prepare_s3_to_s3_then_priors_and_training(ray_local, bucket, s3_server,
         f"train.storage_path={tmp_path / 'runs'}",
         "train.run_name=shards",
         f"train.audit_ids_dir={audit}",
-    ]
-    argv = [x for s in sets for x in ("--set", s)] + ["--out", str(tmp_path / "out")]
+        without=["train.log_every"],
+    )
+    argv = [*set_args(sets), "--out", str(tmp_path / "out")]
     assert run_job.main(argv) == 0
     all_ids = sorted(r["id"] for r in shards.shards_dataset(out, s3, columns=["id"]).take_all())
     train_ids, val = split.split_ids(all_ids, 0.25, seed=0)  # the one rule, as for raw photos

@@ -4,7 +4,7 @@ saved tiny generator for the inference, evaluation and export tests."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 from support import corpus
 
@@ -22,6 +22,23 @@ TINY = [
 ]
 
 
+def tiny_settings(*changes: str, without: Sequence[str] = ()) -> List[str]:
+    """``TINY`` as KEY=VALUE strings with ``changes`` applied: a change of a key TINY sets takes its
+    place, a new key goes at the end; the keys in ``without`` are left out (their defaults hold)."""
+    new = dict(c.split("=", 1) for c in changes)
+    out = []
+    for s in TINY:
+        key = s.split("=", 1)[0]
+        if key not in without:
+            out.append(f"{key}={new.pop(key)}" if key in new else s)
+    return out + [f"{k}={v}" for k, v in new.items()]
+
+
+def set_args(settings: Sequence[str]) -> List[str]:
+    """``--set KEY=VALUE`` arguments, one pair per setting (pipeline/run.py, ``colorize tune``)."""
+    return [x for s in settings for x in ("--set", s)]
+
+
 def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
     """pipeline/run.py arguments for a tiny run on a corpus written under ``tmp`` (once)."""
     photos, val = tmp / "photos", tmp / "val"
@@ -30,17 +47,14 @@ def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
         val.mkdir()
         for i, data in enumerate(corpus.good_files(4).values()):
             (val / f"v{i}.png").write_bytes(data)
-    out = []
-    for s in [
-        *TINY,
+    sets = tiny_settings(
         f"data.train={photos}",
         f"data.val={val}",
         f"train.storage_path={tmp / 'runs'}",
         f"train.run_name={name}",
         *extra,
-    ]:
-        out += ["--set", s]
-    return [*out, "--out", str(tmp / "out")]
+    )
+    return [*set_args(sets), "--out", str(tmp / "out")]
 
 
 def tiny_generator_checkpoint(folder: Path) -> Path:

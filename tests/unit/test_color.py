@@ -1,5 +1,6 @@
 """Colour science core against scikit-image and brute force."""
 
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -124,6 +125,24 @@ def test_keep_l_in_chunks_equals_whole(monkeypatch):
     monkeypatch.setattr(color, "KEEP_L_CHUNK", 257)
     assert np.array_equal(color.lab_to_rgb_keep_l(lab), whole_np)
     assert torch.allclose(color.lab_to_rgb_keep_l(torch.from_numpy(lab)), whole_t, rtol=0, atol=1e-12)
+
+
+def test_u8_conversion_quantises_chunk_by_chunk(monkeypatch):
+    """uint8 out is exactly the rounded float conversion, and a large photo costs the uint8 output
+    plus a few chunk-sized temporaries, never full-size float64 copies (GBs for a 64 MP photo)."""
+    lab = _random_lab(512 * 512, 14).reshape(512, 512, 3).astype(np.float32)
+    assert np.array_equal(color.lab_to_rgb_u8(lab), color.to_uint8(color.lab_to_rgb_keep_l(lab)))
+    chw = torch.from_numpy(lab).permute(2, 0, 1)
+    assert torch.equal(color.lab_to_rgb_u8(chw, dim=0), color.to_uint8(color.lab_to_rgb_keep_l(chw, dim=0)))
+    monkeypatch.setattr(color, "KEEP_L_CHUNK", 4096)
+    tracemalloc.start()
+    try:
+        out = color.lab_to_rgb_u8(lab)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    full_float64 = lab.size * 8  # one full-size float64 copy: 6 MiB here
+    assert peak < out.nbytes + full_float64 // 2, f"peak {peak / 2**20:.1f} MiB"
 
 
 def test_L_and_ab_storage_round_trip():

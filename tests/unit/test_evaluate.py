@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from pipeline import color, metrics, scoring
-from support import DATA
+from pipeline import cli, color, evaluate, metrics, scoring
+from pipeline.skips import SKIP_GREY, SKIP_MISSING, SKIP_NOT_IMAGE, Skips
+from support import DATA, corpus
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +106,33 @@ def test_grey_baseline_on_real_photos_orders_as_expected(zhang):
     for k in ("auc", "auc_rebalanced", "psnr", "top1"):
         assert halfway[k] > grey[k], k
     assert halfway["cf_gap"] < grey["cf_gap"]
+
+
+def test_eval_counts_skips_the_one_way_listing_included(tmp_path):
+    """``colorize eval`` records skips as every job does (``pipeline.skips``): what the listing
+    skipped (a dangling link: ``missing``) beside what decoding skipped, counts and examples."""
+    for i in range(2):
+        (tmp_path / f"colour{i}.png").write_bytes(corpus.encode(Image.fromarray(corpus.photo(i)), "PNG"))
+    (tmp_path / "grey.png").write_bytes(corpus.encode(Image.fromarray(np.full((48, 64, 3), 90, np.uint8)), "PNG"))
+    (tmp_path / "notes.jpg").write_bytes(b"not an image")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    kept, truths, skipped = evaluate.load_truth(str(tmp_path), 32, None, None)
+    assert [p.rsplit("/", 1)[-1] for p in kept] == ["colour0.png", "colour1.png"]
+    assert all(t.shape == (32, 32, 3) for t in truths)
+    assert isinstance(skipped, Skips)
+    assert skipped.counts == {SKIP_MISSING: 1, SKIP_GREY: 1, SKIP_NOT_IMAGE: 1}
+    assert skipped.examples[SKIP_GREY] == [str(tmp_path / "grey.png")]
+
+
+def test_metrics_json_keeps_its_skipped_shape(ckpt, tmp_path):
+    """``metrics.json``: "skipped" {reason: n} and "skipped_examples" {reason: [paths]}, as before."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(corpus.encode(Image.fromarray(corpus.photo(3)), "PNG"))
+    (photos / "b.jpg").write_bytes(b"not an image")
+    out = tmp_path / "eval"
+    assert cli.main(["eval", "--model", str(ckpt), "--data", str(photos), "--out", str(out), "--size", "32"]) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["images"] == 1
+    assert doc["skipped"] == {SKIP_NOT_IMAGE: 1}
+    assert doc["skipped_examples"] == {SKIP_NOT_IMAGE: [str(photos / "b.jpg")]}

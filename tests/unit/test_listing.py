@@ -109,4 +109,4 @@ def test_an_unreadable_subfolder_or_file_is_skipped_not_fatal():
 
 def test_a_missing_root_is_still_a_clear_error(tmp_path):
     with pytest.raises(storage.StorageError, match="does not exist"):
-        storage.list_inputs(str(tmp_path / "nope"))
+        storage.list_inputs(str(tmp_path / "nope"), None)

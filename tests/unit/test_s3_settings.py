@@ -1,7 +1,11 @@
 """One S3Settings, built at the entry point from the config, reaches every consumer with its region
 (issue 15 item 13: training and Tune dropped ``data.s3_region``)."""
 
-from pipeline import config, storage, train
+import inspect
+
+import pytest
+
+from pipeline import config, data, evaluate, prepare, priors, shards, storage, train
 
 
 def test_region_from_the_config_reaches_every_consumer(monkeypatch):
@@ -26,3 +30,48 @@ def test_settings_from_the_environment_fill_only_what_the_config_leaves_open(mon
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://minio:9000")
     assert storage.S3Settings.from_env() == storage.S3Settings(endpoint="http://minio:9000", region="us-west-2")
     assert storage.S3Settings.from_env(region="eu-north-1").region == "eu-north-1"
+
+
+def test_an_s3_uri_without_the_entry_points_settings_is_a_programming_error(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-west-2")  # what a silent fallback would read instead of the config
+    calls = [
+        lambda: storage.resolve("s3://bucket/photos", None),
+        lambda: storage.list_inputs("s3://bucket/photos", None),
+        lambda: storage.read_bytes("s3://bucket/prior.npy", None),
+        lambda: storage.write_bytes_atomic("s3://bucket/prior.npy", b"x", None),
+        lambda: storage.check_writable_parent("s3://bucket/prior.npy", None),
+        lambda: shards.is_prepared("s3://bucket/shards", None),
+    ]
+    for call in calls:
+        with pytest.raises(storage.MissingS3Settings, match="S3 settings must be passed down from the entry point"):
+            call()
+    assert issubclass(storage.MissingS3Settings, ValueError)
+    assert storage.resolve("/tmp/photos", None)[1] == "/tmp/photos", "local URIs need no S3 settings"
+
+
+# Below the entry points every reader and writer takes the S3 settings, with no default to forget.
+TAKES_S3 = [
+    storage.resolve,
+    storage.list_inputs,
+    storage.read_bytes,
+    storage.write_bytes_atomic,
+    storage.check_writable_parent,
+    shards.is_prepared,
+    shards.read_manifest,
+    shards.shard_files,
+    shards.shards_dataset,
+    shards.read_ids,
+    data.Source.open,
+    data.image_dataset,
+    data.training_datasets,
+    priors.compute_prior,
+    priors.write_prior,
+    priors.load_prior,
+    prepare.prepare,
+    evaluate.load_truth,
+]
+
+
+@pytest.mark.parametrize("fn", TAKES_S3, ids=lambda f: f.__qualname__)
+def test_s3_settings_are_a_required_argument_below_the_entry_points(fn):
+    assert inspect.signature(fn).parameters["s3"].default is inspect.Parameter.empty

@@ -72,7 +72,7 @@ def test_a_prior_sidecar_and_summary_never_hold_a_secret(tmp_path):
     result = priors.PriorResult(counts=np.ones(q, np.int64), images=1, pixels=q, listed=1, skipped={})
     meta = priors.provenance(result, PLANTED, 64, True, None)
     out = tmp_path / "prior_probs.npy"
-    written = priors.write_prior(result, str(out), meta)
+    written = priors.write_prior(result, str(out), meta, None)
     assert _clean((tmp_path / "prior_probs.json").read_text())
     assert _clean(priors.summary(result, [*written, PLANTED + "/p.npy"]))
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from pipeline import split
+from pipeline import data, split, storage
 from pipeline.skips import Skips
 
 
@@ -13,6 +13,41 @@ def test_ids_are_paths_relative_to_the_dataset_root_wherever_it_is_mounted():
     assert split.photo_ids(a) == split.photo_ids(b) == split.photo_ids(s3)
     assert split.photo_ids(a)[:2] == ["sub0/img0.jpg", "sub1/img1.jpg"]
     assert split.photo_ids(["/x/one.jpg"]) == ["one.jpg"]  # one file: its name, not "."
+    assert split.photo_ids(a, "/data") == [p[len("/data/") :] for p in a], "an explicit root (the folder named)"
+
+
+def test_the_dataset_root_is_the_folder_the_uri_names():
+    assert storage.dataset_root("s3://bucket/photos/", ["bucket/photos/a/1.jpg"]) == "bucket/photos"
+    assert storage.dataset_root("/d", ["/d/a/1.jpg", "/d/a/2.jpg"]) == "/d", "not /d/a, the files' common folder"
+    assert storage.dataset_root("/d/a/1.jpg", ["/d/a/1.jpg"]) == "/d/a", "one file: its folder"
+    # a list file or the built-in photos name no folder of photos: the files' common folder
+    assert storage.dataset_root("/l/train.txt", ["/x/a/1.jpg", "/x/b/2.jpg"]) == "/x"
+    assert storage.dataset_root("skimage:", ["/s/data/a.png", "/s/data/b.png"]) == "/s/data"
+
+
+def _touch(folder, names):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"not decoded here")
+
+
+def _sides(uri, limit=None):
+    """(ids, {id: "train" | "val"}) of the photos at ``uri``, as a training run splits them."""
+    ids = data.Source.open(uri, None, limit).ids()
+    train, val = split.split_ids(ids, 0.2, seed=0)
+    return ids, {i: split.TRAIN for i in train} | {i: split.VAL for i in val}
+
+
+def test_a_photo_in_a_new_subfolder_or_a_limit_moves_no_other_photo(tmp_path):
+    d = tmp_path / "d"
+    _touch(d, [f"a/{i}.jpg" for i in range(40)])
+    ids, before = _sides(str(d))
+    assert ids[0] == "a/0.jpg", "relative to the folder --data names, not to the files' common folder d/a"
+    assert split.VAL in before.values(), "the plain rule decides (no tiny-dataset fallback)"
+    _touch(d, ["b/x.jpg"])
+    _, after = _sides(str(d))
+    assert {i: after.get(i) for i in before} == before, "every old photo keeps its id and its side"
+    assert _sides(str(d), limit=5)[0] == ids[:5], "--limit reads the first files under the same ids"
 
 
 def test_split_is_a_threshold_on_a_stable_hash_of_the_id():
