@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch==2.13.0 first: on the project's dev/CI machines that is the CPU wheel lying on disk
-# (any other spec may pull a multi-GB CUDA build); elsewhere it is the normal PyPI torch.
+# (any other spec may pull a multi-GB CUDA build); elsewhere it is the normal PyPI torch. It is the
+# cluster image's torch too (TORCH_VERSION in cluster/Dockerfile; tests/unit/test_cluster_configs.py).
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

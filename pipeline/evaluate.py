@@ -189,5 +189,6 @@ def run(args) -> int:
 
 
 def _project_prior() -> np.ndarray:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return np.load(os.path.join(root, "prior_probs.npy"), allow_pickle=False)
+    from pipeline import assets  # the top-level prior_probs.npy as shipped, checkout or installed
+
+    return assets.default_prior()

@@ -21,8 +21,8 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from pipeline import assets, outputs, storage  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
-from pipeline import outputs, storage  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 
@@ -47,7 +47,10 @@ def parse_args(argv=None):
 def resolve_prior_path(path: str) -> str:
     if storage.is_s3(path) or os.path.isabs(path) or os.path.exists(path):
         return path
-    return os.path.join(_ROOT, path)
+    rooted = os.path.join(_ROOT, path)
+    if path == assets.PRIOR_NAME and not os.path.exists(rooted):  # installed, not a checkout: the packaged copy
+        return assets.default_prior_path()
+    return rooted
 
 
 def main(argv=None) -> int:

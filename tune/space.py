@@ -7,19 +7,23 @@ trial starts, with a message naming the key.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Dict, Optional
 
+from pipeline import assets
 from pipeline.config import ConfigError, ExperimentConfig, read_yaml
 
-DEFAULT_SPACE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "space.yaml")
 FORMS = ("loguniform", "uniform", "choice", "randint")
+
+
+def default_space_path() -> str:
+    """The default search space, ``tune/space.yaml`` as shipped with the package (checkout or installed)."""
+    return assets.packaged_path("tune", "space.yaml")
 
 
 def load_space(path: Optional[str] = None, base: Optional[ExperimentConfig] = None) -> Dict[str, Dict[str, Any]]:
     """{dotted key: {form: args}} from YAML, validated: keys exist, forms known, ranges sane, and
     every bound is a value the config accepts for that key."""
-    path = path or DEFAULT_SPACE
+    path = path or default_space_path()
     spec = read_yaml(path, "search space") or {}
     if not isinstance(spec, dict) or not spec:
         raise ConfigError(f"search space {path} must map config keys to distributions")

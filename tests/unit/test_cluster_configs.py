@@ -17,9 +17,17 @@ from support import ROOT
 CLUSTER = ROOT / "cluster"
 
 
-def pinned_ray() -> str:
+def image_pin(name: str) -> str:
+    """The exact version the image fixes: the default of ``ARG <name>=...`` in cluster/Dockerfile."""
+    return re.search(rf"^ARG {name}=(\S+)$", (CLUSTER / "Dockerfile").read_text(), re.M).group(1)
+
+
+def library_requirement(name: str):
+    """pyproject.toml's dependency on ``name``, as a ``packaging`` Requirement."""
+    from packaging.requirements import Requirement
+
     text = (ROOT / "pyproject.toml").read_text()
-    return re.search(r'"ray\[[^\]]*\]==([0-9.]+)"', text).group(1)
+    return Requirement(re.search(rf'^\s*"({name}(\[[^\]]*\])?[<>=!~][^"]*)",', text, re.M).group(1))
 
 
 def load(name: str):
@@ -63,12 +71,25 @@ def test_aws_config_validates_against_rays_schema():
 
 
 def test_versions_and_images_agree():
+    """The image pins one Ray and one torch; the library allows a range that holds them (Ray: that
+    minor version's patch releases only); the manifests name the image's Ray; CI tests that minor
+    Ray and the image's torch."""
     import ray
+    from packaging.version import Version
 
-    version = pinned_ray()
-    assert ray.__version__ == version
+    version, torch_version = image_pin("RAY_VERSION"), image_pin("TORCH_VERSION")
     docker = (CLUSTER / "Dockerfile").read_text()
-    assert f"ARG RAY_VERSION={version}" in docker and "FROM rayproject/ray:${RAY_VERSION}-" in docker
+    assert "FROM rayproject/ray:${RAY_VERSION}-" in docker and '"torch==${TORCH_VERSION}"' in docker
+    stage = docker.split("\nFROM ", 1)[1].split("\n", 1)[1]  # an ARG from before FROM is empty here unless redeclared
+    for used in set(re.findall(r"\$\{(\w+)\}", stage)):
+        assert re.search(rf"^ARG {used}\b", stage, re.M), f"cluster/Dockerfile uses ${{{used}}} after FROM undeclared"
+    major, minor = Version(version).release[:2]
+    ray_range, torch_range = library_requirement("ray").specifier, library_requirement("torch").specifier
+    assert ray_range.contains(version) and not ray_range.contains(f"{major}.{minor + 1}.0"), ray_range
+    assert not any(s.operator == "==" for s in ray_range), "the library takes a range; the image pins"
+    assert torch_range.contains(torch_version), torch_range
+    assert Version(ray.__version__).release[:2] == (major, minor), "tests run the cluster's Ray"
+    assert f'"torch=={torch_version}"' in (ROOT / "Makefile").read_text(), "CI installs the image's torch"
     rc, rj = load("kuberay/raycluster.yaml"), load("kuberay/rayjob.yaml")
     assert rc["spec"]["rayVersion"] == rj["spec"]["rayClusterSpec"]["rayVersion"] == version
     named = images(load("aws.yaml")) | images(rc) | images(rj)
