@@ -35,7 +35,7 @@ from pipeline.config import ExperimentConfig
 from tune import space
 cfg = ExperimentConfig()
 path = run.resolve_prior_path(cfg.loss.prior)
-prior = priors.load_prior(path)
+prior = priors.load_prior(path, None)
 spec = space.load_space(None, cfg)
 print("PROBE " + json.dumps({"pipeline": pipeline.__file__, "tune": tune.__file__, "prior_path": path,
       "shape": list(prior.shape), "sum": float(prior.sum()), "space": sorted(spec)}))
