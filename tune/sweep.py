@@ -12,7 +12,10 @@
   ``pipeline/run.py --config`` accepts as is (also logged to the parent run).
 - Resume: the same ``--name`` again restores the sweep (``Tuner.restore``): finished trials are
   kept, unfinished ones continue from their last checkpoint, errored ones are retried. A failing
-  trial never ends the sweep.
+  trial never ends the sweep. Only a state this sweep's driver wrote is restored (Tune unpickles
+  it): ``tune.state_guard`` checks it against the digests recorded under ``--out``
+  (``--trust-storage`` skips the check).
+- The parent run is closed FAILED when the sweep raises (Ctrl-C included) or no trial finishes.
 """
 
 from __future__ import annotations
