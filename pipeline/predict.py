@@ -17,11 +17,33 @@ import torch.nn.functional as F
 from models.scaling import L_to_input
 from pipeline import color, geometry
 
+CHUNK_PIXELS = 1 << 20  # full-resolution work goes this many pixels (whole rows) at a time
+
+
+def _row_chunks(H: int, W: int):
+    step = max(1, CHUNK_PIXELS // max(W, 1))
+    for r in range(0, H, step):
+        yield slice(r, min(H, r + step))
+
 
 def join_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     """L (H, W) in 0..100 and ab (H, W, 2) -> uint8 sRGB (H, W, 3); L kept, chroma gives way where
-    the colour would leave the sRGB gamut."""
-    return color.lab_to_rgb_u8(np.concatenate([L[..., None], ab], -1))
+    the colour would leave the sRGB gamut. Row chunks: no full-size Lab or float RGB copy."""
+    H, W = L.shape
+    out = np.empty((H, W, 3), np.uint8)
+    for rows in _row_chunks(H, W):
+        lab = np.concatenate([L[rows, :, None].astype(np.float32), ab[rows].astype(np.float32)], -1)
+        out[rows] = color.lab_to_rgb_u8(lab)
+    return out
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> L (H, W) float32 in 0..100, in row chunks (4 bytes per pixel in all)."""
+    H, W = rgb.shape[:2]
+    L = np.empty((H, W), np.float32)
+    for rows in _row_chunks(H, W):
+        L[rows] = color.rgb_to_lab(rgb[rows])[..., 0]
+    return L
 
 
 @torch.no_grad()
@@ -35,10 +57,11 @@ def predict_ab(
     """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
     device = device or next(G.parameters()).device
     H, W = L.shape
-    x = L_to_input(torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None].to(device))  # (1,1,H,W)
     h, w = geometry.short_side_shape(H, W, size)
+    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None].to(device)  # (1,1,H,W), no copy on CPU
     if (h, w) != (H, W):
         x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    x = L_to_input(x)  # at the working size: no full-resolution copy
     use_bf16 = device.type == "cuda"
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
         ab = G(x, temperature)[1].float()  # (1,2,h,w)
@@ -58,5 +81,5 @@ def colorize(
     uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding)."""
     if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
-    L = color.rgb_to_lab(rgb)[..., 0].astype(np.float64)
+    L = lightness(rgb)
     return join_l_ab(L, predict_ab(G, L, size, temperature, device))

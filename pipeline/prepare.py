@@ -11,7 +11,8 @@ examples, size, grid Q, source, and ``id_root``: the folder each row's id is rel
 Consistency: each run writes its shards into a fresh folder ``<out>/<run>/`` and the manifest last,
 in one atomic write; readers read only the shards the manifest names. An interrupted run leaves
 files no manifest points to (the old manifest and its shards stay valid); a completed rerun
-switches the manifest and then deletes the previous run's folder.
+switches the manifest and then deletes the previous run's folder and the folders of runs killed
+before it (``remove_orphan_runs``: only folders named as runs are, started before this one).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import datetime as _dt
 import json
 import logging
 import posixpath
+import re
 import time
 import uuid
 from typing import List, Optional
@@ -32,6 +34,8 @@ from pipeline import __version__, cli_args, color, data, shards, storage, transf
 from pipeline.config import check_range
 
 log = logging.getLogger(__name__)
+
+RUN_DIR = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{8}$")  # what prepare names a run's folder: start time, random
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -109,7 +113,32 @@ def prepare(
             fs_out.delete_dir(posixpath.join(out_root, previous["run"]))
         except OSError as e:
             log.warning("could not delete the previous run's shards %s: %s", previous["run"], e)
+    remove_orphan_runs(fs_out, out_root, run)
     return manifest
+
+
+def remove_orphan_runs(fs: pafs.FileSystem, out_root: str, current: str) -> List[str]:
+    """Delete the run folders under ``out_root`` that killed runs left: folders named as prepare names
+    a run (``RUN_DIR``) that started before ``current`` (the run whose manifest was just written;
+    never deleted), so nothing a manifest references and nothing a later, still running job writes.
+    Anything else under the output is left alone. Returns the names deleted."""
+    started = RUN_DIR.match(current)
+    if not started:
+        return []
+    gone = []
+    for info in fs.get_file_info(pafs.FileSelector(out_root, recursive=False, allow_not_found=True)):
+        name = posixpath.basename(info.path.rstrip("/"))
+        m = RUN_DIR.match(name)
+        if info.type != pafs.FileType.Directory or not m or name == current or m.group(1) >= started.group(1):
+            continue
+        try:
+            fs.delete_dir(info.path)
+            gone.append(name)
+        except OSError as e:
+            log.warning("could not delete the shards of an interrupted run %s: %s", name, e)
+    if gone:
+        log.info("deleted %d folder(s) of interrupted prepare runs: %s", len(gone), ", ".join(sorted(gone)))
+    return sorted(gone)
 
 
 def _root_uri(uri: str, root: str) -> str:

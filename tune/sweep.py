@@ -12,7 +12,10 @@
   ``pipeline/run.py --config`` accepts as is (also logged to the parent run).
 - Resume: the same ``--name`` again restores the sweep (``Tuner.restore``): finished trials are
   kept, unfinished ones continue from their last checkpoint, errored ones are retried. A failing
-  trial never ends the sweep.
+  trial never ends the sweep. Only a state this sweep's driver wrote is restored (Tune unpickles
+  it): ``tune.state_guard`` checks it against the digests recorded under ``--out``
+  (``--trust-storage`` skips the check).
+- The parent run is closed FAILED when the sweep raises (Ctrl-C included) or no trial finishes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pipeline import config as config_mod
 from pipeline import data, priors, storage, tracking, train
 from pipeline.config import ExperimentConfig
 from pipeline.run import resolve_prior_path
-from tune import space
+from tune import space, state_guard
 
 log = logging.getLogger("colorize.tune")
 
@@ -63,6 +66,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "--out", default="out/tune", help="local folder: best_config.yaml, ASHA decisions, default MLflow store"
     )
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument(
+        "--trust-storage",
+        action="store_true",
+        help="restore the sweep's saved Tune state even if it does not match the digests recorded under --out "
+        "(Tune unpickles it: only for storage nobody else can write)",
+    )
 
 
 class LoggedASHA(ASHAScheduler):
@@ -183,10 +192,11 @@ def run(args) -> int:
         base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     out_dir = os.path.abspath(args.out)
-    decisions = os.path.join(out_dir, name, "scheduler_decisions.jsonl")
     tracking_uri = tracking.resolve_uri(base.tracking.uri, out_dir)
     s3 = storage.S3Settings.from_config(base.data)
-    storage_path, sweep_dir, sweep_fs = sweep_storage(base.train.storage_path, name, s3)
+    where = sweep_storage(base.train.storage_path, name, s3)
+    record = state_guard.record_path(out_dir, name)
+    resume = _may_resume(where, base.train.storage_path, s3, record, args.trust_storage)
     prior = priors.load_prior(resolve_prior_path(base.loss.prior), s3)
     data.ensure_ray(args.address)
     sweep_params = {f"space.{k}": json.dumps(v) for k, v in spec.items()}
@@ -198,7 +208,39 @@ def run(args) -> int:
         raise storage.StorageError(
             f"MLflow is unreachable at {storage.redact(tracking_uri)}: a sweep needs its parent run"
         )
-    tracking.Tracker(tracking_uri, parent_id).tags({PARENT_TAG: name, "colorize.kind": "sweep"})
+    parent = tracking.Tracker(tracking_uri, parent_id)
+    try:
+        parent.tags({PARENT_TAG: name, "colorize.kind": "sweep"})
+        code = _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, prior, parent_id, parent)
+    except BaseException:  # an error, Ctrl-C: the parent run never stays RUNNING
+        parent.finish("FAILED")
+        raise
+    parent.finish("FINISHED" if code == 0 else "FAILED")
+    return code
+
+
+def _may_resume(where, storage_path: str, s3, record: str, trust: bool) -> bool:
+    """Whether the sweep folder holds a state to restore; raises ``StorageError`` (one line, exit 2)
+    when that state is not one this sweep's driver wrote (``tune.state_guard``) unless ``trust``."""
+    _, sweep_dir, sweep_fs = where
+    if not tune.Tuner.can_restore(sweep_dir, storage_filesystem=sweep_fs):
+        return False
+    shown = storage.redact(train.storage_uri(sweep_dir, storage_path))
+    if trust:
+        log.warning("--trust-storage: restoring %s without checking it against %s", shown, record)
+        return True
+    fs, folder = (sweep_fs, sweep_dir) if sweep_fs is not None else storage.resolve(sweep_dir, s3)
+    try:
+        state_guard.check(fs, folder, record, shown)
+    except state_guard.UntrustedState as e:
+        raise storage.StorageError(str(e)) from None
+    return True
+
+
+def _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, prior, parent_id, parent) -> int:
+    """The sweep under its MLflow parent run ``parent_id`` (opened and closed by ``run``)."""
+    storage_path, sweep_dir, sweep_fs = where
+    decisions = os.path.join(out_dir, name, "scheduler_decisions.jsonl")
     state, private = sweep_state(
         base,
         tracking_uri,
@@ -217,7 +259,8 @@ def run(args) -> int:
         metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
         max_report_frequency=15,
     )
-    if tune.Tuner.can_restore(sweep_dir, storage_filesystem=sweep_fs):
+    record = state_guard.record_path(out_dir, name)
+    if resume:
         shown = storage.redact(train.storage_uri(sweep_dir, base.train.storage_path))
         print(f"colorize tune: resuming sweep {name} from {shown}")
         tuner = tune.Tuner.restore(
@@ -228,6 +271,9 @@ def run(args) -> int:
             param_space=param_space,
             storage_filesystem=sweep_fs,
         )
+        for cb in tuner._local_tuner.get_run_config().callbacks or []:  # the run config comes from tuner.pkl
+            if isinstance(cb, state_guard.StateRecorder):
+                cb.path = record  # this run's --out, wherever the first run kept its record
     else:
         tuner = tune.Tuner(
             trainable,
@@ -244,8 +290,12 @@ def run(args) -> int:
                 progress_reporter=reporter,
                 verbose=2,
                 failure_config=tune.FailureConfig(max_failures=1),
+                callbacks=[state_guard.StateRecorder(record)],
             ),
         )
+        # tuner.pkl was just written straight to storage by the driver: the first entry of the record
+        fs, folder = (sweep_fs, sweep_dir) if sweep_fs is not None else storage.resolve(sweep_dir, s3)
+        state_guard.add_to_record(record, fs, folder, ["tuner.pkl"])
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and r.metrics and METRIC in r.metrics]
@@ -284,7 +334,6 @@ def run(args) -> int:
             child_tracker.finish("FAILED" if r.error is not None else "FINISHED")
     best_trial = best.metrics.get("trial_id")
     child = [children[best_trial]] if best_trial in children else []
-    parent = tracking.Tracker(tracking_uri, parent_id)
     if child:
         tracking.Tracker(tracking_uri, child[0]).tags({"colorize.best_trial": "true"})
     parent.tags({"best_trial": best_trial, "best_run_id": child[0] if child else ""})
@@ -293,7 +342,6 @@ def run(args) -> int:
     parent.artifact(best_path)
     if os.path.exists(decisions):
         parent.artifact(decisions)
-    parent.finish("FINISHED")
     print(f"\n== colorize tune {name}: {len(ok)} trials finished, {len(errors)} failed")
     for r in sorted(ok, key=lambda r: -r.metrics[METRIC]):
         params = ", ".join(

@@ -81,3 +81,16 @@ def test_a_source_says_what_it_holds(ray_local, photos, tmp_path):
     assert sorted(r["path"] for r in rows) == sorted(raw.paths)
     with pytest.raises(ValueError, match="raw files"):
         raw.rows()
+
+
+def test_prepare_removes_what_killed_runs_left(ray_local, photos, tmp_path):
+    raw_dir, _, _ = photos
+    out = tmp_path / "shards"
+    killed, other = out / "20200101T000000Z-deadbeef", out / "keep-me"
+    for d in (killed, other):
+        d.mkdir(parents=True)
+        (d / "part-0.parquet").write_bytes(b"half a shard")
+    manifest = prepare.prepare(str(raw_dir), str(out), size=48, s3=None)
+    assert not killed.exists(), "a killed run's folder outlives the next run"
+    assert (other / "part-0.parquet").exists(), "only folders shaped like runs are removed"
+    assert all((out / s["path"]).exists() for s in manifest["shards"])
