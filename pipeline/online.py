@@ -73,7 +73,7 @@ def parse_params(
         t = default_temperature if temperature in (None, "") else float(temperature)
         s = DEFAULT_SIZE if size in (None, "") else int(size)
     except ValueError:
-        raise RequestError(400, f"temperature must be a number and size an integer, got {temperature!r}, {size!r}")
+        raise RequestError(400, f"temperature must be a number, size an integer: {temperature!r}, {size!r}") from None
     if not (TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]):  # also refuses nan
         raise RequestError(400, f"temperature must be in {TEMPERATURE_RANGE[0]}..{TEMPERATURE_RANGE[1]}, got {t}")
     if not (SIZE_RANGE[0] <= s <= SIZE_RANGE[1]):
@@ -121,7 +121,7 @@ def colorize_batch(
     """The model half for many requests: network inputs (h, w) -> ab (2, h, w) float32 each, in order.
     Inputs of one working shape and temperature go through G together (one forward per group)."""
     groups: Dict[Tuple[int, int, float], List[int]] = {}
-    for i, (x, t) in enumerate(zip(xs, temperatures)):
+    for i, (x, t) in enumerate(zip(xs, temperatures, strict=True)):
         groups.setdefault((*x.shape, float(t)), []).append(i)
     out: List[Optional[np.ndarray]] = [None] * len(xs)
     use_bf16 = device.type == "cuda"

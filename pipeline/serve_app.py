@@ -70,7 +70,7 @@ class Colorizer:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def run(self, items: List[Tuple[np.ndarray, float]]) -> List[np.ndarray]:
         self.batch_sizes[len(items)] += 1
-        xs, temps = zip(*items)
+        xs, temps = zip(*items, strict=True)
         # In a thread: the replica's event loop keeps taking requests (and filling the next batch).
         return await asyncio.to_thread(online.colorize_batch, self.G, xs, temps, self.device)
 

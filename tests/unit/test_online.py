@@ -48,7 +48,7 @@ def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
     abs_ = online.colorize_batch(cG, [p.x for p in prepared], temps, torch.device("cpu"))
     # 60x80 and 90x120 share the working shape 32x43 at T 0.38; 50x50 is alone; 120x160 at T 0.2 is alone.
     assert sorted(cG.calls) == sorted([(2, 1, 32, 43), (1, 1, 32, 32), (1, 1, 32, 43)])
-    for p, pr, ab, t in zip(photos, prepared, abs_, temps):
+    for p, pr, ab, t in zip(photos, prepared, abs_, temps, strict=True):
         out = np.asarray(Image.open(io.BytesIO(online.finish(pr, ab, "png"))))
         ref = predict.colorize(G, p, 32, t)
         assert out.shape == p.shape
