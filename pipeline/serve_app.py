@@ -173,6 +173,8 @@ def settings(args: Optional[dict]) -> dict:
         if s[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {s[k]}")
     s["batch_wait_timeout_s"] = float(s["batch_wait_timeout_s"])
+    if s["num_gpus"] is not None:  # `serve run ... num_gpus=1` passes strings
+        s["num_gpus"] = float(s["num_gpus"])
     return s
 
 
