@@ -152,6 +152,10 @@ class Ingress:
         return Response(out, media_type=online.FORMATS[fmt][1], headers=headers)
 
 
+# A replica being stopped finishes what it has (requests are short) and goes: seconds, not Serve's 20 s.
+STOPPING = {"graceful_shutdown_wait_loop_s": 0.5, "graceful_shutdown_timeout_s": 10.0}
+
+
 def _cluster_gpus() -> float:
     try:
         return float(ray.cluster_resources().get("GPU", 0)) if ray.is_initialized() else 0.0
@@ -188,6 +192,7 @@ def app_builder(args: Optional[dict] = None):
         max_ongoing_requests=s["max_ongoing_requests"],
         max_queued_requests=s["max_queued_requests"],
         ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
+        **STOPPING,
     ).bind(s["model"], s["tracking_uri"], s["max_batch_size"], s["batch_wait_timeout_s"])
     # The HTTP side takes more at once than the model (it decodes and encodes meanwhile), so the
     # model's bounded queue is what overflows first and the client gets its JSON 503.
@@ -197,4 +202,5 @@ def app_builder(args: Optional[dict] = None):
         max_ongoing_requests=2 * inflight,
         max_queued_requests=2 * inflight,
         ray_actor_options={"num_cpus": 0.25},
+        **STOPPING,
     ).bind(colorizer, s["max_bytes"], s["max_pixels"])
