@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit bench clean
+.PHONY: setup test-deps demo test test-unit bench clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,17 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(PY) pipeline/run.py --config pipeline/configs/demo.yaml --out out/demo
 
-# Everything: tests/unit, tests/ray (local Ray), tests/services (moto S3, MLflow), tests/e2e (clusters, sweeps).
-test: setup
+# The web page's browser test (tests/services/test_serve.py) drives Debian's chromium through
+# chromium-driver: installed with apt when either is missing (as root, or with sudo), else nothing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-deps:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
+# Everything: tests/unit, tests/ray (local Ray), tests/services (moto S3, MLflow, colorize serve +
+# a headless browser), tests/e2e (clusters, sweeps).
+test: setup test-deps
 	$(PY) -m pytest -q -ra --timeout=900 tests
 
 # The fast group only: no Ray, no servers, under a minute.

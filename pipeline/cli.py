@@ -25,6 +25,10 @@ COMMANDS = {
     ),
     "eval": ("pipeline.evaluate", "score models on photos beside the all-grey baseline; metrics.json + report.html"),
     "export": ("pipeline.export", "export the generator as ONNX, checked by onnxruntime"),
+    "serve": (
+        "pipeline.serve",
+        "HTTP API and web page on Ray Serve (batched model replicas; 127.0.0.1:8000 by default)",
+    ),
 }
 FORWARDED = {"train"}  # their module's main(argv) parses the arguments itself
 

@@ -63,3 +63,38 @@ def upload_dir(client, bucket: str, prefix: str, root: Path) -> None:
     for p in sorted(root.rglob("*")):
         if p.is_file():
             client.put_object(Bucket=bucket, Key=f"{prefix}/{p.relative_to(root).as_posix()}", Body=p.read_bytes())
+
+
+def live_in_group(pgid: int) -> List[str]:
+    """'pid name' of the processes in process group ``pgid`` that still run (zombies excluded)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        state, group = rest[0], int(rest[2])
+        if group == pgid and state != "Z":
+            out.append(f"{stat.parent.name} {name}")
+    return out
+
+
+def stop_gracefully(proc: subprocess.Popen, timeout: float = 60.0) -> List[str]:
+    """SIGTERM to the server process alone (it shuts down what it started), wait for it, then list
+    what is left of its process group; the leftovers are killed. Returns them ('pid name')."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    deadline = time.monotonic() + 10
+    left = live_in_group(proc.pid)
+    while left and time.monotonic() < deadline:  # children exit a moment after their parent
+        time.sleep(0.5)
+        left = live_in_group(proc.pid)
+    stop_group(proc, timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    return left

@@ -24,6 +24,8 @@ RAY_ALLOWED = {
     "pipeline.train",
     "pipeline.run",
     "pipeline.infer",
+    "pipeline.serve",
+    "pipeline.serve_app",
 }
 RAY_ALLOWED_PACKAGES = ("tune",)
 

@@ -1,0 +1,241 @@
+"""``colorize serve`` for real: the command in its own process group on 127.0.0.1 (a local Ray, the tiny
+checkpoint), its HTTP API (round trip, 400/413/415/503, healthz) and its web page in a headless
+Chromium (Debian's chromium + chromium-driver, `make test-deps`). The server is stopped with SIGTERM
+and must take its whole Ray with it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import color
+from support import ROOT
+from support.servers import free_port, stop_gracefully, wait_for_port
+
+MAX_BYTES = 1_000_000
+MAX_PIXELS = 1_000_000
+
+
+def http(url: str, data: bytes = None, headers: dict = None, timeout: float = 60):
+    """(status, headers, body) for a GET (data None) or POST; HTTP errors are answers too."""
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method="GET" if data is None else "POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def grey_photo(w: int, h: int, fmt: str = "PNG") -> bytes:
+    """A grey picture with structure (gradients and discs), encoded."""
+    y, x = np.mgrid[0:h, 0:w]
+    g = 40 + 120 * x / w + 60 * np.sin(y / 9.0) * ((x - w / 2) ** 2 + (y - h / 2) ** 2 < (min(w, h) / 3) ** 2)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(g, 0, 255).astype(np.uint8), "L").save(buf, fmt)
+    return buf.getvalue()
+
+
+def chroma(rgb: np.ndarray) -> float:
+    lab = color.rgb_to_lab(rgb)
+    return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
+
+
+def _status(url: str) -> int:
+    try:
+        return http(url, timeout=5)[0]
+    except (OSError, urllib.error.URLError):  # not answering yet (timeouts are OSErrors)
+        return 0
+
+
+@pytest.fixture(scope="module")
+def service(ckpt, tmp_path_factory):
+    """`colorize serve` on a free loopback port: small limits (a model queue of 2 + 1) to reach them."""
+    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
+    port = free_port()
+    argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(ckpt), "--port", str(port)]
+    argv += ["--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS)]
+    argv += ["--max-ongoing-requests", "2", "--max-queued-requests", "1", "--max-batch-size", "2"]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_port(port, 120, proc)  # Serve's proxy listens before the application is ready
+        deadline = time.monotonic() + 120
+        while _status(url + "/healthz") != 200:
+            assert proc.poll() is None, f"colorize serve exited: {log_path.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not ready after 120 s: {log_path.read_text()[-3000:]}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        left = stop_gracefully(proc, timeout=60)
+        log.close()
+        assert proc.returncode == 0, f"exit {proc.returncode}: {log_path.read_text()[-3000:]}"
+        assert not left, f"processes of colorize serve left running after it exited: {left}"
+
+
+def test_healthz_and_page(service):
+    status, headers, body = http(service + "/healthz")
+    assert status == 200
+    info = json.loads(body)
+    assert info["status"] == "ok" and info["model"]["step"] == 7 and info["limits"]["max_bytes"] == MAX_BYTES
+    status, headers, body = http(service + "/")
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    assert b'id="file"' in body and b'id="temperature"' in body and b'id="split"' in body
+    assert b"http://" not in body and b"https://" not in body  # no external fonts, scripts or CDNs
+
+
+def test_round_trip_keeps_size_and_lightness(service):
+    data = grey_photo(123, 77)
+    grey = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    for kind, headers, body in [
+        ("raw", {"Content-Type": "image/png"}, data),
+        ("multipart", *_multipart("image", "photo.png", data)),
+    ]:
+        status, h, out = http(service + "/colorize?temperature=0.3&size=64", body, headers)
+        assert status == 200, (kind, out[:300])
+        assert h["content-type"] == "image/png" and h["x-image-size"] == "123x77"
+        rgb = np.asarray(Image.open(io.BytesIO(out)))
+        assert rgb.shape == (77, 123, 3), kind
+        dL = np.abs(color.rgb_to_lab(rgb)[..., 0] - color.rgb_to_lab(grey)[..., 0])
+        assert dL.max() < 1.0, (kind, dL.max())  # L kept up to 8-bit rounding
+        assert chroma(rgb) > 5, kind  # the tiny model's head favours strong colour
+    status, h, out = http(service + "/colorize?format=jpeg", grey_photo(64, 48, "JPEG"), {"Content-Type": "image/jpeg"})
+    assert status == 200 and h["content-type"] == "image/jpeg" and Image.open(io.BytesIO(out)).size == (64, 48)
+
+
+def _multipart(field: str, filename: str, data: bytes):
+    boundary = "colorize-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body
+
+
+@pytest.mark.parametrize(
+    "name, query, headers, body, status",
+    [
+        ("not an image", "", {"Content-Type": "image/png"}, b"this is not a png", 400),
+        ("bad temperature", "?temperature=-1", {"Content-Type": "image/png"}, grey_photo(32, 32), 400),
+        ("bad format", "?format=gif", {"Content-Type": "image/png"}, grey_photo(32, 32), 400),
+        ("too many bytes", "", {"Content-Type": "image/png"}, b"\0" * (MAX_BYTES + 1), 413),
+        ("too many pixels", "", {"Content-Type": "image/png"}, grey_photo(1100, 1000), 413),
+        ("unsupported type", "", {"Content-Type": "text/plain"}, grey_photo(32, 32), 415),
+        ("no type", "", {"Content-Type": ""}, grey_photo(32, 32), 415),
+    ],
+)
+def test_refusals_are_json_with_their_status(service, name, query, headers, body, status):
+    got, h, out = http(service + "/colorize" + query, body, headers)
+    assert got == status, (name, out[:300])
+    assert h["content-type"] == "application/json" and json.loads(out)["status"] == status, name
+
+
+def test_overload_answers_503_and_loses_nothing(service):
+    """12 at once against a model queue of 2 working + 1 waiting: every request is answered, some 200,
+    some 503 (JSON, Retry-After), none lost or failed otherwise."""
+    data = grey_photo(96, 96)
+
+    def one(_):
+        return http(service + "/colorize?size=512", data, {"Content-Type": "image/png"}, timeout=120)
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(one, range(12)))
+    statuses = sorted(a[0] for a in answers)
+    assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
+    for status, headers, body in answers:
+        if status == 503:
+            assert json.loads(body)["status"] == 503 and headers.get("retry-after") == "1"
+
+
+# ----------------------------------------------------------------------------- the page in a browser
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    exe, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert exe and driver, "chromium and chromium-driver are missing: `make test-deps` installs them"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = exe
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        opts.add_argument(a)
+    b = webdriver.Chrome(options=opts, service=Service(driver))
+    b.set_script_timeout(30)
+    try:
+        yield b
+    finally:
+        b.quit()
+
+
+def _shown_image(b) -> np.ndarray:
+    """The colour image the page shows, as the browser holds it (its blob's bytes)."""
+    data = b.execute_async_script(
+        """const done = arguments[arguments.length - 1];
+        fetch(document.getElementById('result').src).then(r => r.arrayBuffer()).then(buf => {
+          let s = ''; const a = new Uint8Array(buf);
+          for (let i = 0; i < a.length; i += 8192) s += String.fromCharCode.apply(null, a.subarray(i, i + 8192));
+          done(btoa(s));
+        }).catch(e => done('ERROR ' + e));"""
+    )
+    assert not data.startswith("ERROR"), data
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
+
+
+def _wait_done(b, what: str, timeout: float = 60) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(b, timeout).until(
+        lambda d: d.execute_script(
+            "const c = document.getElementById('compare'), s = document.getElementById('status').textContent;"
+            "return c.dataset.state === 'done' && s.includes(arguments[0]) || c.dataset.state === 'error';",
+            what,
+        ),
+        message=f"page never showed {what}",
+    )
+    assert b.find_element("id", "compare").get_attribute("data-state") == "done", b.find_element("id", "status").text
+
+
+def test_page_in_headless_chromium(service, browser, tmp_path):
+    photo = tmp_path / "grey photo.jpg"
+    photo.write_bytes(grey_photo(320, 240, "JPEG"))
+    browser.get(service + "/")
+    browser.find_element("id", "file").send_keys(str(photo))
+    _wait_done(browser, "temperature 0.38")
+    size = browser.execute_script(
+        "const i = document.getElementById('result'); return [i.naturalWidth, i.naturalHeight];"
+    )
+    assert size == [320, 240]
+    vivid = _shown_image(browser)
+    assert vivid.shape == (240, 320, 3) and chroma(vivid) > 5, chroma(vivid)
+    dl = browser.find_element("id", "download")
+    assert dl.is_displayed() and dl.get_attribute("download") == "grey photo-colorized.png"
+    assert dl.get_attribute("href").startswith("blob:")
+    shot = tmp_path / "serve_page.png"
+    browser.save_screenshot(str(shot))
+    print(f"screenshot of the page: {shot}")
+    # The temperature slider re-colours: a higher temperature is a duller picture.
+    browser.execute_script(
+        "const t = document.getElementById('temperature'); t.value = '1.5';"
+        "t.dispatchEvent(new Event('input', {bubbles: true}));"
+    )
+    _wait_done(browser, "temperature 1.5")
+    dull = _shown_image(browser)
+    assert dull.shape == vivid.shape and chroma(dull) < chroma(vivid) - 1, (chroma(dull), chroma(vivid))

@@ -1,0 +1,111 @@
+"""The online service's pure half (pipeline/online.py): request rules and statuses, and the batched
+model call, checked against the one-photo path (pipeline/predict.py) it must agree with."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from pipeline import color, online, predict
+from pipeline.model_ref import resolve_generator
+from support import ROOT
+
+
+def png(rgb_or_grey: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb_or_grey).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((h, w, 3)) * 255).astype(np.uint8)
+
+
+class CountingG(torch.nn.Module):
+    """The real generator, counting its forward passes and their batch sizes."""
+
+    def __init__(self, G):
+        super().__init__()
+        self.G, self.calls = G, []
+
+    def forward(self, x, temperature=None):
+        self.calls.append(tuple(x.shape))
+        return self.G(x, temperature)
+
+
+def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
+    G, _ = resolve_generator(str(ckpt))
+    cG = CountingG(G)
+    photos = [photo(60, 80, 0), photo(90, 120, 1), photo(50, 50, 2), photo(120, 160, 3)]
+    prepared = [online.prepare(png(p), 32, online.DEFAULT_MAX_PIXELS) for p in photos]
+    temps = [0.38, 0.38, 0.38, 0.2]
+    abs_ = online.colorize_batch(cG, [p.x for p in prepared], temps, torch.device("cpu"))
+    # 60x80 and 90x120 share the working shape 32x43 at T 0.38; 50x50 is alone; 120x160 at T 0.2 is alone.
+    assert sorted(cG.calls) == sorted([(2, 1, 32, 43), (1, 1, 32, 32), (1, 1, 32, 43)])
+    for p, pr, ab, t in zip(photos, prepared, abs_, temps, strict=True):
+        out = np.asarray(Image.open(io.BytesIO(online.finish(pr, ab, "png"))))
+        ref = predict.colorize(G, p, 32, t)
+        assert out.shape == p.shape
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 2  # same maths, batched
+        dL = np.abs(color.rgb_to_lab(out)[..., 0] - color.rgb_to_lab(p)[..., 0]).max()
+        assert dL < 1.0
+
+
+@pytest.mark.parametrize(
+    "data, status",
+    [
+        (b"", 400),
+        (b"GIF89a but not really", 400),
+        (png(np.zeros((2000, 1500), np.uint8)), 413),
+    ],
+)
+def test_prepare_refuses_with_status(data, status):
+    with pytest.raises(online.RequestError) as e:
+        online.prepare(data, 64, max_pixels=1_000_000)
+    assert e.value.status == status
+
+
+def test_request_rules():
+    assert online.check_content_type("image/PNG; charset=binary") == "image/png"
+    assert online.check_content_type("image/jpg") == "image/jpeg"
+    for bad in (None, "", "text/plain", "image/gif", "application/octet-stream"):
+        with pytest.raises(online.RequestError) as e:
+            online.check_content_type(bad)
+        assert e.value.status == 415
+    online.check_length(10, 10)
+    with pytest.raises(online.RequestError) as e:
+        online.check_length(11, 10)
+    assert e.value.status == 413
+    assert online.parse_params(None, None, None, 0.38) == (0.38, online.DEFAULT_SIZE, "png")
+    assert online.parse_params("0.2", "128", "JPG", 0.38) == (0.2, 128, "jpeg")
+    for t, s, f in [("x", None, None), ("0", None, None), ("nan", None, None), (None, "8", None), (None, "1.5", None)]:
+        with pytest.raises(online.RequestError) as e:
+            online.parse_params(t, s, f, 0.38)
+        assert e.value.status == 400
+    with pytest.raises(online.RequestError):
+        online.parse_params(None, None, "gif", 0.38)
+
+
+def test_serve_config_file_matches_the_app_builder():
+    """cluster/serve.yaml names the real builder and only the arguments it takes."""
+    from pipeline import serve_app
+
+    cfg = yaml.safe_load((ROOT / "cluster" / "serve.yaml").read_text())
+    (app,) = cfg["applications"]
+    module, name = app["import_path"].split(":")
+    assert module == "pipeline.serve_app" and getattr(serve_app, name) is serve_app.app_builder
+    s = serve_app.settings(app["args"])
+    assert s["max_bytes"] == online.DEFAULT_MAX_BYTES and s["max_pixels"] == online.DEFAULT_MAX_PIXELS
+    assert cfg["http_options"]["host"] == "127.0.0.1"
+    with pytest.raises(ValueError, match="unknown"):
+        serve_app.settings({"model": "m", "max_batch": 3})
+    with pytest.raises(ValueError, match="model"):
+        serve_app.settings({})
+    with pytest.raises(ValueError, match="max_batch_size"):
+        serve_app.settings({"model": "m", "max_batch_size": 0})
