@@ -23,6 +23,7 @@ RAY_ALLOWED = {
     "pipeline.prepare",
     "pipeline.train",
     "pipeline.run",
+    "pipeline.video",
     "pipeline.infer",
 }
 RAY_ALLOWED_PACKAGES = ("tune",)
