@@ -23,6 +23,10 @@ COMMANDS = {
         "pipeline.infer",
         "colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)",
     ),
+    "video": (
+        "pipeline.video",
+        "colorize videos without flicker (optical-flow temporal consistency; audio, fps, timestamps kept)",
+    ),
     "eval": ("pipeline.evaluate", "score models on photos beside the all-grey baseline; metrics.json + report.html"),
     "export": ("pipeline.export", "export the generator as ONNX, checked by onnxruntime"),
     "serve": (

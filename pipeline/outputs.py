@@ -98,11 +98,13 @@ def plan(
     s3_output: bool = False,
     existing: Optional[Set[str]] = None,
     overwrite: bool = False,
+    name=output_name,
 ) -> List[Target]:
     """One ``Target`` per input, in input order (see the module's rules).
 
     ``out_root``: a normalised absolute folder, or ``bucket/prefix`` when ``s3_output``.
     ``existing``: the paths (same form as ``out_root`` joins) already present below the root.
+    ``name``: relative input name -> relative output name (default: photos' ``output_name``).
     """
     existing = existing or set()
     same_fs = s3_inputs == s3_output
@@ -123,7 +125,7 @@ def plan(
     root = common_folder(live.values())
     wanted: Dict[int, str] = {}  # before collisions
     for i, c in live.items():
-        joined = safe_join(out_root, output_name(posixpath.relpath(c, root) if root else c))
+        joined = safe_join(out_root, name(posixpath.relpath(c, root) if root else c))
         if joined is None:
             result[i] = Target(inputs[i], skip=UNSAFE_NAME)
         else:

@@ -47,6 +47,25 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
+def working_L(L: np.ndarray, size: Optional[int]) -> np.ndarray:
+    """L (H, W) resized (antialiased, as ``predict_ab`` does) to the working size: short side ``size``."""
+    H, W = L.shape
+    h, w = geometry.short_side_shape(H, W, size)
+    if (h, w) == (H, W):
+        return np.asarray(L, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None]
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+
+
+def upsample_ab(ab: np.ndarray, H: int, W: int) -> np.ndarray:
+    """ab (h, w, 2) -> (H, W, 2), bilinear, as ``predict_ab`` upsamples."""
+    if ab.shape[:2] == (H, W):
+        return ab
+    x = torch.from_numpy(np.ascontiguousarray(ab, dtype=np.float32)).permute(2, 0, 1)[None]
+    return F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
+@torch.no_grad()
 def predict_ab(
     G: torch.nn.Module,
     L: np.ndarray,

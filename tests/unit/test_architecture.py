@@ -23,6 +23,7 @@ RAY_ALLOWED = {
     "pipeline.prepare",
     "pipeline.train",
     "pipeline.run",
+    "pipeline.video",
     "pipeline.infer",
     "pipeline.serve",
     "pipeline.serve_app",

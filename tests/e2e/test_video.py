@@ -1,0 +1,237 @@
+"""``colorize video``: round trip of a generated pan (frame count, timestamps, fps, odd size, rotation,
+audio copied), L kept, temporal consistency measured on the known motion, bad inputs, bounded memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pipeline import color, model_ref, temporal, video, video_io
+from pipeline.cli import main
+from support import ROOT
+from support.video import DX, DY, pan_frames, probe, write_video
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core CI machine torch's spinning threads make a tiny model
+    ~20x slower (measured); restored after each test."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """40 frames, odd size 65x47, 12 fps, rotation 90, AAC audio."""
+    p = tmp_path_factory.mktemp("clip") / "pan.mp4"
+    return write_video(p, pan_frames(40, 65, 47), fps=12, rotation=90, pix_fmt="yuv444p")
+
+
+def _L(rgb):
+    return color.rgb_to_lab(rgb)[..., 0]
+
+
+def test_round_trip_keeps_frames_times_size_rotation_audio_and_L(clip, ckpt, tmp_path, capsys):
+    out = tmp_path / "out" / "pan.mp4"
+    assert main(["video", "--model", str(ckpt), "--input", str(clip), "--output", str(out), "--size", "32"]) == 0
+    said = capsys.readouterr().out
+    assert "wrote" in said and "40 frames 65x47" in said and "audio" in said
+    a, b = probe(clip), probe(out)
+    assert b["n"] == a["n"] == 40
+    assert b["times"] == pytest.approx(a["times"], abs=1e-6)
+    assert b["fps"] == pytest.approx(a["fps"]) and b["size"] == (65, 47)
+    assert b["rotation"] == 90 and b["codec"] == "h264"
+    assert b["audio"] == a["audio"] and len(a["audio"]) > 10  # same packets: copied, not re-encoded
+    assert [p.name for p in out.parent.iterdir()] == ["pan.mp4"]  # no temp file left
+    # colour was added, lightness kept (up to the encoder's loss: 4:4:4 at CRF 17)
+    sat = np.mean([np.abs(color.rgb_to_lab(f)[..., 1:]).mean() for f in b["frames"]])
+    assert sat > 2
+    dL = np.mean([np.abs(_L(x) - _L(y)).mean() for x, y in zip(a["frames"], b["frames"], strict=True)])
+    assert dL < 1.5, dL
+    # before the encoder: L equals the input's up to 8-bit rounding
+    G, _ = model_ref.resolve_generator(str(ckpt))
+    f = video.FrameColorizer(G, 32, None, "flow")
+    for rgb in a["frames"][:3]:
+        assert np.abs(_L(f(rgb)) - _L(rgb)).max() < 1.0
+
+
+def test_existing_output_is_kept_and_input_never_overwritten(clip, ckpt, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"keep")
+    assert main(["video", "--model", str(ckpt), "--input", str(clip), "--output", str(out)]) == 0
+    assert out.read_bytes() == b"keep" and "exists" in capsys.readouterr().out
+    assert main(["video", "--model", str(ckpt), "--input", str(clip), "--output", str(clip)]) == 2
+    assert "is the input itself" in capsys.readouterr().err
+
+
+def test_variable_frame_rate_timestamps_are_kept(tmp_path):
+    pts = [0, 10, 30, 35, 70, 80, 100, 101, 140]
+    src = write_video(tmp_path / "vfr.mp4", pan_frames(len(pts), 64, 48), pts=pts, audio=False)
+    r = video_io.transcode(str(src), str(tmp_path / "o.mp4"), lambda x: x)
+    assert r.frames == len(pts) and r.pix_fmt == "yuv420p"
+    assert probe(tmp_path / "o.mp4")["times"] == pytest.approx(probe(src)["times"], abs=1e-6)
+
+
+def _model_with_noise(ckpt):
+    """The tiny model with its dropout noise left on: every frame's prediction varies as an
+    unsure model's does (an untrained tiny model is otherwise nearly constant, so it could not
+    flicker, and the test would pass with any smoother). The flicker that --temporal flow must
+    remove is then real, not staged: same input content, different per-frame guesses."""
+    import torch
+
+    from models.layers import NoiseDropout
+
+    G, _ = model_ref.resolve_generator(str(ckpt))
+    for m in G.modules():
+        if isinstance(m, NoiseDropout):
+            m.always_on = True
+    torch.manual_seed(0)
+    return G
+
+
+def test_flow_lowers_the_warping_error_on_a_known_pan(ckpt, tmp_path):
+    """Warping error (Lai et al. 2018) with the *true* motion of the pan, on the frames the
+    colorizer hands the encoder (the encoder's own chroma noise is the round trip's business)."""
+    src = write_video(tmp_path / "pan.mp4", pan_frames(16, 96, 72), audio=False)
+    frames = probe(src)["frames"]
+    G = _model_with_noise(ckpt)
+    errs = {}
+    for mode in ("none", "flow"):
+        f = video.FrameColorizer(G, 32, None, mode)
+        ab = [color.rgb_to_lab(f(x))[..., 1:] for x in frames]
+        h, w = ab[0].shape[:2]
+        back = np.zeros((h, w, 2), np.float32)
+        back[..., 0], back[..., 1] = DX, DY  # the true motion: pixel x of frame t was at x + (DX, DY) in t-1
+        mask = np.zeros((h, w), bool)
+        mask[4 : h - 4 - DY, 4 : w - 4 - DX] = True
+        errs[mode] = temporal.warping_error(ab, [back] * (len(ab) - 1), [mask] * (len(ab) - 1))
+    assert errs["none"] > 0.5  # the noisy model does flicker
+    assert errs["flow"] < 0.5 * errs["none"], errs  # measured: ~0.2x
+
+
+def test_smoother_resets_at_a_scene_cut():
+    rng = np.random.default_rng(0)
+    s = temporal.TemporalSmoother()
+    L1 = np.full((32, 32), 20.0, np.float32) + rng.normal(0, 2, (32, 32)).astype(np.float32)
+    ab1 = np.full((32, 32, 2), 30.0, np.float32)
+    s.step(L1, ab1)
+    same = s.step(L1, np.zeros_like(ab1))
+    assert same.mean() > 20  # a still frame keeps most of the carried colour
+    L2 = np.full((32, 32), 80.0, np.float32)
+    cut = s.step(L2, np.full_like(ab1, -10.0))
+    assert s.cuts == 1 and np.allclose(cut, -10.0)  # a new shot is its own prediction
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+
+
+def _no_video_stream(p: Path) -> Path:
+    out = av.open(str(p), "w")
+    a = out.add_stream("aac", rate=16000)
+    a.layout = "mono"
+    fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+    fr.sample_rate, fr.pts = 16000, 0
+    for pk in [*a.encode(fr), *a.encode(None)]:
+        out.mux(pk)
+    out.close()
+    return p
+
+
+def _zero_frames(p: Path) -> Path:
+    out = av.open(str(p), "w", format="matroska")
+    v = out.add_stream("libx264", rate=12)
+    v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+    out.start_encoding()  # the header, then no frame
+    out.close()
+    return p
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), video_io.NOT_VIDEO),
+        (lambda p: p.write_text("just some text, not a video\n" * 50), video_io.NOT_VIDEO),
+        (_no_video_stream, video_io.NO_VIDEO_STREAM),
+        (_zero_frames, video_io.NO_FRAMES),
+    ],
+    ids=["empty", "random-bytes", "text", "audio-only", "zero-frames"],
+)
+def test_bad_input_is_one_clear_line_and_no_output(make, reason, ckpt, tmp_path, capsys):
+    src = tmp_path / "bad.mp4"
+    make(src)
+    out = tmp_path / "out"
+    assert main(["video", "--model", str(ckpt), "--input", str(src), "--output", str(out)]) == 1
+    said = capsys.readouterr().out.strip()
+    assert len(said.splitlines()) == 1 and f"skipped {src}: {reason}" in said, said
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_huge_resolution_is_refused_with_the_photo_pixel_limit(tmp_path):
+    src = write_video(tmp_path / "big.mp4", pan_frames(2, 64, 48), audio=False)
+    with pytest.raises(video_io.VideoError, match="over the 3,000-pixel limit") as e:
+        video_io.transcode(str(src), str(tmp_path / "o.mp4"), lambda x: x, max_pixels=3000)
+    assert e.value.reason == video_io.TOO_LARGE and list(tmp_path.iterdir()) == [src]
+    assert video_io.DEFAULT_MAX_PIXELS == 64_000_000  # the photos' limit (pipeline.transforms)
+
+
+def test_corrupt_tail_keeps_the_frames_before_it(ckpt, tmp_path, capsys):
+    full = write_video(tmp_path / "full.mkv", pan_frames(60, 64, 48), audio=False)
+    data = full.read_bytes()
+    src = tmp_path / "cut.mkv"
+    src.write_bytes(data[: len(data) * 6 // 10] + b"\xde\xad\xbe\xef" * 300)
+    out = tmp_path / "o.mkv"
+    assert main(["video", "--model", str(ckpt), "--input", str(src), "--output", str(out), "--size", "16"]) == 0
+    said = capsys.readouterr().out
+    assert "corrupt tail" in said, said
+    n = probe(out)["n"]
+    assert 10 < n < 60
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+MEMORY_SCRIPT = textwrap.dedent(
+    """
+    import resource, sys, torch
+    torch.set_num_threads(1)
+    from pipeline import model_ref, video
+    G, _ = model_ref.resolve_generator(sys.argv[1])
+    r = video.colorize_video(G, sys.argv[2], sys.argv[3], 16, None, "flow")
+    print(r.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """
+)
+MEMORY_BOUND_MB = (
+    40  # extra peak RSS of 2,000 frames over 100; keeping every frame (RGB in, L, ab, RGB out) would take ~200 MB
+)
+
+
+def _peak_mb(ckpt, src, out):
+    r = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT, str(ckpt), str(src), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    n, mb = map(int, r.stdout.split()[-2:])
+    return n, mb
+
+
+def test_memory_is_bounded_on_a_long_video(ckpt, tmp_path):
+    short = write_video(tmp_path / "short.mp4", pan_frames(100, 64, 48), fps=25, audio=True)
+    long_ = write_video(tmp_path / "long.mp4", pan_frames(2000, 64, 48), fps=25, audio=True)
+    n1, mb1 = _peak_mb(ckpt, short, tmp_path / "o1.mp4")
+    n2, mb2 = _peak_mb(ckpt, long_, tmp_path / "o2.mp4")
+    assert (n1, n2) == (100, 2000)
+    assert mb2 - mb1 < MEMORY_BOUND_MB, (mb1, mb2)
