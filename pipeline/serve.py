@@ -27,6 +27,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "--replicas", type=int, default=1, help="model replicas (default 1; one GPU each when there are GPUs)"
     )
     p.add_argument(
+        "--max-replicas",
+        type=int,
+        default=None,
+        help="autoscale the model between --replicas and this many replicas on queue length (default: fixed)",
+    )
+    p.add_argument(
         "--max-bytes",
         type=int,
         default=online.DEFAULT_MAX_BYTES,
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         "model": args.model,
         "tracking_uri": args.tracking_uri,
         "replicas": args.replicas,
+        "max_replicas": args.max_replicas,
         "max_ongoing_requests": args.max_ongoing_requests,
         "max_queued_requests": args.max_queued_requests,
         "max_batch_size": args.max_batch_size,

@@ -35,6 +35,7 @@ DEFAULTS: Dict[str, Any] = {
     "model": None,  # required: checkpoint folder, run folder, runs:/..., models:/...
     "tracking_uri": None,
     "replicas": 1,
+    "max_replicas": None,  # > replicas: Serve autoscales the model between the two on its queue length
     "max_ongoing_requests": 16,  # per Colorizer replica; >= max_batch_size, or batches never fill
     "max_queued_requests": 32,  # waiting for a Colorizer replica; beyond: 503
     "max_batch_size": 8,  # 1 = no batching
@@ -176,10 +177,28 @@ def settings(args: Optional[dict]) -> dict:
         s[k] = int(s[k])
         if s[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {s[k]}")
+    if s["max_replicas"] is not None:
+        s["max_replicas"] = int(s["max_replicas"])
+        if s["max_replicas"] < s["replicas"]:
+            raise ValueError(f"max_replicas must be >= replicas ({s['replicas']}), got {s['max_replicas']}")
     s["batch_wait_timeout_s"] = float(s["batch_wait_timeout_s"])
     if s["num_gpus"] is not None:  # `serve run ... num_gpus=1` passes strings
         s["num_gpus"] = float(s["num_gpus"])
     return s
+
+
+def replica_options(s: dict) -> dict:
+    """Fixed ``replicas``, or Serve autoscaling between ``replicas`` and ``max_replicas`` aiming at
+    one full batch in flight per replica (more waiting requests add replicas, idle ones go)."""
+    if not s["max_replicas"] or s["max_replicas"] == s["replicas"]:
+        return {"num_replicas": s["replicas"]}
+    return {
+        "autoscaling_config": {
+            "min_replicas": s["replicas"],
+            "max_replicas": s["max_replicas"],
+            "target_ongoing_requests": s["max_batch_size"],
+        }
+    }
 
 
 def app_builder(args: Optional[dict] = None):
@@ -188,7 +207,7 @@ def app_builder(args: Optional[dict] = None):
     gpus = s["num_gpus"] if s["num_gpus"] is not None else (1 if _cluster_gpus() >= 1 else 0)
     cpus = 1 if gpus else 0.5
     colorizer = Colorizer.options(
-        num_replicas=s["replicas"],
+        **replica_options(s),
         max_ongoing_requests=s["max_ongoing_requests"],
         max_queued_requests=s["max_queued_requests"],
         ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},

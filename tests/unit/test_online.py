@@ -109,3 +109,15 @@ def test_serve_config_file_matches_the_app_builder():
         serve_app.settings({})
     with pytest.raises(ValueError, match="max_batch_size"):
         serve_app.settings({"model": "m", "max_batch_size": 0})
+
+
+def test_replicas_are_fixed_or_autoscaled_between_the_two_bounds():
+    from pipeline import serve_app
+
+    fixed = serve_app.settings({"model": "m", "replicas": 2})
+    assert serve_app.replica_options(fixed) == {"num_replicas": 2}
+    scaled = serve_app.settings({"model": "m", "replicas": 1, "max_replicas": 4, "max_batch_size": 8})
+    auto = serve_app.replica_options(scaled)["autoscaling_config"]
+    assert (auto["min_replicas"], auto["max_replicas"], auto["target_ongoing_requests"]) == (1, 4, 8)
+    with pytest.raises(ValueError, match="max_replicas"):
+        serve_app.settings({"model": "m", "replicas": 3, "max_replicas": 2})
