@@ -145,6 +145,7 @@ def _distinct(wanted: Dict[int, str], canon: Dict[int, str], suffix: str = "") -
     order as ``a.tif.png``, ``a~2.png``, ..."""
     used: Set[str] = set()
     out: Dict[int, str] = {}
+
     def keeps_name(i: int) -> bool:  # a PNG/JPEG whose output is its own file name (plus the suffix)
         own = output_name(posixpath.basename(canon[i]), suffix)
         return posixpath.basename(wanted[i]) == own and posixpath.splitext(canon[i])[1].lower() in FORMATS
