@@ -13,6 +13,13 @@ Both colorize the same real photos (``../shared/data`` train split, their own si
 generator (random weights of the chosen preset: speed does not depend on training) into fresh
 folders, after a warm-up run each (Ray start, actor start). Prints img/s per run and the ratio.
 When the machine has a GPU, the model actors take one each: the same script measures there.
+
+Measured here 2026-11-26 (2 CPUs, no GPU, shared and loaded machine; 160 ImageNet-sample photos at
+their own sizes, tiny preset, working size 256, best of 2): old 6.94 img/s, new 5.81 img/s, new/old
+0.84x (an earlier 48-photo run: 5.04 vs 4.62, 0.92x). On two CPU cores both paths are bound by
+the model on one core; the new one pays for shipping full-resolution L between its three stages.
+Its point is a GPU that no longer waits on decode/colour/encode work in its actor: not measured
+yet (no GPU run in this session).
 """
 
 from __future__ import annotations
