@@ -56,8 +56,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser(commands=argv[:1]).parse_args(argv)
     from pipeline.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
-    if getattr(args, "saturation", None) is not None and args.saturation <= 0:
-        print(f"colorize {args.command}: error: --saturation must be > 0, got {args.saturation}", file=sys.stderr)
+    if getattr(args, "temperature", None) is not None and args.temperature <= 0:
+        print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
         return 2
     try:
         return importlib.import_module(COMMANDS[args.command][0]).run(args)

@@ -13,17 +13,22 @@ def add_s3_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --saturation, --tracking-uri: which trained generator to load, and how vivid it decodes."""
+    """--model, --temperature (alias --saturation), --tracking-uri: which trained generator to load,
+    and how vivid it decodes. The value lands in ``args.temperature``."""
     p.add_argument(
         "--model",
         required=True,
         help="checkpoint folder, Ray Train run folder, runs:/<id>/generator or models:/name@alias",
     )
     p.add_argument(
+        "--temperature",
         "--saturation",
+        dest="temperature",
         type=float,
         default=None,
-        help="annealed-mean temperature T (lower = more vivid; default: the model's own)",
+        metavar="T",
+        help="annealed-mean temperature T > 0: lower = more vivid, higher = more muted (default: the model's "
+        "own, 0.38 in Zhang et al.); --saturation is the same knob under its older name",
     )
     p.add_argument(
         "--tracking-uri",

@@ -3,7 +3,9 @@ and a self-contained HTML report, and log both to MLflow when a run is given.
 
 Each photo is resized so its short side is ``--size`` and centre-cropped to a square (the
 protocol of bench/quality.py); every model colorizes the same crops through the inference path of
-``colorize infer`` and is scored by ``pipeline.scoring`` on the 8-bit result.
+``colorize infer`` (``predict.colorize_batch``: crops of one size go through G ``--batch`` at a
+time, on the GPU when there is one) and is scored by ``pipeline.scoring`` on the 8-bit result.
+Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import html
 import io
 import json
 import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
@@ -41,6 +44,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "--size", type=int, default=256, help="photos are resized to short side SIZE and centre-cropped square"
     )
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
+    p.add_argument("--batch", type=int, default=16, help="crops per pass through a model (default 16)")
     p.add_argument("--examples", type=int, default=6, help="example rows in the report")
     p.add_argument(
         "--reference",
@@ -140,11 +144,15 @@ def run(args) -> int:
     if args.limit is not None:
         check_range("--limit", args.limit, 1, None)
     check_range("--examples", args.examples, 0, 1000)
+    check_range("--batch", args.batch, 1, 4096)
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     refs = [args.model] + list(args.compare or [])
     models = {}
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
-        G, info = model_ref.resolve_generator(ref, args.tracking_uri)
+        G, info = model_ref.resolve_generator(ref, args.tracking_uri, device=str(device))
         models["model" if i == 0 else f"compare{i}"] = (G, info)
     paths, truths, skipped = load_truth(args.data, args.size, args.limit, s3)
     prior = scoring.zhang_prior(args.reference) if args.reference else _project_prior()
@@ -153,7 +161,7 @@ def run(args) -> int:
     threads = os.cpu_count() or 2
     results = {"grey": scoring.score_images([scoring.grey_output(t) for t in truths], truths, prior, threads=threads)}
     for name, (G, info) in models.items():
-        preds = [predict.colorize(G, t, None, args.saturation) for t in truths]
+        preds = colorize_all(G, truths, args.temperature, device, args.batch, name)
         results[name] = scoring.score_images(preds, truths, prior, threads=threads)
         results[name]["ref"] = info["ref"]
         examples[name] = preds[:n_ex]
@@ -162,7 +170,8 @@ def run(args) -> int:
         "data": storage.redact(args.data),
         "size": args.size,
         "images": len(truths),
-        "saturation": args.saturation,
+        "temperature": args.temperature,
+        "saturation": args.temperature,  # the knob's older name, kept for readers of older files
         "skipped": skipped.counts,  # {reason: n}, the reasons of pipeline.skips
         "skipped_examples": {k: v[:EXAMPLES_KEPT] for k, v in skipped.examples.items()},
         "rebalance_prior": args.reference or "prior_probs.npy",
@@ -186,6 +195,20 @@ def run(args) -> int:
         + (f"; logged to MLflow run {run_id}" if run_id else "")
     )
     return 0
+
+
+def colorize_all(G, truths: List[np.ndarray], temperature, device, batch: int, name: str) -> List[np.ndarray]:
+    """Every crop colorized by ``G`` (``predict.colorize_batch``, ``batch`` at a time on ``device``),
+    with a progress line on stderr."""
+    out: List[np.ndarray] = []
+    t0 = time.perf_counter()
+    for i in range(0, len(truths), batch):
+        out += predict.colorize_batch(G, truths[i : i + batch], temperature, device, batch)
+        rate = len(out) / max(time.perf_counter() - t0, 1e-9)
+        line = f"\rcolorize eval: {name} {len(out)}/{len(truths)} photos ({rate:.1f}/s, {device.type})"
+        print(line, end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return out
 
 
 def _project_prior() -> np.ndarray:

@@ -78,7 +78,7 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
 def run(args) -> int:
     check_output(args.onnx)  # before the model loads and the export runs, not after
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    export_onnx(G, args.onnx, args.saturation)
-    err = check_onnx(G, args.onnx, args.saturation)
+    export_onnx(G, args.onnx, args.temperature)
+    err = check_onnx(G, args.onnx, args.temperature)
     print(f"colorize export: wrote {args.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
     return 0

@@ -44,10 +44,11 @@ class Target:
     skip: str = ""  # why it is not written ("" when it is)
 
 
-def output_name(rel: str) -> str:
-    """``sub/a.tif`` -> ``sub/a.png``; PNG and JPEG names are kept."""
+def output_name(rel: str, suffix: str = "") -> str:
+    """``sub/a.tif`` -> ``sub/a.png``; PNG and JPEG names are kept. ``suffix`` goes before the
+    extension (``sub/a.jpg``, ``-grid`` -> ``sub/a-grid.jpg``): a second kind of output per input."""
     root, ext = posixpath.splitext(rel)
-    return rel if ext.lower() in FORMATS else root + ".png"
+    return root + suffix + (ext if ext.lower() in FORMATS else ".png")
 
 
 def normalise(path: str, s3: bool) -> Optional[str]:
@@ -99,12 +100,14 @@ def plan(
     existing: Optional[Set[str]] = None,
     overwrite: bool = False,
     name=output_name,
+    suffix: str = "",
 ) -> List[Target]:
     """One ``Target`` per input, in input order (see the module's rules).
 
+    ``suffix``: added to every output's name before its extension (``output_name``).
     ``out_root``: a normalised absolute folder, or ``bucket/prefix`` when ``s3_output``.
     ``existing``: the paths (same form as ``out_root`` joins) already present below the root.
-    ``name``: relative input name -> relative output name (default: photos' ``output_name``).
+    ``name``: (relative input name, ``suffix``) -> relative output name (default: photos' ``output_name``).
     """
     existing = existing or set()
     same_fs = s3_inputs == s3_output
@@ -125,12 +128,12 @@ def plan(
     root = common_folder(live.values())
     wanted: Dict[int, str] = {}  # before collisions
     for i, c in live.items():
-        joined = safe_join(out_root, name(posixpath.relpath(c, root) if root else c))
+        joined = safe_join(out_root, name(posixpath.relpath(c, root) if root else c, suffix))
         if joined is None:
             result[i] = Target(inputs[i], skip=UNSAFE_NAME)
         else:
             wanted[i] = joined
-    for i, joined in _distinct(wanted, live).items():
+    for i, joined in _distinct(wanted, live, suffix).items():
         if joined in existing and not overwrite:
             result[i] = Target(inputs[i], skip=EXISTS)
         else:
@@ -138,17 +141,21 @@ def plan(
     return [result[i] for i in range(len(inputs))]
 
 
-def _distinct(wanted: Dict[int, str], canon: Dict[int, str]) -> Dict[int, str]:
+def _distinct(wanted: Dict[int, str], canon: Dict[int, str], suffix: str = "") -> Dict[int, str]:
     """Give inputs that want the same output (case-insensitively) distinct names. Inputs whose
     output has their own file name (``a.png`` -> ``a.png``) claim it first, then the rest in sorted
     order as ``a.tif.png``, ``a~2.png``, ..."""
     used: Set[str] = set()
     out: Dict[int, str] = {}
-    keeps_name = lambda i: posixpath.basename(wanted[i]) == posixpath.basename(canon[i])  # noqa: E731
+
+    def keeps_name(i: int) -> bool:  # a PNG/JPEG whose output is its own file name (plus the suffix)
+        own = output_name(posixpath.basename(canon[i]), suffix)
+        return posixpath.basename(wanted[i]) == own and posixpath.splitext(canon[i])[1].lower() in FORMATS
+
     for i in sorted(wanted, key=lambda i: (not keeps_name(i), canon[i])):
         name = wanted[i]
         if name.casefold() in used:
-            name = _free_name(name, posixpath.basename(canon[i]), used)
+            name = _free_name(name, posixpath.basename(canon[i]) + suffix, used)
         used.add(name.casefold())
         out[i] = name
     return out

@@ -65,6 +65,52 @@ def upsample_ab(ab: np.ndarray, H: int, W: int) -> np.ndarray:
     return F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
 
 
+def photo_L(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) sRGB (grey or colour: only its lightness is used) -> L (H, W) float32, 0..100."""
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+    return lightness(rgb)
+
+
+def working_input(L: np.ndarray, size: Optional[int] = 256) -> np.ndarray:
+    """L (H, W) in 0..100 -> the generator's input (1, h, w) float32 at the working size (short
+    side ``size``, ``geometry.short_side_shape``; antialiased bilinear). CPU work: bulk inference
+    runs it in the read tasks, so the model's actor only runs the model."""
+    H, W = L.shape
+    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None]  # (1,1,H,W), no copy
+    h, w = geometry.short_side_shape(H, W, size)
+    if (h, w) != (H, W):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return L_to_input(x)[0].numpy()  # scaled at the working size: no full-resolution copy
+
+
+@torch.no_grad()
+def predict_ab_batch(
+    G: torch.nn.Module,
+    x: torch.Tensor,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """Inputs (B, 1, h, w) of one working size -> ab (B, 2, h, w) float32 on ``device`` (bf16
+    autocast on CUDA; the annealed mean stays fp32)."""
+    device = device or next(G.parameters()).device
+    x = x.to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return G(x, temperature)[1].float()
+
+
+def join_full(L: np.ndarray, ab: torch.Tensor) -> np.ndarray:
+    """Full-resolution L (H, W) in 0..100 and working-size ab (2, h, w) (torch, any device) ->
+    uint8 sRGB (H, W, 3): ab upsampled (bilinear) to the photo, joined with its own L, fitted to the
+    gamut keeping L (``color.lab_to_rgb_u8``, vectorised torch on ab's device)."""
+    H, W = L.shape
+    ab = ab[None].float()
+    if tuple(ab.shape[-2:]) != (H, W):
+        ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
+    Lt = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32)).to(ab.device)[None, None]
+    return color.lab_to_rgb_u8(torch.cat([Lt, ab], 1)[0], dim=0).permute(1, 2, 0).cpu().numpy()
+
+
 @torch.no_grad()
 def predict_ab(
     G: torch.nn.Module,
@@ -74,21 +120,14 @@ def predict_ab(
     device: Optional[torch.device] = None,
 ) -> np.ndarray:
     """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
-    device = device or next(G.parameters()).device
     H, W = L.shape
-    h, w = geometry.short_side_shape(H, W, size)
-    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None].to(device)  # (1,1,H,W), no copy on CPU
-    if (h, w) != (H, W):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
-    x = L_to_input(x)  # at the working size: no full-resolution copy
-    use_bf16 = device.type == "cuda"
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        ab = G(x, temperature)[1].float()  # (1,2,h,w)
-    if (h, w) != (H, W):
+    ab = predict_ab_batch(G, torch.from_numpy(working_input(L, size))[None], temperature, device)  # (1,2,h,w)
+    if tuple(ab.shape[-2:]) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
     return ab[0].permute(1, 2, 0).cpu().numpy()
 
 
+@torch.no_grad()
 def colorize(
     G: torch.nn.Module,
     rgb: np.ndarray,
@@ -98,7 +137,24 @@ def colorize(
 ) -> np.ndarray:
     """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
     uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding)."""
-    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
-    L = lightness(rgb)
+    L = photo_L(rgb)  # row chunks: the full-resolution planes stay within predict's memory bound
     return join_l_ab(L, predict_ab(G, L, size, temperature, device))
+
+
+@torch.no_grad()
+def colorize_batch(
+    G: torch.nn.Module,
+    rgbs,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+    batch_size: int = 16,
+):
+    """uint8 photos of one size (e.g. eval's square crops) colorized at their own size, ``batch_size``
+    at a time through G: the same result as ``colorize(G, rgb, None, ...)`` for each."""
+    out = []
+    for i in range(0, len(rgbs), batch_size):
+        Ls = [photo_L(r) for r in rgbs[i : i + batch_size]]
+        x = torch.from_numpy(np.stack([working_input(L, None) for L in Ls]))
+        ab = predict_ab_batch(G, x, temperature, device)
+        out += [join_full(L, a) for L, a in zip(Ls, ab, strict=True)]
+    return out

@@ -335,7 +335,9 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
 
     Saved as a pyfunc "model from code" (``pipeline/serving.py``) with the generator's weights as a
     plain checkpoint artifact: loading runs no pickle (``colorize infer``/``eval`` read the
-    checkpoint with weights_only=True), and the registry entry works with ``mlflow.pyfunc`` too.
+    checkpoint with weights_only=True), and the registry entry works with ``mlflow.pyfunc`` and
+    ``mlflow models serve`` too: images in, colour images out, with the signature, params and
+    input example of ``pipeline.model_io``.
     """
 
     def go(client):
@@ -347,6 +349,8 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
         import mlflow.pyfunc
         from mlflow.exceptions import MlflowException
 
+        from pipeline import model_io
+
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         with tempfile.TemporaryDirectory() as tmp:
             ckpt, model_dir = os.path.join(tmp, "checkpoint"), os.path.join(tmp, "generator")
@@ -356,6 +360,9 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
                 python_model=os.path.join(root, "pipeline", "serving.py"),
                 artifacts={"checkpoint": ckpt},
                 code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
+                signature=model_io.signature(G.temperature),
+                input_example=model_io.input_example(),
+                pip_requirements=model_io.pip_requirements(),
             )
             client.log_artifacts(tracker.run_id, model_dir, "generator")
         name = cfg.tracking.register_as

@@ -36,7 +36,6 @@ COPY_CHUNK = 8 << 20
 
 def add_args(p: argparse.ArgumentParser) -> None:
     cli_args.add_model_args(p)
-    p.add_argument("--temperature", dest="saturation", type=float, help="the same as --saturation (T)")
     p.add_argument("--input", required=True, help="a video, folder, list file (.txt) or s3://bucket/prefix")
     p.add_argument("--output", required=True, help="output video file (for one video) or folder / s3:// prefix")
     p.add_argument("--size", type=int, default=256, help="working size: short side the model sees (default 256)")
@@ -164,7 +163,7 @@ def run(args) -> int:
         raise storage.StorageError(
             f"no input files at {storage.redact(args.input)}" + (f" (skipped {skipped.counts})" if skipped else "")
         )
-    opts = {"size": args.size, "temperature": args.saturation, "temporal": args.temporal}
+    opts = {"size": args.size, "temperature": args.temperature, "temporal": args.temporal}
     if infer._is_single_file(args.input, paths):
         return _one_video(args, fs, paths[0], s3, opts)
     listed = len(paths) + skipped.total
@@ -191,7 +190,7 @@ def run(args) -> int:
     skipped.add_all((r["path"], r["skip"]) for r in rows if not r["out"])
     print(
         f"colorize video: {len(written)} of {listed} written to {storage.redact(args.output)} "
-        f"(model {info['ref']}, temporal {args.temporal}, T={args.saturation or G.temperature})"
+        f"(model {info['ref']}, temporal {args.temporal}, T={args.temperature or G.temperature})"
     )
     for r in written:
         if "corrupt tail" in r["note"]:
@@ -233,7 +232,7 @@ def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict) -> int:
     fps = r.frames / max(1e-9, time.perf_counter() - t0)
     print(
         f"colorize video: wrote {storage.redact(out)} ({_describe(r)}; {fps:.1f} frames/s; "
-        f"model {info['ref']}, temporal {args.temporal}, T={args.saturation or G.temperature})"
+        f"model {info['ref']}, temporal {args.temporal}, T={args.temperature or G.temperature})"
     )
     return 0
 

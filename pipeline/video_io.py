@@ -71,10 +71,11 @@ class Result:
     pix_fmt: str
 
 
-def video_name(rel: str) -> str:
-    """Output name for an input video: MP4/MOV/MKV kept, anything else -> ``.mkv``."""
+def video_name(rel: str, suffix: str = "") -> str:
+    """Output name for an input video: MP4/MOV/MKV kept, anything else -> ``.mkv``; ``suffix``
+    goes before the extension (the signature ``outputs.plan`` calls)."""
     root, ext = os.path.splitext(rel)
-    return rel if ext.lower() in CONTAINERS else root + ".mkv"
+    return root + suffix + (ext if ext.lower() in CONTAINERS else ".mkv")
 
 
 def video_codec() -> str:

@@ -1,0 +1,53 @@
+"""What the registered model takes (``pipeline.model_io``), in-process: every accepted row form,
+the params, and clear refusals. The served form is tests/e2e/test_mlflow_serve.py."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import color, model_io, model_ref
+from support import corpus
+
+
+def test_every_row_form_comes_back_at_its_size_with_its_lightness(ckpt):
+    G, _ = model_ref.resolve_generator(str(ckpt))
+    rgb = corpus.photo(4, 30, 44)
+    png = model_io.png(rgb)
+    forms = [rgb, rgb[..., 1], rgb.tolist(), png, base64.b64encode(png).decode()]
+    outs = model_io.colorize_rows(G, pd.DataFrame({"image": forms}), {"size": 32, "temperature": 0.2})
+    for form, out in zip(forms, outs, strict=True):
+        src = np.repeat(rgb[..., 1:2], 3, -1) if np.ndim(form) == 2 else rgb
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert np.abs(color.rgb_to_lab(out)[..., 0] - color.rgb_to_lab(src)[..., 0]).max() < 1.0
+    as_png = model_io.colorize_rows(G, {"image": [rgb]}, {"format": "png", "size": 32})[0]
+    assert isinstance(as_png, bytes) and as_png[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "row, why",
+    [
+        (b"not an image", "not a usable image"),
+        (np.zeros((4, 4, 3), np.uint8), "outside 8x8"),
+        (np.full((16, 16, 3), 300), "0..255"),
+        (np.zeros((16, 16, 4), np.uint8), "expected uint8"),
+    ],
+)
+def test_bad_rows_are_refused_by_name(ckpt, row, why):
+    G, _ = model_ref.resolve_generator(str(ckpt))
+    with pytest.raises(model_io.BadImage, match=why):
+        model_io.colorize_rows(G, {"image": [row]})
+
+
+def test_params_are_checked_and_the_signature_states_them():
+    with pytest.raises(model_io.BadImage, match="temperature"):
+        model_io.options({"temperature": -1}, 0.38)
+    with pytest.raises(model_io.BadImage, match="size"):
+        model_io.options({"size": 5000}, 0.38)
+    assert model_io.options(None, 0.38) == (0.38, model_io.DEFAULT_SIZE, "array")
+    sig = model_io.signature(0.38)
+    assert {p.name: p.default for p in sig.params.params} == {"temperature": 0.38, "size": 256, "format": "array"}
+    assert sig.inputs.input_names() == ["image"] and len(model_io.input_example()) == 2
