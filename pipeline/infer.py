@@ -24,18 +24,16 @@ from __future__ import annotations
 import argparse
 import io
 import logging
-import os
 import posixpath
-from typing import Dict, List, Optional, Sequence, Set
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import pyarrow.fs as pafs
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline import checkpoint, cli_args, color, model_ref, outputs, predict, storage, transforms
+from pipeline import checkpoint, cli_args, color, model_ref, outputs, per_input, predict, storage, transforms
 from pipeline.config import check_range
-from pipeline.skips import SKIP_MISSING, SKIP_UNREADABLE, Skips
+from pipeline.skips import SKIP_MISSING, SKIP_UNREADABLE
 
 log = logging.getLogger(__name__)
 
@@ -217,67 +215,14 @@ def finish(batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] =
     return res
 
 
-def _is_single_file(uri: str, paths: List[str]) -> bool:
-    named = posixpath.basename(uri.rstrip("/")) == posixpath.basename(paths[0])
-    return len(paths) == 1 and not uri.endswith(storage.LIST_SUFFIXES) and named
-
-
-def _canonical(uri: str) -> str:
-    """A local path with links resolved, or an S3 ``bucket/key`` normalised: what two spellings of
-    one place share (StorageError for an S3 key that climbs out of its bucket)."""
-    if storage.is_s3(uri):
-        key = outputs.normalise(uri[len("s3://") :], s3=True)
-        if key is None:
-            raise storage.StorageError(f"unsafe S3 location {storage.redact(uri)}: no empty, '.' or '..' parts allowed")
-        return "s3://" + key
-    return os.path.realpath(os.path.expanduser(uri))
-
-
-def _output_root(uri: str) -> str:
-    """``--output`` as ``outputs.plan`` wants it: a normalised absolute folder or ``bucket/prefix``."""
-    if storage.is_s3(uri):
-        return _canonical(uri)[len("s3://") :]
-    return os.path.normpath(os.path.abspath(os.path.expanduser(uri)))
-
-
-def _existing(output: str, s3: storage.S3Settings) -> Set[str]:
-    """Files already below ``--output``, in ``outputs.plan``'s form (listed once, before work)."""
-    fs, path = storage.resolve(output, s3)
-    path = _output_root(output)
-    try:
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.File:
-            raise storage.StorageError(
-                f"--output {storage.redact(output)} is a file: a folder of inputs needs an output folder"
-            )
-        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
-    except OSError as e:
-        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise storage.StorageError(f"cannot list --output {storage.redact(output)}: {storage.redact(why)}") from None
-    return {i.path for i in infos if i.type == pafs.FileType.File}
-
-
-def _exists(uri: str, s3: storage.S3Settings) -> bool:
-    fs, path = storage.resolve(uri, s3)
-    try:
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
-    except OSError as e:
-        raise storage.StorageError(f"cannot reach {storage.redact(uri)}: {str(e).splitlines()[0][:200]}") from None
-
-
 def run(args) -> int:
     check_range("--size", args.size, *SIZE_RANGE)
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     check_range("--batch", getattr(args, "batch", 16), 1, 4096)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
-    skipped = Skips()
-    fs, paths = storage.list_inputs(args.input, s3, skipped)
-    if not paths:
-        raise storage.StorageError(
-            f"no input files at {storage.redact(args.input)}" + (f" (skipped {skipped.counts})" if skipped else "")
-        )
-    if _is_single_file(args.input, paths):
+    fs, paths, skipped = per_input.list_inputs(args.input, s3)
+    if per_input.is_single_file(args.input, paths):
         return _one_photo(args, fs, paths[0], s3)
     listed = len(paths) + skipped.total
     planned = _plan(args, paths, s3)
@@ -293,21 +238,15 @@ def run(args) -> int:
         f"colorize infer: {written} of {listed} written to {storage.redact(args.output)} "
         f"(model {info['ref']}, T={_shown_t(args, G)})"
     )
-    for reason, n in skipped.counts.items():
-        hint = " (--overwrite replaces them)" if reason == outputs.EXISTS else ""
-        examples = ", ".join(storage.redact(p) for p in skipped.examples.get(reason, [])[:3])
-        print(f"  skipped {n} ({reason}){hint}" + (f", e.g. {examples}" if examples else ""))
-    if skipped.counts.get(WRITE_FAILED):
-        return 1
-    # success: some input has its result (written now, or kept from before: a rerun answers as the first run did)
-    return 0 if written + skipped.counts.get(outputs.EXISTS, 0) else 1
+    per_input.print_skips(skipped)
+    return per_input.exit_code(written, skipped, WRITE_FAILED)
 
 
 def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
     """One photo, in-process: its target checked before the model loads."""
     out = _single_target(args.input, args.output, path, GRID_SUFFIX if getattr(args, "grid", None) else "")
     storage.check_writable_parent(out, s3)
-    if _exists(out, s3) and not args.overwrite:
+    if per_input.exists(out, s3) and not args.overwrite:
         print(f"colorize infer: kept {storage.redact(out)}: it exists (--overwrite replaces it)")
         return 0
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
@@ -340,9 +279,11 @@ def _single_target(input_uri: str, output: str, src: str, suffix: str = "") -> s
     of the input's name inside that folder. Never the input itself."""
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
-    if _canonical(out) != _canonical(src_uri) and posixpath.splitext(out)[1].lower() not in FORMATS:  # a folder
+    if (
+        per_input.canonical(out) != per_input.canonical(src_uri) and posixpath.splitext(out)[1].lower() not in FORMATS
+    ):  # a folder
         out = posixpath.join(out, output_name(posixpath.basename(src), suffix))
-    if _canonical(out) == _canonical(src_uri):
+    if per_input.canonical(out) == per_input.canonical(src_uri):
         raise storage.StorageError(
             f"--output {storage.redact(out)} is the input itself: colorize never writes over "
             "its input; give another file or folder"
@@ -352,20 +293,8 @@ def _single_target(input_uri: str, output: str, src: str, suffix: str = "") -> s
 
 def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target]:
     """Every input's output path (or why it gets none), decided before any work starts."""
-    s3_in, s3_out = storage.is_s3(args.input), storage.is_s3(args.output)
-    root = _output_root(args.output)
-    a_folder = not args.input.endswith(storage.LIST_SUFFIXES)
-    if s3_in == s3_out and a_folder and _canonical(args.input) == _canonical(args.output):
-        raise storage.StorageError(
-            f"--output {storage.redact(args.output)} is the input folder: colorize never writes "
-            "over its inputs; give another folder"
-        )
-    existing = _existing(args.output, s3)
-    storage.check_writable_parent(posixpath.join(args.output, "x"), s3)  # fail before the work, not after
     suffix = GRID_SUFFIX if getattr(args, "grid", None) else ""
-    return outputs.plan(
-        paths, root, s3_inputs=s3_in, s3_output=s3_out, existing=existing, overwrite=args.overwrite, suffix=suffix
-    )
+    return per_input.plan(args.input, args.output, paths, s3, args.overwrite, suffix=suffix)
 
 
 def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Settings) -> List[Dict[str, str]]:

@@ -25,9 +25,9 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
-from pipeline import cli_args, color, infer, model_ref, outputs, predict, storage, temporal, video_io
+from pipeline import cli_args, color, infer, model_ref, outputs, per_input, predict, storage, temporal, video_io
 from pipeline.config import check_range
-from pipeline.skips import SKIP_UNREADABLE, Skips
+from pipeline.skips import SKIP_UNREADABLE
 
 TEMPORAL = ("flow", "none")
 WRITE_FAILED = "write_failed"
@@ -157,31 +157,12 @@ def run(args) -> int:
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
-    skipped = Skips()
-    fs, paths = storage.list_inputs(args.input, s3, skipped)
-    if not paths:
-        raise storage.StorageError(
-            f"no input files at {storage.redact(args.input)}" + (f" (skipped {skipped.counts})" if skipped else "")
-        )
+    fs, paths, skipped = per_input.list_inputs(args.input, s3)
     opts = {"size": args.size, "temperature": args.temperature, "temporal": args.temporal}
-    if infer._is_single_file(args.input, paths):
+    if per_input.is_single_file(args.input, paths):
         return _one_video(args, fs, paths[0], s3, opts)
     listed = len(paths) + skipped.total
-    s3_in, s3_out = storage.is_s3(args.input), storage.is_s3(args.output)
-    if s3_in == s3_out and not args.input.endswith(storage.LIST_SUFFIXES):
-        if infer._canonical(args.input) == infer._canonical(args.output):
-            raise storage.StorageError(f"--output {storage.redact(args.output)} is the input folder: give another")
-    existing = infer._existing(args.output, s3)
-    storage.check_writable_parent(posixpath.join(args.output, "x"), s3)
-    planned = outputs.plan(
-        paths,
-        infer._output_root(args.output),
-        s3_inputs=s3_in,
-        s3_output=s3_out,
-        existing=existing,
-        overwrite=args.overwrite,
-        name=video_io.video_name,
-    )
+    planned = per_input.plan(args.input, args.output, paths, s3, args.overwrite, name=video_io.video_name)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
     todo = [t for t in planned if t.out]
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
@@ -195,22 +176,17 @@ def run(args) -> int:
     for r in written:
         if "corrupt tail" in r["note"]:
             print(f"  {storage.redact(r['path'])}: {r['note']}")
-    for reason, n in skipped.counts.items():
-        hint = " (--overwrite replaces them)" if reason == outputs.EXISTS else ""
-        examples = ", ".join(storage.redact(p) for p in skipped.examples.get(reason, [])[:3])
-        print(f"  skipped {n} ({reason}){hint}" + (f", e.g. {examples}" if examples else ""))
-    if skipped.counts.get(WRITE_FAILED):
-        return 1
-    return 0 if written or skipped.counts.get(outputs.EXISTS, 0) else 1
+    per_input.print_skips(skipped)
+    return per_input.exit_code(len(written), skipped, WRITE_FAILED)
 
 
 def _single_target(input_uri: str, output: str, src: str) -> str:
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
     is_file = posixpath.splitext(out)[1].lower() in video_io.VIDEO_SUFFIXES
-    if infer._canonical(out) != infer._canonical(src_uri) and not is_file:
+    if per_input.canonical(out) != per_input.canonical(src_uri) and not is_file:
         out = posixpath.join(out, video_io.video_name(posixpath.basename(src)))
-    if infer._canonical(out) == infer._canonical(src_uri):
+    if per_input.canonical(out) == per_input.canonical(src_uri):
         raise storage.StorageError(f"--output {storage.redact(out)} is the input itself: give another file or folder")
     return out
 
@@ -218,7 +194,7 @@ def _single_target(input_uri: str, output: str, src: str) -> str:
 def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict) -> int:
     out = _single_target(args.input, args.output, path)
     storage.check_writable_parent(out, s3)
-    if infer._exists(out, s3) and not args.overwrite:
+    if per_input.exists(out, s3) and not args.overwrite:
         print(f"colorize video: kept {storage.redact(out)}: it exists (--overwrite replaces it)")
         return 0
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
