@@ -1,12 +1,23 @@
-"""The quality protocol's images: train (short side 256, for random 128 crops), val and test (256x256
-centre crops, short side resized to 256 with bicubic).
+"""Protocol v2's images (issue 18): train on ``large-train``, tune on ``large-val``, score on
+``large-test`` (in distribution) and on ``test.txt`` (Kodak24 + McMaster, out of distribution).
+
+=========  ===============  ==============================================================
+split      list             what the protocol uses
+=========  ===============  ==============================================================
+train      large-train      the whole frame at short side ``TRAIN_SHORT`` (random 128 crops later)
+val        large-val        128x128 centre crop after resizing the short side to 128
+test       large-test       128x128 centre crop after resizing the short side to 128
+ood        test             256x256 centre crop after resizing the short side to 256
+=========  ===============  ==============================================================
 
 ``write_portable_copy`` writes them into one folder small enough to travel to a lent GPU machine
-(the shared data stays outside the repo): train and val as JPEG q90 (only a transport copy, made
-once), test as PNG (lossless: the scored truth). ``load`` reads either that folder or the shared
-data directly. Resize and crop are ``pipeline.geometry``'s (``common.square_crop``).
+(at most 64 MiB carried in all, the working tree included): train re-encoded at short side
+``TRAIN_SHORT`` as JPEG q``TRAIN_QUALITY`` (a transport copy), val and test as the source files' own bytes (the
+scale photos are already small JPEGs; the crop is made on load, by the same code either way), ood
+as lossless PNG of its 256x256 crops (the scored truth). ``load`` reads either that folder or the
+shared data directly. Resize and crop are ``pipeline.geometry``'s (``common.square_crop``).
 
-    python bench/quality_data.py --out .quality_data      # then carry .quality_data
+    python bench/quality_data.py --out .quality_data      # prints each split's size; then carry it
 """
 
 from __future__ import annotations
@@ -27,41 +38,59 @@ from common import SHARED_DATA, open_rgb, split_paths, square_crop  # noqa: E402
 
 from pipeline import geometry  # noqa: E402  (common put the repo root on sys.path)
 
-SIZE = 256
+SPLITS = {"train": "large-train", "val": "large-val", "test": "large-test", "ood": "test"}
+SQUARE = {"val": 128, "test": 128, "ood": 256}  # centre-crop size of each scored split
+# Training photos' short side and transport JPEG quality. Measured on this data (10,093 photos):
+# short side 144 at q85 packs to 77 MiB, 128 at q85 to 63 MiB, 128 at q70 to 42 MiB, 128 at q65
+# (optimised Huffman tables) to 38 MiB: the last is what leaves room for the working tree (~9 MiB)
+# and the scored splits (~12 MiB) in the 64 MiB a GPU run carries.
+TRAIN_SHORT = 128
+TRAIN_QUALITY = 65
+RAW = ("val", "test")  # splits the copy keeps as the source bytes (cropped on load)
 REFERENCE = SHARED_DATA.parent / "reference"
 
 
 def protocol_image(split: str, path) -> np.ndarray:
-    """uint8 (H, W, 3) of one photo as the protocol uses it: train keeps its whole frame at short
-    side 256 (random crops come later), val/test the centre 256x256 crop."""
+    """uint8 (H, W, 3) of one photo as the protocol uses it (see the table above)."""
     rgb = open_rgb(path)
-    return geometry.resize_short_side(rgb, SIZE) if split == "train" else square_crop(rgb, SIZE)
+    return geometry.resize_short_side(rgb, TRAIN_SHORT) if split == "train" else square_crop(rgb, SQUARE[split])
 
 
-def write_portable_copy(out: Path, limit: int = 0) -> None:
-    """The three splits' protocol images (and Zhang's prior files) into the folder ``out``."""
-    for split in ("train", "val", "test"):
+def folder_size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def write_portable_copy(out: Path, limit: int = 0) -> int:
+    """Every split (and Zhang's prior files) into the folder ``out``; prints and returns its bytes."""
+    for split, listing in SPLITS.items():
         folder = out / split
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = split_paths(split, limit)
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        paths = split_paths(listing, limit)
 
         def write(ip, split=split, folder=folder):
             i, p = ip
+            if split in RAW:
+                shutil.copyfile(p, folder / f"{i:05d}{p.suffix.lower()}")
+                return
             img = Image.fromarray(protocol_image(split, p))
-            if split == "test":
+            if split == "ood":
                 img.save(folder / f"{i:05d}.png")
             else:
-                img.save(folder / f"{i:05d}.jpg", quality=90)
+                img.save(folder / f"{i:05d}.jpg", quality=TRAIN_QUALITY, optimize=True)
 
         with ThreadPoolExecutor(os.cpu_count()) as pool:
             list(pool.map(write, enumerate(paths)))
         (folder / "SOURCES.txt").write_text("\n".join(source_name(p) for p in paths) + "\n")
-        size = sum(f.stat().st_size for f in folder.iterdir())
-        print(f"{split}: {len(paths)} images, {size / 2**20:.1f} MiB")
+        print(f"{split} ({listing}): {len(paths)} images, {folder_size(folder) / 2**20:.1f} MiB")
     ref = out / "reference"  # Zhang's prior, for the rebalanced metrics
     ref.mkdir(exist_ok=True)
     for name in ("prior_probs.npy", "pts_in_hull.npy"):
         shutil.copyfile(REFERENCE / name, ref / name)
+    total = folder_size(out)
+    print(f"portable copy {out}: {total / 2**20:.1f} MiB ({total} bytes)")
+    return total
 
 
 def source_name(path: Path) -> str:
@@ -69,29 +98,32 @@ def source_name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def sources(source: str = "", split: str = "test", limit: int = 0) -> List[str]:
+def sources(source: str = "", split: str = "ood", limit: int = 0) -> List[str]:
     """The split's image names in ``load``'s order, as ``source_name`` gives them."""
     if source:
-        names = (Path(source) / split / "SOURCES.txt").read_text().split()
-        names = names[:limit] if limit else names
-        if any("/" not in n for n in names):
+        f = Path(source) / split / "SOURCES.txt"
+        if not f.exists():
             raise SystemExit(f"{source} was written by an older bench/quality_data.py: write it again")
-    else:
-        names = [source_name(p) for p in split_paths(split, limit)]
-    return names
+        names = f.read_text().split()
+        return names[:limit] if limit else names
+    return [source_name(p) for p in split_paths(SPLITS[split], limit)]
 
 
-def load(source: str = "", limit: int = 0, threads: int = 0) -> Dict[str, List[np.ndarray]]:
-    """{split: [uint8 (H, W, 3)]} from a portable copy, or from the shared data when ``source`` is empty."""
+def load(source: str = "", limit: int = 0, threads: int = 0, splits=tuple(SPLITS)) -> Dict[str, List[np.ndarray]]:
+    """{split: [uint8 (H, W, 3)]} from a portable copy, or from the shared data when ``source`` is
+    empty; the same images either way (up to the train split's transport JPEG)."""
     threads = threads or os.cpu_count() or 2
     out = {}
-    for split in ("train", "val", "test"):
+    for split in splits:
         if source:
-            files = sorted(f for f in (Path(source) / split).iterdir() if f.suffix in (".jpg", ".png"))
+            folder = Path(source) / split
+            if not folder.is_dir():
+                raise SystemExit(f"{folder} missing: write the copy again (python bench/quality_data.py)")
+            files = sorted(f for f in folder.iterdir() if f.name != "SOURCES.txt")
             files = files[:limit] if limit else files
-            read = open_rgb
+            read = (lambda f, s=split: protocol_image(s, f)) if split in RAW else open_rgb  # noqa: E731
         else:
-            files = split_paths(split, limit)
+            files = split_paths(SPLITS[split], limit)
             read = lambda f, s=split: protocol_image(s, f)  # noqa: E731
         with ThreadPoolExecutor(threads) as pool:
             out[split] = list(pool.map(read, files))
