@@ -1,19 +1,35 @@
-"""Colorization quality at equal GPU budget: ours vs pix2pix, L1-only and all-grey, one command.
+"""Colorization quality at equal GPU budget, protocol v2 (issue 18): ours vs its unit-weights
+ablation, pix2pix and all-grey, one command.
 
-Every trained model gets the same wall-clock training budget on the same device (bf16 on CUDA),
-random 128x128 crops with flips of the train split (short side 256); all are scored with the code
-of ``colorize eval`` (``pipeline.scoring``) on the test split's 256x256 centre crops. Ours decodes
-by annealed mean at a temperature T; how T is chosen is a decoding rule (``TEMPERATURE_RULES``):
-the table reports the pre-registered ``PRIMARY_RULE``, the other rules sit beside it, and a sweep
-over T on val and test shows how far each rule lands from the best T. Only val steers the rules;
-the test sweep is reported as a diagnostic and chooses nothing.
+Every trained model gets the same wall-clock training budget (``--budget``, default 120 s) on the
+same device (bf16 on CUDA), random 128x128 crops with flips of ``splits/large-train.txt`` (10,093
+photos at short side 128, ``bench/quality_data.py``). Ours is built and stepped by the product's
+code (``pipeline.builder.build`` and ``GAN.train_step``, as ``pipeline/train.py``) from
+``pipeline/configs/default-model.yaml``, and predicts with the EMA of G, as ``colorize infer`` does.
+Ours decodes by annealed mean at a temperature T; how T is chosen is a decoding rule
+(``TEMPERATURE_RULES``): the table reports the pre-registered ``PRIMARY_RULE``, the other rules
+sit beside it, and a sweep over T shows how far each rule lands from the best T. Only
+``large-val`` steers the rules; the sweep on ``large-test`` is a diagnostic and chooses nothing.
 
-    python bench/quality.py --data .quality_data --reference .quality_data/reference --out OUT
+Scored with ``colorize eval``'s code (``pipeline.scoring``) on ``large-test`` (128x128 centre crops
+after resizing the short side to 128: the targets, in distribution) and on ``splits/test.txt``
+("ood": 256x256 centre crops, reported by source, Kodak24 and McMaster). ``--ship DIR`` also writes
+ours' EMA generator as a colorize checkpoint (fp16, weights_only) with a model card
+(``bench/ship_model.py``).
+
+The GPU run (one call, about 8 minutes: 3 models x 120 s, loading and scoring; carries about
+59 MiB: the working tree and the portable copy, no Ray):
+
+    python bench/quality_data.py --out .quality_data                  # here, once (50.3 MiB)
+    # on the GPU machine, carry [".quality_data"]:
+    python bench/quality.py --data .quality_data --reference .quality_data/reference \
+        --out $OUT/quality --ship $OUT/default-model
+
     python bench/quality.py --budget 2 --limit 8 --batch 4 --preset tiny --ngf 8   # CPU smoke run
 
-Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the table); at the end
-OUT/grid.png (grey | pix2pix | L1 | ours-unit | ours | truth, a few test images). Test figures are
-also split by source (Kodak24, McMaster), whose colourfulness differs widely.
+Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the tables and the issue-18
+targets, met / not met); at the end OUT/grid.png (grey | pix2pix | ours-unit | ours | truth, a few
+large-test images).
 """
 
 from __future__ import annotations
@@ -37,23 +53,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import pix2pix  # noqa: E402
 import quality_data  # noqa: E402
+import ship_model  # noqa: E402
 
 from models.scaling import L_to_input, ab_to_unit  # noqa: E402
 from pipeline import builder, color, geometry, metrics, scoring, steps  # noqa: E402
+from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 
-# Our model and loss for this protocol: the config keys `pipeline/run.py --config` takes, so a
-# winning setting moves into training as is.
-OURS = {
-    "model.preset": "full",
-    "loss.lambda_adv": 0.01,
-    "loss.lambda_ce": 1.0,
-    "loss.lambda_l1": 0.0,
-    "loss.adv_warmup_steps": 1000,  # CE alone first: D has nothing useful to say about noise
-    "optim.lr_g": 2e-4,
-    "optim.lr_d": 4e-4,  # TTUR
-    "train.ema_decay": 0.999,  # ours predicts with the EMA of G, as colorize infer does
-}
+# Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).
+DEFAULT_CONFIG = ROOT / "pipeline" / "configs" / "default-model.yaml"
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
 # How ours picks its annealed-mean temperature. Only val data (or none) steers a rule.
 TEMPERATURE_RULES = {
@@ -63,7 +71,7 @@ TEMPERATURE_RULES = {
     "discriminator": "per image: the T whose output our PatchGAN scores most real (no data steers it)",
 }
 PRIMARY_RULE = "val_objective"  # declared before the run that reports it
-MODELS = ("grey", "ours", "ours_unit", "pix2pix", "l1")
+MODELS = ("grey", "ours", "ours_unit", "pix2pix")  # "l1" (pix2pix without D) on request
 LABELS = {
     "grey": "grey (no training)",
     "ours": "ours (rebalanced CE + adv)",
@@ -142,6 +150,9 @@ def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
         "params": sum(p.numel() for p in gan.G.parameters()),
         "temperatures": TEMPERATURES,
         "default_temperature": cfg.model.temperature,
+        "gan": gan,
+        "cfg": cfg,
+        "state": state,
     }
 
 
@@ -264,32 +275,32 @@ def rule_temperature(rule: str, val_sweep: Dict[str, Dict], default: float):
     raise ValueError(f"unknown temperature rule {rule!r}: use {', '.join(TEMPERATURE_RULES)}")
 
 
-def by_subset(preds: List[np.ndarray], truths: List[np.ndarray], sources: List[str]) -> Dict[str, Dict]:
-    """Mean colourfulness of outputs and truth per test source (the folder each image came from)."""
-    out: Dict[str, Dict] = {}
-    for p, t, src in zip(preds, truths, sources, strict=True):
-        d = out.setdefault(src.split("/")[0], {"images": 0, "cf_pred": 0.0, "cf_true": 0.0})
-        d["images"] += 1
-        for k, im in (("cf_pred", p), ("cf_true", t)):
-            d[k] += float(metrics.colourfulness(torch.tensor(im).permute(2, 0, 1)[None])[0])  # a copy: may be read-only
-    for d in out.values():
-        d["cf_pred"], d["cf_true"] = round(d["cf_pred"] / d["images"], 2), round(d["cf_true"] / d["images"], 2)
-        d["cf_gap"] = round(abs(d["cf_pred"] - d["cf_true"]), 2)
-    return out
+def by_subset(preds: List[np.ndarray], truths: List[np.ndarray], sources: List[str], ref_prior) -> Dict[str, Dict]:
+    """The ood scores per source (the folder each image came from: Kodak24, McMaster)."""
+    groups: Dict[str, List[int]] = {}
+    for i, src in enumerate(sources):
+        groups.setdefault(src.split("/")[0], []).append(i)
+    return {
+        name: score([preds[i] for i in idx], [truths[i] for i in idx], ref_prior, ssim=False)
+        for name, idx in groups.items()
+    }
 
 
-def decode_ours(trainer: Dict, val_t: torch.Tensor, test_t: torch.Tensor, data: Dict, ref_prior, primary: str):
-    """Score ours under every temperature rule; the primary rule's figures become the model's.
-    -> (results to merge into the model's entry, the primary rule's test outputs)."""
+def decode_ours(trainer: Dict, tensors: Dict[str, torch.Tensor], data: Dict, ref_prior, primary: str):
+    """Score ours under every temperature rule (each picks T from the large-val sweep only); the
+    primary rule's figures become the model's. -> (results to merge into the model's entry,
+    {split: the primary rule's outputs} for test and ood)."""
     temps = trainer["temperatures"]
-    val_sweep = sweep(trainer["predict"], val_t, data["val"], temps, ref_prior)
-    test_sweep = sweep(trainer["predict"], test_t, data["test"], temps, ref_prior)  # diagnostic only
+    val_sweep = sweep(trainer["predict"], tensors["val"], data["val"], temps, ref_prior)
+    test_sweep = sweep(trainer["predict"], tensors["test"], data["test"], temps, ref_prior)  # diagnostic only
     rules, outputs = {}, {}
     for rule in TEMPERATURE_RULES:
         T = rule_temperature(rule, val_sweep, trainer["default_temperature"])
+        outs = {}
         if T is None:
-            val_out, val_ts = colorize_by_discriminator(trainer, val_t)
-            test_out, test_ts = colorize_by_discriminator(trainer, test_t)
+            val_out, val_ts = colorize_by_discriminator(trainer, tensors["val"])
+            outs["test"], test_ts = colorize_by_discriminator(trainer, tensors["test"])
+            outs["ood"], _ = colorize_by_discriminator(trainer, tensors["ood"])
             entry = {
                 "temperature": "per image",
                 "val_temperatures": {str(t): val_ts.count(t) for t in sorted(set(val_ts))},
@@ -297,13 +308,14 @@ def decode_ours(trainer: Dict, val_t: torch.Tensor, test_t: torch.Tensor, data: 
                 "val": score(as_list(val_out), data["val"], ref_prior, ssim=False),
             }
         else:
-            test_out = colorize(trainer["predict"], test_t, T)
+            outs = {k: colorize(trainer["predict"], tensors[k], T) for k in ("test", "ood")}
             val = val_sweep.get(str(T)) or score(
-                as_list(colorize(trainer["predict"], val_t, T)), data["val"], ref_prior, ssim=False
+                as_list(colorize(trainer["predict"], tensors["val"], T)), data["val"], ref_prior, ssim=False
             )
             entry = {"temperature": T, "val": val}
-        outputs[rule] = as_list(test_out)
-        entry["test"] = score(outputs[rule], data["test"], ref_prior)
+        outputs[rule] = {k: as_list(v) for k, v in outs.items()}
+        for k in ("test", "ood"):
+            entry[k] = score(outputs[rule][k], data[k], ref_prior)
         rules[rule] = entry
     best = rules[primary]
     return (
@@ -312,6 +324,7 @@ def decode_ours(trainer: Dict, val_t: torch.Tensor, test_t: torch.Tensor, data: 
             "temperature_rule": primary,
             "val": best["val"],
             "test": best["test"],
+            "ood": best["ood"],
             "rules": rules,
             "sweep": {"val": val_sweep, "test_diagnostic": test_sweep},
         },
@@ -352,17 +365,23 @@ def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) ->
 # ----------------------------------------------------------------------------- report
 
 
-def table(results: Dict[str, Dict]) -> str:
-    cf_true = next((r["test"]["cf_true"] for r in results.values() if "test" in r), float("nan"))
+SPLIT_NAMES = {
+    "test": "large-test (in distribution, 128x128)",
+    "ood": "splits/test.txt (Kodak24 + McMaster, 256x256)",
+}
+
+
+def table(results: Dict[str, Dict], split: str = "test") -> str:
+    cf_true = next((r[split]["cf_true"] for r in results.values() if split in r), float("nan"))
     rows = [
         f"| model | AuC | AuC rebal | CF out (truth {cf_true:.1f}) | ΔCF | PSNR | SSIM | top-1 | top-1 rebal "
         "| T | steps | images seen |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
-        if "test" not in r:
+        if split not in r:
             continue
-        t = r["test"]
+        t = r[split]
         rows.append(
             f"| {LABELS.get(name, name)} | {t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | "
             f"{t['cf_gap']:.1f} | {t['psnr']:.1f} | {t['ssim']:.3f} | {t['top1']:.1f} | {t['top1_rebalanced']:.1f} | "
@@ -373,16 +392,18 @@ def table(results: Dict[str, Dict]) -> str:
 
 def rules_table(results: Dict[str, Dict]) -> str:
     rows = [
-        "| model | rule | T | val ΔCF | test AuC | AuC rebal | CF out | ΔCF | PSNR | SSIM |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | rule | T | val ΔCF | test AuC | AuC rebal | CF out | ΔCF | PSNR | SSIM | ood AuC | ood AuC rebal "
+        "| ood ΔCF | ood PSNR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in results.items():
         for rule, e in r.get("rules", {}).items():
-            t = e["test"]
+            t, o = e["test"], e["ood"]
             rows.append(
                 f"| {LABELS.get(name, name)} | {rule} | {e['temperature']} | {e['val']['cf_gap']:.1f} | "
                 f"{t['auc']:.1f} | {t['auc_rebalanced']:.1f} | {t['cf_pred']:.1f} | {t['cf_gap']:.1f} | "
-                f"{t['psnr']:.1f} | {t['ssim']:.3f} |"
+                f"{t['psnr']:.1f} | {t['ssim']:.3f} | {o['auc']:.1f} | {o['auc_rebalanced']:.1f} | "
+                f"{o['cf_gap']:.1f} | {o['psnr']:.1f} |"
             )
     return "\n".join(rows) + "\n"
 
@@ -403,44 +424,95 @@ def sweep_table(r: Dict) -> str:
 
 
 def source_table(results: Dict[str, Dict]) -> str:
-    names = sorted({src for r in results.values() for src in r.get("test_by_source", {})})
-    rows = ["| model | " + " | ".join(f"{n} CF out / truth" for n in names) + " |", "|---|" + "---|" * len(names)]
+    names = sorted({src for r in results.values() for src in r.get("ood_by_source", {})})
+    head = " | ".join(f"{n} AuC / rebal / PSNR / CF out (truth)" for n in names)
+    rows = [f"| model | {head} |", "|---|" + "---|" * len(names)]
     for name, r in results.items():
-        by = r.get("test_by_source", {})
-        rows.append(
-            f"| {LABELS.get(name, name)} | "
-            + " | ".join(f"{by[n]['cf_pred']:.1f} / {by[n]['cf_true']:.1f}" if n in by else "-" for n in names)
-            + " |"
-        )
+        by = r.get("ood_by_source", {})
+        cells = [
+            f"{by[n]['auc']:.1f} / {by[n]['auc_rebalanced']:.1f} / {by[n]['psnr']:.1f} / "
+            f"{by[n]['cf_pred']:.1f} ({by[n]['cf_true']:.1f})"
+            if n in by
+            else "-"
+            for n in names
+        ]
+        rows.append(f"| {LABELS.get(name, name)} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
+
+
+def targets(results: Dict[str, Dict]) -> List[Dict]:
+    """Issue 18's targets for ours, each {"target", "value", "met"} (met: None when a model it is
+    measured against was not in the run)."""
+    out: List[Dict] = []
+
+    def add(target: str, value, met) -> None:
+        out.append({"target": target, "value": value, "met": met})
+
+    ours = results.get("ours")
+    if not ours or "test" not in ours:
+        return out
+    t, o = ours["test"], ours["ood"]
+    add("large-test ΔCF ≤ 3", round(t["cf_gap"], 2), t["cf_gap"] <= 3)
+    for other in ("pix2pix", "ours_unit"):
+        if other in results:
+            d = t["auc_rebalanced"] - results[other]["test"]["auc_rebalanced"]
+            add(f"large-test AuC rebal ≥ {LABELS[other]} + 5", round(d, 2), d >= 5)
+        else:
+            add(f"large-test AuC rebal ≥ {LABELS[other]} + 5", None, None)
+    grey = results.get("grey", {}).get("test")
+    for k, label in (("auc", "AuC"), ("psnr", "PSNR")):
+        d = None if grey is None else t[k] - grey[k]
+        add(f"large-test {label} ≥ grey's", None if d is None else round(d, 2), None if d is None else d >= 0)
+    p2p = results.get("pix2pix", {}).get("test")
+    d = None if p2p is None else t["ssim"] - p2p["ssim"]
+    add("large-test SSIM > pix2pix's", None if d is None else round(d, 4), None if d is None else d > 0)
+    add("test.txt AuC rebal ≥ 58", round(o["auc_rebalanced"], 2), o["auc_rebalanced"] >= 58)
+    add("test.txt AuC ≥ 84", round(o["auc"], 2), o["auc"] >= 84)
+    add("test.txt PSNR ≥ 20", round(o["psnr"], 2), o["psnr"] >= 20)
+    return out
+
+
+def targets_table(rows: List[Dict]) -> str:
+    lines = ["| target (ours) | value (differences: ours minus the other) | |", "|---|---|---|"]
+    for r in rows:
+        mark = "n/a" if r["met"] is None else "met" if r["met"] else "not met"
+        lines.append(f"| {r['target']} | {'-' if r['value'] is None else r['value']} | {mark} |")
+    return "\n".join(lines) + "\n"
 
 
 def report(meta: Dict, results: Dict) -> str:
     rule = next(iter(meta["temperature_rule"]))
     parts = [
-        f"# Quality, {meta['date']}, {meta['device']}\n",
-        table(results),
-        f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, "
-        f"ours: {json.dumps(meta['ours_overrides'])}; T rule: {rule} ({meta['temperature_rule'][rule]})\n",
-        "\n## Test colourfulness by source\n\n",
+        f"# Quality (protocol v2), {meta['date']}, {meta['device']}\n\n",
+        f"## {SPLIT_NAMES['test']}\n\n",
+        table(results, "test"),
+        f"\n## {SPLIT_NAMES['ood']}\n\n",
+        table(results, "ood"),
+        f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, train "
+        f"{meta['images'].get('train')} photos; ours: {meta['config']} {json.dumps(meta['overrides'])}; "
+        f"T rule: {rule} ({meta['temperature_rule'][rule]})\n",
+        "\n## Targets (issue 18)\n\n",
+        targets_table(targets(results)),
+        "\n## splits/test.txt by source\n\n",
         source_table(results),
     ]
     if any("rules" in r for r in results.values()):
         parts += [
-            "\n## Ours under each temperature rule (val steers every rule; test only reports)\n\n",
+            "\n## Ours under each temperature rule (large-val steers every rule; test and ood only report)\n\n",
             rules_table(results),
         ]
     for name, r in results.items():
         if "sweep" in r:
             parts += [
-                f"\n## {LABELS.get(name, name)}: temperature sweep (the test columns are a diagnostic)\n\n",
+                f"\n## {LABELS.get(name, name)}: temperature sweep (the large-test columns are a diagnostic)\n\n",
                 sweep_table(r),
             ]
     return "".join(parts)
 
 
 def write(out: Path, meta: Dict, results: Dict) -> None:
-    (out / "metrics.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    doc = {"meta": meta, "results": results, "targets": targets(results)}
+    (out / "metrics.json").write_text(json.dumps(doc, indent=1))
     (out / "quality.md").write_text(report(meta, results))
 
 
@@ -465,8 +537,9 @@ def main(argv=None) -> Dict:
         help="Zhang's prior_probs.npy + pts_in_hull.npy",
     )
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"), help="training prior (class weights)")
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="ours' config (the model the product ships)")
     ap.add_argument("--out", default="out/quality")
-    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model (stated in the report)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--models", default=",".join(MODELS))
@@ -474,6 +547,7 @@ def main(argv=None) -> Dict:
     ap.add_argument("--preset", default=None, help="override model.preset (tiny for CPU smoke runs)")
     ap.add_argument("--ngf", type=int, default=64, help="pix2pix width (64 as published)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more overrides for ours")
+    ap.add_argument("--ship", default="", help="also write ours' EMA generator (fp16) and a model card here")
     ap.add_argument("--examples", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -490,18 +564,17 @@ def main(argv=None) -> Dict:
         torch.backends.cuda.matmul.allow_tf32 = True
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    overrides = dict(OURS)
-    if a.preset:
-        overrides["model.preset"] = a.preset
-    overrides.update(dict(kv.split("=", 1) for kv in a.set))
-    cfg = ExperimentConfig().replace(overrides | {"data.seed": a.seed})
+    overrides = [f"model.preset={a.preset}"] if a.preset else []
+    overrides += list(a.set) + [f"data.seed={a.seed}"]
+    cfg = config_mod.load(a.config, overrides)
     t = time.perf_counter()
     data = quality_data.load(a.data, a.limit)
-    sources = quality_data.sources(a.data, "test", a.limit)
+    sources = quality_data.sources(a.data, "ood", a.limit)
     train_prior = np.load(a.prior, allow_pickle=False)
     ref_prior = scoring.zhang_prior(a.reference)
     color.rgb_to_bin(np.zeros((1, 3), np.uint8))  # build the colour table before any clock runs
     meta = {
+        "protocol": 2,
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
@@ -509,24 +582,26 @@ def main(argv=None) -> Dict:
         "batch": a.batch,
         "crop": a.crop,
         "seed": a.seed,
+        "splits": dict(quality_data.SPLITS),
         "images": {k: len(v) for k, v in data.items()},
-        "ours_overrides": overrides,
+        "config": os.path.relpath(a.config, ROOT) if Path(a.config).is_absolute() else a.config,
+        "overrides": overrides,
+        "ours_config": cfg.to_dict(),
         "ema_decay": cfg.train.ema_decay,
         "temperature_rule": {a.rule: TEMPERATURE_RULES[a.rule]},
         "load_s": round(time.perf_counter() - t, 1),
     }
-    print(json.dumps(meta), flush=True)
+    print(json.dumps({k: v for k, v in meta.items() if k != "ours_config"}), flush=True)
     results: Dict[str, Dict] = {}
     examples = {"truth": data["test"][: a.examples]}
-    val_t = torch.from_numpy(np.stack(data["val"])).to(device)  # (N, 256, 256, 3) uint8
-    test_t = torch.from_numpy(np.stack(data["test"])).to(device)
+    tensors = {k: torch.from_numpy(np.stack(data[k])).to(device) for k in ("val", "test", "ood")}  # uint8 NHWC
     for name in a.models.split(","):
         t = time.perf_counter()
         if name == "grey":
-            preds = [scoring.grey_output(im) for im in data["test"]]
+            preds = {k: [scoring.grey_output(im) for im in data[k]] for k in ("test", "ood")}
             results[name] = {
-                "test": score(preds, data["test"], ref_prior),
                 "val": score([scoring.grey_output(im) for im in data["val"]], data["val"], ref_prior, ssim=False),
+                **{k: score(preds[k], data[k], ref_prior) for k in ("test", "ood")},
             }
         else:
             if name in ("ours", "ours_unit"):
@@ -535,27 +610,40 @@ def main(argv=None) -> Dict:
             elif name in ("pix2pix", "l1"):
                 trainer = pix2pix_trainer(a.ngf, a.crop, name == "pix2pix", device, a.seed)
             else:
-                raise SystemExit(f"unknown model {name!r}: use {', '.join(MODELS)}")
+                raise SystemExit(f"unknown model {name!r}: use {', '.join(MODELS)} or l1")
             crops = Crops(data["train"], a.crop, device, a.seed)
             r = train_for(trainer, crops, a.batch, a.budget, device)
             r["params"] = trainer["params"]
-            r["epochs"] = round(crops.seen / len(data["train"]), 1)
-            if "realness" in trainer:  # ours: a temperature to choose
-                decoded, preds = decode_ours(trainer, val_t, test_t, data, ref_prior, a.rule)
+            r["epochs"] = round(crops.seen / len(data["train"]), 2)
+            del crops
+            if "realness" in trainer:  # ours: a temperature to choose, on large-val only
+                decoded, preds = decode_ours(trainer, tensors, data, ref_prior, a.rule)
                 r.update(decoded)
             else:
                 r["temperature"] = None
-                r["val"] = score(as_list(colorize(trainer["predict"], val_t, None)), data["val"], ref_prior, ssim=False)
-                preds = as_list(colorize(trainer["predict"], test_t, None))
-                r["test"] = score(preds, data["test"], ref_prior)
+                r["val"] = score(
+                    as_list(colorize(trainer["predict"], tensors["val"], None)), data["val"], ref_prior, ssim=False
+                )
+                preds = {k: as_list(colorize(trainer["predict"], tensors[k], None)) for k in ("test", "ood")}
+                r.update({k: score(preds[k], data[k], ref_prior) for k in ("test", "ood")})
             results[name] = r
+            if name == "ours" and a.ship:
+                r["shipped"] = ship_model.save(
+                    Path(a.ship),
+                    trainer["gan"].generator(),
+                    trainer["cfg"],
+                    steps=r["steps"],
+                    train={"budget_s": a.budget, "batch": a.batch, "images_seen": r["images_seen"], **meta["splits"]},
+                    figures={"temperature": r["temperature"], "large-test": r["test"], "test.txt": r["ood"]},
+                    device=meta["device"],
+                )
             del trainer
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        results[name]["test_by_source"] = by_subset(preds, data["test"], sources)
-        examples[name] = preds[: a.examples]
+        results[name]["ood_by_source"] = by_subset(preds["ood"], data["ood"], sources, ref_prior)
+        examples[name] = preds["test"][: a.examples]
         results[name]["wall_s"] = round(time.perf_counter() - t, 1)
-        print(f"{name}: {json.dumps(results[name])}", flush=True)
+        print(f"{name}: {json.dumps({k: v for k, v in results[name].items() if k != 'sweep'})}", flush=True)
         write(out, meta, results)
         grid(out, examples, a.examples)
     print(report(meta, results), flush=True)
