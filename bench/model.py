@@ -1,14 +1,15 @@
 """Model cost: parameters and FLOPs per 256x256 image for G, D and one full training step (D step +
 G step, forward and backward, EMA update), CPU step time, and, on a GPU, img/s and MFU of the
-training step in fp32 and bf16 (+ torch.compile). Models, optimisers and step are the product's
+training step in fp32 and bf16, eager and compiled (``train.compile=on``). Models, optimisers and step are the product's
 (``pipeline.builder``): channels_last on CUDA, as in training.
 
-    python bench/model.py [--preset full] [--batch 32] [--peak-tflops 792]
+    python bench/model.py [--preset full] [--sizes 128,256] [--batch 32] [--compile both] [--json F]
 
 MFU = achieved FLOP/s / peak (792 TFLOP/s: H200 dense bf16, as measured for DESIGN.md).
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -35,12 +36,10 @@ def build(cfg, device) -> builder.GAN:
     return builder.build(cfg, device)
 
 
-def step_fn(gan: builder.GAN, batch, compile_=False):
-    """The product's training step (D step, G step, EMA update) on one fixed batch."""
+def step_fn(gan: builder.GAN, batch):
+    """The product's training step (D step, G step, EMA update) on one fixed batch; compiled when
+    the config's ``train.compile`` made the builder compile G and D."""
     w = torch.ones(unwrap(gan.G).num_bins, device=batch["L"].device)
-    if compile_:
-        gan.G.compile()
-        gan.D.compile()
     return lambda: gan.train_step(batch, 0, w)
 
 
@@ -61,57 +60,101 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--preset", default="full")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--sizes", default="256", help="comma-separated crop sizes, e.g. 128,256")
+    ap.add_argument("--compile", choices=("off", "on", "both"), default="both", help="GPU variants (train.compile)")
     ap.add_argument("--peak-tflops", type=float, default=792.0)
-    ap.add_argument("--cpu-batch", type=int, default=2)
+    ap.add_argument("--cpu-batch", type=int, default=2, help="0: skip the CPU step time")
+    ap.add_argument("--iters", type=int, default=10, help="timed GPU steps per variant")
+    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     cfg = ExperimentConfig.from_dict(
-        {"model": {"preset": args.preset}, "loss": {"lambda_adv": 0.01, "lambda_l1": 0.0}, "train": {"amp": "off"}}
+        {
+            "model": {"preset": args.preset},
+            "loss": {"lambda_adv": 0.01, "lambda_l1": 0.0},
+            "train": {"amp": "off", "compile": "off"},
+        }
     )
     cpu = torch.device("cpu")
-    gan = build(cfg, cpu)
-    G, D = gan.G, gan.D
-    rgb = torch.randint(0, 256, (1, args.size, args.size, 3), dtype=torch.uint8)
-    b1 = steps.batch_from_rgb(rgb, G.logits_stride)
-    fg = flops(lambda: G(b1["L"]))
-    fd = flops(lambda: D(b1["L"], b1["ab"]))
-    fstep = flops(step_fn(gan, b1))
-    print(f"preset {args.preset}, {args.size}x{args.size}")
-    print(f"  G: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M params, {fg / 1e9:.1f} GFLOP/img forward")
-    print(f"  D: {sum(p.numel() for p in D.parameters()) / 1e6:.2f} M params, {fd / 1e9:.1f} GFLOP/img forward")
-    print(f"  training step (D + G, fwd + bwd, EMA update): {fstep / 1e9:.1f} GFLOP/img")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rgbc = torch.randint(0, 256, (args.cpu_batch, args.size, args.size, 3), dtype=torch.uint8)
-    bc = steps.batch_from_rgb(rgbc, G.logits_stride)
-    t = time_it(step_fn(build(cfg, cpu), bc), cpu, 2)
-    print(
-        f"  CPU ({torch.get_num_threads()} threads) step, batch {args.cpu_batch}: {t:.2f} s "
-        f"({args.cpu_batch / t:.2f} img/s)"
-    )
-    if not torch.cuda.is_available():
-        print("  no GPU: skipping GPU throughput and MFU")
-        return
+    rows = []
+    for size in (int(x) for x in args.sizes.split(",")):
+        gan = build(cfg, cpu)
+        G, D = gan.G, gan.D
+        rgb = torch.randint(0, 256, (1, size, size, 3), dtype=torch.uint8)
+        b1 = steps.batch_from_rgb(rgb, G.logits_stride)
+        fg = flops(lambda G=G, b1=b1: G(b1["L"]))
+        fd = flops(lambda D=D, b1=b1: D(b1["L"], b1["ab"]))
+        fstep = flops(step_fn(gan, b1))
+        print(f"preset {args.preset}, {size}x{size}")
+        print(f"  G: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M params, {fg / 1e9:.1f} GFLOP/img forward")
+        print(f"  D: {sum(p.numel() for p in D.parameters()) / 1e6:.2f} M params, {fd / 1e9:.1f} GFLOP/img forward")
+        print(f"  training step (D + G, fwd + bwd, EMA update): {fstep / 1e9:.1f} GFLOP/img")
+        base = {"preset": args.preset, "size": size, "gflop_per_img_step": fstep / 1e9}
+        if args.cpu_batch > 0:
+            rgbc = torch.randint(0, 256, (args.cpu_batch, size, size, 3), dtype=torch.uint8)
+            bc = steps.batch_from_rgb(rgbc, G.logits_stride)
+            t = time_it(step_fn(build(cfg, cpu), bc), cpu, 2)
+            print(
+                f"  CPU ({torch.get_num_threads()} threads) step, batch {args.cpu_batch}: {t:.2f} s "
+                f"({args.cpu_batch / t:.2f} img/s)"
+            )
+            rows.append(
+                {**base, "device": "cpu", "variant": "fp32", "batch": args.cpu_batch, "img_s": args.cpu_batch / t}
+            )
+        if not torch.cuda.is_available():
+            print("  no GPU: skipping GPU throughput and MFU")
+            continue
+        rows += gpu_variants(cfg, size, fstep, args)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def gpu_variants(cfg, size, fstep, args):
+    """img/s and MFU of the product's step on the GPU: fp32 and bf16 eager, bf16 compiled
+    (``train.compile=on`` through the builder, as ``pipeline/run.py`` trains). channels_last always."""
     dev = torch.device("cuda")
-    rgbg = torch.randint(0, 256, (args.batch, args.size, args.size, 3), dtype=torch.uint8)
-    # on CUDA the builder always uses channels_last, as training does
-    for name, amp, comp in (
-        ("fp32+channels_last", "off", False),
-        ("bf16+channels_last", "bf16", False),
-        ("bf16+channels_last+compile", "bf16", True),
-    ):
+    rgbg = torch.randint(0, 256, (args.batch, size, size, 3), dtype=torch.uint8)
+    variants = [("fp32+channels_last", "off", "off"), ("bf16+channels_last", "bf16", "off")]
+    if args.compile != "off":
+        variants.append(("bf16+channels_last+compile", "bf16", "on"))
+    if args.compile == "on":
+        variants = variants[2:]
+    rows = []
+    for name, amp, comp in variants:
         torch.backends.cuda.matmul.allow_tf32 = False
-        gan = build(cfg.replace({"train.amp": amp}), dev)
+        torch._dynamo.reset()
+        gan = build(cfg.replace({"train.amp": amp, "train.compile": comp}), dev)
         b = steps.batch_from_rgb(rgbg, gan.G.logits_stride, device=dev)
         b["L"] = b["L"].contiguous(memory_format=torch.channels_last)
         b["ab"] = b["ab"].contiguous(memory_format=torch.channels_last)
         try:
-            t = time_it(step_fn(gan, b, comp), dev, 10)
+            t0 = time.perf_counter()
+            t = time_it(step_fn(gan, b), dev, args.iters)
+            wall = time.perf_counter() - t0
         except Exception as e:  # compile may be unavailable on some stacks
             print(f"  GPU {name}: failed: {type(e).__name__}: {str(e)[:200]}")
+            rows.append({"size": size, "device": "cuda", "variant": name, "error": f"{type(e).__name__}: {e}"[:500]})
             continue
         ips = args.batch / t
         mfu = ips * fstep / (args.peak_tflops * 1e12)
-        print(f"  GPU {name}: {ips:.0f} img/s, MFU {100 * mfu:.1f}% of {args.peak_tflops:.0f} TFLOP/s")
+        print(
+            f"  GPU {name}, batch {args.batch}: {ips:.0f} img/s, MFU {100 * mfu:.1f}% of {args.peak_tflops:.0f} TFLOP/s"
+        )
+        rows.append(
+            {
+                "preset": cfg.model.preset,
+                "size": size,
+                "device": torch.cuda.get_device_name(),
+                "variant": name,
+                "batch": args.batch,
+                "img_s": ips,
+                "mfu": mfu,
+                "peak_tflops": args.peak_tflops,
+                "gflop_per_img_step": fstep / 1e9,
+                "wall_s_incl_warmup_compile": wall,
+            }
+        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -88,14 +88,38 @@ class GAN:
         return stats
 
 
+def compile_enabled(cfg: ExperimentConfig, device: torch.device) -> bool:
+    """Whether ``train.compile`` turns torch.compile on for this device (``auto``: on CUDA only)."""
+    mode = cfg.train.compile
+    return mode == "on" or (mode == "auto" and device.type == "cuda")
+
+
+def compile_modules(*modules: nn.Module) -> None:
+    """``torch.compile`` each module in place (``nn.Module.compile``): the same module objects,
+    parameter names and state_dict keys, so checkpoints, the EMA and ``unwrap`` are unchanged.
+
+    ``dynamic=False``: training crops have one static shape (a smaller last batch or validation
+    shape costs one recompile each). Compiled before any DDP wrapping, so the DDP module calls
+    the compiled forward; each backward is one compiled graph, so DDP's gradient all-reduce then
+    overlaps less with compute than eager (correct, one GPU unaffected). CUDA graphs
+    (``mode="reduce-overhead"``) are not used: the optimiser steps and EMA run outside the
+    compiled forward and the G step toggles D's mode, so they would buy little and risk re-records.
+    """
+    for m in modules:
+        m.compile(dynamic=False)
+
+
 def build(cfg: ExperimentConfig, device: torch.device, bins: Optional[np.ndarray] = None) -> GAN:
     """G, D, their optimisers (``optim.*``) and the EMA of G (``train.ema_decay``), on ``device``;
-    channels_last on CUDA (faster convolutions under bf16). Seed torch first for repeatable weights."""
+    channels_last on CUDA (faster convolutions under bf16); G and D compiled per ``train.compile``.
+    Seed torch first for repeatable weights."""
     G = build_generator(cfg.model, bins).to(device)
     D = PatchDiscriminator.from_config(cfg.model).to(device)
     if device.type == "cuda":
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     opt_g = adam(G.parameters(), cfg.optim.lr_g, cfg.optim, device)
     opt_d = adam(D.parameters(), cfg.optim.lr_d, cfg.optim, device)
-    ema = EMA(G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    ema = EMA(G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None  # an eager copy
+    if compile_enabled(cfg, device):
+        compile_modules(G, D)
     return GAN(cfg, G, D, opt_g, opt_d, ema)

@@ -151,6 +151,7 @@ class TrainSection:
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
     ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
+    compile: str = "auto"  # torch.compile of G and D (pipeline.builder): auto = on on CUDA, off on CPU | on | off
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
@@ -169,6 +170,7 @@ class TrainSection:
             self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
             f"{p}.max_steps_per_epoch must be >= 1 or null (no cap), got {self.max_steps_per_epoch}",
         )
+        _check(self.compile in ("auto", "on", "off"), f"{p}.compile must be auto, on or off, got {self.compile!r}")
         _check(0.0 <= self.ema_decay < 1.0, f"{p}.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
 
 

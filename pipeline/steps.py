@@ -27,6 +27,18 @@ def autocast(device: torch.device, amp: str = "auto"):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
+def to_device(t: torch.Tensor, device: Optional[torch.device]) -> torch.Tensor:
+    """``t`` on ``device``. To CUDA from host memory: copied through pinned memory with
+    ``non_blocking=True``, so the copy queues behind the previous step's kernels instead of
+    making the host wait for them; anything else (CPU, already there, None) as ``.to`` does."""
+    if device is None:
+        return t
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 def batch_from_rgb(
     rgb: torch.Tensor,
     logits_stride: int,
@@ -40,7 +52,7 @@ def batch_from_rgb(
     soft-encoded ab at the logits resolution, (idx, w) each (B,h,w,k); colour_mask: (B,) 0 for
     grey images (``color.is_grey_batch``), 1 for the others.
     """
-    rgb = rgb.to(device) if device is not None else rgb
+    rgb = to_device(rgb, device)
     lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)  # (B,3,H,W)
     return _from_lab(lab[:, :1], lab[:, 1:], logits_stride, soft_k, soft_sigma)
 
@@ -55,8 +67,7 @@ def batch_from_lab(
 ) -> Dict[str, torch.Tensor]:
     """Prepared-shard planes -> the same tensors as ``batch_from_rgb``: L uint8 (B,H,W) and ab
     int8 (B,H,W,2) in the shards' storage forms (``color.L_to_u8``, ``color.ab_to_i8``)."""
-    L_u8 = L_u8.to(device) if device is not None else L_u8
-    ab_i8 = ab_i8.to(device) if device is not None else ab_i8
+    L_u8, ab_i8 = to_device(L_u8, device), to_device(ab_i8, device)
     L = color.u8_to_L(L_u8)[:, None]  # (B,1,H,W) 0..100
     ab = color.i8_to_ab(ab_i8).permute(0, 3, 1, 2)  # (B,2,H,W)
     return _from_lab(L, ab, logits_stride, soft_k, soft_sigma)
