@@ -141,13 +141,12 @@ class Ingress:
             )
             data = await self._body(request)
             prepared = await asyncio.to_thread(online.prepare, data, size, self.max_pixels)
-            try:
-                ab = await self.colorizer.remote(prepared.x, temperature)
-            except BackPressureError:
-                return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
+            ab = await self.colorizer.remote(prepared.x, temperature)
             out = await asyncio.to_thread(online.finish, prepared, ab, fmt)
         except online.RequestError as e:
             return _error(e.status, e.message)
+        except BackPressureError:  # any call to the model's bounded queue, the first describe() included
+            return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
         return Response(out, media_type=online.FORMATS[fmt][1], headers=headers)
@@ -214,12 +213,14 @@ def app_builder(args: Optional[dict] = None):
         **STOPPING,
     ).bind(s["model"], s["tracking_uri"], s["max_batch_size"], s["batch_wait_timeout_s"])
     # The HTTP side takes more at once than the model (it decodes and encodes meanwhile), so the
-    # model's bounded queue is what overflows first and the client gets its JSON 503.
+    # model's bounded queue is what overflows first and the client gets its JSON 503; the ingress's
+    # own bound (beyond which Serve's proxy answers a plain-text 503) keeps a wide margin over it,
+    # so a burst that fills the model's queue exactly never spills into the proxy's refusal.
     inflight = s["max_ongoing_requests"] + s["max_queued_requests"]
     return Ingress.options(
         num_replicas=s["replicas"],
-        max_ongoing_requests=2 * inflight,
-        max_queued_requests=2 * inflight,
+        max_ongoing_requests=2 * inflight + 8,
+        max_queued_requests=4 * inflight + 16,
         ray_actor_options={"num_cpus": 0.25},
         **STOPPING,
     ).bind(colorizer, s["max_bytes"], s["max_pixels"])

@@ -160,6 +160,7 @@ def test_overload_answers_503_and_loses_nothing(service):
     assert set(statuses) <= {200, 503} and 200 in statuses and 503 in statuses, statuses
     for status, headers, body in answers:
         if status == 503:
+            assert body.startswith(b"{"), f"a 503 that is not ours (Serve's proxy?): {body[:200]!r} {dict(headers)}"
             assert json.loads(body)["status"] == 503 and headers.get("retry-after") == "1"
 
 
