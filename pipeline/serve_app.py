@@ -102,7 +102,10 @@ class Ingress:
 
     @api.get("/healthz")
     async def healthz(self):
-        info = await self.colorizer.describe.remote()
+        try:
+            info = await self.colorizer.describe.remote()
+        except BackPressureError:  # the model's queue is full: say so in our JSON, as /colorize does
+            return _error(503, "overloaded: the model's queue is full, retry shortly", {"Retry-After": "1"})
         return {
             "status": "ok",
             "model": {k: info[k] for k in ("ref", "step", "temperature", "device")},
