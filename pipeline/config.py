@@ -146,7 +146,9 @@ class TrainSection:
     run_name: Optional[str] = None  # same name again: resume from its latest checkpoint
     num_to_keep: int = 2
     max_failures: int = 1
-    amp: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | bf16 | off
+    amp: str = "auto"  # auto: bf16 on GPU and on CPUs with hardware bf16 (AMX/AVX512-BF16), else fp32 | bf16 | off
+    threads: Optional[int] = None  # torch threads per worker on CPU; null: the worker's CPUs (at least 1)
+    init_from: Optional[str] = None  # start G (and D when saved) from: shipped | checkpoint folder | runs:/ | models:/
     log_every: int = 10
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
@@ -170,6 +172,7 @@ class TrainSection:
             self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
             f"{p}.max_steps_per_epoch must be >= 1 or null (no cap), got {self.max_steps_per_epoch}",
         )
+        _check(self.threads is None or 1 <= self.threads <= 1024, f"{p}.threads must be in [1, 1024] or null")
         _check(self.compile in ("auto", "on", "off"), f"{p}.compile must be auto, on or off, got {self.compile!r}")
         _check(0.0 <= self.ema_decay < 1.0, f"{p}.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -136,6 +137,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     s3 = storage.S3Settings.from_dict(config["s3"])
     tracker = Tracker(config.get("tracking_uri"), config.get("run_id")) if rank == 0 else Tracker(None, None)
     torch.manual_seed(cfg.data.seed)
+    if device.type == "cpu":
+        torch.set_num_threads(cpu_threads(cfg))
     gan = builder.build(cfg, device)
     gan.G, gan.D = rtt.prepare_model(gan.G), rtt.prepare_model(gan.D)  # DDP when world > 1
     start_epoch, step = _resume(gan, device, rank, tracker)
@@ -156,6 +159,13 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
             _log_epoch(tracker, gan.generator(), val, samples, epoch, step, device)
     if rank == 0 and tracker.active:
         log_generator(tracker, gan.generator(), cfg, step, cfg.train.epochs - 1)
+
+
+def cpu_threads(cfg: ExperimentConfig) -> int:
+    """torch threads of a CPU worker: ``train.threads``, else the CPUs Ray gave it (at least 1).
+    Ray sets OMP_NUM_THREADS from the worker's CPUs; a worker whose Ray Data reads are light
+    (prepared shards) can use more threads than its CPU reservation: set ``train.threads``."""
+    return cfg.train.threads or max(1, math.ceil(cfg.train.cpus_per_worker))
 
 
 def _resume(gan: builder.GAN, device, rank: int, tracker: Tracker) -> Tuple[int, int]:
