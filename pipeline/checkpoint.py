@@ -146,6 +146,32 @@ def served_weights(state: Dict[str, Any]) -> Dict[str, Any]:
     return state[EMA_KEY]["weights"] if EMA_KEY in state else state[GENERATOR_KEY]
 
 
+def init_weights(state: Dict[str, Any]) -> Dict[str, Any]:
+    """The weights a run starts from (``train.init_from``) out of a loaded ``state.pt`` of either
+    kind: "generator" (G's raw weights in a training checkpoint, else the served ones), "ema" (the
+    served weights) and, when saved, "discriminator". Optimisers are not carried: fresh ones."""
+    init = {GENERATOR_KEY: state[GENERATOR_KEY], EMA_KEY: served_weights(state)}
+    if isinstance(state.get("discriminator"), dict):
+        init["discriminator"] = state["discriminator"]
+    return init
+
+
+def apply_init(gan: GAN, init: Dict[str, Any]) -> bool:
+    """Load ``init_weights`` into a freshly built ``gan`` (same model config). G and its EMA always;
+    D when the checkpoint has one that fits this run's D (else D starts fresh). Returns whether D
+    was loaded. Weights may be stored in fp16 (the shipped model): they are cast to the model's."""
+    unwrap(gan.G).load_state_dict(init[GENERATOR_KEY])
+    if gan.ema is not None:
+        gan.ema.module.load_state_dict(init[EMA_KEY])
+    D = unwrap(gan.D)
+    saved = init.get("discriminator")
+    ours = D.state_dict()
+    if saved is None or saved.keys() != ours.keys() or any(saved[k].shape != ours[k].shape for k in ours):
+        return False
+    D.load_state_dict(saved)
+    return True
+
+
 def generator_from_state(generator_state: Dict[str, Any], config: Dict[str, Any]) -> Generator:
     """A generator in eval mode from its state dict (with its own ``bins``) and the run's config dict."""
     cfg = ExperimentConfig.from_dict(config)
