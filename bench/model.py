@@ -93,11 +93,11 @@ def main():
         fg = flops(lambda G=G, b1=b1: G(b1["L"]))
         fd = flops(lambda D=D, b1=b1: D(b1["L"], b1["ab"]))
         fstep = flops(step_fn(gan, b1))
-        print(f"preset {args.preset}, {size}x{size}")
+        print(f"preset {cfg.model.preset}, {size}x{size}")
         print(f"  G: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M params, {fg / 1e9:.1f} GFLOP/img forward")
         print(f"  D: {sum(p.numel() for p in D.parameters()) / 1e6:.2f} M params, {fd / 1e9:.1f} GFLOP/img forward")
         print(f"  training step (D + G, fwd + bwd, EMA update): {fstep / 1e9:.1f} GFLOP/img")
-        base = {"preset": args.preset, "size": size, "gflop_per_img_step": fstep / 1e9}
+        base = {"preset": cfg.model.preset, "size": size, "gflop_per_img_step": fstep / 1e9}
         if args.cpu_batch > 0:
             rows += cpu_variants(cfg, size, args, base)
         if not torch.cuda.is_available():
