@@ -212,6 +212,7 @@ def generator_from_state(generator_state: Dict[str, Any], config: Dict[str, Any]
     cfg = ExperimentConfig.from_dict(config)
     G = build_generator(cfg.model, bins=generator_state["bins"].cpu().numpy())
     G.load_state_dict(generator_state)
+    G.working_size = cfg.data.resize  # the scale it was trained at: inference's default working size
     return G.eval()
 
 
