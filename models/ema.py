@@ -24,7 +24,10 @@ class EMA:
 
     ``d`` warms up as min(decay, (1 + n) / (10 + n)) over the first updates (n of them so far),
     so the average follows the first steps instead of keeping the random initialisation for
-    ~1/(1 - decay) steps. Buffers (e.g. BatchNorm statistics) are copied, not averaged. The
+    ~1/(1 - decay) steps. Floating buffers (BatchNorm's running statistics) are averaged the same
+    way, so the statistics match the averaged weights (copied from the live model they describe
+    other weights, and the average drifts in colour between checkpoints); integer buffers (counts)
+    are copied. The
     average lives in its own module (``self.module``, eval mode, no gradients) with the source's
     device and memory format.
     """
@@ -51,7 +54,10 @@ class EMA:
         src_p = [p.detach() for p in src.parameters()]
         torch._foreach_lerp_(avg_p, src_p, 1.0 - d)
         for b_avg, b_src in zip(self.module.buffers(), src.buffers(), strict=True):
-            b_avg.copy_(b_src)
+            if b_avg.is_floating_point():
+                b_avg.lerp_(b_src, 1.0 - d)
+            else:
+                b_avg.copy_(b_src)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"weights": self.module.state_dict(), "updates": self.updates}

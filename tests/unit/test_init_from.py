@@ -75,3 +75,18 @@ def test_missing_reference_is_one_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(model_ref.ModelNotFound, match="not a colorize checkpoint"):
         model_ref.load_init(str(tmp_path))
+
+
+def test_the_ema_averages_batchnorm_statistics_and_copies_counts():
+    from models import EMA
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    ema = EMA(net, decay=0.9)
+    ema.updates = 1000  # past the warm-up: the rate is the decay
+    net.train()
+    net(torch.randn(8, 1, 8, 8) * 5 + 3)
+    before = ema.module[1].running_mean.clone()
+    ema.update(net)
+    live = net[1].running_mean
+    torch.testing.assert_close(ema.module[1].running_mean, before + 0.1 * (live - before))
+    assert int(ema.module[1].num_batches_tracked) == int(net[1].num_batches_tracked) == 1
