@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 from pipeline import checkpoint, cli_args, color, model_ref, outputs, per_input, predict, storage, transforms
 from pipeline.config import check_range
 from pipeline.skips import SKIP_MISSING, SKIP_UNREADABLE
+from pipeline.work_limits import TooMuchWork, check_encoded
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,10 @@ def colorize_file(
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
     the comparison sheet at those temperatures (``grid_sheet``)."""
+    try:
+        check_encoded(data, size, max_pixels)
+    except TooMuchWork as e:
+        return None, f"{e.reason} ({e})"
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
         return None, d.skip
@@ -153,6 +158,11 @@ def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = t
             skip = SKIP_MISSING  # listed, gone by read time
         except OSError:
             skip = SKIP_UNREADABLE
+        if not skip:
+            try:
+                check_encoded(data, size, max_pixels)
+            except TooMuchWork as e:
+                skip = e.reason
         if not skip:
             d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
             if d.rgb is None:

@@ -28,6 +28,7 @@ import torch
 from pipeline import cli_args, color, infer, model_ref, outputs, per_input, predict, storage, temporal, video_io
 from pipeline.config import check_range
 from pipeline.skips import SKIP_UNREADABLE
+from pipeline.work_limits import TooMuchWork, check_shape
 
 TEMPORAL = ("flow", "none")
 WRITE_FAILED = "write_failed"
@@ -61,6 +62,10 @@ class FrameColorizer:
         self.seconds = {"model": 0.0, "temporal": 0.0}
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        try:  # the frame's size is the decoder's, already within the pixel limit: the other bounds here
+            check_shape(rgb.shape[0], rgb.shape[1], self.size, video_io.DEFAULT_MAX_PIXELS)
+        except TooMuchWork as e:
+            raise video_io.VideoError(e.reason, str(e)) from None
         L = color.rgb_to_lab(rgb)[..., 0].astype(np.float64)
         Ls = predict.working_L(L, self.size)
         t0 = time.perf_counter()
