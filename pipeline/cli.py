@@ -54,12 +54,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] and argv[0] in FORWARDED:
         return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     args = build_parser(commands=argv[:1]).parse_args(argv)
+    from pipeline import credentials
     from pipeline.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
     if getattr(args, "temperature", None) is not None and args.temperature <= 0:
         print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
         return 2
     try:
+        credentials.refuse_in_args(args)
         return importlib.import_module(COMMANDS[args.command][0]).run(args)
     except (StorageError, ValueError) as e:  # ConfigError is a ValueError
         print(f"colorize {args.command}: error: {redact(str(e))}", file=sys.stderr)  # no user:secret@ or ?token
