@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from pipeline import serve_app
+    from pipeline import model_ref, serve_app
     from pipeline.data import ensure_ray
 
     if not 0 < args.port < 65536:
@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         "max_pixels": args.max_pixels,
     }
     serve_app.settings(app_args)  # bad values fail here, before Ray starts
+    # A missing or broken model is one line now, not Serve's retries and tracebacks after Ray starts;
+    # the replicas load their own copy.
+    model_ref.resolve_generator(args.model, args.tracking_uri)
     ensure_ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
