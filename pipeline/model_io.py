@@ -85,7 +85,12 @@ def to_rgb(row: Any, i: int = 0, max_pixels: int = MAX_PIXELS, size: Optional[in
         raise BadImage(f"row {i}: {a.shape[0]}x{a.shape[1]} pixels is outside 8x8 .. {max_pixels} pixels")
     _check_work(lambda: work_limits.check_shape(a.shape[0], a.shape[1], size, max_pixels), i)
     if a.dtype != np.uint8:
-        if not np.issubdtype(a.dtype, np.number) or a.min() < 0 or a.max() > 255 or not np.all(a == np.rint(a)):
+        if (
+            not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+            or a.min() < 0
+            or a.max() > 255
+            or not np.all(a == np.rint(a))
+        ):
             raise BadImage(f"row {i}: pixel values must be whole numbers 0..255")
         a = a.astype(np.uint8)
     if a.ndim == 2:
