@@ -51,6 +51,18 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
+    from pipeline import stops
+
+    stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, stops.Stopped) as e:
+        command = "colorize " + argv[0] if argv else "colorize"
+        print(stops.message(command, e), file=sys.stderr)
+        return stops.EXIT_CODES[stops.signal_of(e)]
+
+
+def _main(argv: List[str]) -> int:
     if argv[:1] and argv[0] in FORWARDED:
         return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     args = build_parser(commands=argv[:1]).parse_args(argv)

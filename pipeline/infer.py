@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 from pipeline import checkpoint, cli_args, color, model_ref, outputs, per_input, predict, storage, transforms
 from pipeline.config import check_range
 from pipeline.skips import SKIP_MISSING, SKIP_UNREADABLE
+from pipeline.stops import remove_partials
 from pipeline.work_limits import TooMuchWork, check_encoded
 
 log = logging.getLogger(__name__)
@@ -342,7 +343,12 @@ def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Set
     ds = ds.map_batches(
         finish, fn_kwargs=dict(s3=s3.to_dict(), grid=grid), batch_size=4, num_cpus=0.5, batch_format="numpy"
     )
-    rows = ds.take_all()
+    try:
+        rows = ds.take_all()
+    except BaseException:  # a stop or a failure: the workers go first, then what they left half-written
+        ray.shutdown()
+        remove_partials([t.out for t in todo])
+        raise
     seen = {r["path"] for r in rows}
     paths = [t.path for t in todo]
     rows += [{"path": p, "out": "", "skip": SKIP_MISSING} for p in paths if p not in seen]  # never lost silently

@@ -364,7 +364,8 @@ def _short(e: BaseException) -> str:
 
 
 def check_writable_parent(uri: str, s3: Optional[S3Settings]) -> None:
-    """Fail early (before hours of work) when an output location's bucket or folder is unusable."""
+    """Fail early (before hours of work) when an output location's bucket or folder is unusable.
+    Nothing is created here: a job that fails later leaves no empty folder (writers make theirs)."""
     fs, path = resolve(uri, s3)
     if isinstance(fs, pafs.S3FileSystem):
         bucket = path.split("/", 1)[0]
@@ -372,9 +373,13 @@ def check_writable_parent(uri: str, s3: Optional[S3Settings]) -> None:
             raise StorageError(f"cannot write {uri}: bucket {bucket!r} does not exist")
     else:
         parent = os.path.dirname(path) or "."
-        os.makedirs(parent, exist_ok=True)
-        if not os.access(parent, os.W_OK):
-            raise StorageError(f"cannot write {uri}: {parent} is not writable")
+        existing = parent
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)  # the folder that the missing ones would be made in
+        if not os.path.isdir(existing):
+            raise StorageError(f"cannot write {redact(uri)}: {existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot write {redact(uri)}: {existing} is not writable")
 
 
 def _umask() -> int:

@@ -28,6 +28,7 @@ import torch
 from pipeline import cli_args, color, infer, model_ref, outputs, per_input, predict, storage, temporal, video_io
 from pipeline.config import check_range
 from pipeline.skips import SKIP_UNREADABLE
+from pipeline.stops import remove_partials
 from pipeline.work_limits import TooMuchWork, check_shape
 
 TEMPORAL = ("flow", "none")
@@ -93,10 +94,23 @@ def _fetch(uri_or_path: str, fs, path: str, workdir: str) -> str:
     return local
 
 
-def _process(G, fs, src_path: str, input_uri: str, target: str, args_like: dict, s3: storage.S3Settings, device=None):
+def _process(
+    G,
+    fs,
+    src_path: str,
+    input_uri: str,
+    target: str,
+    args_like: dict,
+    s3: storage.S3Settings,
+    device=None,
+    work_root: Optional[str] = None,
+):
     """One video: read, colorize, write ``target`` (local, or S3 through a local temp). Returns
-    (result or None, skip reason, message)."""
-    with tempfile.TemporaryDirectory(prefix="colorize-video-") as work:
+    (result or None, skip reason, message). Its temporary folder goes inside ``work_root`` when given
+    (the folder a stopped run removes as a whole)."""
+    if work_root:
+        os.makedirs(work_root, exist_ok=True)  # another node of the cluster: its own
+    with tempfile.TemporaryDirectory(prefix="colorize-video-", dir=work_root) as work:
         try:
             local_in = _fetch(input_uri, fs, src_path, work)
         except OSError as e:
@@ -132,7 +146,7 @@ def _describe(r: video_io.Result) -> str:
 class VideoColorizer:
     """Ray Data actor: one generator per actor; rows {"path", "out"} -> {"path", "out", "skip", "note"}."""
 
-    def __init__(self, weights: list, input_uri: str, opts: dict, s3: dict):
+    def __init__(self, weights: list, input_uri: str, opts: dict, s3: dict, work_root: Optional[str] = None):
         import ray  # not at the top: one video runs without Ray
 
         state, config = ray.get(weights[0])
@@ -142,13 +156,13 @@ class VideoColorizer:
         self.G = checkpoint.generator_from_state(state, config).to(self.device)
         self.s3 = storage.S3Settings.from_dict(s3)
         self.fs, _ = storage.resolve(input_uri, self.s3)
-        self.input_uri, self.opts = input_uri, opts
+        self.input_uri, self.opts, self.work_root = input_uri, opts, work_root
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, List[str]]:
         out: Dict[str, List[str]] = {"path": [], "out": [], "skip": [], "note": []}
         for path, target in zip(batch["path"], batch["out"], strict=True):
             r, skip, msg = _process(
-                self.G, self.fs, str(path), self.input_uri, str(target), self.opts, self.s3, self.device
+                self.G, self.fs, str(path), self.input_uri, str(target), self.opts, self.s3, self.device, self.work_root
             )
             out["path"].append(str(path))
             out["out"].append(str(target) if r is not None else "")
@@ -229,12 +243,22 @@ def _run_on_ray(G, info, todo: List[outputs.Target], args, s3: storage.S3Setting
     actors = min(len(todo), args.workers or (gpus if gpus else max(1, min(4, cpus // 2))))
     weights = ray.put((G.state_dict(), info["config"]))
     ds = ray.data.from_items([{"path": t.path, "out": t.out} for t in todo], override_num_blocks=len(todo))
+    work_root = tempfile.mkdtemp(prefix="colorize-video-")  # every actor's temporary folders, removed as one
     ds = ds.map_batches(
         VideoColorizer,
-        fn_constructor_kwargs=dict(weights=[weights], input_uri=args.input, opts=opts, s3=s3.to_dict()),
+        fn_constructor_kwargs=dict(
+            weights=[weights], input_uri=args.input, opts=opts, s3=s3.to_dict(), work_root=work_root
+        ),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
         num_cpus=1 if not gpus else 0.5,
     )
-    return ds.take_all()
+    try:
+        return ds.take_all()
+    except BaseException:  # a stop or a failure: the actors go first, then what they left half-written
+        ray.shutdown()
+        remove_partials([t.out for t in todo])
+        raise
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
