@@ -202,7 +202,14 @@ def run(args) -> int:
 def _single_target(input_uri: str, output: str, src: str) -> str:
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
-    is_file = posixpath.splitext(out)[1].lower() in video_io.VIDEO_SUFFIXES
+    ext = posixpath.splitext(out.rstrip("/"))[1].lower()
+    is_folder = not storage.is_s3(out) and os.path.isdir(out)
+    if ext and ext not in video_io.CONTAINERS and not is_folder:  # x.gif, x.avi: never a folder or a mislabelled file
+        raise storage.StorageError(
+            f"--output {storage.redact(out)}: colorize video writes {', '.join(video_io.CONTAINERS)} files; "
+            "give such a name, or a folder"
+        )
+    is_file = bool(ext) and not is_folder
     if per_input.canonical(out) != per_input.canonical(src_uri) and not is_file:
         out = posixpath.join(out, video_io.video_name(posixpath.basename(src)))
     if per_input.canonical(out) == per_input.canonical(src_uri):
