@@ -27,6 +27,7 @@ from pipeline.skips import SKIP_TOO_LARGE
 # Limits (the defaults of `colorize serve`; its flags and the README say the same).
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # request body
 DEFAULT_MAX_PIXELS = 25_000_000  # decoded width x height (a 25 MP photo: ~1.5 GB of float Lab at most)
+DEFAULT_BODY_TIMEOUT_S = 60.0  # a whole request body must arrive within this (32 MiB at ~4 Mbit/s)
 DEFAULT_SIZE = 256
 SIZE_RANGE = (16, 1024)  # the working short side a request may ask for
 TEMPERATURE_RANGE = (0.01, 10.0)
