@@ -19,7 +19,7 @@ WHERE_THEY_GO = (
 # scheme://userinfo@: a user alone before the first "/" (s3://TOKEN@bucket), or KEY:SECRET where
 # the secret may hold "/" (AWS secrets do) but the key holds none (so a key name with an "@"
 # further down the path, s3://bucket/me:x@home.jpg, is no userinfo).
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:[^\s/@?#]+@|[^\s/:@?#]+:[^\s@]*@)")
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?:[^\s/@?#]+@|[^\s/:@?#]+:[^\s@]*@)")
 # Query parameters that carry a secret: access/secret keys, tokens, passwords, signatures.
 _SECRET_NAME = (
     r"""(?:[^=&\s'"]*(?:secret|token|password|passwd|signature|credential)[^=&\s'"]*|(?:[^=&\s'"]*[_.-])?(?:key|sig))"""
@@ -51,10 +51,9 @@ def has_credentials(value: str) -> bool:
 def refuse(name: str, value: Any) -> None:
     """CredentialsInUri when the setting ``name`` (a flag, a config key) holds credentials."""
     if isinstance(value, str) and has_credentials(value):
-        from pipeline.storage import redact
-
+        shown = re.sub(r"\?\S*", "", _USERINFO.sub(r"\g<scheme>", value))  # no userinfo, no query
         raise CredentialsInUri(
-            f"{name} {redact(value)}: credentials inside a URI are refused (they would reach "
+            f"{name} {shown}: credentials inside a URI are refused (they would reach "
             f"logs and error messages); {WHERE_THEY_GO}"
         )
 
