@@ -10,6 +10,11 @@ is full); a connection error or timeout counts as lost and fails the run.
 
 Photos: 256x256 JPEG crops of the shared validation photos (bench/common.py), or synthetic ones
 when those are absent. Each configuration runs its own `colorize serve` (own local Ray), stopped after.
+
+Then, against the first configuration's server, hostile input (``--no-hostile`` skips it): thin
+strips and a large photo (status and time to answer), and ``--slow-clients`` clients that announce
+a 1 MB body and send a byte a second, while /healthz and a normal photo are timed; each slow client
+must be answered (408 after ``--body-timeout-s``, or 503 when every upload slot is taken).
 """
 
 from __future__ import annotations
@@ -70,8 +75,8 @@ def make_model(preset: str, folder: str) -> str:
     return path
 
 
-def post(url: str, data: bytes, timeout: float) -> int:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "image/jpeg"}, method="POST")
+def post(url: str, data: bytes, timeout: float, content_type: str = "image/jpeg") -> int:
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": content_type}, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             r.read()
@@ -86,6 +91,7 @@ def start(model: str, port: int, batch: int, args, log_path: str) -> subprocess.
     argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", model, "--port", str(port)]
     argv += ["--max-batch-size", str(batch), "--max-ongoing-requests", str(args.max_ongoing)]
     argv += ["--max-queued-requests", str(args.max_queued), "--replicas", "1"]
+    argv += ["--body-timeout-s", str(args.body_timeout_s)]
     log = open(log_path, "wb")
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -147,6 +153,74 @@ def drive(url: str, images: List[bytes], clients: int, seconds: float, timeout: 
     return lat, statuses, time.perf_counter() - t0
 
 
+def png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((height, width), 128, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def timed(fn) -> Tuple[object, float]:
+    t = time.perf_counter()
+    try:
+        out = fn()
+    except (OSError, urllib.error.URLError) as e:
+        out = f"LOST ({type(e).__name__})"
+    return out, time.perf_counter() - t
+
+
+def hostile(port: int, photo: bytes, args) -> List[str]:
+    """Strips, a large photo and slow clients against a running server: one printed line each."""
+    base = f"http://127.0.0.1:{port}"
+    lines = ["hostile input (status, seconds to answer):"]
+    for name, data, size in [
+        ("8x10000 PNG strip, size 256", png(10000, 8), 256),
+        ("8x100000 PNG strip, size 1024", png(100000, 8), 1024),
+        ("5000x4990 PNG, size 256", png(5000, 4990), 256),
+    ]:
+        status, dt = timed(lambda d=data, sz=size: post(f"{base}/colorize?size={sz}", d, 300, "image/png"))
+        lines.append(f"  {name} ({len(data)} bytes): {status} in {dt:.2f} s")
+    head = b"POST /colorize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000000\r\n\r\n"
+    slow: List[socket.socket] = []
+    stop_trickle = threading.Event()
+
+    def trickle() -> None:  # a byte a second on every slow connection still open
+        while not stop_trickle.wait(1.0):
+            for sock in list(slow):
+                try:
+                    sock.sendall(b"\0")
+                except OSError:
+                    pass
+
+    for _ in range(args.slow_clients):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(head)
+        slow.append(sock)
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    time.sleep(1.0)
+    status, dt = timed(lambda: urllib.request.urlopen(f"{base}/healthz", timeout=30).status)
+    lines.append(f"  /healthz while {args.slow_clients} clients trickle 1 MB bodies: {status} in {dt:.2f} s")
+    status, dt = timed(lambda: post(f"{base}/colorize?size={args.size}", photo, 30))
+    lines.append(f"  a 256x256 photo meanwhile: {status} in {dt:.2f} s")
+    answers: Counter = Counter()
+    t0 = time.perf_counter()
+    for sock in slow:
+        sock.settimeout(args.body_timeout_s + 30)
+        try:
+            first = sock.recv(64).split(b" ", 2)
+            answers[first[1].decode() if len(first) > 1 else "closed"] += 1
+        except OSError as e:
+            answers[f"LOST ({type(e).__name__})"] += 1
+    stop_trickle.set()
+    for sock in slow:
+        sock.close()
+    lines.append(
+        f"  the slow clients' answers: {dict(answers)}, the last {time.perf_counter() - t0:.1f} s after the check "
+        f"(body deadline {args.body_timeout_s:g} s)"
+    )
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model reference (default: an untrained generator of --preset)")
@@ -158,10 +232,13 @@ def main() -> int:
     ap.add_argument("--max-queued", type=int, default=32)
     ap.add_argument("--batches", default="8,1", help="max batch sizes to compare (1 = no batching)")
     ap.add_argument("--timeout", type=float, default=120.0, help="client timeout per request")
+    ap.add_argument("--no-hostile", dest="hostile", action="store_false", help="skip the hostile-input cases")
+    ap.add_argument("--slow-clients", type=int, default=120, help="clients sending a byte a second (default 120)")
+    ap.add_argument("--body-timeout-s", type=float, default=10.0, help="the server's body deadline (default 10)")
     args = ap.parse_args()
 
     images = photos(32)
-    rows = []
+    rows, hostile_rows = [], []
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
         model = args.model or make_model(args.preset, tmp)
         for batch in [int(b) for b in args.batches.split(",")]:
@@ -174,6 +251,8 @@ def main() -> int:
                 lat, statuses, wall = drive(url, images, args.clients, args.seconds, args.timeout)
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as r:
                     health = json.loads(r.read())
+                if args.hostile and not rows:
+                    hostile_rows = hostile(port, images[0], args)
             finally:
                 stop(proc)
             rows.append((batch, lat, statuses, wall, health))
@@ -196,6 +275,9 @@ def main() -> int:
     if len(rows) > 1 and rows[-1][1]:
         ratio = (len(rows[0][1]) / rows[0][3]) / (len(rows[-1][1]) / rows[-1][3])
         print(f"throughput, max batch {rows[0][0]} / max batch {rows[-1][0]}: {ratio:.2f}x")
+    for line in hostile_rows if args.hostile else []:
+        print(line)
+    lost += sum(1 for line in hostile_rows if "LOST" in line) if args.hostile else 0
     if lost:
         print(f"LOST: {lost} requests got no answer")
         return 1

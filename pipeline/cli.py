@@ -51,15 +51,29 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
+    from pipeline import stops
+
+    stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, stops.Stopped) as e:
+        command = "colorize " + argv[0] if argv else "colorize"
+        print(stops.message(command, e), file=sys.stderr)
+        return stops.EXIT_CODES[stops.signal_of(e)]
+
+
+def _main(argv: List[str]) -> int:
     if argv[:1] and argv[0] in FORWARDED:
         return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     args = build_parser(commands=argv[:1]).parse_args(argv)
+    from pipeline import credentials
     from pipeline.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
     if getattr(args, "temperature", None) is not None and args.temperature <= 0:
         print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
         return 2
     try:
+        credentials.refuse_in_args(args)
         return importlib.import_module(COMMANDS[args.command][0]).run(args)
     except (StorageError, ValueError) as e:  # ConfigError is a ValueError
         print(f"colorize {args.command}: error: {redact(str(e))}", file=sys.stderr)  # no user:secret@ or ?token

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from pipeline import credentials
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the dotted key."""
@@ -360,7 +362,12 @@ def load(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> E
     d: Dict[str, Any] = (read_yaml(path, "config file") or {}) if path else {}
     cfg = ExperimentConfig.from_dict(d)
     ov = parse_overrides(overrides or [])
-    return cfg.replace(ov) if ov else cfg
+    cfg = cfg.replace(ov) if ov else cfg
+    try:  # a config is where URIs with credentials arrive: refuse them before anything quotes them
+        credentials.refuse_all(cfg.flat().items())
+    except credentials.CredentialsInUri as e:
+        raise ConfigError(str(e)) from None
+    return cfg
 
 
 def read_yaml(path: str, what: str) -> Any:

@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 import ray
 from ray.data import DataContext
 
-from pipeline import shards, split, storage, transforms
+from pipeline import shards, split, stops, storage, transforms
 from pipeline.skips import SKIP_MISSING, Skips
 from pipeline.split import ALL, WHOLE, Part
 
@@ -45,6 +45,7 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
         # The dashboard stays on: it serves the State API that Train V2 needs (without it,
         # endless PlacementGroupCleaner errors) and `ray job submit`.
         ray.init(num_cpus=num_cpus, log_to_driver=True)
+    stops.reinstall()  # ray.init replaced the SIGTERM handler: a stop still unwinds through every cleanup
 
 
 # ----------------------------------------------------------------------------- skips

@@ -34,6 +34,8 @@ from PIL import Image, ImageDraw
 from pipeline import checkpoint, cli_args, color, model_ref, outputs, per_input, predict, storage, transforms
 from pipeline.config import check_range
 from pipeline.skips import SKIP_MISSING, SKIP_UNREADABLE
+from pipeline.stops import remove_partials
+from pipeline.work_limits import TooMuchWork, check_encoded
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,10 @@ def colorize_file(
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
     the comparison sheet at those temperatures (``grid_sheet``)."""
+    try:
+        check_encoded(data, size, max_pixels)
+    except TooMuchWork as e:
+        return None, f"{e.reason} ({e})"
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
         return None, d.skip
@@ -153,6 +159,11 @@ def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = t
             skip = SKIP_MISSING  # listed, gone by read time
         except OSError:
             skip = SKIP_UNREADABLE
+        if not skip:
+            try:
+                check_encoded(data, size, max_pixels)
+            except TooMuchWork as e:
+                skip = e.reason
         if not skip:
             d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
             if d.rgb is None:
@@ -332,7 +343,12 @@ def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Set
     ds = ds.map_batches(
         finish, fn_kwargs=dict(s3=s3.to_dict(), grid=grid), batch_size=4, num_cpus=0.5, batch_format="numpy"
     )
-    rows = ds.take_all()
+    try:
+        rows = ds.take_all()
+    except BaseException:  # a stop or a failure: the workers go first, then what they left half-written
+        ray.shutdown()
+        remove_partials([t.out for t in todo])
+        raise
     seen = {r["path"] for r in rows}
     paths = [t.path for t in todo]
     rows += [{"path": p, "out": "", "skip": SKIP_MISSING} for p in paths if p not in seen]  # never lost silently

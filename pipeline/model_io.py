@@ -22,7 +22,7 @@ from typing import Any, List, Optional
 import numpy as np
 from PIL import Image
 
-from pipeline import predict, transforms
+from pipeline import predict, transforms, work_limits
 
 COLUMN = "image"
 SIZE_RANGE = (16, 2048)  # as colorize infer
@@ -55,28 +55,42 @@ def rows(model_input: Any) -> List[Any]:
         return [model_input] if model_input.ndim == 3 and model_input.shape[-1] in (3,) else list(model_input)
     if isinstance(model_input, (bytes, bytearray)):
         return [model_input]
-    return list(model_input)
+    try:
+        return list(model_input)
+    except TypeError:  # a scalar: no rows
+        raise BadImage(f"expected rows of images, got {type(model_input).__name__}") from None
 
 
-def to_rgb(row: Any, i: int = 0, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """One row -> uint8 (H, W, 3); BadImage when it is none of the accepted forms."""
+def to_rgb(row: Any, i: int = 0, max_pixels: int = MAX_PIXELS, size: Optional[int] = None) -> np.ndarray:
+    """One row -> uint8 (H, W, 3); BadImage when it is none of the accepted forms or over a work
+    bound at working size ``size`` (``work_limits``, checked before decoding or converting)."""
     if isinstance(row, str):
         try:
             row = base64.b64decode(row, validate=False)
         except (binascii.Error, ValueError):
             raise BadImage(f"row {i}: a string that is not base64-encoded image bytes") from None
     if isinstance(row, (bytes, bytearray, memoryview)):
+        _check_work(lambda: work_limits.check_encoded(bytes(row), size, max_pixels), i)
         d = transforms.decode_image(bytes(row), size=None, max_pixels=max_pixels)
         if d.rgb is None:
             raise BadImage(f"row {i}: not a usable image ({d.skip})")
         return d.rgb
-    a = np.asarray(row)
+    try:
+        a = np.asarray(row)
+    except (ValueError, TypeError):  # ragged nested lists: numpy refuses to make an array of them
+        raise BadImage(f"row {i}: expected uint8 (H, W, 3) or (H, W), got rows of unequal length") from None
     if a.dtype == object or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
         raise BadImage(f"row {i}: expected uint8 (H, W, 3) or (H, W), got {a.dtype} {a.shape}")
     if a.shape[0] < 8 or a.shape[1] < 8 or a.shape[0] * a.shape[1] > max_pixels:
         raise BadImage(f"row {i}: {a.shape[0]}x{a.shape[1]} pixels is outside 8x8 .. {max_pixels} pixels")
+    _check_work(lambda: work_limits.check_shape(a.shape[0], a.shape[1], size, max_pixels), i)
     if a.dtype != np.uint8:
-        if not np.issubdtype(a.dtype, np.number) or a.min() < 0 or a.max() > 255 or not np.all(a == np.rint(a)):
+        if (
+            not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating))
+            or a.min() < 0
+            or a.max() > 255
+            or not np.all(a == np.rint(a))
+        ):
             raise BadImage(f"row {i}: pixel values must be whole numbers 0..255")
         a = a.astype(np.uint8)
     if a.ndim == 2:
@@ -84,19 +98,35 @@ def to_rgb(row: Any, i: int = 0, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def _check_work(check, i: int) -> None:
+    try:
+        check()
+    except work_limits.TooMuchWork as e:
+        raise BadImage(f"row {i}: {e}") from None
+
+
 def options(params: Optional[dict], default_temperature: float):
-    """(temperature, size, format) from pyfunc ``params``, checked (BadImage when out of range)."""
+    """(temperature, size, format) from pyfunc ``params``, checked (BadImage when out of range). An
+    absent or null param takes its default; 0 is a value like any other (and out of range)."""
     params = params or {}
-    t = float(params.get("temperature") or default_temperature)
-    size = int(params.get("size") or DEFAULT_SIZE)
-    fmt = str(params.get("format") or "array").lower()
-    if not t > 0:
-        raise BadImage(f"temperature must be > 0, got {t}")
+    try:
+        t = float(_given(params, "temperature", default_temperature))
+        size = int(_given(params, "size", DEFAULT_SIZE))
+    except (TypeError, ValueError):
+        raise BadImage(f"temperature must be a number, size an integer: {params}") from None
+    fmt = str(_given(params, "format", "array")).lower()
+    if not 0 < t < float("inf"):  # also refuses nan
+        raise BadImage(f"temperature must be a finite number > 0, got {t}")
     if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
         raise BadImage(f"size must be {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
     if fmt not in FORMATS:
         raise BadImage(f"format must be one of {FORMATS}, got {fmt!r}")
     return t, size, fmt
+
+
+def _given(params: dict, name: str, default):
+    value = params.get(name)
+    return default if value is None or value == "" else value
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -108,7 +138,7 @@ def png(rgb: np.ndarray) -> bytes:
 def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=None) -> List[Any]:
     """The pyfunc's answer: one colour image per input row (see the module's docstring)."""
     t, size, fmt = options(params, G.temperature)
-    images = [to_rgb(r, i) for i, r in enumerate(rows(model_input))]  # every row checked before any work
+    images = [to_rgb(r, i, size=size) for i, r in enumerate(rows(model_input))]  # every row checked before any work
     out = [predict.colorize(G, rgb, size, t, device) for rgb in images]
     return [png(o) for o in out] if fmt == "png" else out
 

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from models.scaling import L_to_input
-from pipeline import color, geometry, predict, transforms
+from pipeline import color, geometry, predict, transforms, work_limits
 from pipeline.skips import SKIP_TOO_LARGE
 
 # Limits (the defaults of `colorize serve`; its flags and the README say the same).
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # request body
 DEFAULT_MAX_PIXELS = 25_000_000  # decoded width x height (a 25 MP photo: ~1.5 GB of float Lab at most)
+DEFAULT_BODY_TIMEOUT_S = 60.0  # a whole request body must arrive within this (32 MiB at ~4 Mbit/s)
 DEFAULT_SIZE = 256
 SIZE_RANGE = (16, 1024)  # the working short side a request may ask for
 TEMPERATURE_RANGE = (0.01, 10.0)
@@ -94,7 +95,12 @@ class Prepared:
 
 
 def prepare(data: bytes, size: int, max_pixels: int) -> Prepared:
-    """Image bytes -> Prepared; RequestError 413 (too many pixels) or 400 (not a readable image)."""
+    """Image bytes -> Prepared; RequestError 413 (over a work bound: ``work_limits``, checked on
+    the header before anything is decoded) or 400 (not a readable image)."""
+    try:
+        work_limits.check_encoded(data, size, max_pixels)
+    except work_limits.TooMuchWork as e:
+        raise RequestError(413, f"image refused: {e}") from None
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
         if d.skip == SKIP_TOO_LARGE:

@@ -21,7 +21,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from pipeline import assets, outputs, storage  # noqa: E402
+from pipeline import assets, credentials, outputs, stops, storage  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 
 log = logging.getLogger("colorize.run")
@@ -56,14 +56,24 @@ def resolve_prior_path(path: str) -> str:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
     try:
+        return _main(args)
+    except (KeyboardInterrupt, stops.Stopped) as e:
+        print(stops.message("colorize train", e), file=sys.stderr)
+        return stops.EXIT_CODES[stops.signal_of(e)]
+
+
+def _main(args) -> int:
+    try:
+        credentials.refuse_in_args(args)
         cfg = config_mod.load(args.config, args.overrides)
-    except config_mod.ConfigError as e:
+    except (config_mod.ConfigError, credentials.CredentialsInUri) as e:
         print(f"config error: {storage.redact(str(e))}", file=sys.stderr)
         return 2
     try:
         return run(cfg, args)
-    except (storage.StorageError, FileNotFoundError) as e:
+    except (storage.StorageError, FileNotFoundError, ValueError) as e:  # a user's data or settings, as the CLI
         print(f"error: {storage.redact(str(e))}", file=sys.stderr)  # no user:secret@ or ?token in a message
         return 2
 

@@ -45,6 +45,12 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help=f"largest photo, width x height; larger: 413 (default {online.DEFAULT_MAX_PIXELS})",
     )
     p.add_argument(
+        "--body-timeout-s",
+        type=float,
+        default=online.DEFAULT_BODY_TIMEOUT_S,
+        help=f"seconds a request body may take to arrive; slower: 408 (default {online.DEFAULT_BODY_TIMEOUT_S:g})",
+    )
+    p.add_argument(
         "--max-ongoing-requests",
         type=int,
         default=16,
@@ -66,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     import ray
     from ray import serve
 
-    from pipeline import serve_app
+    from pipeline import model_ref, serve_app
     from pipeline.data import ensure_ray
 
     if not 0 < args.port < 65536:
@@ -82,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
         "batch_wait_timeout_s": args.batch_wait_ms / 1000.0,
         "max_bytes": args.max_bytes,
         "max_pixels": args.max_pixels,
+        "body_timeout_s": args.body_timeout_s,
     }
     serve_app.settings(app_args)  # bad values fail here, before Ray starts
+    # A missing or broken model is one line now, not Serve's retries and tracebacks after Ray starts;
+    # the replicas load their own copy.
+    model_ref.resolve_generator(args.model, args.tracking_uri)
     ensure_ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler

@@ -9,14 +9,16 @@ Two deployments:
   ``max_queued_requests`` bound the work in flight: past them a call fails with BackPressureError.
 - ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body, decodes and makes the
   network input (CPU, in threads), calls the Colorizer, joins the ab with the photo's own L and
-  encodes (CPU). Refusals are JSON ``{"error": ...}`` with 400/413/415, and 503 (+ Retry-After)
-  when the Colorizer's queue is full.
+  encodes (CPU). Refusals are JSON ``{"error": ...}`` with 400/404/405/413/415, 408 when a body
+  takes longer than ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue or the
+  ingress's upload slots are full.
 
 ``app_builder(args)`` is the import path for Serve config files; ``colorize serve`` calls it too.
 """
 
 import asyncio
 import collections
+import os
 from importlib import resources
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -27,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipeline import online
 
@@ -42,6 +45,7 @@ DEFAULTS: Dict[str, Any] = {
     "batch_wait_timeout_s": 0.01,
     "max_bytes": online.DEFAULT_MAX_BYTES,
     "max_pixels": online.DEFAULT_MAX_PIXELS,
+    "body_timeout_s": online.DEFAULT_BODY_TIMEOUT_S,  # a body slower than this: 408 (slow clients hold no slot)
     "num_gpus": None,  # per Colorizer replica; None: 1 when the cluster has GPUs, else 0
 }
 
@@ -60,6 +64,7 @@ class Colorizer:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.G, info = resolve_generator(model, tracking_uri, device=str(self.device))
         self.info = {k: info[k] for k in ("ref", "checkpoint", "step", "temperature")}
+        self.info["ref"] = _shown_ref(model)  # /healthz is public: no filesystem layout in it
         self.info["device"] = str(self.device)
         self.batch_sizes: collections.Counter = collections.Counter()
         self.run.set_max_batch_size(max_batch_size)
@@ -82,12 +87,28 @@ class Colorizer:
 api = FastAPI(title="colorize", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own refusals (404, 405, a malformed multipart form) in the service's error shape."""
+    return _error(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
 @serve.deployment(name="Ingress")
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, colorizer, max_bytes: int, max_pixels: int):
+    def __init__(
+        self,
+        colorizer,
+        max_bytes: int,
+        max_pixels: int,
+        body_timeout_s: float = online.DEFAULT_BODY_TIMEOUT_S,
+        max_uploads: int = 64,
+    ):
         self.colorizer = colorizer
-        self.max_bytes, self.max_pixels = max_bytes, max_pixels
+        self.max_bytes, self.max_pixels, self.body_timeout_s = max_bytes, max_pixels, body_timeout_s
+        # Bodies being received at once: fewer than the requests this replica takes, so that clients
+        # that send slowly (or never finish) cannot take every slot from /healthz and the rest.
+        self.uploads = asyncio.Semaphore(max_uploads)
         self.page = (resources.files("pipeline.assets") / "index.html").read_text(encoding="utf-8")
         self.model: Optional[dict] = None
 
@@ -110,7 +131,11 @@ class Ingress:
             "status": "ok",
             "model": {k: info[k] for k in ("ref", "step", "temperature", "device")},
             "batches": info["batches"],
-            "limits": {"max_bytes": self.max_bytes, "max_pixels": self.max_pixels},
+            "limits": {
+                "max_bytes": self.max_bytes,
+                "max_pixels": self.max_pixels,
+                "body_timeout_s": self.body_timeout_s,
+            },
         }
 
     async def _body(self, request: Request) -> bytes:
@@ -134,6 +159,19 @@ class Ingress:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def _bounded_body(self, request: Request) -> bytes:
+        """``_body`` within the upload slots and the body deadline: 503 when every slot is taken,
+        408 when the body takes longer than ``body_timeout_s`` to arrive."""
+        if self.uploads.locked():
+            raise online.RequestError(503, "overloaded: too many uploads in progress, retry shortly")
+        async with self.uploads:
+            try:
+                return await asyncio.wait_for(self._body(request), self.body_timeout_s)
+            except asyncio.TimeoutError:
+                raise online.RequestError(
+                    408, f"the request body took longer than {self.body_timeout_s:g} s to arrive"
+                ) from None
+
     @api.post("/colorize")
     async def colorize(self, request: Request):
         try:
@@ -142,17 +180,24 @@ class Ingress:
             temperature, size, fmt = online.parse_params(
                 q.get("temperature"), q.get("size"), q.get("format"), model["temperature"]
             )
-            data = await self._body(request)
+            data = await self._bounded_body(request)
             prepared = await asyncio.to_thread(online.prepare, data, size, self.max_pixels)
             ab = await self.colorizer.remote(prepared.x, temperature)
             out = await asyncio.to_thread(online.finish, prepared, ab, fmt)
         except online.RequestError as e:
-            return _error(e.status, e.message)
+            return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
         except BackPressureError:  # any call to the model's bounded queue, the first describe() included
             return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
         return Response(out, media_type=online.FORMATS[fmt][1], headers=headers)
+
+
+def _shown_ref(ref: str) -> str:
+    """The model as /healthz names it: an MLflow ref as given, a local folder by its own name only."""
+    from pipeline.model_ref import is_mlflow_ref
+
+    return ref if is_mlflow_ref(ref) else os.path.basename(os.path.normpath(ref))
 
 
 # A replica being stopped finishes what it has (requests are short) and goes: seconds, not Serve's 20 s.
@@ -184,6 +229,9 @@ def settings(args: Optional[dict]) -> dict:
         if s["max_replicas"] < s["replicas"]:
             raise ValueError(f"max_replicas must be >= replicas ({s['replicas']}), got {s['max_replicas']}")
     s["batch_wait_timeout_s"] = float(s["batch_wait_timeout_s"])
+    s["body_timeout_s"] = float(s["body_timeout_s"])
+    if not s["body_timeout_s"] > 0:
+        raise ValueError(f"body_timeout_s must be > 0, got {s['body_timeout_s']}")
     if s["num_gpus"] is not None:  # `serve run ... num_gpus=1` passes strings
         s["num_gpus"] = float(s["num_gpus"])
     return s
@@ -220,10 +268,12 @@ def app_builder(args: Optional[dict] = None):
     # own bound (beyond which Serve's proxy answers a plain-text 503) keeps a wide margin over it,
     # so a burst that fills the model's queue exactly never spills into the proxy's refusal.
     inflight = s["max_ongoing_requests"] + s["max_queued_requests"]
+    # Uploads take at most 2 * inflight of the ingress's slots: the last 8 stay free for /healthz, the
+    # page and requests past their upload, however many clients trickle their bodies in.
     return Ingress.options(
         num_replicas=s["replicas"],
         max_ongoing_requests=2 * inflight + 8,
         max_queued_requests=4 * inflight + 16,
         ray_actor_options={"num_cpus": 0.25},
         **STOPPING,
-    ).bind(colorizer, s["max_bytes"], s["max_pixels"])
+    ).bind(colorizer, s["max_bytes"], s["max_pixels"], s["body_timeout_s"], 2 * inflight)

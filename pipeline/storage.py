@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import pyarrow.fs as pafs
 
-from pipeline import split
+from pipeline import credentials, split
 from pipeline.skips import SKIP_BAD_NAME, SKIP_DUPLICATE, SKIP_MISSING, SKIP_SYMLINK_LOOP, SKIP_UNREADABLE, Skips
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,10 @@ class S3Settings:
     @staticmethod
     def from_env(endpoint: Optional[str] = None, region: Optional[str] = None) -> S3Settings:
         """The given endpoint/region, else ``AWS_ENDPOINT_URL(_S3)`` / ``AWS_REGION`` / ``AWS_DEFAULT_REGION``."""
+        endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        credentials.refuse("the S3 endpoint", endpoint)  # pyarrow quotes it in its errors
         return S3Settings(
-            endpoint=endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+            endpoint=endpoint,
             region=region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
         )
 
@@ -95,7 +97,7 @@ def redact(uri: str, *sources: str) -> str:
     out = _URI.sub(lambda m: m["scheme"] + m["rest"], uri) if "://" in uri else uri
     for secret in sorted({x for src in sources for x in _secrets(src)}, key=len, reverse=True):
         out = out.replace(secret, "***")
-    return out
+    return credentials.scrub(out)  # what a message quotes without the scheme: KEY:SECRET@bucket, ?secret_key=
 
 
 def _secrets(uri: str) -> List[str]:
@@ -362,7 +364,8 @@ def _short(e: BaseException) -> str:
 
 
 def check_writable_parent(uri: str, s3: Optional[S3Settings]) -> None:
-    """Fail early (before hours of work) when an output location's bucket or folder is unusable."""
+    """Fail early (before hours of work) when an output location's bucket or folder is unusable.
+    Nothing is created here: a job that fails later leaves no empty folder (writers make theirs)."""
     fs, path = resolve(uri, s3)
     if isinstance(fs, pafs.S3FileSystem):
         bucket = path.split("/", 1)[0]
@@ -370,9 +373,13 @@ def check_writable_parent(uri: str, s3: Optional[S3Settings]) -> None:
             raise StorageError(f"cannot write {uri}: bucket {bucket!r} does not exist")
     else:
         parent = os.path.dirname(path) or "."
-        os.makedirs(parent, exist_ok=True)
-        if not os.access(parent, os.W_OK):
-            raise StorageError(f"cannot write {uri}: {parent} is not writable")
+        existing = parent
+        while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+            existing = os.path.dirname(existing)  # the folder that the missing ones would be made in
+        if not os.path.isdir(existing):
+            raise StorageError(f"cannot write {redact(uri)}: {existing} is not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise StorageError(f"cannot write {redact(uri)}: {existing} is not writable")
 
 
 def _umask() -> int:

@@ -28,6 +28,8 @@ import torch
 from pipeline import cli_args, color, infer, model_ref, outputs, per_input, predict, storage, temporal, video_io
 from pipeline.config import check_range
 from pipeline.skips import SKIP_UNREADABLE
+from pipeline.stops import remove_partials
+from pipeline.work_limits import TooMuchWork, check_shape
 
 TEMPORAL = ("flow", "none")
 WRITE_FAILED = "write_failed"
@@ -61,6 +63,10 @@ class FrameColorizer:
         self.seconds = {"model": 0.0, "temporal": 0.0}
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        try:  # the frame's size is the decoder's, already within the pixel limit: the other bounds here
+            check_shape(rgb.shape[0], rgb.shape[1], self.size, video_io.DEFAULT_MAX_PIXELS)
+        except TooMuchWork as e:
+            raise video_io.VideoError(e.reason, str(e)) from None
         L = color.rgb_to_lab(rgb)[..., 0].astype(np.float64)
         Ls = predict.working_L(L, self.size)
         t0 = time.perf_counter()
@@ -88,10 +94,23 @@ def _fetch(uri_or_path: str, fs, path: str, workdir: str) -> str:
     return local
 
 
-def _process(G, fs, src_path: str, input_uri: str, target: str, args_like: dict, s3: storage.S3Settings, device=None):
+def _process(
+    G,
+    fs,
+    src_path: str,
+    input_uri: str,
+    target: str,
+    args_like: dict,
+    s3: storage.S3Settings,
+    device=None,
+    work_root: Optional[str] = None,
+):
     """One video: read, colorize, write ``target`` (local, or S3 through a local temp). Returns
-    (result or None, skip reason, message)."""
-    with tempfile.TemporaryDirectory(prefix="colorize-video-") as work:
+    (result or None, skip reason, message). Its temporary folder goes inside ``work_root`` when given
+    (the folder a stopped run removes as a whole)."""
+    if work_root:
+        os.makedirs(work_root, exist_ok=True)  # another node of the cluster: its own
+    with tempfile.TemporaryDirectory(prefix="colorize-video-", dir=work_root) as work:
         try:
             local_in = _fetch(input_uri, fs, src_path, work)
         except OSError as e:
@@ -127,7 +146,7 @@ def _describe(r: video_io.Result) -> str:
 class VideoColorizer:
     """Ray Data actor: one generator per actor; rows {"path", "out"} -> {"path", "out", "skip", "note"}."""
 
-    def __init__(self, weights: list, input_uri: str, opts: dict, s3: dict):
+    def __init__(self, weights: list, input_uri: str, opts: dict, s3: dict, work_root: Optional[str] = None):
         import ray  # not at the top: one video runs without Ray
 
         state, config = ray.get(weights[0])
@@ -137,13 +156,13 @@ class VideoColorizer:
         self.G = checkpoint.generator_from_state(state, config).to(self.device)
         self.s3 = storage.S3Settings.from_dict(s3)
         self.fs, _ = storage.resolve(input_uri, self.s3)
-        self.input_uri, self.opts = input_uri, opts
+        self.input_uri, self.opts, self.work_root = input_uri, opts, work_root
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, List[str]]:
         out: Dict[str, List[str]] = {"path": [], "out": [], "skip": [], "note": []}
         for path, target in zip(batch["path"], batch["out"], strict=True):
             r, skip, msg = _process(
-                self.G, self.fs, str(path), self.input_uri, str(target), self.opts, self.s3, self.device
+                self.G, self.fs, str(path), self.input_uri, str(target), self.opts, self.s3, self.device, self.work_root
             )
             out["path"].append(str(path))
             out["out"].append(str(target) if r is not None else "")
@@ -183,7 +202,14 @@ def run(args) -> int:
 def _single_target(input_uri: str, output: str, src: str) -> str:
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
-    is_file = posixpath.splitext(out)[1].lower() in video_io.VIDEO_SUFFIXES
+    ext = posixpath.splitext(out.rstrip("/"))[1].lower()
+    is_folder = not storage.is_s3(out) and os.path.isdir(out)
+    if ext and ext not in video_io.CONTAINERS and not is_folder:  # x.gif, x.avi: never a folder or a mislabelled file
+        raise storage.StorageError(
+            f"--output {storage.redact(out)}: colorize video writes {', '.join(video_io.CONTAINERS)} files; "
+            "give such a name, or a folder"
+        )
+    is_file = bool(ext) and not is_folder
     if per_input.canonical(out) != per_input.canonical(src_uri) and not is_file:
         out = posixpath.join(out, video_io.video_name(posixpath.basename(src)))
     if per_input.canonical(out) == per_input.canonical(src_uri):
@@ -224,12 +250,22 @@ def _run_on_ray(G, info, todo: List[outputs.Target], args, s3: storage.S3Setting
     actors = min(len(todo), args.workers or (gpus if gpus else max(1, min(4, cpus // 2))))
     weights = ray.put((G.state_dict(), info["config"]))
     ds = ray.data.from_items([{"path": t.path, "out": t.out} for t in todo], override_num_blocks=len(todo))
+    work_root = tempfile.mkdtemp(prefix="colorize-video-")  # every actor's temporary folders, removed as one
     ds = ds.map_batches(
         VideoColorizer,
-        fn_constructor_kwargs=dict(weights=[weights], input_uri=args.input, opts=opts, s3=s3.to_dict()),
+        fn_constructor_kwargs=dict(
+            weights=[weights], input_uri=args.input, opts=opts, s3=s3.to_dict(), work_root=work_root
+        ),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
         num_cpus=1 if not gpus else 0.5,
     )
-    return ds.take_all()
+    try:
+        return ds.take_all()
+    except BaseException:  # a stop or a failure: the actors go first, then what they left half-written
+        ray.shutdown()
+        remove_partials([t.out for t in todo])
+        raise
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from support import ROOT
-from support.ray_cluster import RAY, TwoNodeCluster, node_env
+from support.ray_cluster import RAY, TwoNodeCluster
 from support.training import set_args, tiny_settings
 
 
@@ -50,7 +50,7 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
         str(out),
         *set_args(sets),
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=node_env())
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=two_nodes.env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in (r.stdout + r.stderr)
     from ray.job_submission import JobSubmissionClient

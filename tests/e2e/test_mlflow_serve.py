@@ -95,5 +95,12 @@ def test_registry_model_serves_images(ckpt, mlflow_server, tmp_path):
                 f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [["aGk="]]}}
             )
             assert status == 400 and "not a usable image" in answer.get("message", ""), answer
+            ragged = [[1, 2, 3]] * 8 + [[1, 2]]
+            strip = np.full((8, 3000), 128).tolist()  # 375:1: refused by shape, before any work
+            for row, why in [(ragged, "unequal length"), (strip, "too thin")]:
+                body = {"dataframe_split": {"columns": ["image"], "data": [[row]]}, "params": {"size": 16}}
+                status, answer = _post(f"{base}/invocations", body)
+                assert status == 400 and why in answer.get("message", ""), answer
+                assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer), answer
         finally:
             stop_group(proc)

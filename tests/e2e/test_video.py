@@ -3,9 +3,12 @@ audio copied), L kept, temporal consistency measured on the known motion, bad in
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import av
@@ -235,3 +238,28 @@ def test_memory_is_bounded_on_a_long_video(ckpt, tmp_path):
     n2, mb2 = _peak_mb(ckpt, long_, tmp_path / "o2.mp4")
     assert (n1, n2) == (100, 2000)
     assert mb2 - mb1 < MEMORY_BOUND_MB, (mb1, mb2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_stop_leaves_no_partial_output_no_temporary_folder_and_says_so_in_one_line(sig, ckpt, tmp_path):
+    src = write_video(tmp_path / "long.mp4", pan_frames(3000, 64, 48), fps=25, audio=False)
+    out_dir, tmp = tmp_path / "out", tmp_path / "tmp"
+    tmp.mkdir()
+    argv = [sys.executable, "-m", "pipeline.cli", "video", "--model", str(ckpt), "--input", str(src)]
+    argv += ["--output", str(out_dir / "o.mp4"), "--size", "16", "--temporal", "none"]
+    env = {**os.environ, "TMPDIR": str(tmp)}  # the job's temporary folders land where this test can see them
+    p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out_dir.glob(".o.mp4.*.tmp")):  # mid-transcode: the half-written output exists
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "no partial output after 120 s"
+            time.sleep(0.02)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 128 + sig, (p.returncode, err[-2000:])
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(f"colorize video: stopped by {sig.name}")
+    assert list(out_dir.iterdir()) == [] and list(tmp.iterdir()) == []

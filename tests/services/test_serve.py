@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ from support.servers import free_port, stop_gracefully, wait_for_port
 
 MAX_BYTES = 1_000_000
 MAX_PIXELS = 1_000_000
+BODY_TIMEOUT_S = 3
+SLOW_CLIENTS = 20  # more than the ingress takes at once with these limits (2 * 3 uploads + 8 others)
 
 
 def http(url: str, data: bytes = None, headers: dict = None, timeout: float = 60):
@@ -65,7 +68,7 @@ def service(ckpt, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     port = free_port()
     argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(ckpt), "--port", str(port)]
-    argv += ["--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS)]
+    argv += ["--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS), "--body-timeout-s", str(BODY_TIMEOUT_S)]
     argv += ["--max-ongoing-requests", "2", "--max-queued-requests", "1", "--max-batch-size", "2"]
     log = open(log_path, "wb")
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -90,6 +93,7 @@ def test_healthz_and_page(service):
     assert status == 200
     info = json.loads(body)
     assert info["status"] == "ok" and info["model"]["step"] == 7 and info["limits"]["max_bytes"] == MAX_BYTES
+    assert "/" not in info["model"]["ref"], info  # public: no filesystem path of the model
     status, headers, body = http(service + "/")
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert b'id="file"' in body and b'id="temperature"' in body and b'id="split"' in body
@@ -138,12 +142,49 @@ def _multipart(field: str, filename: str, data: bytes):
         ("too many pixels", "", {"Content-Type": "image/png"}, grey_photo(1100, 1000), 413),
         ("unsupported type", "", {"Content-Type": "text/plain"}, grey_photo(32, 32), 415),
         ("no type", "", {"Content-Type": ""}, grey_photo(32, 32), 415),
+        ("thin strip", "?size=64", {"Content-Type": "image/png"}, grey_photo(3000, 8), 413),
+        ("broken form", "", {"Content-Type": "multipart/form-data; boundary=b"}, b"--b\r\nno headers", 400),
     ],
 )
 def test_refusals_are_json_with_their_status(service, name, query, headers, body, status):
     got, h, out = http(service + "/colorize" + query, body, headers)
     assert got == status, (name, out[:300])
     assert h["content-type"] == "application/json" and json.loads(out)["status"] == status, name
+
+
+def test_unknown_paths_and_methods_answer_in_the_same_json_shape(service):
+    for path, status in [("/nope", 404), ("/colorize", 405)]:  # a GET where only POST is served
+        got, h, out = http(service + path)
+        assert got == status and h["content-type"] == "application/json", (path, out[:200])
+        assert set(json.loads(out)) == {"error", "status"} and json.loads(out)["status"] == status
+
+
+def test_slow_clients_get_408_and_never_stall_healthz(service):
+    """Clients that announce a body and trickle it in: each is answered (408 after the body deadline,
+    or 503 when every upload slot is taken) while /healthz and other requests keep answering."""
+    port = int(service.rsplit(":", 1)[1])
+    head = b"POST /colorize HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n\x89"
+    slow = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(head)
+            slow.append(s)
+        time.sleep(0.5)  # all of them inside the service
+        t0 = time.monotonic()
+        status, _, body = http(service + "/healthz", timeout=10)
+        assert status == 200 and time.monotonic() - t0 < BODY_TIMEOUT_S, (status, body[:200])
+        status, h, body = http(service + "/colorize?size=64", grey_photo(64, 48), {"Content-Type": "image/png"})
+        assert status in (200, 503) and time.monotonic() - t0 < BODY_TIMEOUT_S, (status, body[:200])
+        for s in slow:
+            s.settimeout(BODY_TIMEOUT_S + 10)
+            answer = s.recv(65536)
+            while b"\r\n\r\n{" not in answer and (more := s.recv(65536)):  # the JSON may come in a second packet
+                answer += more
+            assert answer.split(b" ", 2)[1] in (b"408", b"503") and b'"error"' in answer, answer[:300]
+    finally:
+        for s in slow:
+            s.close()
 
 
 def test_overload_answers_503_and_loses_nothing(service):

@@ -79,10 +79,16 @@ class TwoNodeCluster:
     def dashboard(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
+    def env(self) -> dict:
+        """``node_env`` naming this cluster: Ray processes that look for "the" cluster (Ray Train's
+        State API calls in its actors) would otherwise find every Ray on the host and fail with
+        "Found multiple active Ray instances" whenever another one runs there."""
+        return {**node_env(), "RAY_ADDRESS": self.address, "RAY_API_SERVER_ADDRESS": self.dashboard}
+
     def _start(self, args: List[str], log: str) -> subprocess.Popen:
         out = open(self.tmp / log, "wb")
         p = subprocess.Popen(
-            [RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=node_env(), start_new_session=True
+            [RAY, "start", *args], stdout=out, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True
         )
         self.procs.append(p)
         return p
@@ -119,7 +125,7 @@ class TwoNodeCluster:
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(f"ray node exited: {(self.tmp / 'worker.log').read_text()[-2000:]}")
             r = subprocess.run(
-                [RAY, "status", "--address", self.address], capture_output=True, text=True, env=node_env()
+                [RAY, "status", "--address", self.address], capture_output=True, text=True, env=self.env()
             )
             if r.returncode == 0 and r.stdout.count("node_") >= n:
                 return

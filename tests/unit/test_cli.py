@@ -50,3 +50,15 @@ def test_help_imports_no_job():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "infer" in r.stdout and "HEAVY []" in r.stdout, r.stdout + r.stderr
+
+
+def test_serve_with_a_missing_model_says_so_in_one_line_before_ray_starts(tmp_path, capsys, monkeypatch):
+    from pipeline import data
+
+    def no_ray(*a, **k):
+        raise AssertionError("Ray started before the model was found")
+
+    monkeypatch.setattr(data, "ensure_ray", no_ray)
+    assert cli.main(["serve", "--model", str(tmp_path / "no" / "such"), "--port", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not found" in err and "Traceback" not in err, err

@@ -42,3 +42,14 @@ def test_run_py_warns_when_results_would_vanish_with_the_job(tmp_path, caplog):
     caplog.clear()
     assert run_py.warn_if_temporary("/data/out", "s3://b/runs", "http://mlflow:5000", cwd=str(job_dir)) == []
     assert caplog.text == ""
+
+
+def test_a_failed_job_leaves_no_empty_output_folder(tmp_path, capsys):
+    from pipeline import cli
+
+    empty = tmp_path / "photos"
+    empty.mkdir()
+    assert cli.main(["priors", "--data", str(empty), "--out", str(tmp_path / "new" / "prior_probs.npy")]) == 2
+    assert cli.main(["prepare", "--data", str(empty), "--out", str(tmp_path / "shards" / "x")]) == 2
+    assert "no input files" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
