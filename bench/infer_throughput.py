@@ -2,11 +2,11 @@
 
     python bench/infer_throughput.py [--images 64] [--preset tiny] [--size 256] [--repeats 2] [--old-commit REF]
 
-- old: the infer path before issue 16, loaded from git (``git show REF:pipeline/infer.py`` into a
+- old: the infer path before issue 16, loaded from git (``git show REF:pipeline/apply/infer.py`` into a
   temporary module; its folder goes on the Ray workers' PYTHONPATH): ``read_binary_files`` -> one actor
   per model that decodes, colour-converts, predicts, fits the gamut in float64 numpy, encodes and
   writes (0.5 CPU per actor on GPU machines);
-- new: ``pipeline.infer._run_on_ray``: CPU read/decode/resize tasks -> model actors batching by
+- new: ``pipeline.apply.infer._run_on_ray``: CPU read/decode/resize tasks -> model actors batching by
   working size -> CPU join + keep-L fit in torch + encode + write tasks.
 
 Both colorize the same real photos (``../shared/data`` train split, their own sizes) with the same
@@ -43,10 +43,10 @@ OLD_COMMIT = "4c7e5dc"  # the last commit before issue 16's bulk pipeline
 
 
 def load_old(ref: str, tmp: Path):
-    """pipeline/infer.py as of ``ref``, as a module named ``infer_old`` in ``tmp`` (put on the Ray
+    """pipeline/apply/infer.py as of ``ref``, as a module named ``infer_old`` in ``tmp`` (put on the Ray
     workers' PYTHONPATH before Ray starts, so its actor class imports there too)."""
     src = subprocess.run(
-        ["git", "show", f"{ref}:pipeline/infer.py"], cwd=common.ROOT, capture_output=True, text=True, check=True
+        ["git", "show", f"{ref}:pipeline/apply/infer.py"], cwd=common.ROOT, capture_output=True, text=True, check=True
     ).stdout
     path = tmp / "infer_old.py"
     path.write_text(src)
@@ -71,8 +71,10 @@ def main() -> int:
     import ray
     import torch
 
-    from pipeline import builder, checkpoint, infer, model_ref, storage
+    from pipeline.apply import infer
     from pipeline.config import ExperimentConfig
+    from pipeline.data import storage
+    from pipeline.gan import builder, checkpoint, model_ref
 
     tmp = Path(tempfile.mkdtemp(prefix="infer-bench-"))
     old = load_old(args.old_commit, tmp)

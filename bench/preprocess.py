@@ -21,7 +21,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import color, transforms  # noqa: E402
+from pipeline.core import color, transforms  # noqa: E402
 
 
 def main():

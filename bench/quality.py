@@ -4,14 +4,14 @@ ablation, pix2pix and all-grey, one command.
 Every trained model gets the same wall-clock training budget (``--budget``, default 120 s) on the
 same device (bf16 on CUDA), random 128x128 crops with flips of ``splits/large-train.txt`` (10,093
 photos at short side 128, ``bench/quality_data.py``). Ours is built and stepped by the product's
-code (``pipeline.builder.build`` and ``GAN.train_step``, as ``pipeline/train.py``) from
+code (``pipeline.gan.builder.build`` and ``GAN.train_step``, as ``pipeline/train/trainer.py``) from
 ``pipeline/configs/default-model.yaml``, and predicts with the EMA of G, as ``colorize infer`` does.
 Ours decodes by annealed mean at a temperature T; how T is chosen is a decoding rule
 (``TEMPERATURE_RULES``): the table reports the pre-registered ``PRIMARY_RULE``, the other rules
 sit beside it, and a sweep over T shows how far each rule lands from the best T. Only
 ``large-val`` steers the rules; the sweep on ``large-test`` is a diagnostic and chooses nothing.
 
-Scored with ``colorize eval``'s code (``pipeline.scoring``) on ``large-test`` (128x128 centre crops
+Scored with ``colorize eval``'s code (``pipeline.core.scoring``) on ``large-test`` (128x128 centre crops
 after resizing the short side to 128: the targets, in distribution) and on ``splits/test.txt``
 ("ood": 256x256 centre crops, reported by source, Kodak24 and McMaster). ``--ship DIR`` also writes
 ours' EMA generator as a colorize checkpoint (fp16, weights_only) with a model card
@@ -56,9 +56,10 @@ import quality_data  # noqa: E402
 import ship_model  # noqa: E402
 
 from models.scaling import L_to_input, ab_to_unit  # noqa: E402
-from pipeline import builder, color, geometry, metrics, scoring, steps  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.core import color, geometry, metrics, scoring  # noqa: E402
+from pipeline.gan import builder, steps  # noqa: E402
 
 # Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).
 DEFAULT_CONFIG = ROOT / "pipeline" / "configs" / "default-model.yaml"
@@ -117,8 +118,8 @@ def L_of(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
-    """Ours through the product's code: ``pipeline.builder`` builds G, D, their optimisers and the
-    EMA of G, and ``GAN.train_step`` is the step ``pipeline/train.py`` runs; ``GAN.generator()``
+    """Ours through the product's code: ``pipeline.gan.builder`` builds G, D, their optimisers and the
+    EMA of G, and ``GAN.train_step`` is the step ``pipeline/train/trainer.py`` runs; ``GAN.generator()``
     (the EMA) predicts, as ``colorize infer`` would."""
     torch.manual_seed(cfg.data.seed)
     gan = builder.build(cfg, device)

@@ -15,7 +15,7 @@ ood        test             256x256 centre crop after resizing the short side to
 ``TRAIN_SHORT`` as JPEG q``TRAIN_QUALITY`` (a transport copy), val and test as the source files' own bytes (the
 scale photos are already small JPEGs; the crop is made on load, by the same code either way), ood
 as lossless PNG of its 256x256 crops (the scored truth). ``load`` reads either that folder or the
-shared data directly. Resize and crop are ``pipeline.geometry``'s (``common.square_crop``).
+shared data directly. Resize and crop are ``pipeline.core.geometry``'s (``common.square_crop``).
 
     python bench/quality_data.py --out .quality_data      # prints each split's size; then carry it
 """
@@ -36,7 +36,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, open_rgb, split_paths, square_crop  # noqa: E402
 
-from pipeline import geometry  # noqa: E402  (common put the repo root on sys.path)
+from pipeline.core import geometry  # noqa: E402  (common put the repo root on sys.path)
 
 SPLITS = {"train": "large-train", "val": "large-val", "test": "large-test", "ood": "test"}
 SQUARE = {"val": 128, "test": 128, "ood": 256}  # centre-crop size of each scored split

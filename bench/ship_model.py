@@ -1,7 +1,7 @@
 """Train the model colorize would ship, with the product's own code, and write it small.
 
-``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.builder.build``
-and stepped by ``GAN.train_step`` (the step ``pipeline/train.py`` runs) in a plain loop: Ray's
+``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.gan.builder.build``
+and stepped by ``GAN.train_step`` (the step ``pipeline/train/trainer.py`` runs) in a plain loop: Ray's
 wheel (~44 MB) does not fit beside the data in the 64 MiB a GPU run carries. The EMA of G is
 written as a colorize generator checkpoint (``state.pt`` loads with ``weights_only=True``; its
 floating weights in fp16, the colour bins in fp32, so ``colorize infer --model DIR`` reads it as
@@ -28,9 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from pipeline import builder, checkpoint, steps  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.gan import builder, checkpoint, steps  # noqa: E402
 
 MAX_BYTES = 45 * 10**6  # what the issue allows the committed weights
 
@@ -80,7 +80,7 @@ def card(cfg: ExperimentConfig, n_steps: int, train: Dict, figures: Dict, size: 
         "Caltech-101, cats and dogs), random 128x128 crops with flips; tuned on large-val only. "
         "Research use inside this project only (see shared/data's licences).",
         f"- Training: {n_steps} steps, batch {train.get('batch')}, {train.get('budget_s')} s wall clock on "
-        f"{device or 'the GPU'}, bf16, through `pipeline/builder.py` (`build`, `GAN.train_step`).",
+        f"{device or 'the GPU'}, bf16, through `pipeline/gan/builder.py` (`build`, `GAN.train_step`).",
         "- Config: `config.json` beside the weights (from `pipeline/configs/default-model.yaml`).",
     ]
     if figures:

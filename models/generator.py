@@ -74,7 +74,7 @@ GENERATOR_KEYS = (
 class Generator(nn.Module):
     """L (B,1,H,W) in [-1, 1] -> (logits (B,Q,h,w), ab (B,2,H,W) in Lab units).
 
-    ``bins``: the (Q, 2) ab centres of the classes (``pipeline.color.ab_bins()`` in this project),
+    ``bins``: the (Q, 2) ab centres of the classes (``pipeline.core.color.ab_bins()`` in this project),
     kept as a buffer so a checkpoint carries its own grid. h, w = ceil(H / logits_stride),
     ceil(W / logits_stride). Any H, W: the input is reflect-padded to a multiple of 2**depth and
     the outputs cropped back.

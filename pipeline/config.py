@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataSection:
     train: str = "skimage:"  # folder, list file, s3:// prefix, or skimage:
-    val: Optional[str] = None  # None: hold out about val_fraction of the train photos (photo-id hash: pipeline.split)
+    val: Optional[str] = None  # None: hold out about val_fraction of the train photos (by photo id: core/split.py)
     val_fraction: float = 0.2
     resize: int = 256  # short side after decode (every epoch reuses this working size)
     crop: int = 128  # random crop for training; val uses the centre crop of this size
@@ -153,7 +153,7 @@ class TrainSection:
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
     ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
-    compile: str = "auto"  # torch.compile of G and D (pipeline.builder): auto = on on CUDA, off on CPU | on | off
+    compile: str = "auto"  # torch.compile of G and D (pipeline.gan.builder): auto = on on CUDA, off on CPU | on | off
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")

@@ -21,8 +21,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from pipeline import assets, outputs, storage  # noqa: E402
+from pipeline import assets  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
+from pipeline.core import outputs  # noqa: E402
+from pipeline.data import storage  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 
@@ -72,9 +74,10 @@ def run(cfg, args) -> int:
     # Imported here, not at the top: parse errors and config errors answer before Ray and MLflow load.
     from ray.train import TrainingFailedError
 
-    from pipeline import data, priors, tracking, train
+    from pipeline.data import priors, sources
+    from pipeline.train import tracking, trainer
 
-    data.ensure_ray(args.address)
+    sources.ensure_ray(args.address)
     s3 = storage.S3Settings.from_config(cfg.data)
     out_dir = os.path.abspath(args.out)
     prior_path = resolve_prior_path(cfg.loss.prior)
@@ -94,7 +97,9 @@ def run(cfg, args) -> int:
         artifacts.append((sidecar, "prior"))  # only a sidecar whose digest says it describes this prior
     artifact_dir = os.path.join(out_dir, "mlartifacts")
     try:
-        launched = train.launch(cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts)
+        launched = trainer.launch(
+            cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts
+        )
     except TrainingFailedError as e:  # Train V2 raises once FailureConfig's retries are spent
         print(f"training failed: {storage.redact(str(e))}", file=sys.stderr)
         print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run name {run_name!r})")
@@ -107,7 +112,7 @@ def run(cfg, args) -> int:
     shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
     print("final val metrics:", shown)
     if result.checkpoint is not None:
-        print("latest checkpoint:", storage.redact(train.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
+        print("latest checkpoint:", storage.redact(trainer.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
     print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
     if tracking_uri.startswith("sqlite:"):
         print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")

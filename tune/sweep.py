@@ -4,7 +4,7 @@
   per-epoch reports with ``TuneReportCallback``; resources per trial are the trainer's own
   (``--gpus-per-trial`` workers with a GPU each, or the config's CPU workers); at most
   ``--max-concurrent`` trials run at once.
-- Objective: ``val_objective`` = rebalanced AuC - 0.5 x colourfulness gap (``pipeline.metrics``,
+- Objective: ``val_objective`` = rebalanced AuC - 0.5 x colourfulness gap (``pipeline.core.metrics``,
   which says why); both parts are reported. ASHA stops weak trials early; its decisions are logged
   and written to ``scheduler_decisions.jsonl`` in the sweep folder.
 - MLflow: a parent run for the sweep, a child run per trial (its flat config as params, its
@@ -37,9 +37,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from pipeline import config as config_mod
-from pipeline import data, priors, storage, tracking, train
 from pipeline.config import ExperimentConfig
+from pipeline.data import priors, sources, storage
 from pipeline.run import resolve_prior_path
+from pipeline.train import tracking, trainer
 from tune import space, state_guard
 
 log = logging.getLogger("colorize.tune")
@@ -121,7 +122,7 @@ def sweep_storage(storage_path: str, name: str, s3: storage.S3Settings) -> Tuple
     use (local paths absolute; ``s3://`` as is, or scheme-less with an explicit S3 filesystem when
     an endpoint or region is set). The folder is what ``Tuner.can_restore``/``restore`` take,
     with the same filesystem."""
-    root, fs = train.storage_for(storage_path, s3)
+    root, fs = trainer.storage_for(storage_path, s3)
     return root, posixpath.join(root.rstrip("/"), name), fs
 
 
@@ -136,7 +137,7 @@ def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -
     s3 = storage.S3Settings.from_dict(meta["s3"])
     done_before = _last_epoch(cfg, s3) >= cfg.train.epochs - 1
     tags = {"mlflow.parentRunId": meta["parent_run_id"], "colorize.trial_id": trial_id, PARENT_TAG: meta["name"]}
-    launched = train.launch(
+    launched = trainer.launch(
         cfg,
         np.asarray(meta["prior"]),
         s3,
@@ -198,7 +199,7 @@ def run(args) -> int:
     record = state_guard.record_path(out_dir, name)
     resume = _may_resume(where, base.train.storage_path, s3, record, args.trust_storage)
     prior = priors.load_prior(resolve_prior_path(base.loss.prior), s3)
-    data.ensure_ray(args.address)
+    sources.ensure_ray(args.address)
     sweep_params = {f"space.{k}": json.dumps(v) for k, v in spec.items()}
     sweep_params |= {"sweep.num_samples": args.num_samples, "sweep.max_concurrent": args.max_concurrent}
     parent_id = tracking.start_or_resume_run(
@@ -225,7 +226,7 @@ def _may_resume(where, storage_path: str, s3, record: str, trust: bool) -> bool:
     _, sweep_dir, sweep_fs = where
     if not tune.Tuner.can_restore(sweep_dir, storage_filesystem=sweep_fs):
         return False
-    shown = storage.redact(train.storage_uri(sweep_dir, storage_path))
+    shown = storage.redact(trainer.storage_uri(sweep_dir, storage_path))
     if trust:
         log.warning("--trust-storage: restoring %s without checking it against %s", shown, record)
         return True
@@ -261,7 +262,7 @@ def _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, pri
     )
     record = state_guard.record_path(out_dir, name)
     if resume:
-        shown = storage.redact(train.storage_uri(sweep_dir, base.train.storage_path))
+        shown = storage.redact(trainer.storage_uri(sweep_dir, base.train.storage_path))
         print(f"colorize tune: resuming sweep {name} from {shown}")
         tuner = tune.Tuner.restore(
             sweep_dir,

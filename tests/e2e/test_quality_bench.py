@@ -33,7 +33,7 @@ def pack(tmp_path_factory):
 def test_quality_protocol_v2_smoke(tmp_path, pack):
     import quality
 
-    from pipeline import checkpoint
+    from pipeline.gan import checkpoint
 
     out = tmp_path / "q"
     argv = ["--data", str(pack), "--reference", str(pack / "reference"), "--out", str(out), "--ship", str(out / "m")]

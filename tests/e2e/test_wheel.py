@@ -94,7 +94,7 @@ def test_train_and_tune_defaults_load_from_the_installed_package(site, tmp_path)
     for module in ("pipeline", "tune"):
         assert Path(got[module]).is_relative_to(site), f"{module} was imported from {got[module]}, not the install"
     assert Path(got["prior_path"]) == site / "pipeline" / "assets" / "prior_probs.npy"
-    from pipeline import color
+    from pipeline.core import color
 
     assert got["shape"] == [color.num_bins()] and got["sum"] == pytest.approx(1.0)
     assert got["space"] == ["loss.lambda_adv", "loss.lambda_ce", "loss.lambda_l1"]

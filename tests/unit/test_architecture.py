@@ -17,16 +17,16 @@ from support import ROOT
 PACKAGES = ("pipeline", "models", "tune")
 # Modules that may `import ray` (the Ray I/O layer and the Ray jobs); everything else runs without it.
 RAY_ALLOWED = {
-    "pipeline.data",
-    "pipeline.shards",
-    "pipeline.priors",
-    "pipeline.prepare",
-    "pipeline.train",
+    "pipeline.data.sources",
+    "pipeline.data.shards",
+    "pipeline.data.priors",
+    "pipeline.data.prepare",
+    "pipeline.train.trainer",
     "pipeline.run",
-    "pipeline.video",
-    "pipeline.infer",
-    "pipeline.serve",
-    "pipeline.serve_app",
+    "pipeline.video.job",
+    "pipeline.apply.infer",
+    "pipeline.serve.job",
+    "pipeline.serve.app",
 }
 RAY_ALLOWED_PACKAGES = ("tune",)
 
@@ -82,7 +82,7 @@ def import_graph(root: Path, packages=PACKAGES) -> Tuple[Dict[str, Set[str]], Di
         tree = ast.parse(f.read_text(), str(f))
         raw[mod] = list(imported_names(tree, mod, f.name == "__init__.py"))
         for name, _ in raw[mod]:
-            # `from pipeline import color` is the module pipeline.color; `from pipeline.config import X`
+            # `from pipeline import color` is the module pipeline.core.color; `from pipeline.config import X`
             # is pipeline.config; the longest dotted prefix that is one of our modules is the target.
             parts = name.split(".")
             for n in range(len(parts), 0, -1):
@@ -233,17 +233,17 @@ def test_the_checks_find_a_planted_upward_import_and_a_stray_ray(tmp_path):
         tmp_path,
         {
             "models/__init__.py": "",
-            "models/net.py": "def bins():\n    from pipeline.color import ab_bins\n    return ab_bins()\n",
+            "models/net.py": "def bins():\n    from pipeline.core.color import ab_bins\n    return ab_bins()\n",
             "pipeline/__init__.py": "",
-            "pipeline/color.py": "import numpy\n",
-            "pipeline/data.py": "import ray\n",  # allowed
-            "pipeline/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
+            "pipeline/core/color.py": "import numpy\n",
+            "pipeline/data/sources.py": "import ray\n",  # allowed
+            "pipeline/core/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
             "tune/sweep.py": "import ray.tune\n",  # allowed
         },
     )
     _, raw = import_graph(root)
-    assert models_importing_pipeline(raw) == ["models.net:2 imports pipeline.color.ab_bins"]
-    assert ray_outside_glue(raw) == ["pipeline.scoring:2"]
+    assert models_importing_pipeline(raw) == ["models.net:2 imports pipeline.core.color.ab_bins"]
+    assert ray_outside_glue(raw) == ["pipeline.core.scoring:2"]
 
 
 @pytest.mark.parametrize("name", ["models", "pipeline", "tune"])

@@ -12,7 +12,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from pipeline import assets, evaluate, run
+from pipeline import assets, run
+from pipeline.apply import evaluate
 from pipeline.config import ExperimentConfig
 from support import ROOT
 from tune import space

@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-from pipeline import storage
-from pipeline.skips import Skips
+from pipeline.core.skips import Skips
+from pipeline.data import storage
 
 
 def listing(root):

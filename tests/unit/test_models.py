@@ -6,8 +6,9 @@ import torch
 
 from models import GENERATOR_PRESETS, Generator, PatchDiscriminator, losses
 from models.generator import ABPredictor
-from pipeline import builder, color, steps
 from pipeline.config import ExperimentConfig
+from pipeline.core import color
+from pipeline.gan import builder, steps
 
 BINS = color.ab_bins()
 Q = len(BINS)

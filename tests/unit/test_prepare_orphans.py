@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pyarrow.fs as pafs
 
-from pipeline import prepare
+from pipeline.data import prepare
 
 CURRENT = "20261126T120000Z-0123abcd"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import color, priors, storage
+from pipeline.core import color
+from pipeline.data import priors, storage
 from support import ROOT
 
 S3 = storage.S3Settings()
