@@ -58,11 +58,9 @@ import ship_model  # noqa: E402
 from models.scaling import L_to_input, ab_to_unit  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
-from pipeline.core import color, geometry, metrics, scoring  # noqa: E402
+from pipeline.core import color, metrics, scoring  # noqa: E402
 from pipeline.gan import builder, steps  # noqa: E402
 
-# Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).
-DEFAULT_CONFIG = ROOT / "pipeline" / "configs" / "default-model.yaml"
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
 # How ours picks its annealed-mean temperature. Only val data (or none) steers a rule.
 TEMPERATURE_RULES = {
@@ -83,30 +81,6 @@ LABELS = {
 
 
 # ----------------------------------------------------------------------------- data
-
-
-class Crops:
-    """Random crop x flip batches from uint8 (H, W, 3) images kept on the device; each epoch visits
-    every image once (shuffled)."""
-
-    def __init__(self, images: List[np.ndarray], crop: int, device, seed: int):
-        self.images = [torch.tensor(im).to(device) for im in images]
-        self.crop = crop
-        self.rng = np.random.default_rng(seed)
-        self.order: List[int] = []
-        self.seen = 0
-
-    def batch(self, n: int) -> torch.Tensor:
-        out = []
-        for _ in range(n):
-            if not self.order:
-                self.order = list(self.rng.permutation(len(self.images)))
-            im = self.images[self.order.pop()]
-            top, left, flipped = geometry.crop_window(im.shape[0], im.shape[1], self.crop, self.rng, flip=True)
-            c = im[top : top + self.crop, left : left + self.crop]  # the window, cut from the device tensor
-            out.append(c.flip(1) if flipped else c)
-        self.seen += n
-        return torch.stack(out)  # (B, crop, crop, 3) uint8
 
 
 def L_of(rgb: torch.Tensor) -> torch.Tensor:
@@ -341,7 +315,7 @@ def score(preds, truths, ref_prior, ssim=True) -> Dict[str, float]:
     return scoring.score_images(preds, truths, ref_prior, ssim=ssim, threads=os.cpu_count() or 2)
 
 
-def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) -> Dict:
+def train_for(trainer: Dict, crops: quality_data.Crops, batch: int, budget: float, device) -> Dict:
     """Run steps until ``budget`` seconds of training wall-clock have passed (device synced)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
@@ -538,7 +512,9 @@ def main(argv=None) -> Dict:
         help="Zhang's prior_probs.npy + pts_in_hull.npy",
     )
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"), help="training prior (class weights)")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="ours' config (the model the product ships)")
+    ap.add_argument(
+        "--config", default=str(quality_data.DEFAULT_CONFIG), help="ours' config (the model the product ships)"
+    )
     ap.add_argument("--out", default="out/quality")
     ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model (stated in the report)")
     ap.add_argument("--batch", type=int, default=64)
@@ -612,7 +588,7 @@ def main(argv=None) -> Dict:
                 trainer = pix2pix_trainer(a.ngf, a.crop, name == "pix2pix", device, a.seed)
             else:
                 raise SystemExit(f"unknown model {name!r}: use {', '.join(MODELS)} or l1")
-            crops = Crops(data["train"], a.crop, device, a.seed)
+            crops = quality_data.Crops(data["train"], a.crop, device, a.seed)
             r = train_for(trainer, crops, a.batch, a.budget, device)
             r["params"] = trainer["params"]
             r["epochs"] = round(crops.seen / len(data["train"]), 2)

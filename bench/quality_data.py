@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +47,8 @@ SQUARE = {"val": 128, "test": 128, "ood": 256}  # centre-crop size of each score
 # and the scored splits (~12 MiB) in the 64 MiB a GPU run carries.
 TRAIN_SHORT = 128
 TRAIN_QUALITY = 65
+# Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "default-model.yaml"
 RAW = ("val", "test")  # splits the copy keeps as the source bytes (cropped on load)
 REFERENCE = SHARED_DATA.parent / "reference"
 
@@ -130,6 +133,30 @@ def load(source: str = "", limit: int = 0, threads: int = 0, splits=tuple(SPLITS
         if not out[split]:
             raise SystemExit(f"no {split} images in {source or 'the shared data'}")
     return out
+
+
+class Crops:
+    """Random crop x flip batches from uint8 (H, W, 3) images kept on the device; each epoch visits
+    every image once (shuffled)."""
+
+    def __init__(self, images: List[np.ndarray], crop: int, device, seed: int):
+        self.images = [torch.tensor(im).to(device) for im in images]
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self.order: List[int] = []
+        self.seen = 0
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            if not self.order:
+                self.order = list(self.rng.permutation(len(self.images)))
+            im = self.images[self.order.pop()]
+            top, left, flipped = geometry.crop_window(im.shape[0], im.shape[1], self.crop, self.rng, flip=True)
+            c = im[top : top + self.crop, left : left + self.crop]  # the window, cut from the device tensor
+            out.append(c.flip(1) if flipped else c)
+        self.seen += n
+        return torch.stack(out)  # (B, crop, crop, 3) uint8
 
 
 if __name__ == "__main__":

@@ -98,12 +98,11 @@ def card(cfg: ExperimentConfig, n_steps: int, train: Dict, figures: Dict, size: 
 
 
 def main(argv=None) -> Dict:
-    import quality
     import quality_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="portable copy (bench/quality_data.py); default: the shared data")
-    ap.add_argument("--config", default=str(quality.DEFAULT_CONFIG))
+    ap.add_argument("--config", default=str(quality_data.DEFAULT_CONFIG))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"))
     ap.add_argument("--budget", type=float, default=300.0, help="training seconds")
@@ -118,7 +117,7 @@ def main(argv=None) -> Dict:
     torch.manual_seed(cfg.data.seed)
     gan = builder.build(cfg, device)
     weights = steps.class_weights_tensor(np.load(a.prior, allow_pickle=False), cfg.loss, device)
-    crops = quality.Crops(images, cfg.data.crop, device, cfg.data.seed)
+    crops = quality_data.Crops(images, cfg.data.crop, device, cfg.data.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()
     while True:  # the product's step, in a plain loop
