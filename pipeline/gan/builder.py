@@ -1,23 +1,31 @@
-"""The one builder of the cGAN: G, D, their Adam optimisers and the EMA of G, from a config.
+"""The cGAN: G, D, their Adam optimisers and the EMA of G, built from a config by ``build``, and
+its update, which the GAN object owns (``GAN.train_step``: D step, G step, EMA).
 
 Training (``pipeline/train/trainer.py``, hence Tune), the benchmarks and the tests all build through
 ``build`` and train through ``GAN.train_step``, so what a benchmark measures is what
 ``pipeline/run.py`` ships. Pure torch, no Ray: the caller wraps G and D for DDP if it needs to.
+
+The step is DDP-safe by design:
+- the D step runs D once on concat(real, fake) (one forward per backward, as DDP expects) with G's
+  output detached, so G's parameters get no gradient;
+- the G step back-propagates through the *unwrapped* D with its parameters frozen and in eval
+  mode: no DDP reducer is armed for D, no gradient lands on D, and spectral norm's power-iteration
+  buffers are not advanced (they change only in the D step, where DDP broadcasts them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
-from models import EMA, Generator, PatchDiscriminator, unwrap
+from models import EMA, Generator, PatchDiscriminator, losses, unwrap
 from pipeline.config import ExperimentConfig
 from pipeline.core import color
-from pipeline.gan import steps
+from pipeline.gan.steps import autocast
 
 
 def build_generator(model_cfg, bins: Optional[np.ndarray] = None) -> Generator:
@@ -66,27 +74,100 @@ class GAN:
         loss_scale: float = 1.0,
         sync: bool = False,
     ) -> Dict[str, float]:
-        """One training step (D step, G step, then the EMA update) on a ``steps.step_batch``
-        batch; ``step`` is the number of steps before this one. ``loss_scale``: see
-        ``steps.d_step``; ``sync=False`` keeps the stats as device tensors (no host sync)."""
-        cfg = self.cfg
-        stats = steps.train_step(
-            self.G,
-            self.D,
-            self.opt_g,
-            self.opt_d,
-            batch,
-            cfg.loss,
-            class_weights,
-            self.adv_scale(step),
-            cfg.train.amp,
-            cfg.optim.grad_clip,
-            sync=sync,
-            loss_scale=loss_scale,
-        )
+        """One training step on a ``steps.step_batch`` batch: the D step and the G step sharing a
+        single forward of G, then the EMA update. ``step`` is the number of steps before this one
+        (the adversarial warm-up); ``loss_scale``: see ``d_step``; ``sync=False`` keeps the stats
+        as device tensors (no host sync)."""
+        adv_scale = self.adv_scale(step)
+        self.G.train()
+        with autocast(batch["L"].device, self.cfg.train.amp):
+            out = self.G(batch["L"])
+        stats = {}
+        if self.cfg.loss.lambda_adv * adv_scale > 0:
+            stats.update(self.d_step(batch, fake_ab=out[1], sync=sync, loss_scale=loss_scale))
+        stats.update(self.g_step(batch, class_weights, out=out, adv_scale=adv_scale, sync=sync, loss_scale=loss_scale))
         if self.ema is not None:
             self.ema.update(self.G)
         return stats
+
+    def d_step(
+        self,
+        batch: Dict[str, torch.Tensor],
+        fake_ab: Optional[torch.Tensor] = None,
+        sync: bool = True,
+        loss_scale: float = 1.0,
+    ) -> Dict[str, float]:
+        """One discriminator update: real (L, ab) vs fake (L, G(L)). Touches only D's parameters.
+
+        ``fake_ab``: G's ab from a forward already run on this batch. ``loss_scale`` multiplies the
+        loss before backward (0: a filler step that only keeps DDP's collectives in step on a
+        worker whose data ran out)."""
+        L, ab = batch["L"], batch["ab"]
+        amp, gan_kind = self.cfg.train.amp, self.cfg.loss.gan
+        if fake_ab is None:
+            with torch.no_grad(), autocast(L.device, amp):
+                fake_ab = self.G(L)[1]
+        self.D.train()
+        with autocast(L.device, amp):
+            logits = self.D(torch.cat([L, L]), torch.cat([ab, fake_ab.detach().to(ab.dtype)]))  # (2B,1,h,w)
+            real, fake = logits.chunk(2)
+            loss_real = losses.gan_loss(real, True, gan_kind)
+            loss_fake = losses.gan_loss(fake, False, gan_kind)
+            loss = 0.5 * (loss_real + loss_fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        (loss * loss_scale).backward()
+        _clip(self.D.parameters(), self.cfg.optim.grad_clip)
+        self.opt_d.step()
+        return _floats({"d_loss": loss, "d_real": real.float().mean(), "d_fake": fake.float().mean()}, sync)
+
+    def g_step(
+        self,
+        batch: Dict[str, torch.Tensor],
+        class_weights: Optional[torch.Tensor],
+        out: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
+        adv_scale: float = 1.0,
+        sync: bool = True,
+        loss_scale: float = 1.0,
+    ) -> Dict[str, float]:
+        """One generator update: λ_adv·adv + λ_ce·rebalanced CE + λ_l1·L1. Touches only G's parameters.
+
+        ``out``: G's (logits, ab) from a forward already run on this batch (saves a second forward).
+        ``adv_scale`` multiplies λ_adv (warm-up of the adversarial term).
+        """
+        L, loss_cfg = batch["L"], self.cfg.loss
+        mask = batch["colour_mask"] if loss_cfg.mask_grey else None
+        self.G.train()
+        lambda_adv = loss_cfg.lambda_adv * adv_scale
+        with autocast(L.device, self.cfg.train.amp):
+            logits, ab = self.G(L) if out is None else out
+            ce = losses.rebalanced_ce(logits, batch["target"], class_weights, mask)
+            l1 = losses.l1(ab, batch["ab"], mask)
+            adv = self._adversarial(L, ab) if lambda_adv > 0 else torch.zeros((), device=L.device)
+            total = losses.generator_total(adv, ce, l1, lambda_adv, loss_cfg.lambda_ce, loss_cfg.lambda_l1)
+        self.opt_g.zero_grad(set_to_none=True)
+        (total * loss_scale).backward()
+        _clip(self.G.parameters(), self.cfg.optim.grad_clip)
+        self.opt_g.step()
+        return _floats({"g_loss": total, "g_adv": adv, "g_ce": ce, "g_l1": l1}, sync)
+
+    def _adversarial(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """G's adversarial loss through the unwrapped D, frozen and in eval mode for the call."""
+        d = unwrap(self.D)
+        was_training = d.training
+        d.eval().requires_grad_(False)
+        try:
+            return losses.gan_loss(d(L, ab), True, self.cfg.loss.gan, for_discriminator=False)
+        finally:
+            d.requires_grad_(True).train(was_training)
+
+
+def _clip(params, max_norm: Optional[float]) -> None:
+    if max_norm:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def _floats(d: Dict[str, torch.Tensor], sync: bool):
+    return {k: float(v.detach()) for k, v in d.items()} if sync else {k: v.detach() for k, v in d.items()}
 
 
 def compile_enabled(cfg: ExperimentConfig, device: torch.device) -> bool:

@@ -1,23 +1,17 @@
-"""One training step of the cGAN, pure torch (no Ray): a step's tensors from a batch, D step, G step.
-
-DDP-safe by design:
-- the D step runs D once on concat(real, fake) (one forward per backward, as DDP expects) with G's
-  output detached, so G's parameters get no gradient;
-- the G step back-propagates through the *unwrapped* D with its parameters frozen and in eval
-  mode: no DDP reducer is armed for D, no gradient lands on D, and spectral norm's power-iteration
-  buffers are not advanced (they change only in the D step, where DDP broadcasts them).
-"""
+"""What a training step is made of, pure torch (no Ray): a step's tensors from a batch (photos or
+prepared shards), the autocast rule of ``train.amp``, and the class weights from a prior. The
+step itself is the GAN's own (``pipeline.gan.builder.GAN.train_step``)."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models import losses, scaling, unwrap
+from models import scaling
 from pipeline.core import color
 
 
@@ -111,147 +105,6 @@ def _from_lab(L100: torch.Tensor, ab: torch.Tensor, logits_stride: int, soft_k: 
     target = color.soft_encode_sparse(small.permute(0, 2, 3, 1), k=soft_k, sigma=soft_sigma)
     coloured = ~color.is_grey_batch(ab, dim=1)  # (B,): the rule that skips grey photos
     return {"L": scaling.L_to_input(L100), "ab": ab, "target": target, "colour_mask": coloured.float()}
-
-
-def _clip(params, max_norm: Optional[float]) -> None:
-    if max_norm:
-        torch.nn.utils.clip_grad_norm_(params, max_norm)
-
-
-def _floats(d: Dict[str, torch.Tensor], sync: bool):
-    return {k: float(v.detach()) for k, v in d.items()} if sync else {k: v.detach() for k, v in d.items()}
-
-
-def d_step(
-    G: torch.nn.Module,
-    D: torch.nn.Module,
-    opt_d: torch.optim.Optimizer,
-    batch: Dict[str, torch.Tensor],
-    loss_cfg,
-    fake_ab: Optional[torch.Tensor] = None,
-    amp: str = "auto",
-    grad_clip: Optional[float] = None,
-    sync: bool = True,
-    loss_scale: float = 1.0,
-) -> Dict[str, float]:
-    """One discriminator update: real (L, ab) vs fake (L, G(L)). Touches only D's parameters.
-
-    ``loss_scale`` multiplies the loss before backward (0: a filler step that only keeps DDP's
-    collectives in step on a worker whose data ran out)."""
-    L, ab = batch["L"], batch["ab"]
-    if fake_ab is None:
-        with torch.no_grad(), autocast(L.device, amp):
-            fake_ab = G(L)[1]
-    D.train()
-    with autocast(L.device, amp):
-        logits = D(torch.cat([L, L]), torch.cat([ab, fake_ab.detach().to(ab.dtype)]))  # (2B,1,h,w)
-        real, fake = logits.chunk(2)
-        loss_real = losses.gan_loss(real, True, loss_cfg.gan)
-        loss_fake = losses.gan_loss(fake, False, loss_cfg.gan)
-        loss = 0.5 * (loss_real + loss_fake)
-    opt_d.zero_grad(set_to_none=True)
-    (loss * loss_scale).backward()
-    _clip(D.parameters(), grad_clip)
-    opt_d.step()
-    return _floats({"d_loss": loss, "d_real": real.float().mean(), "d_fake": fake.float().mean()}, sync)
-
-
-def g_step(
-    G: torch.nn.Module,
-    D: torch.nn.Module,
-    opt_g: torch.optim.Optimizer,
-    batch: Dict[str, torch.Tensor],
-    loss_cfg,
-    class_weights: Optional[torch.Tensor],
-    out: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
-    adv_scale: float = 1.0,
-    amp: str = "auto",
-    grad_clip: Optional[float] = None,
-    sync: bool = True,
-    loss_scale: float = 1.0,
-) -> Dict[str, float]:
-    """One generator update: λ_adv·adv + λ_ce·rebalanced CE + λ_l1·L1. Touches only G's parameters.
-
-    ``out``: G's (logits, ab) from a forward already run on this batch (saves a second forward).
-    ``adv_scale`` multiplies λ_adv (warm-up of the adversarial term).
-    """
-    L = batch["L"]
-    mask = batch["colour_mask"] if getattr(loss_cfg, "mask_grey", True) else None
-    G.train()
-    lambda_adv = loss_cfg.lambda_adv * adv_scale
-    with autocast(L.device, amp):
-        logits, ab = G(L) if out is None else out
-        ce = losses.rebalanced_ce(logits, batch["target"], class_weights, mask)
-        l1 = losses.l1(ab, batch["ab"], mask)
-        if lambda_adv > 0:
-            d = unwrap(D)
-            was_training = d.training
-            d.eval().requires_grad_(False)
-            try:
-                adv = losses.gan_loss(d(L, ab), True, loss_cfg.gan, for_discriminator=False)
-            finally:
-                d.requires_grad_(True).train(was_training)
-        else:
-            adv = torch.zeros((), device=L.device)
-        total = losses.generator_total(adv, ce, l1, lambda_adv, loss_cfg.lambda_ce, loss_cfg.lambda_l1)
-    opt_g.zero_grad(set_to_none=True)
-    (total * loss_scale).backward()
-    _clip(G.parameters(), grad_clip)
-    opt_g.step()
-    return _floats({"g_loss": total, "g_adv": adv, "g_ce": ce, "g_l1": l1}, sync)
-
-
-def train_step(
-    G,
-    D,
-    opt_g,
-    opt_d,
-    batch,
-    loss_cfg,
-    class_weights,
-    adv_scale: float = 1.0,
-    amp: str = "auto",
-    grad_clip: Optional[float] = None,
-    sync: bool = True,
-    loss_scale: float = 1.0,
-) -> Dict[str, float]:
-    """D step then G step on one batch, sharing a single forward of G (``loss_scale``: see d_step)."""
-    G.train()
-    with autocast(batch["L"].device, amp):
-        out = G(batch["L"])
-    stats = {}
-    if loss_cfg.lambda_adv * adv_scale > 0:
-        stats.update(
-            d_step(
-                G,
-                D,
-                opt_d,
-                batch,
-                loss_cfg,
-                fake_ab=out[1],
-                amp=amp,
-                grad_clip=grad_clip,
-                sync=sync,
-                loss_scale=loss_scale,
-            )
-        )
-    stats.update(
-        g_step(
-            G,
-            D,
-            opt_g,
-            batch,
-            loss_cfg,
-            class_weights,
-            out=out,
-            adv_scale=adv_scale,
-            amp=amp,
-            grad_clip=grad_clip,
-            sync=sync,
-            loss_scale=loss_scale,
-        )
-    )
-    return stats
 
 
 def class_weights_tensor(prior, loss_cfg, device=None) -> torch.Tensor:

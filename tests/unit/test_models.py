@@ -189,10 +189,9 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
             "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
         }
     )
-    cfg = exp.loss
     torch.manual_seed(0)
     gan = builder.build(exp, torch.device("cpu"))
-    G, D, opt_g, opt_d = gan.G, gan.D, gan.opt_g, gan.opt_d
+    G, D = gan.G, gan.D
     batch = _batch()
     w = torch.ones(Q)
 
@@ -200,14 +199,14 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
         return {k: v.clone() for k, v in m.state_dict().items()}
 
     g0, d0 = snap(G), snap(D)
-    out = steps.d_step(G, D, opt_d, batch, cfg)
+    out = gan.d_step(batch)
     assert set(out) == {"d_loss", "d_real", "d_fake"} and all(isinstance(v, float) for v in out.values())
     assert all(torch.equal(g0[k], v) for k, v in G.state_dict().items()), "D step changed G"
     assert any(not torch.equal(d0[k], v) for k, v in D.state_dict().items())
     assert all(p.grad is None for p in G.parameters())
     g1, d1 = snap(G), snap(D)
     d_grads = [p.grad.clone() for p in D.parameters()]
-    out = steps.g_step(G, D, opt_g, batch, cfg, w)
+    out = gan.g_step(batch, w)
     assert set(out) == {"g_loss", "g_adv", "g_ce", "g_l1"}
     changed = [k for k, v in D.state_dict().items() if not torch.equal(d1[k], v)]
     assert not changed, f"G step changed D (weights or buffers): {changed}"
@@ -215,7 +214,7 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
     assert not left, "G step left gradients on D"
     assert any(not torch.equal(g1[k], v) for k, v in G.state_dict().items())
     assert all(p.requires_grad for p in D.parameters()), "D must be trainable again after the G step"
-    both = steps.train_step(G, D, opt_g, opt_d, batch, cfg, w)
+    both = gan.train_step(batch, 0, w, sync=True)
     assert {"d_loss", "g_loss"} <= set(both)
 
 
