@@ -30,7 +30,8 @@ SHIPPED = {
 PROBE = """
 import json
 import pipeline, tune
-from pipeline import priors, run
+from pipeline import run
+from pipeline.data import priors
 from pipeline.config import ExperimentConfig
 from tune import space
 cfg = ExperimentConfig()
@@ -46,8 +47,8 @@ def _copy_sources(dst: Path) -> None:
     """What a wheel is built from: the top-level files and the packages pyproject.toml lists
     (symlinks kept as links, so pipeline/assets points into the copy as it does in the checkout)."""
     text = (ROOT / "pyproject.toml").read_text()
-    packages = re.search(r"^packages = \[(.*)\]$", text, re.M).group(1)
-    top = {p.strip().strip('"').split(".")[0] for p in packages.split(",")}
+    packages = re.search(r"^packages = \[(.*?)\]$", text, re.M | re.S).group(1)
+    top = {p.strip().strip('"').split(".")[0] for p in packages.split(",") if p.strip()}
     dst.mkdir()
     for f in ROOT.iterdir():
         if f.is_file() and not f.is_symlink():

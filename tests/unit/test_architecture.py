@@ -100,7 +100,7 @@ def import_graph(root: Path, packages=PACKAGES) -> Tuple[Dict[str, Set[str]], Di
         tree = ast.parse(f.read_text(), str(f))
         raw[mod] = list(imported_names(tree, mod, f.name == "__init__.py"))
         for name, _ in raw[mod]:
-            # `from pipeline import color` is the module pipeline.core.color; `from pipeline.config import X`
+            # `from pipeline.core import color` is the module pipeline.core.color; `from pipeline.config import X`
             # is pipeline.config; the longest dotted prefix that is one of our modules is the target.
             target = _our_module(name, mod, files)
             if target is not None and target != mod:
