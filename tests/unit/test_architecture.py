@@ -6,6 +6,7 @@ nothing from pipeline/; ``ray`` is imported only by the Ray glue modules."""
 from __future__ import annotations
 
 import ast
+import re
 from itertools import pairwise
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Set, Tuple
@@ -345,3 +346,36 @@ def test_the_layer_check_finds_planted_upward_sideways_and_unplaced_modules(tmp_
         "pipeline.stray: in no layer (place its unit in LAYERS)",
         "pipeline.train.trainer -> pipeline.apply.infer: pipeline.apply is a peer in the same layer of pipeline.train",
     ]
+
+
+def documented_modules(text: str) -> Set[str]:
+    """Files named in the module map of docs/architecture.md: under a folder line (``pipeline/gan/``),
+    the leading ``name.py`` words of each entry line (indented by two)."""
+    found, folder = set(), None
+    for line in text.splitlines():
+        if re.match(r"^(pipeline|models|tune)/", line):
+            folder = line.split()[0]
+        elif folder and re.match(r"^  \S", line):
+            for word in line.split():
+                if not word.endswith((".py", ".yaml")):
+                    break
+                found.add(folder + word)
+    return found
+
+
+def test_the_map_reader_sees_entries_not_descriptions():
+    text = "pipeline/gan/      the model\n  a.py  b.py   one (see c.py)\n    d.py  continued\nmodels/\n  e.py  x\n"
+    assert documented_modules(text) == {"pipeline/gan/a.py", "pipeline/gan/b.py", "models/e.py"}
+
+
+def test_the_architecture_map_names_every_module():
+    """docs/architecture.md is the current map: a module added, moved or renamed is added there too."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    modules = {
+        str(f.relative_to(ROOT))
+        for pkg in ("pipeline", "models", "tune")
+        for f in (ROOT / pkg).rglob("*.py")
+        if f.name != "__init__.py" and f.parent.name not in ("assets", "configs")
+    }
+    missing = sorted(modules - documented_modules(text))
+    assert not missing, "modules missing from docs/architecture.md's map:\n  " + "\n  ".join(missing)
