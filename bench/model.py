@@ -5,7 +5,7 @@ training step in fp32 and bf16, eager and compiled (``train.compile=on``). Model
 
     python bench/model.py [--preset full] [--sizes 128,256] [--batch 32] [--compile both] [--json F]
 
-MFU = achieved FLOP/s / peak (792 TFLOP/s: H200 dense bf16, as measured for DESIGN.md).
+MFU = achieved FLOP/s / peak (792 TFLOP/s: H200 dense bf16, as measured on one).
 """
 
 import argparse

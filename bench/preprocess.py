@@ -6,7 +6,7 @@
 - priors path (ours): decode + resize + bin per pixel (per-colour table) + histogram;
 - Lab path (ours): decode + resize + Lab (float32 L, ab) + bins, what training/prepare need;
 - naive: decode + skimage.color.rgb2lab + nearest-centre search over the Q bins.
-Target (issue 2): the whole preprocessing within 2x decode alone.
+Target: the whole preprocessing within 2x decode alone.
 """
 
 import argparse

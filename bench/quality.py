@@ -1,4 +1,4 @@
-"""Colorization quality at equal GPU budget, protocol v2 (issue 18): ours vs its unit-weights
+"""Colorization quality at equal GPU budget, protocol v2: ours vs its unit-weights
 ablation, pix2pix and all-grey, one command.
 
 Every trained model gets the same wall-clock training budget (``--budget``, default 120 s) on the
@@ -17,18 +17,17 @@ after resizing the short side to 128: the targets, in distribution) and on ``spl
 ours' EMA generator as a colorize checkpoint (fp16, weights_only) with a model card
 (``bench/ship_model.py``).
 
-The GPU run (one call, about 8 minutes: 3 models x 120 s, loading and scoring; carries about
-59 MiB: the working tree and the portable copy, no Ray):
+On a GPU machine (about 8 minutes: 3 models x 120 s, loading and scoring; no Ray needed), with
+the portable copy of the data (50.3 MiB) made once where the shared data is:
 
-    python bench/quality_data.py --out .quality_data                  # here, once (50.3 MiB)
-    # on the GPU machine, carry [".quality_data"]:
+    python bench/quality_data.py --out .quality_data
     python bench/quality.py --data .quality_data --reference .quality_data/reference \
-        --out $OUT/quality --ship $OUT/default-model
+        --out out/quality --ship out/default-model
 
     python bench/quality.py --budget 2 --limit 8 --batch 4 --preset tiny --ngf 8   # CPU smoke run
 
-Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the tables and the issue-18
-targets, met / not met); at the end OUT/grid.png (grey | pix2pix | ours-unit | ours | truth, a few
+Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the tables and the
+protocol's targets, met / not met); at the end OUT/grid.png (grey | pix2pix | ours-unit | ours | truth, a few
 large-test images).
 """
 
@@ -416,7 +415,7 @@ def source_table(results: Dict[str, Dict]) -> str:
 
 
 def targets(results: Dict[str, Dict]) -> List[Dict]:
-    """Issue 18's targets for ours, each {"target", "value", "met"} (met: None when a model it is
+    """The protocol's targets for ours, each {"target", "value", "met"} (met: None when a model it is
     measured against was not in the run)."""
     out: List[Dict] = []
 
@@ -466,7 +465,7 @@ def report(meta: Dict, results: Dict) -> str:
         f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, train "
         f"{meta['images'].get('train')} photos; ours: {meta['config']} {json.dumps(meta['overrides'])}; "
         f"T rule: {rule} ({meta['temperature_rule'][rule]})\n",
-        "\n## Targets (issue 18)\n\n",
+        "\n## Targets\n\n",
         targets_table(targets(results)),
         "\n## splits/test.txt by source\n\n",
         source_table(results),

@@ -1,4 +1,4 @@
-"""Protocol v2's images (issue 18): train on ``large-train``, tune on ``large-val``, score on
+"""Protocol v2's images: train on ``large-train``, tune on ``large-val``, score on
 ``large-test`` (in distribution) and on ``test.txt`` (Kodak24 + McMaster, out of distribution).
 
 =========  ===============  ==============================================================
@@ -10,14 +10,14 @@ test       large-test       128x128 centre crop after resizing the short side to
 ood        test             256x256 centre crop after resizing the short side to 256
 =========  ===============  ==============================================================
 
-``write_portable_copy`` writes them into one folder small enough to travel to a lent GPU machine
-(at most 64 MiB carried in all, the working tree included): train re-encoded at short side
+``write_portable_copy`` writes them into one folder small enough to copy to a GPU machine
+(about 50 MiB): train re-encoded at short side
 ``TRAIN_SHORT`` as JPEG q``TRAIN_QUALITY`` (a transport copy), val and test as the source files' own bytes (the
 scale photos are already small JPEGs; the crop is made on load, by the same code either way), ood
 as lossless PNG of its 256x256 crops (the scored truth). ``load`` reads either that folder or the
 shared data directly. Resize and crop are ``pipeline.core.geometry``'s (``common.square_crop``).
 
-    python bench/quality_data.py --out .quality_data      # prints each split's size; then carry it
+    python bench/quality_data.py --out .quality_data      # prints each split's size
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ SPLITS = {"train": "large-train", "val": "large-val", "test": "large-test", "ood
 SQUARE = {"val": 128, "test": 128, "ood": 256}  # centre-crop size of each scored split
 # Training photos' short side and transport JPEG quality. Measured on this data (10,093 photos):
 # short side 144 at q85 packs to 77 MiB, 128 at q85 to 63 MiB, 128 at q70 to 42 MiB, 128 at q65
-# (optimised Huffman tables) to 38 MiB: the last is what leaves room for the working tree (~9 MiB)
-# and the scored splits (~12 MiB) in the 64 MiB a GPU run carries.
+# (optimised Huffman tables) to 38 MiB: the last keeps the whole copy, with the scored splits
+# (~12 MiB), near 50 MiB.
 TRAIN_SHORT = 128
 TRAIN_QUALITY = 65
 # Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).

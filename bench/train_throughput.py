@@ -99,7 +99,7 @@ def fed(cfg, paths):
 def photo_paths(n: int, size: int):
     """The benchmark photos' first ``n`` (shared data), else ``n`` synthetic JPEGs (smooth colour
     fields plus noise, ~2x the working size, so decode and resize still cost) in a temporary folder:
-    the GPU machine carries no photo set."""
+    a GPU machine may hold no photo set."""
     if common.SHARED_DATA.joinpath("splits", "train.txt").exists():
         return [str(p) for p in common.split_paths("train", n)]
     import numpy as np

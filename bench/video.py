@@ -12,7 +12,7 @@ their own colour is the truth (the model sees only L). Per clip and mode, over t
 - frames/s of the whole ``colorize video`` path (decode, model, temporal, join, encode), the time
   spent on the measures above subtracted.
 
-Targets (issue 19): warping error >= 40% lower than per-frame, PSNR within 0.3 dB, CF gap within 2,
+Targets: warping error >= 40% lower than per-frame, PSNR within 0.3 dB, CF gap within 2,
 flow frames/s >= 70% of per-frame.
 
     python bench/video.py [--model REF] [--size 256] [--frames 90] [--noise]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-# Token auth would make a second client fail against a head started with it (see DESIGN.md).
+# Token auth would make a second client fail against a head started with it.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 # Tests start their own Ray; never attach to a cluster someone left running on this host.
 os.environ["RAY_ADDRESS"] = "local"

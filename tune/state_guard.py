@@ -1,7 +1,7 @@
 """Tune's saved state is code: ``Tuner.restore`` unpickles ``tuner.pkl`` (and the experiment state's
 cloudpickle fallbacks, the searcher and callback states) from the sweep folder under
 ``train.storage_path``, which may be a shared bucket. Whoever can write there would run code on the
-driver. This module is the defence (issue 15 item 4).
+driver. This module is the defence.
 
 Trust boundary: the driver's machine and the sweep's local ``--out`` folder are trusted; the storage
 path is not. While a sweep runs, :class:`StateRecorder` (a Tune callback, in the driver) records the

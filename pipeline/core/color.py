@@ -5,7 +5,7 @@ Pure numpy/torch, no I/O beyond the explicit Zhang-import helper, no Ray. Every 
 takes ab data accepts a numpy array or a torch tensor and answers in kind, so the same maths runs in
 Ray Data workers (numpy) and inside the training loop on the GPU (torch).
 
-Conventions (see DESIGN.md):
+Conventions:
 - Lab matches ``skimage.color.rgb2lab`` (sRGB, D65, 2-degree observer).
 - Storage (prepared shards): L as uint8 ``round(L * 255/100)`` (``L_to_u8``/``u8_to_L``), ab as
   int8 ``round(ab)`` (``ab_to_i8``/``i8_to_ab``). The networks' own scalings (L -> [-1, 1],

@@ -1,7 +1,7 @@
 """Temporal consistency for video (``colorize video --temporal flow``). Pure numpy + OpenCV, no Ray.
 
 Per-frame colorization flickers: every frame's ab is guessed alone, so a wall can turn blue then
-brown from one frame to the next. The choice made here (the issue's design, measured in
+brown from one frame to the next. The choice made here (measured in
 ``bench/video.py``):
 
 1. the model predicts each frame's ab as for a photo, at the working size;

@@ -1,4 +1,4 @@
-"""A non-editable install carries the files the commands read from the package (issue 15 item 15):
+"""A non-editable install carries the files the commands read from the package:
 the wheel built from this checkout, installed into a clean folder outside it and run from a folder
 outside it, loads the default prior as `colorize train` / `colorize tune` resolve it (``loss.prior``),
 runs `colorize eval` without ``--reference`` (the default prior again), and loads the default Tune

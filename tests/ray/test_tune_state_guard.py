@@ -1,5 +1,5 @@
 """Tune's saved state is unpickled by ``Tuner.restore``: a sweep restores only a state whose every
-file its own driver recorded (``tune.state_guard``, issue 15 item 4). A real tiny Tune run writes
+file its own driver recorded (``tune.state_guard``). A real tiny Tune run writes
 the state and the record; tampering with any file Tune restores from (or adding one) is refused
 by ``colorize tune`` in one line with exit 2 before Ray starts, ``--trust-storage`` lets it through,
 and an untouched state passes the check and really restores."""

@@ -1,5 +1,5 @@
 """Listing a local folder (``storage.list_inputs``): each real file once, odd entries skipped and
-counted by reason, never fatal (issue 15 items 5-7)."""
+counted by reason, never fatal."""
 
 import json
 import os

@@ -14,7 +14,7 @@ def _by_input(targets):
 
 
 def test_inputs_are_normalised_before_names_are_made():
-    # The case: a list line /x/data/../victim/keep.jpg used to be named ../victim/keep.jpg
+    # The case that once escaped: a list line /x/data/../victim/keep.jpg used to be named ../victim/keep.jpg
     got = _by_input(plan(["/x/data/a.png", "/x/data/../victim/keep.jpg"], "/out"))
     assert got == {"/x/data/a.png": ("/out/data/a.png", ""), "/x/data/../victim/keep.jpg": ("/out/victim/keep.jpg", "")}
 

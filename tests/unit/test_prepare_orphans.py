@@ -1,5 +1,5 @@
 """A completed ``colorize prepare`` removes the folders that killed runs left under its output
-(issue 15 item 14): only folders named as prepare names its runs, started before the run whose
+: only folders named as prepare names its runs, started before the run whose
 manifest was just written; that run, later (still running) runs and anything else stay."""
 
 from __future__ import annotations

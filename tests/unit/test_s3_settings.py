@@ -1,5 +1,5 @@
 """One S3Settings, built at the entry point from the config, reaches every consumer with its region
-(issue 15 item 13: training and Tune dropped ``data.s3_region``)."""
+(training and Tune once dropped ``data.s3_region``)."""
 
 import inspect
 
