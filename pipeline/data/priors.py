@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import ray
 
-from pipeline import cli_args
+from pipeline import assets, cli_args
 from pipeline.config import check_range
 from pipeline.core import color, outputs, pictures, transforms
 from pipeline.data import storage
@@ -254,6 +254,43 @@ def load_prior(uri: str, s3: Optional[storage.S3Settings]) -> np.ndarray:
     if not np.isfinite(p).all() or (p < 0).any() or abs(p.sum() - 1) > 1e-6:
         raise ValueError(f"{uri} is not a probability vector (sum {p.sum():.6g})")
     return p.astype(np.float64)
+
+
+# The project root: a checkout's top (pipeline/data/priors.py is three levels down), or the
+# site-packages folder of an installed copy. Relative ``loss.prior`` paths mean this root.
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def resolve_prior_path(path: str) -> str:
+    """Where ``loss.prior`` points: s3:// and absolute paths as given, a file in the working dir,
+    else the project root; the project's default name, installed rather than checked out, is the
+    packaged copy."""
+    if storage.is_s3(path) or os.path.isabs(path) or os.path.exists(path):
+        return path
+    rooted = os.path.join(PROJECT_ROOT, path)
+    if path == assets.PRIOR_NAME and not os.path.exists(rooted):  # installed, not a checkout: the packaged copy
+        return assets.default_prior_path()
+    return rooted
+
+
+def training_prior(cfg, s3: Optional[storage.S3Settings], out_dir: str, recompute: bool):
+    """The prior a training run uses -> (prior, its path, the files to log beside it as
+    [(path, "prior")]): ``loss.prior`` resolved, or with ``recompute`` computed on ``data.train``
+    and written to ``out_dir``. The sidecar is logged only when its digest says it describes this
+    prior (a local one: an s3:// sidecar stays where it is)."""
+    prior_path = resolve_prior_path(cfg.loss.prior)
+    if recompute:
+        result = compute_prior(cfg.data.train, size=cfg.data.resize, limit=cfg.data.limit, s3=s3)
+        prior_path = os.path.join(out_dir, "prior_probs.npy")
+        meta = provenance(result, cfg.data.train, cfg.data.resize, True, cfg.data.limit)
+        write_prior(result, prior_path, meta, s3)
+        print(summary(result, [prior_path]))
+    prior = load_prior(prior_path, s3)
+    artifacts = [(prior_path, "prior")]
+    sidecar = storage.sidecar(prior_path, ".json")
+    if not storage.is_s3(sidecar) and read_provenance(prior_path, s3) is not None:
+        artifacts.append((sidecar, "prior"))
+    return prior, prior_path, artifacts
 
 
 def summary(result: PriorResult, written: List[str], top: int = 5) -> str:

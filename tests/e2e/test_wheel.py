@@ -26,16 +26,15 @@ SHIPPED = {
 }
 
 # What `colorize train` (pipeline/run.py) and `colorize tune` (tune/sweep.py) do to get the prior
-# and the space before Ray starts: resolve_prior_path(loss.prior) + load_prior, load_space(None, ...).
+# and the space before Ray starts: priors.resolve_prior_path(loss.prior) + load_prior, load_space(None, ...).
 PROBE = """
 import json
 import pipeline, tune
-from pipeline import run
 from pipeline.data import priors
 from pipeline.config import ExperimentConfig
 from tune import space
 cfg = ExperimentConfig()
-path = run.resolve_prior_path(cfg.loss.prior)
+path = priors.resolve_prior_path(cfg.loss.prior)
 prior = priors.load_prior(path, None)
 spec = space.load_space(None, cfg)
 print("PROBE " + json.dumps({"pipeline": pipeline.__file__, "tune": tune.__file__, "prior_path": path,
