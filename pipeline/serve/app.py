@@ -4,7 +4,7 @@ Two deployments:
 
 - ``Colorizer`` holds the generator (``model_ref.resolve_generator``; one GPU per replica when the
   cluster has GPUs) and runs the model half only: network inputs at the working size -> ab.
-  ``@serve.batch`` gathers concurrent requests into one call; ``online.colorize_batch`` runs one
+  ``@serve.batch`` gathers concurrent requests into one call; ``handling.colorize_batch`` runs one
   forward per working shape (and temperature) in it. Its ``max_ongoing_requests`` and
   ``max_queued_requests`` bound the work in flight: past them a call fails with BackPressureError.
 - ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body, decodes and makes the

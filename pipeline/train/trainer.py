@@ -105,7 +105,7 @@ def even_batches(
 ) -> Iterator[Tuple[Dict[str, Any], float]]:
     """This worker's batches as (batch, loss_scale), in step with every other worker's.
 
-    Ray Data splits rows without dropping any (``data.exact_split_data_config``), so workers may
+    Ray Data splits rows without dropping any (``sources.exact_split_data_config``), so workers may
     run out at different steps. Before each step all workers agree how many still have a batch
     (``live_workers``: every worker calls it once a step with whether it has one). While any has
     one, a worker that ran out repeats its last batch (or ``filler()``) with loss scale 0: its step
