@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
 from pipeline import cli
+from pipeline.config import ExperimentConfig
+from pipeline.data import storage
 from tune import state_guard
 from tune import sweep as sweep_mod
 
@@ -89,8 +92,12 @@ def test_a_tampered_state_is_refused_unless_trusted(saved_sweep, tmp_path, capsy
     assert tune_cli(root) == 2  # refused before Ray starts or an MLflow run opens
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refusing to restore" in err[0] and "--trust-storage" in err[0]
-    where = sweep_mod.sweep_storage(str(root / "runs"), "sw", None)
-    assert sweep_mod._may_resume(where, str(root / "runs"), None, record, trust=True) is True
+    base = ExperimentConfig().replace({"train.storage_path": str(root / "runs")})
+    s3 = storage.S3Settings()
+    where = sweep_mod.sweep_storage(str(root / "runs"), "sw", s3)
+    sw = sweep_mod.Sweep("sw", str(root / "out"), base, {}, where, "", s3, np.ones(1))
+    assert sw.record == record
+    assert sweep_mod._may_resume(sw, trust=True) is True
 
 
 def test_no_record_is_refused(saved_sweep, tmp_path, capsys):
