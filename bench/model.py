@@ -4,6 +4,10 @@ training step in fp32 and bf16, eager and compiled (``train.compile=on``). Model
 (``pipeline.gan.builder``): channels_last on CUDA, as in training.
 
     python bench/model.py [--preset full] [--sizes 128,256] [--batch 32] [--compile both] [--json F]
+    python bench/model.py --config pipeline/configs/shipped-model.yaml --sizes 64,128 --cpu-batch 32 --compile off
+
+On CPU it times, side by side in one run, fp32 (``train.amp=off``), bf16 autocast, and with
+``--config`` that config's model and ``train.amp`` (e.g. the shipped model's recipe).
 
 MFU = achieved FLOP/s / peak (792 TFLOP/s: H200 dense bf16, as measured on one).
 """
@@ -20,6 +24,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from models import unwrap  # noqa: E402
+from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 from pipeline.gan import builder, steps  # noqa: E402
 
@@ -66,10 +71,14 @@ def main():
     ap.add_argument("--cpu-batch", type=int, default=2, help="0: skip the CPU step time")
     ap.add_argument("--iters", type=int, default=10, help="timed GPU steps per variant")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    ap.add_argument("--config", default=None, help="YAML config: its model and train.amp as a third CPU variant")
     args = ap.parse_args()
+    model = {"preset": args.preset}
+    if args.config:
+        model = {"preset": config_mod.load(args.config, []).model.preset}
     cfg = ExperimentConfig.from_dict(
         {
-            "model": {"preset": args.preset},
+            "model": model,
             "loss": {"lambda_adv": 0.01, "lambda_l1": 0.0},
             "train": {"amp": "off", "compile": "off"},
         }
@@ -84,22 +93,13 @@ def main():
         fg = flops(lambda G=G, b1=b1: G(b1["L"]))
         fd = flops(lambda D=D, b1=b1: D(b1["L"], b1["ab"]))
         fstep = flops(step_fn(gan, b1))
-        print(f"preset {args.preset}, {size}x{size}")
+        print(f"preset {cfg.model.preset}, {size}x{size}")
         print(f"  G: {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M params, {fg / 1e9:.1f} GFLOP/img forward")
         print(f"  D: {sum(p.numel() for p in D.parameters()) / 1e6:.2f} M params, {fd / 1e9:.1f} GFLOP/img forward")
         print(f"  training step (D + G, fwd + bwd, EMA update): {fstep / 1e9:.1f} GFLOP/img")
-        base = {"preset": args.preset, "size": size, "gflop_per_img_step": fstep / 1e9}
+        base = {"preset": cfg.model.preset, "size": size, "gflop_per_img_step": fstep / 1e9}
         if args.cpu_batch > 0:
-            rgbc = torch.randint(0, 256, (args.cpu_batch, size, size, 3), dtype=torch.uint8)
-            bc = steps.batch_from_rgb(rgbc, G.logits_stride)
-            t = time_it(step_fn(build(cfg, cpu), bc), cpu, 2)
-            print(
-                f"  CPU ({torch.get_num_threads()} threads) step, batch {args.cpu_batch}: {t:.2f} s "
-                f"({args.cpu_batch / t:.2f} img/s)"
-            )
-            rows.append(
-                {**base, "device": "cpu", "variant": "fp32", "batch": args.cpu_batch, "img_s": args.cpu_batch / t}
-            )
+            rows += cpu_variants(cfg, size, args, base)
         if not torch.cuda.is_available():
             print("  no GPU: skipping GPU throughput and MFU")
             continue
@@ -107,6 +107,35 @@ def main():
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+def cpu_variants(cfg, size, args, base):
+    """img/s of the product's step on this CPU, side by side: fp32, bf16 autocast, and the
+    ``--config`` recipe (its model section and ``train.amp``)."""
+    cpu = torch.device("cpu")
+    variants = [("fp32", cfg), ("bf16", cfg.replace({"train.amp": "bf16"}))]
+    if args.config:
+        recipe = config_mod.load(args.config, [])
+        amp = "bf16" if steps.uses_bf16(cpu, recipe.train.amp) else "fp32"
+        variants.append(
+            (
+                f"{args.config} ({amp}, norm {recipe.model.norm})",
+                cfg.replace({"model.norm": recipe.model.norm, "train.amp": recipe.train.amp}),
+            )
+        )
+    rgbc = torch.randint(0, 256, (args.cpu_batch, size, size, 3), dtype=torch.uint8)
+    rows, first = [], None
+    for name, c in variants:
+        gan = build(c, cpu)
+        t = time_it(step_fn(gan, steps.batch_from_rgb(rgbc, gan.G.logits_stride)), cpu, 3)
+        ips = args.cpu_batch / t
+        first = first or ips
+        print(
+            f"  CPU {name} ({torch.get_num_threads()} threads), batch {args.cpu_batch}: {t:.2f} s/step, "
+            f"{ips:.1f} img/s ({ips / first:.2f}x fp32)"
+        )
+        rows.append({**base, "device": "cpu", "variant": name, "batch": args.cpu_batch, "img_s": ips})
+    return rows
 
 
 def gpu_variants(cfg, size, fstep, args):

@@ -16,7 +16,6 @@ the protocol's figures); this script trains for its own budget:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -32,17 +31,6 @@ from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 from pipeline.gan import builder, checkpoint, steps  # noqa: E402
 
-MAX_BYTES = 45 * 10**6  # what the issue allows the committed weights
-
-
-def fp16_state(G: torch.nn.Module) -> Dict[str, torch.Tensor]:
-    """G's state dict on the CPU, floating tensors in fp16 except the colour bins (kept exact)."""
-    out = {}
-    for k, v in G.state_dict().items():
-        v = v.detach().cpu()
-        out[k] = v.half() if v.is_floating_point() and k != "bins" else v.clone()
-    return out
-
 
 def save(
     out: Path,
@@ -53,19 +41,11 @@ def save(
     figures: Optional[Dict] = None,
     device: str = "",
 ) -> Dict:
-    """A generator checkpoint of ``G`` (give it ``GAN.generator()``, the EMA) in fp16 plus a model
-    card; -> {"path", "bytes"}. Refuses (SystemExit) weights over ``MAX_BYTES``."""
-    out.mkdir(parents=True, exist_ok=True)
-    state = {checkpoint.GENERATOR_KEY: fp16_state(G), "step": int(steps), "epoch": 0}
-    torch.save(state, out / checkpoint.STATE)
-    size = (out / checkpoint.STATE).stat().st_size
-    if size > MAX_BYTES:
-        raise SystemExit(f"{out / checkpoint.STATE}: {size} bytes, over the {MAX_BYTES} allowed")
-    (out / checkpoint.CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2))
-    meta = {"step": int(steps), "epoch": 0, "kind": "generator", "dtype": "float16", "train": train}
-    (out / checkpoint.META).write_text(json.dumps(meta, indent=2))
+    """``G`` (give it ``GAN.generator()``, the EMA) as colorize ships a model
+    (``checkpoint.save_shipped``: fp16, size cap, read back) plus this protocol's model card."""
+    meta = {"step": int(steps), "train": train}
+    size = checkpoint.save_shipped(str(out), G, cfg.to_dict(), meta)
     (out / "MODEL_CARD.md").write_text(card(cfg, steps, train, figures or {}, size, device))
-    checkpoint.load_generator(str(out))  # it reads back as a colorize checkpoint (weights_only)
     print(f"shipped {out}: {size / 1e6:.1f} MB, {steps} steps", flush=True)
     return {"path": str(out), "bytes": size}
 

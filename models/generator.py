@@ -111,6 +111,10 @@ class Generator(nn.Module):
     the outputs cropped back.
     """
 
+    # The short side of the photos it was trained at: the working size inference uses when none
+    # is asked for (set from the checkpoint's data.resize by the loader; None: not known).
+    working_size: Optional[int] = None
+
     def __init__(self, bins: Sequence[Sequence[float]], config: GeneratorConfig = GeneratorConfig()):
         super().__init__()
         config.check()

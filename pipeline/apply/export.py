@@ -1,5 +1,7 @@
 """``colorize export``: the generator as ONNX (L (B,1,H,W) in [-1,1] -> ab (B,2,H,W); dynamic batch,
-height and width), checked by onnxruntime against torch on a sample of another size."""
+height and width), checked by onnxruntime against torch on a sample of another size; or, with
+``--ship DIR``, in the form a model ships inside the package (fp16 weights, config, meta, a model
+card to complete): what ``pipeline/assets/model`` holds."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import torch
 from models.generator import ABPredictor
 from pipeline import cli_args
 from pipeline.core import outputs
-from pipeline.gan import model_ref
+from pipeline.data import storage
+from pipeline.gan import checkpoint, model_ref
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,9 @@ log = logging.getLogger(__name__)
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize export`` arguments."""
     cli_args.add_model_args(p)
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--onnx", help="output .onnx file")
+    out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
 
 
 def check_output(path: str) -> None:
@@ -77,7 +82,41 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
     return err
 
 
+def ship(ref: str, directory: str, tracking_uri: Optional[str] = None) -> int:
+    """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
+    with a MODEL_CARD.md that says where it came from; -> bytes of the weights."""
+    if os.path.exists(os.path.join(directory, checkpoint.STATE)):
+        raise ValueError(f"--ship {directory}: a model is already there (remove it first)")
+    G, info = model_ref.resolve_generator(ref, tracking_uri)
+    meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
+    size = checkpoint.save_shipped(directory, G, info["config"], meta)
+    card = os.path.join(directory, "MODEL_CARD.md")
+    if not os.path.exists(card):
+        with open(card, "w") as f:
+            f.write(model_card(info, size))
+    return size
+
+
+def model_card(info: dict, size: int) -> str:
+    """The facts a model card starts from; data, figures and failure modes are added by hand."""
+    cfg = info["config"]
+    return (
+        "# colorize model\n\n"
+        f"- Weights: `state.pt`, fp16, {size / 1e6:.1f} MB, the generator the run served (its EMA when kept); "
+        "loads with `weights_only=True`.\n"
+        f"- Source: {storage.redact(str(info['ref']))}, step {info.get('step')}.\n"
+        f"- Model: preset `{cfg['model']['preset']}`, norm `{cfg['model']['norm']}`, "
+        f"default temperature {cfg['model']['temperature']}; trained at short side {cfg['data']['resize']} "
+        f"(crops of {cfg['data']['crop']}), the working size `colorize infer` uses by default.\n"
+        "- Config: `config.json` beside the weights.\n"
+    )
+
+
 def run(args) -> int:
+    if args.ship:
+        size = ship(args.model, args.ship, args.tracking_uri)
+        print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
+        return 0
     check_output(args.onnx)  # before the model loads and the export runs, not after
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
     export_onnx(G, args.onnx, args.temperature)

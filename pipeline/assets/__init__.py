@@ -5,6 +5,7 @@ on PYTHONPATH, not installed) and from an installed wheel.
 - The default colour prior: ``prior_probs.npy`` (+ its ``.json`` provenance). Here they are
   symlinks to the top-level files that ``colorize priors --out prior_probs.npy`` regenerates;
   building a wheel copies the bytes they point to.
+- The shipped generator (``shipped_model_dir``): the model ``--model`` defaults to.
 - Any package's data file as a real path (``packaged_path``): ``tune`` uses it for its default
   search space, ``tune/space.yaml``.
 """
@@ -20,6 +21,7 @@ from importlib import resources
 import numpy as np
 
 PRIOR_NAME = "prior_probs.npy"  # = the default of loss.prior
+MODEL_DIR = "model"  # the shipped generator: state.pt (fp16, weights only), config.json, meta.json, MODEL_CARD.md
 
 _extracted = contextlib.ExitStack()  # files extracted from a zipped install, removed at exit
 atexit.register(_extracted.close)
@@ -39,6 +41,17 @@ def packaged_path(package: str, name: str) -> str:
 def default_prior_path() -> str:
     """The project's colour prior as shipped with the code (the top-level ``prior_probs.npy``)."""
     return packaged_path(__name__, PRIOR_NAME)
+
+
+def shipped_model_dir() -> str:
+    """The folder of the generator that ships with colorize (``pipeline/assets/model``), as a local
+    path (extracted from a zipped install when needed)."""
+    ref = resources.files(__name__) / MODEL_DIR
+    if not (ref / "state.pt").is_file():
+        raise FileNotFoundError("the shipped model is missing from this installation (pipeline/assets/model/state.pt)")
+    if isinstance(ref, pathlib.Path):
+        return str(ref)
+    return str(_extracted.enter_context(resources.as_file(ref)))
 
 
 def default_prior() -> np.ndarray:

@@ -72,6 +72,41 @@ def save_generator(directory: str, G, step: int, epoch: int, config: Dict[str, A
     _write(directory, state, config, {"step": int(step), "epoch": int(epoch), "kind": "generator"})
 
 
+SHIP_MAX_BYTES = 25 * 10**6  # a shipped generator travels inside the package: keep the wheel small
+
+
+def half_state(G) -> Dict[str, torch.Tensor]:
+    """``G``'s state dict on the CPU with floating tensors in fp16, except the colour bins (exact)."""
+    out = {}
+    for k, v in unwrap(G).state_dict().items():
+        v = v.detach().cpu()
+        out[k] = v.half() if v.is_floating_point() and k != "bins" else v.clone()
+    return out
+
+
+def save_shipped(
+    directory: str, G, config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None, max_bytes: int = SHIP_MAX_BYTES
+) -> int:
+    """The form a model ships in: a generator checkpoint of ``G`` (give it ``GAN.generator()``, the
+    EMA) with fp16 weights, loadable with ``weights_only=True`` like any checkpoint. Refuses
+    (ValueError, nothing left behind) a state over ``max_bytes``; reads it back before returning its size."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, STATE)
+    torch.save({GENERATOR_KEY: half_state(G), "step": int((meta or {}).get("step", 0)), "epoch": 0}, path)
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        os.remove(path)
+        raise ValueError(
+            f"{path}: {size / 1e6:.1f} MB of weights, over the {max_bytes / 1e6:.0f} MB a shipped model may have"
+        )
+    with open(os.path.join(directory, CONFIG), "w") as f:
+        json.dump(config, f, indent=2)
+    with open(os.path.join(directory, META), "w") as f:
+        json.dump({"epoch": 0, **(meta or {}), "kind": "generator", "dtype": "float16"}, f, indent=2)
+    load_generator(directory)  # it reads back as a colorize checkpoint, tensors only
+    return size
+
+
 def load_state(directory: str, map_location="cpu") -> Dict[str, Any]:
     """``state.pt`` as a dict, read tensors-only; NotACheckpoint for anything else."""
     path = os.path.join(directory, STATE)
@@ -146,11 +181,38 @@ def served_weights(state: Dict[str, Any]) -> Dict[str, Any]:
     return state[EMA_KEY]["weights"] if EMA_KEY in state else state[GENERATOR_KEY]
 
 
+def init_weights(state: Dict[str, Any]) -> Dict[str, Any]:
+    """The weights a run starts from (``train.init_from``) out of a loaded ``state.pt`` of either
+    kind: "generator" (G's raw weights in a training checkpoint, else the served ones), "ema" (the
+    served weights) and, when saved, "discriminator". Optimisers are not carried: fresh ones."""
+    init = {GENERATOR_KEY: state[GENERATOR_KEY], EMA_KEY: served_weights(state)}
+    if isinstance(state.get("discriminator"), dict):
+        init["discriminator"] = state["discriminator"]
+    return init
+
+
+def apply_init(gan: GAN, init: Dict[str, Any]) -> bool:
+    """Load ``init_weights`` into a freshly built ``gan`` (same model config). G and its EMA always;
+    D when the checkpoint has one that fits this run's D (else D starts fresh). Returns whether D
+    was loaded. Weights may be stored in fp16 (the shipped model): they are cast to the model's."""
+    unwrap(gan.G).load_state_dict(init[GENERATOR_KEY])
+    if gan.ema is not None:
+        gan.ema.module.load_state_dict(init[EMA_KEY])
+    D = unwrap(gan.D)
+    saved = init.get("discriminator")
+    ours = D.state_dict()
+    if saved is None or saved.keys() != ours.keys() or any(saved[k].shape != ours[k].shape for k in ours):
+        return False
+    D.load_state_dict(saved)
+    return True
+
+
 def generator_from_state(generator_state: Dict[str, Any], config: Dict[str, Any]) -> Generator:
     """A generator in eval mode from its state dict (with its own ``bins``) and the run's config dict."""
     cfg = ExperimentConfig.from_dict(config)
     G = build_generator(cfg.model, bins=generator_state["bins"].cpu().numpy())
     G.load_state_dict(generator_state)
+    G.working_size = cfg.data.resize  # the scale it was trained at: inference's default working size
     return G.eval()
 
 

@@ -21,6 +21,9 @@ class ModelNotFound(ValueError):
     """The model reference does not lead to a checkpoint; the message says what was tried."""
 
 
+SHIPPED = "shipped"  # the model that ships inside the package (pipeline/assets/model): every --model's default
+
+
 def is_mlflow_ref(ref: str) -> bool:
     return ref.startswith(("runs:/", "models:/"))
 
@@ -77,6 +80,13 @@ def _check_sqlite_store(uri: str) -> None:
 def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
     """A local folder with ``state.pt`` + ``config.json`` for ``ref`` (downloaded if from MLflow:
     then a temporary folder named ``DOWNLOAD_PREFIX*`` that the caller removes)."""
+    if ref == SHIPPED:
+        from pipeline import assets
+
+        try:
+            return assets.shipped_model_dir()
+        except FileNotFoundError as e:
+            raise ModelNotFound(str(e)) from None
     if is_mlflow_ref(ref):
         import mlflow
         from mlflow.exceptions import MlflowException
@@ -118,6 +128,22 @@ def resolve_generator(ref: str, tracking_uri: Optional[str] = None, device: str 
     shown = ref if is_mlflow_ref(ref) else path
     info = {"ref": ref, "checkpoint": shown, "config": config, "step": meta.get("step"), "temperature": G.temperature}
     return G, info
+
+
+def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict, str]:
+    """What ``train.init_from`` starts a run from: (``checkpoint.init_weights`` of ``ref``'s
+    checkpoint, its config dict, where it was found), read tensors-only."""
+    path = local_checkpoint(ref, tracking_uri)
+    try:
+        init = checkpoint.init_weights(checkpoint.load_state(path))
+        config = checkpoint.load_config(path)
+    except checkpoint.NotACheckpoint as e:
+        raise ModelNotFound(f"train.init_from {ref}: {e}") from None
+    finally:
+        download = _download_root(path) if is_mlflow_ref(ref) else None
+        if download:
+            shutil.rmtree(download, ignore_errors=True)
+    return init, config, (ref if is_mlflow_ref(ref) or ref == SHIPPED else path)
 
 
 def _download_root(path: str) -> Optional[str]:

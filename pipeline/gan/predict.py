@@ -17,7 +17,14 @@ import torch.nn.functional as F
 from models.scaling import L_to_input
 from pipeline.core import color, geometry
 
+DEFAULT_SIZE = 256  # working size of a generator whose training scale is not known
 CHUNK_PIXELS = 1 << 20  # full-resolution work goes this many pixels (whole rows) at a time
+
+
+def working_size(G, size: Optional[int] = None) -> int:
+    """The working size to use: ``size`` when asked for, else the scale ``G`` was trained at (its
+    checkpoint's ``data.resize``): inference at the training scale, where its colours hold."""
+    return size or getattr(G, "working_size", None) or DEFAULT_SIZE
 
 
 def _row_chunks(H: int, W: int):

@@ -9,6 +9,7 @@ both start their training through ``launch``.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -30,7 +31,7 @@ from models import Generator, losses, scaling, unwrap
 from pipeline.config import ExperimentConfig
 from pipeline.core import color, metrics
 from pipeline.data import sources, storage
-from pipeline.gan import builder, checkpoint, steps
+from pipeline.gan import builder, checkpoint, model_ref, steps
 from pipeline.train import tracking
 from pipeline.train.tracking import Tracker
 
@@ -143,6 +144,10 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(cfg))
     gan = builder.build(cfg, device)
+    if config.get("init") is not None:  # train.init_from; a resumed run's checkpoint overrides it below
+        d_loaded = checkpoint.apply_init(gan, config["init"])
+        if rank == 0:
+            log.warning("started from %s (discriminator %s)", config["init_from"], "too" if d_loaded else "fresh")
     gan.G, gan.D = rtt.prepare_model(gan.G), rtt.prepare_model(gan.D)  # DDP when world > 1
     start_epoch, step = _resume(gan, device, rank, tracker)
     prior_np = np.asarray(config["prior"])  # (Q,)
@@ -431,6 +436,7 @@ def build_trainer(
     run_id: Optional[str],
     s3: storage.S3Settings,
     callbacks=None,
+    init: Optional[Dict[str, Any]] = None,
 ) -> TorchTrainer:
     storage_path, fs = storage_for(cfg.train.storage_path, s3)
     scaling_config = ScalingConfig(
@@ -453,6 +459,8 @@ def build_trainer(
         "tracking_uri": tracking_uri,
         "run_id": run_id,
         "s3": s3.to_dict(),
+        "init": init,  # weights of train.init_from (checkpoint.init_weights), shipped to the workers
+        "init_from": storage.redact(cfg.train.init_from or ""),
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -493,7 +501,14 @@ def launch(
 
     Raises what reading the data or training raised (Train V2's ``fit`` raises
     ``ray.train.TrainingFailedError`` once its retries are spent), Ctrl-C included, after closing
-    the MLflow run as FAILED: a run never stays RUNNING because its driver gave up."""
+    the MLflow run as FAILED: a run never stays RUNNING because its driver gave up.
+
+    With ``train.init_from`` the weights are read here, once, and the model section comes from
+    that checkpoint (its weights fix the architecture)."""
+    init = None
+    if cfg.train.init_from:
+        init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
+        cfg = with_model_of(cfg, init_config)
     run_id = tracking.start_or_resume_run(
         tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
     )
@@ -508,7 +523,15 @@ def launch(
         )
         tracker.tags({k: str(v) for k, v in info.items()})
         trainer = build_trainer(
-            cfg, prior, {"train": train_ds, "val": val_ds}, run_name, tracking_uri, run_id, s3, callbacks=callbacks
+            cfg,
+            prior,
+            {"train": train_ds, "val": val_ds},
+            run_name,
+            tracking_uri,
+            run_id,
+            s3,
+            callbacks=callbacks,
+            init=init,
         )
         result = trainer.fit()
         skipped = _skip_counts(collector)
@@ -519,6 +542,15 @@ def launch(
     # Train V1 (RAY_TRAIN_V2_ENABLED=0) hands a failure back as result.error instead of raising.
     tracker.finish("FINISHED" if result.error is None else "FAILED")
     return Launched(result, run_id, info, skipped)
+
+
+def with_model_of(cfg: ExperimentConfig, checkpoint_config: Dict[str, Any]) -> ExperimentConfig:
+    """``cfg`` with the model section of a checkpoint's config (``train.init_from``), said in one
+    line when it differs from the one asked for."""
+    model = ExperimentConfig.from_dict({"model": checkpoint_config.get("model", {})}).model
+    if model != cfg.model:
+        log.warning("train.init_from: the model section comes from the checkpoint (preset %s)", model.preset)
+    return dataclasses.replace(cfg, model=model)
 
 
 def _skip_counts(collector) -> Dict[str, int]:

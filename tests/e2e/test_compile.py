@@ -33,6 +33,7 @@ def _cfg(compile_: str) -> ExperimentConfig:
         {
             **tiny,
             "train.compile": compile_,
+            "train.amp": "off",  # fp32 both ways: bf16's own rounding is tests/unit/test_cpu_bf16.py's subject
             "model.dropout": 0,
             "loss.adv_warmup_steps": 0,
             "data.crop": 32,

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 
+from pipeline import checkpoint
 from support import DATA, ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -94,6 +95,6 @@ def test_ship_model_plain_loop(tmp_path, pack):
         + ["--set", "train.batch_size=2"]
         + ["--set", "model.d_base_channels=8", "--set", "model.d_layers=2"]
     )
-    assert 0 < r["bytes"] < ship_model.MAX_BYTES
+    assert 0 < r["bytes"] < checkpoint.SHIP_MAX_BYTES
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert meta["step"] >= 1 and meta["dtype"] == "float16" and meta["train"]["train"] == "large-train"
