@@ -1,8 +1,8 @@
 """Train the model colorize would ship, with the product's own code, and write it small.
 
 ``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.gan.builder.build``
-and stepped by ``GAN.train_step`` (the step ``pipeline/train/trainer.py`` runs) in a plain loop: Ray's
-wheel (~44 MB) does not fit beside the data in the 64 MiB a GPU run carries. The EMA of G is
+and stepped by ``GAN.train_step`` (the step ``pipeline/train/trainer.py`` runs) in a plain loop, so a
+GPU machine needs torch and the data, not Ray. The EMA of G is
 written as a colorize generator checkpoint (``state.pt`` loads with ``weights_only=True``; its
 floating weights in fp16, the colour bins in fp32, so ``colorize infer --model DIR`` reads it as
 any checkpoint) with ``config.json``, ``meta.json`` and ``MODEL_CARD.md``.
@@ -10,7 +10,7 @@ any checkpoint) with ``config.json``, ``meta.json`` and ``MODEL_CARD.md``.
 ``bench/quality.py --ship DIR`` writes the same from the protocol's "ours" (so the card carries
 the protocol's figures); this script trains for its own budget:
 
-    python bench/ship_model.py --data .quality_data --budget 300 --out $OUT/default-model
+    python bench/ship_model.py --data .quality_data --budget 300 --out out/default-model
 """
 
 from __future__ import annotations
