@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from pipeline import geometry  # noqa: E402
+from pipeline.core import geometry  # noqa: E402
 
 SHARED_DATA = Path(os.environ.get("COLORIZE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 

@@ -25,7 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from pipeline import assets, evaluate, metrics, model_ref, scoring, storage  # noqa: E402
+from pipeline import assets  # noqa: E402
+from pipeline.apply import evaluate  # noqa: E402
+from pipeline.core import metrics, scoring  # noqa: E402
+from pipeline.data import storage  # noqa: E402
+from pipeline.gan import model_ref  # noqa: E402
 
 NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim")
 

@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# Issue 17 in one GPU call (well under 10 minutes): bench/model.py (img/s and MFU of the product's
+# GPU throughput in one run (well under 10 minutes): bench/model.py (img/s and MFU of the product's
 # step, eager vs train.compile=on, 128² and 256²) and bench/train_throughput.py (bare vs Ray-fed,
-# compiled), numbers to $OUT/throughput.json (and docs/results/<date>-<gpu>/throughput.json here).
-#
-# Before the call, on the CPU machine (once; .whl is git-ignored here, ~44 MB < the 64 MiB that travels):
-#   bash /work/shared/tools/gpu-wheels.sh
-# The call (device tool): carry [".whl"], timeout_s 540, command:
+# compiled), numbers to $OUT/throughput.json (default /tmp/gpu-throughput) and
+# docs/results/<date>-<gpu>/throughput.json. On a GPU machine:
 #   bash bench/gpu_throughput.sh
-# Without Ray wheels or benchmark photos (COLORIZE_SHARED_DATA / ../shared/data) the Ray-fed part is
+# Wheels in .whl/ (git-ignored) are installed first: a machine without Ray can run the Ray-fed part.
+# Without Ray or benchmark photos (COLORIZE_SHARED_DATA / ../shared/data) the Ray-fed part is
 # skipped and says so; bench/model.py needs torch only.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +18,7 @@ gpu=$(python3 -c 'import torch; print(torch.cuda.get_device_name().split()[1].lo
 out=${OUT:-/tmp/gpu-throughput}; mkdir -p "$out"
 dest=docs/results/$(date +%F)-$gpu; mkdir -p "$dest"
 PRESET=${PRESET:-full}; BATCH=${BATCH:-32}; SIZES=${SIZES:-128,256}
-# H100 SXM dense bf16 ~989 TFLOP/s on the datasheet; H200 as measured for DESIGN.md: 792
+# H100 SXM dense bf16 ~989 TFLOP/s on the datasheet; H200 as measured on one: 792
 case "$gpu" in h100) peak=${PEAK:-989} ;; *) peak=${PEAK:-792} ;; esac
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv 2>/dev/null | tee "$out/gpu.txt"
 timeout 300 python3 bench/model.py --preset "$PRESET" --sizes "$SIZES" --batch "$BATCH" --cpu-batch 0 \

@@ -27,8 +27,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
-from pipeline import builder, infer, model_ref, predict, transforms  # noqa: E402
+from pipeline.apply import infer  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.core import transforms  # noqa: E402
+from pipeline.gan import builder, model_ref, predict  # noqa: E402
 
 
 def photo(megapixels: float) -> bytes:

@@ -5,7 +5,7 @@ pixel stored and delivered. Targets: shards >= 3x raw JPEGs from S3; >= 1.7x fro
     python bench/ingest.py [--images 300]
 
 One local Ray runtime (2 CPUs) for all runs; each run reads one epoch through the same dataset
-code training uses (pipeline.data.Source) and counts rows at the consumer. The CPU
+code training uses (pipeline.data.sources.Source) and counts rows at the consumer. The CPU
 count is Ray Data's resource limit for that dataset. Runs are interleaved and repeated; best kept.
 """
 
@@ -51,10 +51,10 @@ def start_moto():
 
 
 def dataset(source: str, data_cfg, s3):
-    from pipeline import data
-    from pipeline.split import WHOLE
+    from pipeline.core.split import WHOLE
+    from pipeline.data import sources
 
-    return data.Source.open(source, s3).crops(data_cfg, WHOLE, train=True, cpus_per_task=1)
+    return sources.Source.open(source, s3).crops(data_cfg, WHOLE, train=True, cpus_per_task=1)
 
 
 def epoch(ds, cpus: int):
@@ -80,8 +80,8 @@ def main():
     import boto3
     import ray
 
-    from pipeline import prepare, storage
     from pipeline.config import ExperimentConfig
+    from pipeline.data import prepare, storage
 
     tmp = Path(tempfile.mkdtemp(prefix="ingest"))
     moto, endpoint = start_moto()

@@ -1,7 +1,7 @@
 """Model cost: parameters and FLOPs per 256x256 image for G, D and one full training step (D step +
 G step, forward and backward, EMA update), CPU step time, and, on a GPU, img/s and MFU of the
 training step in fp32 and bf16, eager and compiled (``train.compile=on``). Models, optimisers and step are the product's
-(``pipeline.builder``): channels_last on CUDA, as in training.
+(``pipeline.gan.builder``): channels_last on CUDA, as in training.
 
     python bench/model.py [--preset full] [--sizes 128,256] [--batch 32] [--compile both] [--json F]
     python bench/model.py --config pipeline/configs/shipped-model.yaml --sizes 64,128 --cpu-batch 32 --compile off
@@ -9,7 +9,7 @@ training step in fp32 and bf16, eager and compiled (``train.compile=on``). Model
 On CPU it times, side by side in one run, fp32 (``train.amp=off``), bf16 autocast, and with
 ``--config`` that config's model and ``train.amp`` (e.g. the shipped model's recipe).
 
-MFU = achieved FLOP/s / peak (792 TFLOP/s: H200 dense bf16, as measured for DESIGN.md).
+MFU = achieved FLOP/s / peak (792 TFLOP/s: H200 dense bf16, as measured on one).
 """
 
 import argparse
@@ -24,9 +24,9 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from models import unwrap  # noqa: E402
-from pipeline import builder, steps  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.gan import builder, steps  # noqa: E402
 
 
 def flops(fn) -> int:

@@ -6,7 +6,7 @@
 - priors path (ours): decode + resize + bin per pixel (per-colour table) + histogram;
 - Lab path (ours): decode + resize + Lab (float32 L, ab) + bins, what training/prepare need;
 - naive: decode + skimage.color.rgb2lab + nearest-centre search over the Q bins.
-Target (issue 2): the whole preprocessing within 2x decode alone.
+Target: the whole preprocessing within 2x decode alone.
 """
 
 import argparse
@@ -21,7 +21,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline import color, transforms  # noqa: E402
+from pipeline.core import color, transforms  # noqa: E402
 
 
 def main():

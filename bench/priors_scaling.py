@@ -27,7 +27,7 @@ def main():
     args = ap.parse_args()
     import ray
 
-    from pipeline import priors
+    from pipeline.data import priors
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -1,34 +1,33 @@
-"""Colorization quality at equal GPU budget, protocol v2 (issue 18): ours vs its unit-weights
+"""Colorization quality at equal GPU budget, protocol v2: ours vs its unit-weights
 ablation, pix2pix and all-grey, one command.
 
 Every trained model gets the same wall-clock training budget (``--budget``, default 120 s) on the
 same device (bf16 on CUDA), random 128x128 crops with flips of ``splits/large-train.txt`` (10,093
 photos at short side 128, ``bench/quality_data.py``). Ours is built and stepped by the product's
-code (``pipeline.builder.build`` and ``GAN.train_step``, as ``pipeline/train.py``) from
+code (``pipeline.gan.builder.build`` and ``GAN.train_step``, as ``pipeline/train/trainer.py``) from
 ``pipeline/configs/default-model.yaml``, and predicts with the EMA of G, as ``colorize infer`` does.
 Ours decodes by annealed mean at a temperature T; how T is chosen is a decoding rule
 (``TEMPERATURE_RULES``): the table reports the pre-registered ``PRIMARY_RULE``, the other rules
 sit beside it, and a sweep over T shows how far each rule lands from the best T. Only
 ``large-val`` steers the rules; the sweep on ``large-test`` is a diagnostic and chooses nothing.
 
-Scored with ``colorize eval``'s code (``pipeline.scoring``) on ``large-test`` (128x128 centre crops
+Scored with ``colorize eval``'s code (``pipeline.core.scoring``) on ``large-test`` (128x128 centre crops
 after resizing the short side to 128: the targets, in distribution) and on ``splits/test.txt``
 ("ood": 256x256 centre crops, reported by source, Kodak24 and McMaster). ``--ship DIR`` also writes
 ours' EMA generator as a colorize checkpoint (fp16, weights_only) with a model card
 (``bench/ship_model.py``).
 
-The GPU run (one call, about 8 minutes: 3 models x 120 s, loading and scoring; carries about
-59 MiB: the working tree and the portable copy, no Ray):
+On a GPU machine (about 8 minutes: 3 models x 120 s, loading and scoring; no Ray needed), with
+the portable copy of the data (50.3 MiB) made once where the shared data is:
 
-    python bench/quality_data.py --out .quality_data                  # here, once (50.3 MiB)
-    # on the GPU machine, carry [".quality_data"]:
+    python bench/quality_data.py --out .quality_data
     python bench/quality.py --data .quality_data --reference .quality_data/reference \
-        --out $OUT/quality --ship $OUT/default-model
+        --out out/quality --ship out/default-model
 
     python bench/quality.py --budget 2 --limit 8 --batch 4 --preset tiny --ngf 8   # CPU smoke run
 
-Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the tables and the issue-18
-targets, met / not met); at the end OUT/grid.png (grey | pix2pix | ours-unit | ours | truth, a few
+Writes, as each model finishes: OUT/metrics.json, OUT/quality.md (the tables and the
+protocol's targets, met / not met); at the end OUT/grid.png (grey | pix2pix | ours-unit | ours | truth, a few
 large-test images).
 """
 
@@ -56,12 +55,11 @@ import quality_data  # noqa: E402
 import ship_model  # noqa: E402
 
 from models.scaling import L_to_input, ab_to_unit  # noqa: E402
-from pipeline import builder, color, geometry, metrics, scoring, steps  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.core import color, metrics, scoring  # noqa: E402
+from pipeline.gan import builder, steps  # noqa: E402
 
-# Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).
-DEFAULT_CONFIG = ROOT / "pipeline" / "configs" / "default-model.yaml"
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
 # How ours picks its annealed-mean temperature. Only val data (or none) steers a rule.
 TEMPERATURE_RULES = {
@@ -84,30 +82,6 @@ LABELS = {
 # ----------------------------------------------------------------------------- data
 
 
-class Crops:
-    """Random crop x flip batches from uint8 (H, W, 3) images kept on the device; each epoch visits
-    every image once (shuffled)."""
-
-    def __init__(self, images: List[np.ndarray], crop: int, device, seed: int):
-        self.images = [torch.tensor(im).to(device) for im in images]
-        self.crop = crop
-        self.rng = np.random.default_rng(seed)
-        self.order: List[int] = []
-        self.seen = 0
-
-    def batch(self, n: int) -> torch.Tensor:
-        out = []
-        for _ in range(n):
-            if not self.order:
-                self.order = list(self.rng.permutation(len(self.images)))
-            im = self.images[self.order.pop()]
-            top, left, flipped = geometry.crop_window(im.shape[0], im.shape[1], self.crop, self.rng, flip=True)
-            c = im[top : top + self.crop, left : left + self.crop]  # the window, cut from the device tensor
-            out.append(c.flip(1) if flipped else c)
-        self.seen += n
-        return torch.stack(out)  # (B, crop, crop, 3) uint8
-
-
 def L_of(rgb: torch.Tensor) -> torch.Tensor:
     """uint8 (B,H,W,3) -> L (B,1,H,W) on the generator's input scale [-1, 1]."""
     return L_to_input(color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)[:, :1])
@@ -117,8 +91,8 @@ def L_of(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
-    """Ours through the product's code: ``pipeline.builder`` builds G, D, their optimisers and the
-    EMA of G, and ``GAN.train_step`` is the step ``pipeline/train.py`` runs; ``GAN.generator()``
+    """Ours through the product's code: ``pipeline.gan.builder`` builds G, D, their optimisers and the
+    EMA of G, and ``GAN.train_step`` is the step ``pipeline/train/trainer.py`` runs; ``GAN.generator()``
     (the EMA) predicts, as ``colorize infer`` would."""
     torch.manual_seed(cfg.data.seed)
     gan = builder.build(cfg, device)
@@ -340,7 +314,7 @@ def score(preds, truths, ref_prior, ssim=True) -> Dict[str, float]:
     return scoring.score_images(preds, truths, ref_prior, ssim=ssim, threads=os.cpu_count() or 2)
 
 
-def train_for(trainer: Dict, crops: Crops, batch: int, budget: float, device) -> Dict:
+def train_for(trainer: Dict, crops: quality_data.Crops, batch: int, budget: float, device) -> Dict:
     """Run steps until ``budget`` seconds of training wall-clock have passed (device synced)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
@@ -441,7 +415,7 @@ def source_table(results: Dict[str, Dict]) -> str:
 
 
 def targets(results: Dict[str, Dict]) -> List[Dict]:
-    """Issue 18's targets for ours, each {"target", "value", "met"} (met: None when a model it is
+    """The protocol's targets for ours, each {"target", "value", "met"} (met: None when a model it is
     measured against was not in the run)."""
     out: List[Dict] = []
 
@@ -491,7 +465,7 @@ def report(meta: Dict, results: Dict) -> str:
         f"\nbudget {meta['budget_s']} s per model, batch {meta['batch']}, crop {meta['crop']}, train "
         f"{meta['images'].get('train')} photos; ours: {meta['config']} {json.dumps(meta['overrides'])}; "
         f"T rule: {rule} ({meta['temperature_rule'][rule]})\n",
-        "\n## Targets (issue 18)\n\n",
+        "\n## Targets\n\n",
         targets_table(targets(results)),
         "\n## splits/test.txt by source\n\n",
         source_table(results),
@@ -537,7 +511,9 @@ def main(argv=None) -> Dict:
         help="Zhang's prior_probs.npy + pts_in_hull.npy",
     )
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"), help="training prior (class weights)")
-    ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="ours' config (the model the product ships)")
+    ap.add_argument(
+        "--config", default=str(quality_data.DEFAULT_CONFIG), help="ours' config (the model the product ships)"
+    )
     ap.add_argument("--out", default="out/quality")
     ap.add_argument("--budget", type=float, default=120.0, help="training seconds per model (stated in the report)")
     ap.add_argument("--batch", type=int, default=64)
@@ -611,7 +587,7 @@ def main(argv=None) -> Dict:
                 trainer = pix2pix_trainer(a.ngf, a.crop, name == "pix2pix", device, a.seed)
             else:
                 raise SystemExit(f"unknown model {name!r}: use {', '.join(MODELS)} or l1")
-            crops = Crops(data["train"], a.crop, device, a.seed)
+            crops = quality_data.Crops(data["train"], a.crop, device, a.seed)
             r = train_for(trainer, crops, a.batch, a.budget, device)
             r["params"] = trainer["params"]
             r["epochs"] = round(crops.seen / len(data["train"]), 2)

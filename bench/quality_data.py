@@ -1,4 +1,4 @@
-"""Protocol v2's images (issue 18): train on ``large-train``, tune on ``large-val``, score on
+"""Protocol v2's images: train on ``large-train``, tune on ``large-val``, score on
 ``large-test`` (in distribution) and on ``test.txt`` (Kodak24 + McMaster, out of distribution).
 
 =========  ===============  ==============================================================
@@ -10,14 +10,14 @@ test       large-test       128x128 centre crop after resizing the short side to
 ood        test             256x256 centre crop after resizing the short side to 256
 =========  ===============  ==============================================================
 
-``write_portable_copy`` writes them into one folder small enough to travel to a lent GPU machine
-(at most 64 MiB carried in all, the working tree included): train re-encoded at short side
+``write_portable_copy`` writes them into one folder small enough to copy to a GPU machine
+(about 50 MiB): train re-encoded at short side
 ``TRAIN_SHORT`` as JPEG q``TRAIN_QUALITY`` (a transport copy), val and test as the source files' own bytes (the
 scale photos are already small JPEGs; the crop is made on load, by the same code either way), ood
 as lossless PNG of its 256x256 crops (the scored truth). ``load`` reads either that folder or the
-shared data directly. Resize and crop are ``pipeline.geometry``'s (``common.square_crop``).
+shared data directly. Resize and crop are ``pipeline.core.geometry``'s (``common.square_crop``).
 
-    python bench/quality_data.py --out .quality_data      # prints each split's size; then carry it
+    python bench/quality_data.py --out .quality_data      # prints each split's size
 """
 
 from __future__ import annotations
@@ -31,21 +31,24 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, open_rgb, split_paths, square_crop  # noqa: E402
 
-from pipeline import geometry  # noqa: E402  (common put the repo root on sys.path)
+from pipeline.core import geometry  # noqa: E402  (common put the repo root on sys.path)
 
 SPLITS = {"train": "large-train", "val": "large-val", "test": "large-test", "ood": "test"}
 SQUARE = {"val": 128, "test": 128, "ood": 256}  # centre-crop size of each scored split
 # Training photos' short side and transport JPEG quality. Measured on this data (10,093 photos):
 # short side 144 at q85 packs to 77 MiB, 128 at q85 to 63 MiB, 128 at q70 to 42 MiB, 128 at q65
-# (optimised Huffman tables) to 38 MiB: the last is what leaves room for the working tree (~9 MiB)
-# and the scored splits (~12 MiB) in the 64 MiB a GPU run carries.
+# (optimised Huffman tables) to 38 MiB: the last keeps the whole copy, with the scored splits
+# (~12 MiB), near 50 MiB.
 TRAIN_SHORT = 128
 TRAIN_QUALITY = 65
+# Our model, loss and optimiser: the config the product would ship (`pipeline/run.py --config` takes it).
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "pipeline" / "configs" / "default-model.yaml"
 RAW = ("val", "test")  # splits the copy keeps as the source bytes (cropped on load)
 REFERENCE = SHARED_DATA.parent / "reference"
 
@@ -130,6 +133,30 @@ def load(source: str = "", limit: int = 0, threads: int = 0, splits=tuple(SPLITS
         if not out[split]:
             raise SystemExit(f"no {split} images in {source or 'the shared data'}")
     return out
+
+
+class Crops:
+    """Random crop x flip batches from uint8 (H, W, 3) images kept on the device; each epoch visits
+    every image once (shuffled)."""
+
+    def __init__(self, images: List[np.ndarray], crop: int, device, seed: int):
+        self.images = [torch.tensor(im).to(device) for im in images]
+        self.crop = crop
+        self.rng = np.random.default_rng(seed)
+        self.order: List[int] = []
+        self.seen = 0
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = []
+        for _ in range(n):
+            if not self.order:
+                self.order = list(self.rng.permutation(len(self.images)))
+            im = self.images[self.order.pop()]
+            top, left, flipped = geometry.crop_window(im.shape[0], im.shape[1], self.crop, self.rng, flip=True)
+            c = im[top : top + self.crop, left : left + self.crop]  # the window, cut from the device tensor
+            out.append(c.flip(1) if flipped else c)
+        self.seen += n
+        return torch.stack(out)  # (B, crop, crop, 3) uint8
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ def photos(n: int) -> List[bytes]:
 def make_model(preset: str, folder: str) -> str:
     import torch
 
-    from pipeline import builder, checkpoint
     from pipeline.config import ExperimentConfig
+    from pipeline.gan import builder, checkpoint
 
     cfg = ExperimentConfig().replace({"model.preset": preset})
     torch.manual_seed(0)

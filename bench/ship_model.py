@@ -1,8 +1,8 @@
 """Train the model colorize would ship, with the product's own code, and write it small.
 
-``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.builder.build``
-and stepped by ``GAN.train_step`` (the step ``pipeline/train.py`` runs) in a plain loop: Ray's
-wheel (~44 MB) does not fit beside the data in the 64 MiB a GPU run carries. The EMA of G is
+``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.gan.builder.build``
+and stepped by ``GAN.train_step`` (the step ``pipeline/train/trainer.py`` runs) in a plain loop, so a
+GPU machine needs torch and the data, not Ray. The EMA of G is
 written as a colorize generator checkpoint (``state.pt`` loads with ``weights_only=True``; its
 floating weights in fp16, the colour bins in fp32, so ``colorize infer --model DIR`` reads it as
 any checkpoint) with ``config.json``, ``meta.json`` and ``MODEL_CARD.md``.
@@ -10,7 +10,7 @@ any checkpoint) with ``config.json``, ``meta.json`` and ``MODEL_CARD.md``.
 ``bench/quality.py --ship DIR`` writes the same from the protocol's "ours" (so the card carries
 the protocol's figures); this script trains for its own budget:
 
-    python bench/ship_model.py --data .quality_data --budget 300 --out $OUT/default-model
+    python bench/ship_model.py --data .quality_data --budget 300 --out out/default-model
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from pipeline import builder, checkpoint, steps  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.gan import builder, checkpoint, steps  # noqa: E402
 
 
 def save(
@@ -60,7 +60,7 @@ def card(cfg: ExperimentConfig, n_steps: int, train: Dict, figures: Dict, size: 
         "Caltech-101, cats and dogs), random 128x128 crops with flips; tuned on large-val only. "
         "Research use inside this project only (see shared/data's licences).",
         f"- Training: {n_steps} steps, batch {train.get('batch')}, {train.get('budget_s')} s wall clock on "
-        f"{device or 'the GPU'}, bf16, through `pipeline/builder.py` (`build`, `GAN.train_step`).",
+        f"{device or 'the GPU'}, bf16, through `pipeline/gan/builder.py` (`build`, `GAN.train_step`).",
         "- Config: `config.json` beside the weights (from `pipeline/configs/default-model.yaml`).",
     ]
     if figures:
@@ -78,12 +78,11 @@ def card(cfg: ExperimentConfig, n_steps: int, train: Dict, figures: Dict, size: 
 
 
 def main(argv=None) -> Dict:
-    import quality
     import quality_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="", help="portable copy (bench/quality_data.py); default: the shared data")
-    ap.add_argument("--config", default=str(quality.DEFAULT_CONFIG))
+    ap.add_argument("--config", default=str(quality_data.DEFAULT_CONFIG))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--prior", default=str(ROOT / "prior_probs.npy"))
     ap.add_argument("--budget", type=float, default=300.0, help="training seconds")
@@ -98,7 +97,7 @@ def main(argv=None) -> Dict:
     torch.manual_seed(cfg.data.seed)
     gan = builder.build(cfg, device)
     weights = steps.class_weights_tensor(np.load(a.prior, allow_pickle=False), cfg.loss, device)
-    crops = quality.Crops(images, cfg.data.crop, device, cfg.data.seed)
+    crops = quality_data.Crops(images, cfg.data.crop, device, cfg.data.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()
     while True:  # the product's step, in a plain loop

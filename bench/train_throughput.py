@@ -3,7 +3,7 @@
 
     python bench/train_throughput.py [--preset tiny] [--crop 128] [--batch 8] [--images 128] [--compile auto] [--json F]
 
-Both paths use 1 worker and the product's model, optimisers, EMA and step (``pipeline.builder``),
+Both paths use 1 worker and the product's model, optimisers, EMA and step (``pipeline.gan.builder``),
 with the same batch and crop; the Ray path's clock starts after two warm-up steps inside the
 worker, so Ray/Train start-up is excluded.
 """
@@ -29,15 +29,16 @@ import torch  # noqa: E402
 from ray.train import RunConfig, ScalingConfig  # noqa: E402
 from ray.train.torch import TorchTrainer  # noqa: E402
 
-from pipeline import builder, data, steps  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
-from pipeline.train import to_tensors  # noqa: E402
+from pipeline.data import sources  # noqa: E402
+from pipeline.gan import builder, steps  # noqa: E402
+from pipeline.train.trainer import to_tensors  # noqa: E402
 
 WARMUP = 2
 
 
 def make(cfg, device):
-    """The product's G, D, optimisers and EMA (``pipeline.builder``), seeded; unit class weights."""
+    """The product's G, D, optimisers and EMA (``pipeline.gan.builder``), seeded; unit class weights."""
     torch.manual_seed(0)
     gan = builder.build(cfg, device)
     return gan, torch.ones(gan.G.num_bins, device=device)
@@ -66,7 +67,7 @@ def fed_loop(config):
     n, t = 0, None
     shard = ray.train.get_dataset_shard("train")
     rows = shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy", drop_last=True)
-    for i, batch in enumerate(map(to_tensors, rows)):  # as pipeline.train.train_epoch feeds the step
+    for i, batch in enumerate(map(to_tensors, rows)):  # as pipeline.train.trainer.train_epoch feeds the step
         if i == WARMUP:
             if dev.type == "cuda":
                 torch.cuda.synchronize()
@@ -84,7 +85,7 @@ def fed_loop(config):
 
 def fed(cfg, paths):
     local = pafs.LocalFileSystem()  # local files: no S3 settings needed
-    ds = data.image_dataset(local, paths, cfg.data, train=True, s3=None, cpus_per_task=0.5)
+    ds = sources.image_dataset(local, paths, cfg.data, train=True, s3=None, cpus_per_task=0.5)
     trainer = TorchTrainer(
         fed_loop,
         train_loop_config={"cfg": cfg.to_dict()},
@@ -98,7 +99,7 @@ def fed(cfg, paths):
 def photo_paths(n: int, size: int):
     """The benchmark photos' first ``n`` (shared data), else ``n`` synthetic JPEGs (smooth colour
     fields plus noise, ~2x the working size, so decode and resize still cost) in a temporary folder:
-    the GPU machine carries no photo set."""
+    a GPU machine may hold no photo set."""
     if common.SHARED_DATA.joinpath("splits", "train.txt").exists():
         return [str(p) for p in common.split_paths("train", n)]
     import numpy as np

@@ -8,11 +8,11 @@ their own colour is the truth (the model sees only L). Per clip and mode, over t
 - warping error (Lai et al., ECCV 2018): mean |O_t - warp(O_{t-1})| in ab over non-occluded pixels,
   the flow (DIS, both directions, forward-backward check) computed on the *truth* frames so the
   measure does not grade itself;
-- per-frame AuC, colourfulness gap and PSNR against the truth (``pipeline.scoring``);
+- per-frame AuC, colourfulness gap and PSNR against the truth (``pipeline.core.scoring``);
 - frames/s of the whole ``colorize video`` path (decode, model, temporal, join, encode), the time
   spent on the measures above subtracted.
 
-Targets (issue 19): warping error >= 40% lower than per-frame, PSNR within 0.3 dB, CF gap within 2,
+Targets: warping error >= 40% lower than per-frame, PSNR within 0.3 dB, CF gap within 2,
 flow frames/s >= 70% of per-frame.
 
     python bench/video.py [--model REF] [--size 256] [--frames 90] [--noise]
@@ -41,7 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
-from pipeline import color, scoring, temporal, video, video_io  # noqa: E402
+from pipeline.core import color, scoring  # noqa: E402
+from pipeline.video import codec, job, temporal  # noqa: E402
 
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4")
 
@@ -63,8 +64,8 @@ def fetch_clips(folder: Path) -> list:
 
 def load_model(ref, noise: bool):
     from models.layers import NoiseDropout
-    from pipeline import builder, model_ref
     from pipeline.config import ExperimentConfig
+    from pipeline.gan import builder, model_ref
 
     if ref:
         G, _ = model_ref.resolve_generator(ref)
@@ -130,9 +131,9 @@ def cut_clip(src: Path, frames: int, dst: Path) -> Path:
 
 
 def run_mode(G, clip: Path, mode: str, size: int, T, prior, frames: int, work: Path) -> dict:
-    m = Measured(video.FrameColorizer(G, size, T, mode), prior)
+    m = Measured(job.FrameColorizer(G, size, T, mode), prior)
     t = time.perf_counter()
-    r = video_io.transcode(str(clip), str(work / f"{clip.stem}.{mode}.mp4"), m)
+    r = codec.transcode(str(clip), str(work / f"{clip.stem}.{mode}.mp4"), m)
     wall = time.perf_counter() - t - m.measure_s
     s = m.scorer.result()
     return {

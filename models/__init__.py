@@ -2,6 +2,14 @@
 
 from models.discriminator import PatchDiscriminator
 from models.ema import EMA, unwrap
-from models.generator import GENERATOR_PRESETS, Generator
+from models.generator import GENERATOR_PRESETS, Generator, GeneratorConfig, generator_config
 
-__all__ = ["Generator", "PatchDiscriminator", "GENERATOR_PRESETS", "EMA", "unwrap"]
+__all__ = [
+    "Generator",
+    "GeneratorConfig",
+    "generator_config",
+    "PatchDiscriminator",
+    "GENERATOR_PRESETS",
+    "EMA",
+    "unwrap",
+]

@@ -8,7 +8,8 @@ adversarial loss sees the decoded ab; the rebalanced cross-entropy sees the logi
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Tuple
+from dataclasses import dataclass, fields, replace
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,63 +19,93 @@ from torch import nn
 from models.layers import NoiseDropout, ResBlock, SelfAttention2d, Up, down, norm_layer
 from models.scaling import annealed_mean
 
-# Presets: ``full`` for GPUs (the keyword defaults), ``tiny`` for CPU tests and demos.
-GENERATOR_PRESETS = {
-    # full: 32 channels at full resolution, doubling per level to 512 at 1/16: ~1/3 of the FLOPs of
-    # starting at 64 for the same bottleneck width (logits sit at 1/4, so full-res width buys little).
-    "full": dict(
-        base_channels=32,
-        depth=4,
-        max_channels=512,
-        blocks_per_stage=1,
-        dilations=(2, 4, 8),
-        attention_levels=(3, 4),
-        logits_stride=4,
-        dropout=0.5,
-        dropout_stages=2,
-    ),
-    "small": dict(
-        base_channels=32,
-        depth=4,
-        max_channels=256,
-        blocks_per_stage=1,
-        dilations=(2, 4, 8),
-        attention_levels=(4,),
-        logits_stride=4,
-        dropout=0.5,
-        dropout_stages=2,
-    ),
-    "tiny": dict(
+NORMS = ("group", "batch", "instance", "none")
+# Bounds a config may ask for: wide, but a typo (-3, 40000) fails at load with the key's name.
+RANGES = {
+    "base_channels": (1, 1024),
+    "max_channels": (1, 4096),
+    "depth": (1, 8),
+    "blocks_per_stage": (1, 16),
+    "dropout_stages": (0, 8),
+}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The generator's shape, spelled once: the defaults are the ``full`` preset (GPUs); the other
+    presets are changes to it (``GENERATOR_PRESETS``), and a config's ``model`` section is a preset
+    name plus any of these keys (``generator_config``).
+
+    full: 32 channels at full resolution, doubling per level to 512 at 1/16: ~1/3 of the FLOPs of
+    starting at 64 for the same bottleneck width (logits sit at 1/4, so full-res width buys little).
+    """
+
+    base_channels: int = 32
+    depth: int = 4
+    max_channels: int = 512
+    blocks_per_stage: int = 1
+    dilations: Tuple[int, ...] = (2, 4, 8)
+    attention_levels: Tuple[int, ...] = (3, 4)
+    logits_stride: int = 4  # the class head's resolution: 1/logits_stride of the input
+    dropout: float = 0.5
+    dropout_stages: int = 2
+    norm: str = "group"
+    temperature: float = 0.38  # annealed-mean T used in training and as the default at inference
+
+    def check(self) -> None:
+        """ValueError naming the first key whose value cannot build a generator."""
+        for key, (lo, hi) in RANGES.items():
+            if not lo <= getattr(self, key) <= hi:
+                raise ValueError(f"{key} must be in [{lo}, {hi}], got {getattr(self, key)}")
+        s = self.logits_stride
+        if s < 1 or s & (s - 1):
+            raise ValueError(f"logits_stride must be a power of 2, got {s}")
+        if s > 2**self.depth:
+            raise ValueError(f"logits_stride must be <= 2**depth = {2**self.depth}, got {s}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be {', '.join(NORMS[:-1])} or {NORMS[-1]}, got {self.norm!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if any(d < 1 for d in self.dilations):
+            raise ValueError(f"dilations must all be >= 1, got {self.dilations}")
+        if any(a < 0 for a in self.attention_levels):
+            raise ValueError(f"attention_levels must all be >= 0, got {self.attention_levels}")
+
+
+GENERATOR_PRESETS: Dict[str, GeneratorConfig] = {
+    "full": GeneratorConfig(),  # GPUs
+    "small": GeneratorConfig(max_channels=256, attention_levels=(4,)),
+    "tiny": GeneratorConfig(  # CPU tests and demos
         base_channels=8,
         depth=3,
         max_channels=32,
-        blocks_per_stage=1,
         dilations=(2, 4),
         attention_levels=(3,),
         logits_stride=2,
-        dropout=0.5,
         dropout_stages=1,
     ),
 }
-GENERATOR_KEYS = (
-    "base_channels",
-    "depth",
-    "max_channels",
-    "blocks_per_stage",
-    "dilations",
-    "attention_levels",
-    "logits_stride",
-    "dropout",
-    "dropout_stages",
-    "norm",
-    "temperature",
-)
+
+
+def generator_config(preset: str = "full", **overrides) -> GeneratorConfig:
+    """The ``preset`` with each override that is not None (lists become tuples); ValueError for an
+    unknown preset or key. Not checked: call ``check`` (``Generator`` does)."""
+    if preset not in GENERATOR_PRESETS:
+        raise ValueError(f"preset must be {', '.join(GENERATOR_PRESETS)}, got {preset!r}")
+    known = {f.name for f in fields(GeneratorConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown generator keys {unknown}: use {sorted(known)}")
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items() if v is not None}
+    return replace(GENERATOR_PRESETS[preset], **changes)
 
 
 class Generator(nn.Module):
     """L (B,1,H,W) in [-1, 1] -> (logits (B,Q,h,w), ab (B,2,H,W) in Lab units).
 
-    ``bins``: the (Q, 2) ab centres of the classes (``pipeline.color.ab_bins()`` in this project),
+    ``bins``: the (Q, 2) ab centres of the classes (``pipeline.core.color.ab_bins()`` in this project),
     kept as a buffer so a checkpoint carries its own grid. h, w = ceil(H / logits_stride),
     ceil(W / logits_stride). Any H, W: the input is reflect-padded to a multiple of 2**depth and
     the outputs cropped back.
@@ -84,58 +115,42 @@ class Generator(nn.Module):
     # is asked for (set from the checkpoint's data.resize by the loader; None: not known).
     working_size: Optional[int] = None
 
-    def __init__(
-        self,
-        bins: Sequence[Sequence[float]],
-        base_channels: int = 32,
-        depth: int = 4,
-        max_channels: int = 512,
-        blocks_per_stage: int = 1,
-        dilations: Iterable[int] = (2, 4, 8),
-        attention_levels: Iterable[int] = (3, 4),
-        logits_stride: int = 4,
-        dropout: float = 0.5,
-        dropout_stages: int = 2,
-        norm: str = "group",
-        temperature: float = 0.38,
-    ):
+    def __init__(self, bins: Sequence[Sequence[float]], config: GeneratorConfig = GeneratorConfig()):
         super().__init__()
+        config.check()
         bins_t = torch.as_tensor(np.array(bins, np.float32))
         if bins_t.ndim != 2 or bins_t.shape[1] != 2:
             raise ValueError(f"bins must be (Q, 2), got {tuple(bins_t.shape)}")
-        if logits_stride < 1 or logits_stride & (logits_stride - 1) or logits_stride > 2**depth:
-            raise ValueError(f"logits_stride must be a power of 2 <= 2**depth, got {logits_stride}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        c = self.config = config
         self.register_buffer("bins", bins_t, persistent=True)  # (Q, 2), saved with the weights
-        self.depth = depth
-        self.logits_stride = logits_stride
-        self.temperature = float(temperature)
+        self.depth = c.depth
+        self.logits_stride = c.logits_stride
+        self.temperature = float(c.temperature)
         self.num_bins = bins_t.shape[0]
-        attention_levels = set(attention_levels)
-        head_level = int(np.log2(logits_stride))
+        norm, per_stage, attention_levels = c.norm, c.blocks_per_stage, set(c.attention_levels)
+        head_level = int(np.log2(c.logits_stride))
 
         def ch(level: int) -> int:
-            return min(base_channels * 2**level, max_channels)
+            return min(c.base_channels * 2**level, c.max_channels)
 
         self.stem = nn.Sequential(nn.Conv2d(1, ch(0), 3, padding=1, bias=False), norm_layer(norm, ch(0)), nn.ReLU(True))
-        self.enc = nn.ModuleList([nn.Sequential(*[ResBlock(ch(0), norm=norm) for _ in range(blocks_per_stage)])])
-        for level in range(1, depth + 1):
+        self.enc = nn.ModuleList([nn.Sequential(*[ResBlock(ch(0), norm=norm) for _ in range(per_stage)])])
+        for level in range(1, c.depth + 1):
             blocks = [down(ch(level - 1), ch(level), norm)]
-            if level < depth:
-                blocks += [ResBlock(ch(level), norm=norm) for _ in range(blocks_per_stage)]
+            if level < c.depth:
+                blocks += [ResBlock(ch(level), norm=norm) for _ in range(per_stage)]
             self.enc.append(nn.Sequential(*blocks))
         # dilated 3x3 convs: the receptive field grows by 4*dilation per block, no new parameters
-        mid = [ResBlock(ch(depth), dilation=d, norm=norm) for d in dilations]
-        if depth in attention_levels:
-            mid.append(SelfAttention2d(ch(depth)))
+        mid = [ResBlock(ch(c.depth), dilation=d, norm=norm) for d in c.dilations]
+        if c.depth in attention_levels:
+            mid.append(SelfAttention2d(ch(c.depth)))
         self.mid = nn.Sequential(*mid)
         self.ups = nn.ModuleList()
         self.dec = nn.ModuleList()
-        for i, level in enumerate(range(depth - 1, head_level - 1, -1)):
+        for i, level in enumerate(range(c.depth - 1, head_level - 1, -1)):
             self.ups.append(Up(ch(level + 1), ch(level), ch(level), norm))
-            p = dropout if i < dropout_stages else 0.0
-            blocks = [ResBlock(ch(level), norm=norm, dropout=p) for _ in range(blocks_per_stage)]
+            p = c.dropout if i < c.dropout_stages else 0.0
+            blocks = [ResBlock(ch(level), norm=norm, dropout=p) for _ in range(per_stage)]
             if level in attention_levels:
                 blocks.append(SelfAttention2d(ch(level)))
             self.dec.append(nn.Sequential(*blocks))
@@ -178,15 +193,11 @@ class Generator(nn.Module):
 
     @classmethod
     def from_config(cls, model_cfg, bins) -> Generator:
-        """From a config section (mapping or object with attributes) and the bin centres: the
-        section's ``preset``, then any of GENERATOR_KEYS that are set (not None) override it."""
+        """From a config's model section (a mapping or an object with attributes) and the bin
+        centres: the section's ``preset``, then each ``GeneratorConfig`` key it sets (not None)."""
         get = model_cfg.get if isinstance(model_cfg, dict) else lambda k, d=None: getattr(model_cfg, k, d)
-        kw = dict(GENERATOR_PRESETS[get("preset", "full") or "full"])
-        for k in GENERATOR_KEYS:
-            v = get(k, None)
-            if v is not None:
-                kw[k] = tuple(v) if isinstance(v, list) else v
-        return cls(bins=bins, **kw)
+        overrides = {f.name: get(f.name, None) for f in fields(GeneratorConfig)}
+        return cls(bins, generator_config(get("preset", "full") or "full", **overrides))
 
 
 class ABPredictor(nn.Module):

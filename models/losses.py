@@ -39,7 +39,7 @@ def rebalanced_ce(
     """Class-rebalanced soft cross-entropy (Zhang et al. 2016), mean over (unmasked) pixels.
 
     logits: (B, Q, h, w). target: sparse soft targets ``(idx, w)``, each (B, h, w, k), the nearest
-    bin first (``pipeline.color.soft_encode_sparse``). Each pixel's CE is multiplied by
+    bin first (``pipeline.core.color.soft_encode_sparse``). Each pixel's CE is multiplied by
     ``class_weights[q*]`` (Q,), q* its target's nearest bin; with weights normalised so
     E_p~[w] = 1, the loss keeps the scale of the unweighted one.
     mask: (B,) or (B, h, w), 1 where the pixel counts (e.g. 0 for fully grey images).

@@ -1,5 +1,61 @@
 """Grey-scale photo colorization on Ray: data, priors, training, tuning, inference."""
 
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+SHORT_SHA = 7  # as `git rev-parse --short` prints it in a repository of this size
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _git_dirs(root: str):
+    """(the checkout's git dir, the dir its refs live in) for a checkout at ``root``, or None. A
+    linked worktree's ``.git`` is a file naming its git dir, whose ``commondir`` holds the refs."""
+    dotgit = os.path.join(root, ".git")
+    if os.path.isdir(dotgit):
+        return dotgit, dotgit
+    pointer = _read(dotgit)
+    if not pointer or not pointer.startswith("gitdir:"):
+        return None
+    gitdir = os.path.normpath(os.path.join(root, pointer[len("gitdir:") :].strip()))
+    common = _read(os.path.join(gitdir, "commondir"))
+    return gitdir, os.path.normpath(os.path.join(gitdir, common)) if common else gitdir
+
+
+def git_commit(root: str) -> Optional[str]:
+    """The commit checked out at ``root``, read from git's files (HEAD, the branch's ref, else
+    packed-refs) rather than by running git: importing the package starts no process. None when
+    ``root`` is not a checkout (an installed wheel) or the files say nothing clear."""
+    dirs = _git_dirs(root)
+    if dirs is None:
+        return None
+    gitdir, common = dirs
+    head = _read(os.path.join(gitdir, "HEAD")) or ""
+    if not head.startswith("ref:"):
+        return head if _is_sha(head) else None  # a detached HEAD holds the commit itself
+    ref = head[len("ref:") :].strip()
+    for folder in (gitdir, common):
+        sha = _read(os.path.join(folder, ref))
+        if sha and _is_sha(sha):
+            return sha
+    for line in (_read(os.path.join(common, "packed-refs")) or "").splitlines():
+        sha, _, name = line.partition(" ")
+        if name == ref and _is_sha(sha):
+            return sha
+    return None
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
 
 def _version() -> str:
     try:
@@ -8,19 +64,9 @@ def _version() -> str:
         v = version("colorize")
     except Exception:
         v = "0+unknown"
-    try:  # a source checkout: add the commit so provenance names the exact code
-        import os
-        import subprocess
-
-        here = os.path.dirname(os.path.abspath(__file__))
-        sha = subprocess.run(
-            ["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        if sha:
-            v = f"{v}+g{sha}"
-    except Exception:
-        pass
-    return v
+    # A source checkout (pipeline/ at its top): add the commit so provenance names the exact code.
+    sha = git_commit(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return f"{v}+g{sha[:SHORT_SHA]}" if sha else v
 
 
 __version__ = _version()

@@ -12,25 +12,28 @@ from typing import List, Optional
 # ``run(args) -> exit code``. Only the chosen command's module is imported (torch, Ray: seconds),
 # so `colorize --help` stays instant. `train` is pipeline/run.py, forwarded whole (its own parser).
 COMMANDS = {
-    "priors": ("pipeline.priors", "recompute the ab-bin prior (prior_probs.npy) of a dataset on Ray Data"),
+    "priors": ("pipeline.data.priors", "recompute the ab-bin prior (prior_probs.npy) of a dataset on Ray Data"),
     "train": ("pipeline.run", "the main job, as pipeline/run.py (same arguments: --config, --set, --out, ...)"),
     "prepare": (
-        "pipeline.prepare",
+        "pipeline.data.prepare",
         "decode raw photos once into Parquet shards (L, ab, bins) that training and priors read",
     ),
     "tune": ("tune.sweep", "Ray Tune sweep over the loss weights (ASHA, MLflow parent/child runs, best config YAML)"),
     "infer": (
-        "pipeline.infer",
+        "pipeline.apply.infer",
         "colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)",
     ),
     "video": (
-        "pipeline.video",
+        "pipeline.video.job",
         "colorize videos without flicker (optical-flow temporal consistency; audio, fps, timestamps kept)",
     ),
-    "eval": ("pipeline.evaluate", "score models on photos beside the all-grey baseline; metrics.json + report.html"),
-    "export": ("pipeline.export", "export the generator as ONNX, checked by onnxruntime"),
+    "eval": (
+        "pipeline.apply.evaluate",
+        "score models on photos beside the all-grey baseline; metrics.json + report.html",
+    ),
+    "export": ("pipeline.apply.export", "export the generator as ONNX, checked by onnxruntime"),
     "serve": (
-        "pipeline.serve",
+        "pipeline.serve.job",
         "HTTP API and web page on Ray Serve (batched model replicas; 127.0.0.1:8000 by default)",
     ),
 }
@@ -51,7 +54,7 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
-    from pipeline import stops
+    from pipeline.core import stops
 
     stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
     try:
@@ -67,7 +70,7 @@ def _main(argv: List[str]) -> int:
         return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
     args = build_parser(commands=argv[:1]).parse_args(argv)
     from pipeline import credentials
-    from pipeline.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
+    from pipeline.data.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
     if getattr(args, "temperature", None) is not None and args.temperature <= 0:
         print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from models.generator import GeneratorConfig, generator_config
 from pipeline import credentials
 
 
@@ -28,7 +29,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class DataSection:
     train: str = "skimage:"  # folder, list file, s3:// prefix, or skimage:
-    val: Optional[str] = None  # None: hold out about val_fraction of the train photos (photo-id hash: pipeline.split)
+    val: Optional[str] = None  # None: hold out about val_fraction of the train photos (by photo id: core/split.py)
     val_fraction: float = 0.2
     resize: int = 256  # short side after decode (every epoch reuses this working size)
     crop: int = 128  # random crop for training; val uses the centre crop of this size
@@ -50,7 +51,7 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ModelSection:
-    preset: str = "full"  # full | small | tiny: the generator's shape; the keys below override it
+    preset: str = "full"  # a GENERATOR_PRESETS name (full | small | tiny); the keys below override it
     base_channels: Optional[int] = None
     depth: Optional[int] = None
     max_channels: Optional[int] = None
@@ -66,27 +67,15 @@ class ModelSection:
     d_layers: int = 3
     d_spectral_norm: bool = True
 
+    def generator(self) -> GeneratorConfig:
+        """The generator's shape: the preset, then each generator key set here (not None)."""
+        return generator_config(self.preset, **{f.name: getattr(self, f.name) for f in fields(GeneratorConfig)})
+
     def validate(self, p: str) -> None:
-        _check(self.preset in ("full", "small", "tiny"), f"{p}.preset must be full, small or tiny, got {self.preset!r}")
-        _check(self.norm in ("group", "batch", "instance", "none"), f"{p}.norm must be group, batch, instance or none")
-        _check(self.temperature > 0, f"{p}.temperature must be > 0, got {self.temperature}")
-        _check(self.dropout is None or 0 <= self.dropout < 1, f"{p}.dropout must be in [0, 1)")
-        s = self.logits_stride
-        _check(s is None or (s >= 1 and s & (s - 1) == 0), f"{p}.logits_stride must be a power of 2, got {s}")
-        _check(
-            s is None or self.depth is None or s <= 2**self.depth,
-            f"{p}.logits_stride must be <= 2**{p}.depth = {2 ** (self.depth or 0)}, got {s}",
-        )
-        for key, lo, hi in (
-            ("base_channels", 1, 1024),
-            ("max_channels", 1, 4096),
-            ("depth", 1, 8),
-            ("blocks_per_stage", 1, 16),
-            ("dropout_stages", 0, 8),
-        ):
-            _check_optional_range(p, key, getattr(self, key), lo, hi)
-        _check(all(d >= 1 for d in self.dilations or ()), f"{p}.dilations must all be >= 1, got {self.dilations}")
-        _check(all(a >= 0 for a in self.attention_levels or ()), f"{p}.attention_levels must all be >= 0")
+        try:  # the shape's rules live with the model
+            self.generator().check()
+        except ValueError as e:
+            raise ConfigError(f"{p}.{e}") from None
         _check(
             1 <= self.d_base_channels <= 1024, f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}"
         )
@@ -155,7 +144,7 @@ class TrainSection:
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
     ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
-    compile: str = "auto"  # torch.compile of G and D (pipeline.builder): auto = on on CUDA, off on CPU | on | off
+    compile: str = "auto"  # torch.compile of G and D (pipeline.gan.builder): auto = on on CUDA, off on CPU | on | off
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
@@ -233,13 +222,6 @@ class ExperimentConfig:
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
-
-
-def _check_optional_range(section: str, key: str, value: Optional[int], lo: int, hi: int) -> None:
-    _check(
-        value is None or lo <= value <= hi,
-        f"{section}.{key} must be in [{lo}, {hi}] or null (the preset's), got {value}",
-    )
 
 
 def check_range(name: str, value, lo=None, hi=None) -> None:

@@ -21,8 +21,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from pipeline import assets, credentials, outputs, stops, storage  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
+from pipeline import credentials  # noqa: E402
+from pipeline.core import outputs, stops  # noqa: E402
+from pipeline.data import storage  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 
@@ -42,15 +44,6 @@ def parse_args(argv=None):
     p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
     return p.parse_args(argv)
-
-
-def resolve_prior_path(path: str) -> str:
-    if storage.is_s3(path) or os.path.isabs(path) or os.path.exists(path):
-        return path
-    rooted = os.path.join(_ROOT, path)
-    if path == assets.PRIOR_NAME and not os.path.exists(rooted):  # installed, not a checkout: the packaged copy
-        return assets.default_prior_path()
-    return rooted
 
 
 def main(argv=None) -> int:
@@ -82,29 +75,21 @@ def run(cfg, args) -> int:
     # Imported here, not at the top: parse errors and config errors answer before Ray and MLflow load.
     from ray.train import TrainingFailedError
 
-    from pipeline import data, priors, tracking, train
+    from pipeline.data import priors, sources
+    from pipeline.train import tracking, trainer
 
-    data.ensure_ray(args.address)
+    sources.ensure_ray(args.address)
     s3 = storage.S3Settings.from_config(cfg.data)
     out_dir = os.path.abspath(args.out)
-    prior_path = resolve_prior_path(cfg.loss.prior)
-    if args.recompute_prior:
-        result = priors.compute_prior(cfg.data.train, size=cfg.data.resize, limit=cfg.data.limit, s3=s3)
-        prior_path = os.path.join(out_dir, "prior_probs.npy")
-        provenance = priors.provenance(result, cfg.data.train, cfg.data.resize, True, cfg.data.limit)
-        priors.write_prior(result, prior_path, provenance, s3)
-        print(priors.summary(result, [prior_path]))
-    prior = priors.load_prior(prior_path, s3)
+    prior, _, artifacts = priors.training_prior(cfg, s3, out_dir, args.recompute_prior)
     run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
     tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
     warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
-    artifacts = [(prior_path, "prior")]
-    sidecar = storage.sidecar(prior_path, ".json")
-    if not storage.is_s3(sidecar) and priors.read_provenance(prior_path, s3) is not None:
-        artifacts.append((sidecar, "prior"))  # only a sidecar whose digest says it describes this prior
     artifact_dir = os.path.join(out_dir, "mlartifacts")
     try:
-        launched = train.launch(cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts)
+        launched = trainer.launch(
+            cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts
+        )
     except TrainingFailedError as e:  # Train V2 raises once FailureConfig's retries are spent
         print(f"training failed: {storage.redact(str(e))}", file=sys.stderr)
         print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run name {run_name!r})")
@@ -117,7 +102,7 @@ def run(cfg, args) -> int:
     shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
     print("final val metrics:", shown)
     if result.checkpoint is not None:
-        print("latest checkpoint:", storage.redact(train.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
+        print("latest checkpoint:", storage.redact(trainer.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
     print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
     if tracking_uri.startswith("sqlite:"):
         print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-# Token auth would make a second client fail against a head started with it (see DESIGN.md).
+# Token auth would make a second client fail against a head started with it.
 os.environ["RAY_AUTH_MODE"] = "disabled"
 # Tests start their own Ray; never attach to a cluster someone left running on this host.
 os.environ["RAY_ADDRESS"] = "local"
@@ -34,7 +34,7 @@ os.environ["AWS_SECRET_ACCESS_KEY"] = "testing-secret"
 os.environ["AWS_REGION"] = "us-east-1"
 for var in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
     os.environ.pop(var, None)
-# The colour lookup table cache (pipeline.color) in a folder of this run's own: no state carried
+# The colour lookup table cache (pipeline.core.color) in a folder of this run's own: no state carried
 # between runs or shared with a user's ~/.cache. Ray workers and servers inherit it.
 CACHE = tempfile.mkdtemp(prefix="colorize-test-cache-")
 os.environ["COLORIZE_CACHE"] = CACHE

@@ -1,7 +1,7 @@
 """Tune's saved state is code: ``Tuner.restore`` unpickles ``tuner.pkl`` (and the experiment state's
 cloudpickle fallbacks, the searcher and callback states) from the sweep folder under
 ``train.storage_path``, which may be a shared bucket. Whoever can write there would run code on the
-driver. This module is the defence (issue 15 item 4).
+driver. This module is the defence.
 
 Trust boundary: the driver's machine and the sweep's local ``--out`` folder are trusted; the storage
 path is not. While a sweep runs, :class:`StateRecorder` (a Tune callback, in the driver) records the
@@ -17,12 +17,13 @@ any file the record does not name, and a missing record; ``--trust-storage`` ski
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import posixpath
 import tempfile
-from typing import Dict, List, Optional, Set
+from typing import Dict, Iterator, List, Optional, Set
 
 import pyarrow.fs as pafs
 from ray.tune import Callback
@@ -115,10 +116,19 @@ def check(fs: pafs.FileSystem, folder: str, path: str, shown: str) -> None:
 class StateRecorder(Callback):
     """Records the digests of Tune's state files each time Tune saves them (see the module doc)."""
 
+    # Where a recorder unpickled from a sweep's tuner.pkl writes (``restoring_into``): the resuming
+    # driver's --out, not the first run's.
+    _restored_path: Optional[str] = None
+
     def __init__(self, path: str):
         self.path = path
         self.staging: Optional[str] = None
         self._seen: Dict[str, tuple] = {}
+
+    def __setstate__(self, state: Dict) -> None:
+        self.__dict__.update(state)
+        if StateRecorder._restored_path is not None:
+            self.path = StateRecorder._restored_path
 
     def _note_staging(self, trials) -> None:
         if self.staging is None:
@@ -154,3 +164,14 @@ class StateRecorder(Callback):
     def on_experiment_end(self, trials, **info):
         self._note_staging(trials)
         self._record()
+
+
+@contextlib.contextmanager
+def restoring_into(record: str) -> Iterator[None]:
+    """Inside, a ``StateRecorder`` that ``Tuner.restore`` unpickles from the sweep's state records
+    into ``record`` (this run's --out, wherever the first run kept its record)."""
+    StateRecorder._restored_path = record
+    try:
+        yield
+    finally:
+        StateRecorder._restored_path = None

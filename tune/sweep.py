@@ -4,7 +4,7 @@
   per-epoch reports with ``TuneReportCallback``; resources per trial are the trainer's own
   (``--gpus-per-trial`` workers with a GPU each, or the config's CPU workers); at most
   ``--max-concurrent`` trials run at once.
-- Objective: ``val_objective`` = rebalanced AuC - 0.5 x colourfulness gap (``pipeline.metrics``,
+- Objective: ``val_objective`` = rebalanced AuC - 0.5 x colourfulness gap (``pipeline.core.metrics``,
   which says why); both parts are reported. ASHA stops weak trials early; its decisions are logged
   and written to ``scheduler_decisions.jsonl`` in the sweep folder.
 - MLflow: a parent run for the sweep, a child run per trial (its flat config as params, its
@@ -26,6 +26,7 @@ import logging
 import os
 import posixpath
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import mlflow
@@ -37,9 +38,9 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
 from pipeline import config as config_mod
-from pipeline import data, priors, storage, tracking, train
 from pipeline.config import ExperimentConfig
-from pipeline.run import resolve_prior_path
+from pipeline.data import priors, sources, storage
+from pipeline.train import tracking, trainer
 from tune import space, state_guard
 
 log = logging.getLogger("colorize.tune")
@@ -117,16 +118,16 @@ def _asha(max_t: int, grace: int, decisions_path: str) -> LoggedASHA:
 
 def sweep_storage(storage_path: str, name: str, s3: storage.S3Settings) -> Tuple[str, str, Optional[pafs.FileSystem]]:
     """(Tune's ``storage_path``, the sweep's experiment folder, their filesystem) for a sweep
-    ``name`` under ``train.storage_path``: ``train.storage_for``'s rule, the one Ray Train's runs
+    ``name`` under ``train.storage_path``: ``trainer.storage_for``'s rule, the one Ray Train's runs
     use (local paths absolute; ``s3://`` as is, or scheme-less with an explicit S3 filesystem when
     an endpoint or region is set). The folder is what ``Tuner.can_restore``/``restore`` take,
     with the same filesystem."""
-    root, fs = train.storage_for(storage_path, s3)
+    root, fs = trainer.storage_for(storage_path, s3)
     return root, posixpath.join(root.rstrip("/"), name), fs
 
 
 def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -> None:
-    """One trial: the sampled keys over the base config, one tracked Ray Train run (``train.launch``)
+    """One trial: the sampled keys over the base config, one tracked Ray Train run (``trainer.launch``)
     whose per-epoch reports reach Tune through ``TuneReportCallback``."""
     meta = params["_sweep"] | (private or {})  # the real base config and tracking URI: see sweep_state
     sampled = {k: v for k, v in params.items() if not k.startswith("_")}
@@ -136,7 +137,7 @@ def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -
     s3 = storage.S3Settings.from_dict(meta["s3"])
     done_before = _last_epoch(cfg, s3) >= cfg.train.epochs - 1
     tags = {"mlflow.parentRunId": meta["parent_run_id"], "colorize.trial_id": trial_id, PARENT_TAG: meta["name"]}
-    launched = train.launch(
+    launched = trainer.launch(
         cfg,
         np.asarray(meta["prior"]),
         s3,
@@ -179,6 +180,42 @@ def _last_epoch(cfg: ExperimentConfig, s3) -> int:
     return max(epochs)
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep as the driver sees it: its name and folders, the base config and search space,
+    where Tune keeps its state (``sweep_storage``), MLflow, S3 and the prior every trial trains with."""
+
+    name: str
+    out_dir: str
+    base: ExperimentConfig
+    spec: Dict[str, Any]
+    where: Tuple[str, str, Optional[pafs.FileSystem]]
+    tracking_uri: str
+    s3: storage.S3Settings
+    prior: np.ndarray
+
+    @property
+    def record(self) -> str:
+        return state_guard.record_path(self.out_dir, self.name)
+
+    @property
+    def decisions(self) -> str:
+        return os.path.join(self.out_dir, self.name, "scheduler_decisions.jsonl")
+
+    @property
+    def artifact_dir(self) -> str:
+        return os.path.join(self.out_dir, "mlartifacts")
+
+    def shown(self) -> str:
+        """The sweep folder as a message may show it."""
+        return storage.redact(trainer.storage_uri(self.where[1], self.base.train.storage_path))
+
+    def state_fs(self) -> Tuple[pafs.FileSystem, str]:
+        """(filesystem, folder) of the sweep's saved state."""
+        _, folder, fs = self.where
+        return (fs, folder) if fs is not None else storage.resolve(folder, self.s3)
+
+
 def run(args) -> int:
     config_mod.check_range("--num-samples", args.num_samples, 1, 10_000)  # Tune reads -1 as "sample forever"
     config_mod.check_range("--max-concurrent", args.max_concurrent, 1, 1024)
@@ -186,32 +223,22 @@ def run(args) -> int:
     config_mod.check_range("--grace-period", args.grace_period, 1, None)
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table: trial, params, objective
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # persist trial states often: a restore reruns less
-    base = config_mod.load(args.config, args.set)
-    spec = space.load_space(args.space, base)
-    if args.gpus_per_trial:
-        base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
-    name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
-    out_dir = os.path.abspath(args.out)
-    tracking_uri = tracking.resolve_uri(base.tracking.uri, out_dir)
-    s3 = storage.S3Settings.from_config(base.data)
-    where = sweep_storage(base.train.storage_path, name, s3)
-    record = state_guard.record_path(out_dir, name)
-    resume = _may_resume(where, base.train.storage_path, s3, record, args.trust_storage)
-    prior = priors.load_prior(resolve_prior_path(base.loss.prior), s3)
-    data.ensure_ray(args.address)
-    sweep_params = {f"space.{k}": json.dumps(v) for k, v in spec.items()}
+    sw = _plan(args)
+    resume = _may_resume(sw, args.trust_storage)
+    sources.ensure_ray(args.address)
+    sweep_params = {f"space.{k}": json.dumps(v) for k, v in sw.spec.items()}
     sweep_params |= {"sweep.num_samples": args.num_samples, "sweep.max_concurrent": args.max_concurrent}
     parent_id = tracking.start_or_resume_run(
-        tracking_uri, base.tracking.experiment, name, sweep_params, artifact_dir=os.path.join(out_dir, "mlartifacts")
+        sw.tracking_uri, sw.base.tracking.experiment, sw.name, sweep_params, artifact_dir=sw.artifact_dir
     )
     if parent_id is None:
         raise storage.StorageError(
-            f"MLflow is unreachable at {storage.redact(tracking_uri)}: a sweep needs its parent run"
+            f"MLflow is unreachable at {storage.redact(sw.tracking_uri)}: a sweep needs its parent run"
         )
-    parent = tracking.Tracker(tracking_uri, parent_id)
+    parent = tracking.Tracker(sw.tracking_uri, parent_id)
     try:
-        parent.tags({PARENT_TAG: name, "colorize.kind": "sweep"})
-        code = _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, prior, parent_id, parent)
+        parent.tags({PARENT_TAG: sw.name, "colorize.kind": "sweep"})
+        code = _sweep(sw, args, resume, parent)
     except BaseException:  # an error, Ctrl-C: the parent run never stays RUNNING
         parent.finish("FAILED")
         raise
@@ -219,83 +246,61 @@ def run(args) -> int:
     return code
 
 
-def _may_resume(where, storage_path: str, s3, record: str, trust: bool) -> bool:
+def _plan(args) -> Sweep:
+    """The sweep ``args`` ask for; the prior is read before Ray starts (a bad one fails fast)."""
+    base = config_mod.load(args.config, args.set)
+    spec = space.load_space(args.space, base)
+    if args.gpus_per_trial:
+        base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
+    name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
+    out_dir = os.path.abspath(args.out)
+    s3 = storage.S3Settings.from_config(base.data)
+    return Sweep(
+        name=name,
+        out_dir=out_dir,
+        base=base,
+        spec=spec,
+        where=sweep_storage(base.train.storage_path, name, s3),
+        tracking_uri=tracking.resolve_uri(base.tracking.uri, out_dir),
+        s3=s3,
+        prior=priors.load_prior(priors.resolve_prior_path(base.loss.prior), s3),
+    )
+
+
+def _may_resume(sw: Sweep, trust: bool) -> bool:
     """Whether the sweep folder holds a state to restore; raises ``StorageError`` (one line, exit 2)
     when that state is not one this sweep's driver wrote (``tune.state_guard``) unless ``trust``."""
-    _, sweep_dir, sweep_fs = where
+    _, sweep_dir, sweep_fs = sw.where
     if not tune.Tuner.can_restore(sweep_dir, storage_filesystem=sweep_fs):
         return False
-    shown = storage.redact(train.storage_uri(sweep_dir, storage_path))
     if trust:
-        log.warning("--trust-storage: restoring %s without checking it against %s", shown, record)
+        log.warning("--trust-storage: restoring %s without checking it against %s", sw.shown(), sw.record)
         return True
-    fs, folder = (sweep_fs, sweep_dir) if sweep_fs is not None else storage.resolve(sweep_dir, s3)
+    fs, folder = sw.state_fs()
     try:
-        state_guard.check(fs, folder, record, shown)
+        state_guard.check(fs, folder, sw.record, sw.shown())
     except state_guard.UntrustedState as e:
         raise storage.StorageError(str(e)) from None
     return True
 
 
-def _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, prior, parent_id, parent) -> int:
-    """The sweep under its MLflow parent run ``parent_id`` (opened and closed by ``run``)."""
-    storage_path, sweep_dir, sweep_fs = where
-    decisions = os.path.join(out_dir, name, "scheduler_decisions.jsonl")
-    state, private = sweep_state(
-        base,
-        tracking_uri,
-        name=name,
-        prior=[float(x) for x in prior],
-        parent_run_id=parent_id,
-        artifact_dir=os.path.join(out_dir, "mlartifacts"),
-        s3=s3.to_dict(),
-    )
-    param_space = space.to_tune(spec) | {"_sweep": state}
-    # The trial function only drives its TorchTrainer, which asks for its own workers: a sliver of CPU.
-    # with_parameters keeps `private` in the object store only: it is never written with Tune's state.
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, private=private), {"CPU": 0.1})
-    reporter = CLIReporter(
-        parameter_columns=list(spec),
-        metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
-        max_report_frequency=15,
-    )
-    record = state_guard.record_path(out_dir, name)
+def _sweep(sw: Sweep, args, resume: bool, parent: tracking.Tracker) -> int:
+    """The sweep under its MLflow parent run (opened and closed by ``run``): fit, then close the
+    trials' runs, write and log the best config, print the table."""
+    trainable, param_space = _trainable(sw, parent.run_id)
     if resume:
-        shown = storage.redact(train.storage_uri(sweep_dir, base.train.storage_path))
-        print(f"colorize tune: resuming sweep {name} from {shown}")
-        tuner = tune.Tuner.restore(
-            sweep_dir,
-            trainable=trainable,
-            resume_unfinished=True,
-            resume_errored=True,
-            param_space=param_space,
-            storage_filesystem=sweep_fs,
-        )
-        for cb in tuner._local_tuner.get_run_config().callbacks or []:  # the run config comes from tuner.pkl
-            if isinstance(cb, state_guard.StateRecorder):
-                cb.path = record  # this run's --out, wherever the first run kept its record
+        print(f"colorize tune: resuming sweep {sw.name} from {sw.shown()}")
+        with state_guard.restoring_into(sw.record):  # Tune unpickles the state recorder from tuner.pkl
+            tuner = tune.Tuner.restore(
+                sw.where[1],
+                trainable=trainable,
+                resume_unfinished=True,
+                resume_errored=True,
+                param_space=param_space,
+                storage_filesystem=sw.where[2],
+            )
     else:
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                num_samples=args.num_samples,
-                max_concurrent_trials=args.max_concurrent,
-                scheduler=_asha(base.train.epochs, args.grace_period, decisions),
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                storage_filesystem=sweep_fs,
-                progress_reporter=reporter,
-                verbose=2,
-                failure_config=tune.FailureConfig(max_failures=1),
-                callbacks=[state_guard.StateRecorder(record)],
-            ),
-        )
-        # tuner.pkl was just written straight to storage by the driver: the first entry of the record
-        fs, folder = (sweep_fs, sweep_dir) if sweep_fs is not None else storage.resolve(sweep_dir, s3)
-        state_guard.add_to_record(record, fs, folder, ["tuner.pkl"])
+        tuner = _new_tuner(sw, args, trainable, param_space)
     results = tuner.fit()
     errors = [r for r in results if r.error is not None]
     ok = [r for r in results if r.error is None and r.metrics and METRIC in r.metrics]
@@ -303,49 +308,122 @@ def _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, pri
         print(f"colorize tune: no trial finished ({len(errors)} failed)")
         return 1
     best = max(ok, key=lambda r: r.metrics[METRIC])
+    best_path = _write_best_config(sw, best)
+    children = _close_trial_runs(sw, results)
+    _record_best(sw, parent, best, children.get(best.metrics.get("trial_id")), best_path)
+    _print_table(sw, ok, len(errors), best_path, parent.run_id)
+    return 0
+
+
+def _trainable(sw: Sweep, parent_id: str):
+    """(the trial function with its resources, the param space): the space plus the sweep's state,
+    redacted where Tune saves it (``sweep_state``)."""
+    state, private = sweep_state(
+        sw.base,
+        sw.tracking_uri,
+        name=sw.name,
+        prior=[float(x) for x in sw.prior],
+        parent_run_id=parent_id,
+        artifact_dir=sw.artifact_dir,
+        s3=sw.s3.to_dict(),
+    )
+    # The trial function only drives its TorchTrainer, which asks for its own workers: a sliver of CPU.
+    # with_parameters keeps `private` in the object store only: it is never written with Tune's state.
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, private=private), {"CPU": 0.1})
+    return trainable, space.to_tune(sw.spec) | {"_sweep": state}
+
+
+def _new_tuner(sw: Sweep, args, trainable, param_space) -> tune.Tuner:
+    storage_path, _, sweep_fs = sw.where
+    reporter = CLIReporter(
+        parameter_columns=list(sw.spec),
+        metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
+        max_report_frequency=15,
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            num_samples=args.num_samples,
+            max_concurrent_trials=args.max_concurrent,
+            scheduler=_asha(sw.base.train.epochs, args.grace_period, sw.decisions),
+        ),
+        run_config=tune.RunConfig(
+            name=sw.name,
+            storage_path=storage_path,
+            storage_filesystem=sweep_fs,
+            progress_reporter=reporter,
+            verbose=2,
+            failure_config=tune.FailureConfig(max_failures=1),
+            callbacks=[state_guard.StateRecorder(sw.record)],
+        ),
+    )
+    # tuner.pkl was just written straight to storage by the driver: the first entry of the record
+    fs, folder = sw.state_fs()
+    state_guard.add_to_record(sw.record, fs, folder, ["tuner.pkl"])
+    return tuner
+
+
+def _write_best_config(sw: Sweep, best) -> str:
+    """best_config.yaml under --out: the base config with the best trial's sampled keys, which
+    ``pipeline/run.py --config`` takes as is; credentials never go into it (redacted)."""
     sampled = {k: v for k, v in best.config.items() if not k.startswith("_")}
-    best_cfg = ExperimentConfig.from_dict(base.to_dict()).replace(sampled)
-    os.makedirs(os.path.join(out_dir, name), exist_ok=True)
-    best_path = os.path.join(out_dir, name, "best_config.yaml")
+    best_cfg = ExperimentConfig.from_dict(sw.base.to_dict()).replace(sampled)
+    os.makedirs(os.path.join(sw.out_dir, sw.name), exist_ok=True)
+    best_path = os.path.join(sw.out_dir, sw.name, "best_config.yaml")
+    m = best.metrics
     with open(best_path, "w") as f:
         f.write(
-            f"# best trial of sweep {name}: {METRIC} = {best.metrics[METRIC]:.3f} "
-            f"(val_auc_rebalanced {best.metrics.get('val_auc_rebalanced', float('nan')):.2f}, "
-            f"val_cf_gap {best.metrics.get('val_cf_gap', float('nan')):.2f})\n"
+            f"# best trial of sweep {sw.name}: {METRIC} = {m[METRIC]:.3f} "
+            f"(val_auc_rebalanced {m.get('val_auc_rebalanced', float('nan')):.2f}, "
+            f"val_cf_gap {m.get('val_cf_gap', float('nan')):.2f})\n"
         )
         f.write(storage.redact(config_mod.dump(best_cfg)))  # credentials come from the environment, never a file
-    client = mlflow.tracking.MlflowClient(tracking_uri)
-    exp = client.get_experiment_by_name(base.tracking.experiment)
+    return best_path
+
+
+def _close_trial_runs(sw: Sweep, results) -> Dict[str, str]:
+    """Close every trial's MLflow run (Tune ends a trial at max_t or an ASHA stop by killing it),
+    tagged with the epochs it trained; -> {trial id: run id}."""
+    client = mlflow.tracking.MlflowClient(sw.tracking_uri)
+    exp = client.get_experiment_by_name(sw.base.tracking.experiment)
     children = {
         r.data.tags.get("colorize.trial_id"): r.info.run_id
-        for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{name}'")
+        for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{sw.name}'")
     }
-    for r in results:  # Tune ends a trial at max_t or an ASHA stop by killing it: close its run here
+    for r in results:
         tid = (r.metrics or {}).get("trial_id")
         if tid in children:
             epochs = (r.metrics or {}).get("training_iteration", 0)
-            child_tracker = tracking.Tracker(tracking_uri, children[tid])
+            child_tracker = tracking.Tracker(sw.tracking_uri, children[tid])
             child_tracker.tags(
                 {
                     "colorize.epochs_trained": epochs,
-                    "colorize.stopped_early": str(r.error is None and epochs < base.train.epochs).lower(),
+                    "colorize.stopped_early": str(r.error is None and epochs < sw.base.train.epochs).lower(),
                 }
             )
             child_tracker.finish("FAILED" if r.error is not None else "FINISHED")
-    best_trial = best.metrics.get("trial_id")
-    child = [children[best_trial]] if best_trial in children else []
-    if child:
-        tracking.Tracker(tracking_uri, child[0]).tags({"colorize.best_trial": "true"})
-    parent.tags({"best_trial": best_trial, "best_run_id": child[0] if child else ""})
+    return children
+
+
+def _record_best(sw: Sweep, parent: tracking.Tracker, best, best_run: Optional[str], best_path: str) -> None:
+    """The best trial on its own run (a tag) and on the parent run (tags, best/ metrics, the config
+    and ASHA's decisions as artifacts)."""
+    if best_run:
+        tracking.Tracker(sw.tracking_uri, best_run).tags({"colorize.best_trial": "true"})
+    parent.tags({"best_trial": best.metrics.get("trial_id"), "best_run_id": best_run or ""})
     best_val = {k: v for k, v in best.metrics.items() if k.startswith("val_") and isinstance(v, (int, float))}
     parent.metrics({f"best/{k}": v for k, v in best_val.items()}, 0)
     parent.artifact(best_path)
-    if os.path.exists(decisions):
-        parent.artifact(decisions)
-    print(f"\n== colorize tune {name}: {len(ok)} trials finished, {len(errors)} failed")
+    if os.path.exists(sw.decisions):
+        parent.artifact(sw.decisions)
+
+
+def _print_table(sw: Sweep, ok, failed: int, best_path: str, parent_id: str) -> None:
+    print(f"\n== colorize tune {sw.name}: {len(ok)} trials finished, {failed} failed")
     for r in sorted(ok, key=lambda r: -r.metrics[METRIC]):
         params = ", ".join(
-            f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}" for k in spec
+            f"{k}={r.config[k]:.4g}" if isinstance(r.config[k], float) else f"{k}={r.config[k]}" for k in sw.spec
         )
         m = r.metrics
         print(
@@ -355,5 +433,4 @@ def _sweep(args, base, spec, name, out_dir, where, resume, tracking_uri, s3, pri
             f"epochs {m.get('training_iteration')}) {params}"
         )
     print(f"best config: {best_path}  (python pipeline/run.py --config {best_path})")
-    print(f"MLflow: {storage.redact(tracking_uri)} (parent run {parent_id})")
-    return 0
+    print(f"MLflow: {storage.redact(sw.tracking_uri)} (parent run {parent_id})")

@@ -1,4 +1,4 @@
-"""``train.compile=on``: the product's training step (``pipeline.builder``) compiled with
+"""``train.compile=on``: the product's training step (``pipeline.gan.builder``) compiled with
 torch.compile gives the same losses as eager over the first 50 steps (CPU, tiny model).
 
 Same seed for the weights and the same 50 batches; G's dropout is off (``model.dropout=0``):
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import builder, steps
 from pipeline.config import ExperimentConfig
+from pipeline.gan import builder, steps
 from support.training import TINY
 
 STEPS = 50

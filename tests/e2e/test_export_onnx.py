@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from pipeline import builder, cli, export, model_ref
+from pipeline import cli
+from pipeline.apply import export
+from pipeline.gan import builder, model_ref
 
 
 def test_export_onnx_dynamic_size(ckpt, tmp_path):

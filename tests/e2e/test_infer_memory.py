@@ -1,5 +1,5 @@
 """Single-file ``colorize infer`` memory: the photo's own cost is at most ``BYTES_PER_PIXEL`` bytes per
-full-resolution pixel (issue 15 item 8; the README states the bound). Measured, not estimated: the
+full-resolution pixel (the README states the bound). Measured, not estimated: the
 CLI runs in a child process on a generated 16 MP JPEG, and its peak RSS (``ru_maxrss`` of the
 child) minus that of the same command on a 64 x 48 photo (imports, the model, the same code path)
 is the photo's cost."""

@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import builder, color, geometry, priors, steps, storage, transforms
 from pipeline.config import ExperimentConfig
+from pipeline.core import color, geometry, transforms
+from pipeline.data import priors, storage
+from pipeline.gan import builder, steps
 from support import ROOT
 
 

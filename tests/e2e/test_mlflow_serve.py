@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline import checkpoint, color, model_io
 from pipeline.config import ExperimentConfig
-from pipeline.tracking import Tracker
-from pipeline.train import log_generator
+from pipeline.core import color
+from pipeline.gan import checkpoint, model_io
+from pipeline.train.tracking import Tracker
+from pipeline.train.trainer import log_generator
 from support import corpus
 from support.servers import free_port, stop_group, wait_for_port
 

@@ -1,4 +1,4 @@
-"""Protocol v2 (bench/quality.py, issue 18) end to end on CPU with tiny budgets, from a portable copy
+"""Protocol v2 (bench/quality.py) end to end on CPU with tiny budgets, from a portable copy
 of a handful of photos of each split: every model trains, ours is decoded under every temperature
 rule (each steered by large-val only), everything is scored on large-test and test.txt, the targets
 table is produced, and ours ships as an fp16 colorize checkpoint."""
@@ -34,7 +34,7 @@ def pack(tmp_path_factory):
 def test_quality_protocol_v2_smoke(tmp_path, pack):
     import quality
 
-    from pipeline import checkpoint
+    from pipeline.gan import checkpoint
 
     out = tmp_path / "q"
     argv = ["--data", str(pack), "--reference", str(pack / "reference"), "--out", str(out), "--ship", str(out / "m")]
@@ -74,7 +74,7 @@ def test_quality_protocol_v2_smoke(tmp_path, pack):
     assert len(targets) == 9 and all(t["met"] in (True, False) for t in targets.values())
     assert targets["large-test ΔCF ≤ 3"]["met"] == (res["ours"]["test"]["cf_gap"] <= 3)
     md = (out / "quality.md").read_text()
-    assert "## Targets (issue 18)" in md and ("| met |" in md or "| not met |" in md)
+    assert "## Targets" in md and ("| met |" in md or "| not met |" in md)
     assert (out / "grid.png").stat().st_size > 0 and "temperature sweep" in md
     # the shipped checkpoint: fp16 weights, read back weights_only by the product's loader
     state = torch.load(out / "m" / checkpoint.STATE, weights_only=True)

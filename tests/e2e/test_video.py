@@ -15,8 +15,10 @@ import av
 import numpy as np
 import pytest
 
-from pipeline import color, model_ref, temporal, video, video_io
 from pipeline.cli import main
+from pipeline.core import color
+from pipeline.gan import model_ref
+from pipeline.video import codec, job, temporal
 from support import ROOT
 from support.video import DX, DY, pan_frames, probe, write_video
 
@@ -63,7 +65,7 @@ def test_round_trip_keeps_frames_times_size_rotation_audio_and_L(clip, ckpt, tmp
     assert dL < 1.5, dL
     # before the encoder: L equals the input's up to 8-bit rounding
     G, _ = model_ref.resolve_generator(str(ckpt))
-    f = video.FrameColorizer(G, 32, None, "flow")
+    f = job.FrameColorizer(G, 32, None, "flow")
     for rgb in a["frames"][:3]:
         assert np.abs(_L(f(rgb)) - _L(rgb)).max() < 1.0
 
@@ -80,7 +82,7 @@ def test_existing_output_is_kept_and_input_never_overwritten(clip, ckpt, tmp_pat
 def test_variable_frame_rate_timestamps_are_kept(tmp_path):
     pts = [0, 10, 30, 35, 70, 80, 100, 101, 140]
     src = write_video(tmp_path / "vfr.mp4", pan_frames(len(pts), 64, 48), pts=pts, audio=False)
-    r = video_io.transcode(str(src), str(tmp_path / "o.mp4"), lambda x: x)
+    r = codec.transcode(str(src), str(tmp_path / "o.mp4"), lambda x: x)
     assert r.frames == len(pts) and r.pix_fmt == "yuv420p"
     assert probe(tmp_path / "o.mp4")["times"] == pytest.approx(probe(src)["times"], abs=1e-6)
 
@@ -110,7 +112,7 @@ def test_flow_lowers_the_warping_error_on_a_known_pan(ckpt, tmp_path):
     G = _model_with_noise(ckpt)
     errs = {}
     for mode in ("none", "flow"):
-        f = video.FrameColorizer(G, 32, None, mode)
+        f = job.FrameColorizer(G, 32, None, mode)
         ab = [color.rgb_to_lab(f(x))[..., 1:] for x in frames]
         h, w = ab[0].shape[:2]
         back = np.zeros((h, w, 2), np.float32)
@@ -163,10 +165,10 @@ def _zero_frames(p: Path) -> Path:
     "make, reason",
     [
         (lambda p: p.write_bytes(b""), "empty"),
-        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), video_io.NOT_VIDEO),
-        (lambda p: p.write_text("just some text, not a video\n" * 50), video_io.NOT_VIDEO),
-        (_no_video_stream, video_io.NO_VIDEO_STREAM),
-        (_zero_frames, video_io.NO_FRAMES),
+        (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)), codec.NOT_VIDEO),
+        (lambda p: p.write_text("just some text, not a video\n" * 50), codec.NOT_VIDEO),
+        (_no_video_stream, codec.NO_VIDEO_STREAM),
+        (_zero_frames, codec.NO_FRAMES),
     ],
     ids=["empty", "random-bytes", "text", "audio-only", "zero-frames"],
 )
@@ -182,10 +184,10 @@ def test_bad_input_is_one_clear_line_and_no_output(make, reason, ckpt, tmp_path,
 
 def test_huge_resolution_is_refused_with_the_photo_pixel_limit(tmp_path):
     src = write_video(tmp_path / "big.mp4", pan_frames(2, 64, 48), audio=False)
-    with pytest.raises(video_io.VideoError, match="over the 3,000-pixel limit") as e:
-        video_io.transcode(str(src), str(tmp_path / "o.mp4"), lambda x: x, max_pixels=3000)
-    assert e.value.reason == video_io.TOO_LARGE and list(tmp_path.iterdir()) == [src]
-    assert video_io.DEFAULT_MAX_PIXELS == 64_000_000  # the photos' limit (pipeline.transforms)
+    with pytest.raises(codec.VideoError, match="over the 3,000-pixel limit") as e:
+        codec.transcode(str(src), str(tmp_path / "o.mp4"), lambda x: x, max_pixels=3000)
+    assert e.value.reason == codec.TOO_LARGE and list(tmp_path.iterdir()) == [src]
+    assert codec.DEFAULT_MAX_PIXELS == 64_000_000  # the photos' limit (pipeline.core.transforms)
 
 
 def test_corrupt_tail_keeps_the_frames_before_it(ckpt, tmp_path, capsys):
@@ -207,7 +209,8 @@ MEMORY_SCRIPT = textwrap.dedent(
     """
     import resource, sys, torch
     torch.set_num_threads(1)
-    from pipeline import model_ref, video
+    from pipeline.gan import model_ref
+    from pipeline.video import job as video
     G, _ = model_ref.resolve_generator(sys.argv[1])
     r = video.colorize_video(G, sys.argv[2], sys.argv[3], 16, None, "flow")
     print(r.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

@@ -1,4 +1,4 @@
-"""A non-editable install carries the files the commands read from the package (issue 15 item 15):
+"""A non-editable install carries the files the commands read from the package:
 the wheel built from this checkout, installed into a clean folder outside it and run from a folder
 outside it, loads the default prior as `colorize train` / `colorize tune` resolve it (``loss.prior``),
 runs `colorize eval` without ``--reference`` (the default prior again), and loads the default Tune
@@ -26,15 +26,15 @@ SHIPPED = {
 }
 
 # What `colorize train` (pipeline/run.py) and `colorize tune` (tune/sweep.py) do to get the prior
-# and the space before Ray starts: resolve_prior_path(loss.prior) + load_prior, load_space(None, ...).
+# and the space before Ray starts: priors.resolve_prior_path(loss.prior) + load_prior, load_space(None, ...).
 PROBE = """
 import json
 import pipeline, tune
-from pipeline import priors, run
+from pipeline.data import priors
 from pipeline.config import ExperimentConfig
 from tune import space
 cfg = ExperimentConfig()
-path = run.resolve_prior_path(cfg.loss.prior)
+path = priors.resolve_prior_path(cfg.loss.prior)
 prior = priors.load_prior(path, None)
 spec = space.load_space(None, cfg)
 print("PROBE " + json.dumps({"pipeline": pipeline.__file__, "tune": tune.__file__, "prior_path": path,
@@ -46,8 +46,8 @@ def _copy_sources(dst: Path) -> None:
     """What a wheel is built from: the top-level files and the packages pyproject.toml lists
     (symlinks kept as links, so pipeline/assets points into the copy as it does in the checkout)."""
     text = (ROOT / "pyproject.toml").read_text()
-    packages = re.search(r"^packages = \[(.*)\]$", text, re.M).group(1)
-    top = {p.strip().strip('"').split(".")[0] for p in packages.split(",")}
+    packages = re.search(r"^packages = \[(.*?)\]$", text, re.M | re.S).group(1)
+    top = {p.strip().strip('"').split(".")[0] for p in packages.split(",") if p.strip()}
     dst.mkdir()
     for f in ROOT.iterdir():
         if f.is_file() and not f.is_symlink():
@@ -94,7 +94,7 @@ def test_train_and_tune_defaults_load_from_the_installed_package(site, tmp_path)
     for module in ("pipeline", "tune"):
         assert Path(got[module]).is_relative_to(site), f"{module} was imported from {got[module]}, not the install"
     assert Path(got["prior_path"]) == site / "pipeline" / "assets" / "prior_probs.npy"
-    from pipeline import color
+    from pipeline.core import color
 
     assert got["shape"] == [color.num_bins()] and got["sum"] == pytest.approx(1.0)
     assert got["space"] == ["loss.lambda_adv", "loss.lambda_ce", "loss.lambda_l1"]

@@ -1,11 +1,13 @@
-"""The data layer (``pipeline.data``): raw photos and prepared shards behind one interface, one
+"""The data layer (``pipeline.data.sources``): raw photos and prepared shards behind one interface, one
 train/val split (the same photos whichever form is read), skips counted once per file."""
 
 import pytest
 import ray
 from PIL import Image
 
-from pipeline import config, data, prepare, split, storage
+from pipeline import config
+from pipeline.core import split
+from pipeline.data import prepare, sources, storage
 from support import corpus
 from support.reference_prior import count_reasons
 
@@ -41,10 +43,10 @@ def test_raw_and_shards_give_the_same_train_and_val_photos(ray_local, photos):
     assert manifest["images"] == 20 and manifest["skipped"] == count_reasons(info["skip"])
     assert manifest["id_root"] == str(raw_dir), "the folder the ids are relative to: the one --data names"
     raw, shards = (
-        data.Source.open(str(raw_dir), storage.S3Settings()),
-        data.Source.open(str(shards_dir), storage.S3Settings()),
+        sources.Source.open(str(raw_dir), storage.S3Settings()),
+        sources.Source.open(str(shards_dir), storage.S3Settings()),
     )
-    assert (raw.kind, shards.kind) == (data.RAW, data.SHARDS)
+    assert (raw.kind, shards.kind) == (sources.RAW, sources.SHARDS)
     good = sorted(set(raw.ids()) - set(info["skip"]))
     assert sorted(shards.ids()) == good and "more/p0.png" in good, "one id: the path relative to the dataset root"
     # the plain threshold decides here (no tiny-dataset floor): each photo's side depends on its id alone
@@ -56,11 +58,11 @@ def test_raw_and_shards_give_the_same_train_and_val_photos(ray_local, photos):
 
     sides = {}
     for name, uri in (("raw", raw_dir), ("shards", shards_dir)):
-        train_ds, val_ds, collector, info_ = data.training_datasets(
+        train_ds, val_ds, collector, info_ = sources.training_datasets(
             cfg_for(uri), storage.S3Settings(), cpus_per_task=0.5
         )
         sides[name] = ids_of(train_ds), ids_of(val_ds)
-        assert info_["source"] == (data.RAW if name == "raw" else data.SHARDS)
+        assert info_["source"] == (sources.RAW if name == "raw" else sources.SHARDS)
         if name == "raw":  # bad files are decoded (and skipped) on both sides; two epochs count each once
             ids_of(train_ds)
             assert ray.get(collector.counts.remote()) == count_reasons(info["skip"])
@@ -74,8 +76,8 @@ def test_a_source_says_what_it_holds(ray_local, photos, tmp_path):
     raw_dir, _, _ = photos
     with pytest.raises(storage.StorageError, match="no input files"):
         (tmp_path / "empty").mkdir()
-        data.Source.open(str(tmp_path / "empty"), storage.S3Settings())
-    raw = data.Source.open(str(raw_dir), storage.S3Settings(), limit=5)
+        sources.Source.open(str(tmp_path / "empty"), storage.S3Settings())
+    raw = sources.Source.open(str(raw_dir), storage.S3Settings(), limit=5)
     assert len(raw) == 5 and not raw.prepared
     rows = raw.files(files_per_block=2).take_all()
     assert sorted(r["path"] for r in rows) == sorted(raw.paths)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import priors, storage
+from pipeline.data import priors, storage
 from support.reference_prior import count_reasons, direct_histogram
 
 

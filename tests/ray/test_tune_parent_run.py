@@ -1,4 +1,4 @@
-"""A sweep that fails never leaves its MLflow parent run RUNNING (issue 15 item 14): here Tune
+"""A sweep that fails never leaves its MLflow parent run RUNNING: here Tune
 cannot create the sweep folder (``train.storage_path`` lies under a file), after the parent run is
 open; the run is closed FAILED and the error reaches the caller."""
 

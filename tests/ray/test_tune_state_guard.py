@@ -1,5 +1,5 @@
 """Tune's saved state is unpickled by ``Tuner.restore``: a sweep restores only a state whose every
-file its own driver recorded (``tune.state_guard``, issue 15 item 4). A real tiny Tune run writes
+file its own driver recorded (``tune.state_guard``). A real tiny Tune run writes
 the state and the record; tampering with any file Tune restores from (or adding one) is refused
 by ``colorize tune`` in one line with exit 2 before Ray starts, ``--trust-storage`` lets it through,
 and an untouched state passes the check and really restores."""
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pyarrow.fs as pafs
 import pytest
 
 from pipeline import cli
+from pipeline.config import ExperimentConfig
+from pipeline.data import storage
 from tune import state_guard
 from tune import sweep as sweep_mod
 
@@ -89,8 +92,12 @@ def test_a_tampered_state_is_refused_unless_trusted(saved_sweep, tmp_path, capsy
     assert tune_cli(root) == 2  # refused before Ray starts or an MLflow run opens
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refusing to restore" in err[0] and "--trust-storage" in err[0]
-    where = sweep_mod.sweep_storage(str(root / "runs"), "sw", None)
-    assert sweep_mod._may_resume(where, str(root / "runs"), None, record, trust=True) is True
+    base = ExperimentConfig().replace({"train.storage_path": str(root / "runs")})
+    s3 = storage.S3Settings()
+    where = sweep_mod.sweep_storage(str(root / "runs"), "sw", s3)
+    sw = sweep_mod.Sweep("sw", str(root / "out"), base, {}, where, "", s3, np.ones(1))
+    assert sw.record == record
+    assert sweep_mod._may_resume(sw, trust=True) is True
 
 
 def test_no_record_is_refused(saved_sweep, tmp_path, capsys):

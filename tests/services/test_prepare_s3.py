@@ -11,8 +11,10 @@ import pyarrow.fs as pafs
 import pytest
 from PIL import Image
 
-from pipeline import cli, color, prepare, priors, shards, split, storage
+from pipeline import cli
 from pipeline import run as run_job
+from pipeline.core import color, split
+from pipeline.data import prepare, priors, shards, storage
 from support import corpus
 from support.reference_prior import count_reasons
 from support.servers import upload_dir

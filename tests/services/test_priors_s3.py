@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import priors, storage
+from pipeline.data import priors, storage
 from support.reference_prior import count_reasons, direct_histogram
 from support.servers import upload_dir
 

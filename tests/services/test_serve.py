@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import color
+from pipeline.core import color
 from support import ROOT
 from support.servers import free_port, stop_gracefully, wait_for_port
 

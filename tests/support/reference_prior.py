@@ -9,7 +9,7 @@ from typing import Dict, Iterable
 import numpy as np
 from PIL import Image
 
-from pipeline import color
+from pipeline.core import color
 
 
 def direct_histogram(root: Path, names: Iterable[str]) -> np.ndarray:

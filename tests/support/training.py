@@ -61,8 +61,8 @@ def tiny_generator_checkpoint(folder: Path) -> Path:
     """A tiny generator with a peaked, non-grey head, saved as a generator checkpoint in ``folder``."""
     import torch
 
-    from pipeline import builder, checkpoint
     from pipeline.config import ExperimentConfig
+    from pipeline.gan import builder, checkpoint
 
     cfg = ExperimentConfig().replace({"model.preset": "tiny"})
     torch.manual_seed(0)

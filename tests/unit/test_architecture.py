@@ -1,34 +1,55 @@
-"""The architecture the README draws, checked from the source: pure core -> I/O + Ray I/O layer ->
-jobs -> CLI. No import cycles among pipeline/, models/ and tune/ (function-local imports count: a
-cycle hidden in a function is still a cycle); models/ imports nothing from pipeline/; ``ray`` is
-imported only by the Ray glue modules."""
+"""The architecture docs/architecture.md draws, checked from the source: the layers (which subpackage
+may import which, bench/ on top), no import cycles among pipeline/, models/, tune/ and bench/
+(function-local imports count: a cycle hidden in a function is still a cycle); models/ imports
+nothing from pipeline/; ``ray`` is imported only by the Ray glue modules."""
 
 from __future__ import annotations
 
 import ast
+import re
 from itertools import pairwise
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
 from support import ROOT
 
-PACKAGES = ("pipeline", "models", "tune")
+PACKAGES = ("pipeline", "models", "tune", "bench")
+# Folders of scripts that put themselves on sys.path: there `import common` is bench/common.py.
+SCRIPT_FOLDERS = ("bench",)
+# The layers, bottom first. A module may import its own unit and the units of lower layers; never a
+# peer in its own layer, never a unit above. Every module belongs to a unit: a new subpackage (or a
+# new module directly in pipeline/) is placed here, in the order its imports allow.
+LAYERS: Tuple[Tuple[str, ...], ...] = (
+    ("models",),  # pure torch; the generator's shape (GeneratorConfig) lives with it
+    ("pipeline.credentials",),  # no imports from the project: config and storage refuse with it
+    ("pipeline", "pipeline.config", "pipeline.cli_args", "pipeline.assets", "pipeline.configs"),
+    ("pipeline.core",),  # pure numpy/torch: colour, geometry, split, skips, output names, metrics, decoding
+    ("pipeline.data",),  # storage, Ray Data sources and shards, the priors and prepare jobs
+    ("pipeline.gan",),  # the model: builder and step, checkpoints, references, prediction, MLflow form
+    ("pipeline.train", "pipeline.apply", "pipeline.serve"),  # the jobs that train, apply and serve a model
+    ("pipeline.video", "pipeline.run"),  # video reuses infer's pieces; run is the training job's entry
+    ("tune",),  # every trial is pipeline.run's training
+    ("pipeline.cli",),  # one command per job
+    ("bench",),  # benchmarks call product code; product code never calls them
+)
+# Units that hold only their own module: ``pipeline`` is pipeline/__init__.py, not what lies below it.
+EXACT_UNITS = {"pipeline"}
 # Modules that may `import ray` (the Ray I/O layer and the Ray jobs); everything else runs without it.
 RAY_ALLOWED = {
-    "pipeline.data",
-    "pipeline.shards",
-    "pipeline.priors",
-    "pipeline.prepare",
-    "pipeline.train",
+    "pipeline.data.sources",
+    "pipeline.data.shards",
+    "pipeline.data.priors",
+    "pipeline.data.prepare",
+    "pipeline.train.trainer",
     "pipeline.run",
-    "pipeline.video",
-    "pipeline.infer",
-    "pipeline.serve",
-    "pipeline.serve_app",
+    "pipeline.video.job",
+    "pipeline.apply.infer",
+    "pipeline.serve.job",
+    "pipeline.serve.app",
 }
-RAY_ALLOWED_PACKAGES = ("tune",)
+RAY_ALLOWED_PACKAGES = ("tune", "bench")
 
 
 def module_files(root: Path, packages=PACKAGES) -> Dict[str, Path]:
@@ -82,16 +103,26 @@ def import_graph(root: Path, packages=PACKAGES) -> Tuple[Dict[str, Set[str]], Di
         tree = ast.parse(f.read_text(), str(f))
         raw[mod] = list(imported_names(tree, mod, f.name == "__init__.py"))
         for name, _ in raw[mod]:
-            # `from pipeline import color` is the module pipeline.color; `from pipeline.config import X`
+            # `from pipeline.core import color` is the module pipeline.core.color; `from pipeline.config import X`
             # is pipeline.config; the longest dotted prefix that is one of our modules is the target.
-            parts = name.split(".")
-            for n in range(len(parts), 0, -1):
-                target = ".".join(parts[:n])
-                if target in files:
-                    if target != mod:
-                        edges[mod].add(target)
-                    break
+            target = _our_module(name, mod, files)
+            if target is not None and target != mod:
+                edges[mod].add(target)
     return edges, raw
+
+
+def _our_module(name: str, importer: str, files) -> Optional[str]:
+    """The longest dotted prefix of ``name`` that is one of our modules (a script's bare import of a
+    sibling, ``import common`` in bench/, is that folder's module); None for anything else."""
+    folder = importer.split(".")[0]
+    candidates = [name] + ([f"{folder}.{name}"] if folder in SCRIPT_FOLDERS else [])
+    for candidate in candidates:
+        parts = candidate.split(".")
+        for n in range(len(parts), 0, -1):
+            target = ".".join(parts[:n])
+            if target in files:
+                return target
+    return None
 
 
 def find_cycles(edges: Dict[str, Set[str]]) -> List[List[str]]:
@@ -151,7 +182,9 @@ def _cycle_in(comp: List[str], edges: Dict[str, Set[str]]) -> List[str]:
 
 
 def _where(raw, mod: str, target: str) -> str:
-    lines = sorted({line for name, line in raw[mod] if name == target or name.startswith(target + ".")})
+    folder = mod.split(".")[0]
+    names = {target} | ({target.removeprefix(folder + ".")} if folder in SCRIPT_FOLDERS else set())
+    lines = sorted({line for name, line in raw[mod] for n in names if name == n or name.startswith(n + ".")})
     return f"{mod} -> {target} (line {', '.join(map(str, lines))})"
 
 
@@ -233,20 +266,117 @@ def test_the_checks_find_a_planted_upward_import_and_a_stray_ray(tmp_path):
         tmp_path,
         {
             "models/__init__.py": "",
-            "models/net.py": "def bins():\n    from pipeline.color import ab_bins\n    return ab_bins()\n",
+            "models/net.py": "def bins():\n    from pipeline.core.color import ab_bins\n    return ab_bins()\n",
             "pipeline/__init__.py": "",
-            "pipeline/color.py": "import numpy\n",
-            "pipeline/data.py": "import ray\n",  # allowed
-            "pipeline/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
+            "pipeline/core/color.py": "import numpy\n",
+            "pipeline/data/sources.py": "import ray\n",  # allowed
+            "pipeline/core/scoring.py": "def f():\n    from ray import data\n",  # not allowed, even in a function
             "tune/sweep.py": "import ray.tune\n",  # allowed
         },
     )
     _, raw = import_graph(root)
-    assert models_importing_pipeline(raw) == ["models.net:2 imports pipeline.color.ab_bins"]
-    assert ray_outside_glue(raw) == ["pipeline.scoring:2"]
+    assert models_importing_pipeline(raw) == ["models.net:2 imports pipeline.core.color.ab_bins"]
+    assert ray_outside_glue(raw) == ["pipeline.core.scoring:2"]
 
 
-@pytest.mark.parametrize("name", ["models", "pipeline", "tune"])
+@pytest.mark.parametrize("name", ["models", "pipeline", "tune", "bench"])
 def test_the_walk_sees_every_package(name):
     files = module_files(ROOT)
-    assert name in files and len([m for m in files if m.split(".")[0] == name]) > 1
+    assert len([m for m in files if m.split(".")[0] == name]) > 1
+
+
+def unit_of(module: str, units) -> Optional[str]:
+    """The layer unit ``module`` belongs to: the longest unit that is it or a package above it."""
+    found = [u for u in units if module == u or (module.startswith(u + ".") and u not in EXACT_UNITS)]
+    return max(found, key=len, default=None)
+
+
+def layer_violations(edges: Dict[str, Set[str]], layers=LAYERS) -> List[str]:
+    """Every import that points sideways or up the layers, and every module in no layer."""
+    rank = {unit: i for i, layer in enumerate(layers) for unit in layer}
+    bad = set()
+    for mod in sorted(edges):
+        src = unit_of(mod, rank)
+        if src is None:
+            bad.add(f"{mod}: in no layer (place its unit in LAYERS)")
+            continue
+        for target in sorted(edges[mod]):
+            dst = unit_of(target, rank)
+            if dst is None or dst == src or rank[dst] < rank[src]:
+                continue  # a module in no layer is reported as the importer it also is
+            where = "a peer in the same layer" if rank[dst] == rank[src] else "a layer above"
+            bad.add(f"{mod} -> {target}: {dst} is {where} of {src}")
+    return sorted(bad)
+
+
+def test_imports_follow_the_layers(graph):
+    bad = layer_violations(graph[0])
+    assert not bad, "imports against the layers (LAYERS, bottom first):\n  " + "\n  ".join(bad)
+
+
+def test_the_layer_check_finds_planted_upward_sideways_and_unplaced_modules(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "models/__init__.py": "",
+            "pipeline/__init__.py": "",
+            "pipeline/config.py": "import models\n",
+            "pipeline/core/__init__.py": "",
+            "pipeline/core/color.py": "def f():\n    from pipeline.gan import builder  # up\n",
+            "pipeline/gan/__init__.py": "",
+            "pipeline/gan/builder.py": "from pipeline.core import color\nfrom pipeline import config\nimport models\n",
+            "pipeline/train/__init__.py": "",
+            "pipeline/train/trainer.py": "from pipeline.apply import infer  # a peer\n",
+            "pipeline/apply/__init__.py": "",
+            "pipeline/apply/infer.py": "from pipeline.gan import builder\n",
+            "pipeline/video/__init__.py": "",
+            "pipeline/video/job.py": "from pipeline.apply import infer  # allowed: apply is below video\n",
+            "pipeline/stray.py": "from pipeline.core import color\n",
+            "bench/quality.py": "import ship\nfrom pipeline.gan import builder\n",
+            "bench/ship.py": "def main():\n    import quality\n",
+        },
+    )
+    edges, _ = import_graph(root, ("pipeline", "models", "bench"))
+    assert edges["bench.quality"] == {"bench.ship", "pipeline.gan.builder"}
+    assert sorted(find_cycles(edges)) == [
+        ["bench.quality", "bench.ship", "bench.quality"],
+        ["pipeline.core.color", "pipeline.gan.builder", "pipeline.core.color"],
+    ]
+    assert layer_violations(edges) == [
+        "pipeline.core.color -> pipeline.gan.builder: pipeline.gan is a layer above of pipeline.core",
+        "pipeline.stray: in no layer (place its unit in LAYERS)",
+        "pipeline.train.trainer -> pipeline.apply.infer: pipeline.apply is a peer in the same layer of pipeline.train",
+    ]
+
+
+def documented_modules(text: str) -> Set[str]:
+    """Files named in the module map of docs/architecture.md: under a folder line (``pipeline/gan/``),
+    the leading ``name.py`` words of each entry line (indented by two)."""
+    found, folder = set(), None
+    for line in text.splitlines():
+        if re.match(r"^(pipeline|models|tune)/", line):
+            folder = line.split()[0]
+        elif folder and re.match(r"^  \S", line):
+            for word in line.split():
+                if not word.endswith((".py", ".yaml")):
+                    break
+                found.add(folder + word)
+    return found
+
+
+def test_the_map_reader_sees_entries_not_descriptions():
+    text = "pipeline/gan/      the model\n  a.py  b.py   one (see c.py)\n    d.py  continued\nmodels/\n  e.py  x\n"
+    assert documented_modules(text) == {"pipeline/gan/a.py", "pipeline/gan/b.py", "models/e.py"}
+
+
+def test_the_architecture_map_names_every_module():
+    """docs/architecture.md is the current map: a module added, moved or renamed is added there too."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    modules = {
+        str(f.relative_to(ROOT))
+        for pkg in ("pipeline", "models", "tune")
+        for f in (ROOT / pkg).rglob("*.py")
+        if f.name != "__init__.py" and f.parent.name not in ("assets", "configs")
+    }
+    missing = sorted(modules - documented_modules(text))
+    assert not missing, "modules missing from docs/architecture.md's map:\n  " + "\n  ".join(missing)

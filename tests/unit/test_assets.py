@@ -12,8 +12,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from pipeline import assets, evaluate, run
+from pipeline import assets
+from pipeline.apply import evaluate
 from pipeline.config import ExperimentConfig
+from pipeline.data import priors
 from support import ROOT
 from tune import space
 
@@ -32,13 +34,13 @@ def test_loss_prior_default_resolves_to_the_root_then_to_the_packaged_copy(tmp_p
     default = ExperimentConfig().loss.prior
     assert default == assets.PRIOR_NAME
     monkeypatch.chdir(tmp_path)  # no prior_probs.npy in the working dir
-    assert run.resolve_prior_path(default) == os.path.join(run._ROOT, default)  # a checkout: as before
-    monkeypatch.setattr(run, "_ROOT", str(tmp_path / "site-packages"))  # installed: no file at the "root"
-    assert run.resolve_prior_path(default) == assets.default_prior_path()
+    assert priors.resolve_prior_path(default) == os.path.join(priors.PROJECT_ROOT, default)  # a checkout: as before
+    monkeypatch.setattr(priors, "PROJECT_ROOT", str(tmp_path / "site-packages"))  # installed: no file at the "root"
+    assert priors.resolve_prior_path(default) == assets.default_prior_path()
     # A relative path the user gave still means the project root, found or not (a clear error later).
-    assert run.resolve_prior_path("priors/mine.npy") == str(tmp_path / "site-packages" / "priors" / "mine.npy")
+    assert priors.resolve_prior_path("priors/mine.npy") == str(tmp_path / "site-packages" / "priors" / "mine.npy")
     (tmp_path / default).write_bytes(b"")
-    assert run.resolve_prior_path(default) == default  # one in the working dir wins, as before
+    assert priors.resolve_prior_path(default) == default  # one in the working dir wins, as before
 
 
 def test_default_space_is_the_packaged_yaml():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from models import EMA
-from pipeline import builder, checkpoint, model_ref, predict, steps
 from pipeline.config import ExperimentConfig
+from pipeline.gan import builder, checkpoint, model_ref, predict, steps
 from support import ROOT
 
 TINY = {"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2}}
@@ -142,9 +142,9 @@ BUILDS = re.compile(r"\b(Generator|PatchDiscriminator|EMA)(\.from_config)?\(|tor
 @pytest.mark.parametrize(
     "path",
     [
-        "pipeline/train.py",
+        "pipeline/train/trainer.py",
         "tune/sweep.py",
-        "pipeline/checkpoint.py",
+        "pipeline/gan/checkpoint.py",
         "bench/model.py",
         "bench/train_throughput.py",
         "bench/quality.py",
@@ -155,5 +155,5 @@ def test_training_tune_and_benches_build_through_the_builder(path):
     source = (ROOT / path).read_text()
     if path == "bench/quality.py":  # the pix2pix baseline's own optimisers
         source = re.sub(r"def pix2pix_trainer.*?\n(?=def )", "", source, flags=re.S)
-    assert not BUILDS.findall(source), f"{path} builds G/D/Adam/EMA itself: use pipeline.builder"
+    assert not BUILDS.findall(source), f"{path} builds G/D/Adam/EMA itself: use pipeline.gan.builder"
     assert "builder" in source or path == "tune/sweep.py"  # sweep trains through train.launch

@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.color import lab2rgb, rgb2lab
 
-from pipeline import color
+from pipeline.core import color
 
 
 def _all_colours_strided(step=3):
@@ -83,7 +83,7 @@ def test_keep_l_torch_equals_numpy_within_one_level():
 
 
 def _linear_rgb(lab):
-    """Lab -> linear RGB, unclipped (the textbook formulas, independent of pipeline.color)."""
+    """Lab -> linear RGB, unclipped (the textbook formulas, independent of pipeline.core.color)."""
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([lab[..., 1] / 500 + fy, fy, fy - lab[..., 2] / 200], -1)
     xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * color.D65_WHITE

@@ -1,7 +1,10 @@
 """ExperimentConfig: YAML + --set, validation errors that name the key, conversions."""
 
+import dataclasses
+
 import pytest
 
+from models import GENERATOR_PRESETS, GeneratorConfig
 from pipeline import config
 from pipeline import run as run_job
 from pipeline.config import ConfigError, ExperimentConfig
@@ -41,6 +44,9 @@ def test_yaml_and_overrides(tmp_path):
         (["loss.lambda_adv=-1"], "loss.lambda_adv must be >= 0"),
         (["train.use_gpu=maybe"], "train.use_gpu must be true or false"),
         (["model.logits_stride=3"], "model.logits_stride must be a power of 2"),
+        # checked on the preset's shape with the overrides, at load: tiny's depth is 3
+        (["model.preset=tiny", "model.logits_stride=16"], "model.logits_stride must be <= 2**depth = 8, got 16"),
+        (["model.preset=huge"], "model.preset must be full, small, tiny, got 'huge'"),
         (["epochs=3"], "must look like section.name"),
     ],
 )
@@ -48,6 +54,15 @@ def test_bad_values_name_the_key(overrides, message):
     with pytest.raises(ConfigError) as e:
         config.load(None, overrides)
     assert message in str(e.value)
+
+
+def test_the_model_section_has_a_key_for_every_generator_setting():
+    """One spelling of the generator's shape (models.GeneratorConfig): the config offers each of
+    its settings as a key that overrides the preset, and resolves to it."""
+    keys = {f.name for f in dataclasses.fields(config.ModelSection)}
+    assert {f.name for f in dataclasses.fields(GeneratorConfig)} <= keys
+    section = ExperimentConfig.from_dict({"model": {"preset": "small", "depth": 5, "norm": "batch"}}).model
+    assert section.generator() == dataclasses.replace(GENERATOR_PRESETS["small"], depth=5, norm="batch")
 
 
 def test_unknown_key_in_yaml(tmp_path):

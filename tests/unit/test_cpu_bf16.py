@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline import builder, steps
 from pipeline.config import ExperimentConfig
+from pipeline.gan import builder, steps
 
 STEPS = 40
 LOSSES = ("d_loss", "g_loss", "g_ce", "g_l1")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pyarrow.fs as pafs
 import pytest
 
-from pipeline import cli, run, storage
+from pipeline import cli, run
+from pipeline.data import storage
 
 KEY, SECRET = "AKIAPLANTED", "plant/ed+Zq9w"
 FORMS = {

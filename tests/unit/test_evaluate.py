@@ -1,4 +1,4 @@
-"""The evaluation metrics (``pipeline.scoring``): hand-checked cases and real photos."""
+"""The evaluation metrics (``pipeline.core.scoring``): hand-checked cases and real photos."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline import cli, color, evaluate, metrics, scoring
-from pipeline.skips import SKIP_GREY, SKIP_MISSING, SKIP_NOT_IMAGE, Skips
+from pipeline import cli
+from pipeline.apply import evaluate
+from pipeline.core import color, metrics, scoring
+from pipeline.core.skips import SKIP_GREY, SKIP_MISSING, SKIP_NOT_IMAGE, Skips
 from support import DATA, corpus
 
 
@@ -109,7 +111,7 @@ def test_grey_baseline_on_real_photos_orders_as_expected(zhang):
 
 
 def test_eval_counts_skips_the_one_way_listing_included(tmp_path):
-    """``colorize eval`` records skips as every job does (``pipeline.skips``): what the listing
+    """``colorize eval`` records skips as every job does (``pipeline.core.skips``): what the listing
     skipped (a dangling link: ``missing``) beside what decoding skipped, counts and examples."""
     for i in range(2):
         (tmp_path / f"colour{i}.png").write_bytes(corpus.encode(Image.fromarray(corpus.photo(i)), "PNG"))

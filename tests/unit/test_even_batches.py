@@ -1,4 +1,4 @@
-"""The even-batches protocol of ``pipeline.train`` without Ray: workers simulated by threads whose
+"""The even-batches protocol of ``pipeline.train.trainer`` without Ray: workers simulated by threads whose
 ``live_workers`` is a real all-reduce over a barrier, so every worker's generator runs exactly as
 under DDP (same step count on every worker, filler steps with loss scale 0, world/live scales on
 the others, ``max_steps_per_epoch`` stops everyone at once). And the gloo flag group follows the
@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from pipeline import train
+from pipeline.train import trainer
 
 
 class BarrierAllReduce:
@@ -53,7 +53,7 @@ def run_workers(
 
     def worker(rank: int) -> None:
         try:
-            gen = train.even_batches(sources[rank], world, max_steps, filler, live_workers=reduce.for_rank(rank))
+            gen = trainer.even_batches(sources[rank], world, max_steps, filler, live_workers=reduce.for_rank(rank))
             out[rank] = list(gen)
         except BaseException as e:  # surfaced below: a thread's exception is otherwise lost
             errors.append(e)
@@ -85,7 +85,7 @@ def test_a_worker_with_more_batches_keeps_the_others_in_step():
 
 def test_a_worker_without_any_batch_steps_on_filler():
     crop = 16
-    out, _, _ = run_workers([2, 0], filler=lambda: train._filler(crop))
+    out, _, _ = run_workers([2, 0], filler=lambda: trainer._filler(crop))
     assert ids(out[0]) == [("w0b0", 2.0), ("w0b1", 2.0)]
     assert [s for _, s in out[1]] == [0.0, 0.0]
     for b, _ in out[1]:  # train._filler: one black image of the crop size, no ids (nothing to audit)
@@ -107,14 +107,14 @@ def test_no_batches_anywhere_yields_nothing():
 
 def test_without_distributed_one_worker_counts_itself():
     assert not (dist.is_available() and dist.is_initialized())
-    got = list(train.even_batches(batches(0, 2), 1, None, lambda: {"id": []}))
+    got = list(trainer.even_batches(batches(0, 2), 1, None, lambda: {"id": []}))
     assert ids(got) == [("w0b0", 1.0), ("w0b1", 1.0)]
 
 
 @pytest.fixture
 def process_group(tmp_path, monkeypatch):
     """Start (and re-start) a one-process gloo default group; always destroyed at the end."""
-    monkeypatch.setattr(train, "_FLAG_GROUP", {})
+    monkeypatch.setattr(trainer, "_FLAG_GROUP", {})
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     n = [0]
 
@@ -131,7 +131,7 @@ def process_group(tmp_path, monkeypatch):
 
 def test_live_workers_all_reduces_on_a_gloo_group(process_group):
     process_group()
-    assert train._live_workers(True) == 1 and train._live_workers(False) == 0
+    assert trainer._live_workers(True) == 1 and trainer._live_workers(False) == 0
 
 
 def test_the_flag_group_follows_the_default_process_group(process_group, monkeypatch):
@@ -139,8 +139,8 @@ def test_the_flag_group_follows_the_default_process_group(process_group, monkeyp
     monkeypatch.setattr(dist, "get_backend", lambda *a, **k: "nccl")  # as on GPUs: flags need their own gloo group
     monkeypatch.setattr(dist, "new_group", lambda backend: made.append(backend) or object())
     process_group()
-    first = train._flag_group()
-    assert train._flag_group() is first and made == ["gloo"], "one flag group per process group"
+    first = trainer._flag_group()
+    assert trainer._flag_group() is first and made == ["gloo"], "one flag group per process group"
     process_group()  # a new default group in the same process (a restarted worker group, a second run)
-    second = train._flag_group()
+    second = trainer._flag_group()
     assert second is not first and made == ["gloo", "gloo"], "a stale flag group was reused"

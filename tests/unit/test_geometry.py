@@ -1,4 +1,4 @@
-"""Image geometry (``pipeline.geometry``): the short-side resize and the crop windows."""
+"""Image geometry (``pipeline.core.geometry``): the short-side resize and the crop windows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import geometry
+from pipeline.core import geometry
 from support import corpus
 
 

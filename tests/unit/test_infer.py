@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import checkpoint, cli, color, model_ref, predict
+from pipeline import cli
+from pipeline.core import color
+from pipeline.gan import checkpoint, model_ref, predict
 from support import corpus
 
 

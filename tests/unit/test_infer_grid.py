@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import cli, color, infer, outputs
+from pipeline import cli
+from pipeline.apply import infer
+from pipeline.core import color, outputs
 from support import corpus
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from models import unwrap
-from pipeline import builder, checkpoint, model_ref, steps
 from pipeline.config import ExperimentConfig
-from pipeline.train import with_model_of
+from pipeline.gan import builder, checkpoint, model_ref, steps
+from pipeline.train.trainer import with_model_of
 
 TINY = {"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2}, "loss": {"lambda_adv": 0.1}}
 

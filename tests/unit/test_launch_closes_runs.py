@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import color, storage, train
 from pipeline.config import ExperimentConfig
+from pipeline.core import color
+from pipeline.data import storage
+from pipeline.train import trainer
 
 PRIOR = np.full(color.num_bins(), 1.0 / color.num_bins())
 
@@ -27,7 +29,7 @@ def status(uri: str, run_id: str) -> str:
 
 
 def launch(cfg, uri, name, tmp_path):
-    return train.launch(cfg, PRIOR, storage.S3Settings(), uri, name, artifact_dir=str(tmp_path / "art"))
+    return trainer.launch(cfg, PRIOR, storage.S3Settings(), uri, name, artifact_dir=str(tmp_path / "art"))
 
 
 def test_a_missing_data_folder_fails_the_run(tracking_uri, tmp_path):
@@ -57,10 +59,10 @@ class FakeTrainer:
 def fake_training(monkeypatch):
     """Datasets and trainer replaced: ``set(outcome)`` makes ``fit`` raise it or return it."""
     info = {"source": "raw", "train_files": 1, "val_files": 1}
-    monkeypatch.setattr(train.data, "training_datasets", lambda *a, **k: (None, None, None, info))
-    monkeypatch.setattr(train, "_skip_counts", lambda collector: {"corrupt": 1})
+    monkeypatch.setattr(trainer.sources, "training_datasets", lambda *a, **k: (None, None, None, info))
+    monkeypatch.setattr(trainer, "_skip_counts", lambda collector: {"corrupt": 1})
     outcome = {}
-    monkeypatch.setattr(train, "build_trainer", lambda *a, **k: FakeTrainer(outcome["fit"]))
+    monkeypatch.setattr(trainer, "build_trainer", lambda *a, **k: FakeTrainer(outcome["fit"]))
     return lambda value: outcome.__setitem__("fit", value)
 
 

@@ -1,5 +1,5 @@
 """Listing a local folder (``storage.list_inputs``): each real file once, odd entries skipped and
-counted by reason, never fatal (issue 15 items 5-7)."""
+counted by reason, never fatal."""
 
 import json
 import os
@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 
-from pipeline import storage
-from pipeline.skips import Skips
+from pipeline.core.skips import Skips
+from pipeline.data import storage
 
 
 def listing(root):

@@ -1,4 +1,4 @@
-"""What the registered model takes (``pipeline.model_io``), in-process: every accepted row form,
+"""What the registered model takes (``pipeline.gan.model_io``), in-process: every accepted row form,
 the params, and clear refusals. The served form is tests/e2e/test_mlflow_serve.py."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import color, model_io, model_ref
+from pipeline.core import color
+from pipeline.gan import model_io, model_ref
 from support import corpus
 
 

@@ -6,7 +6,7 @@ import tempfile
 
 import pytest
 
-from pipeline import model_ref
+from pipeline.gan import model_ref
 
 
 def test_mlflow_download_is_removed_once_loaded(ckpt, tmp_path, monkeypatch):

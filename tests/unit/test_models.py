@@ -1,13 +1,17 @@
 """The cGAN in pure torch: shapes, gradients, receptive field, noise, losses, steps, learning."""
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from models import GENERATOR_PRESETS, Generator, PatchDiscriminator, losses
+from models import GENERATOR_PRESETS, Generator, GeneratorConfig, PatchDiscriminator, generator_config, losses
 from models.generator import ABPredictor
-from pipeline import builder, color, steps
 from pipeline.config import ExperimentConfig
+from pipeline.core import color
+from pipeline.gan import builder, steps
 
 BINS = color.ab_bins()
 Q = len(BINS)
@@ -15,7 +19,7 @@ Q = len(BINS)
 
 def tiny(**kw):
     torch.manual_seed(0)
-    return Generator(BINS, **{**GENERATOR_PRESETS["tiny"], **kw})
+    return Generator(BINS, generator_config("tiny", **kw))
 
 
 # (1, 1): one pixel works too
@@ -31,11 +35,11 @@ def test_generator_shapes_any_size(hw):
 
 
 def test_preset_parameter_counts():
-    counts = {p: sum(x.numel() for x in Generator(BINS, **kw).parameters()) for p, kw in GENERATOR_PRESETS.items()}
+    counts = {p: sum(x.numel() for x in Generator(BINS, c).parameters()) for p, c in GENERATOR_PRESETS.items()}
     assert counts["tiny"] < 300_000
     assert 5e6 < counts["small"] < 20e6
     assert 20e6 < counts["full"] < 60e6
-    assert sum(p.numel() for p in Generator(BINS).parameters()) == counts["full"], "keyword defaults = full preset"
+    assert sum(p.numel() for p in Generator(BINS).parameters()) == counts["full"], "the defaults are the full preset"
     d = sum(p.numel() for p in PatchDiscriminator().parameters())
     assert 2e6 < d < 4e6  # pix2pix's 70x70 PatchGAN is 2.77M
 
@@ -47,6 +51,30 @@ def test_from_config_follows_preset_and_overrides():
     assert torch.equal(g.bins, torch.tensor(BINS, dtype=torch.float32)), "the bins given are the classes"
     d = PatchDiscriminator.from_config(cfg.model)
     assert d(torch.zeros(1, 1, 64, 64), torch.zeros(1, 2, 64, 64)).shape[1] == 1
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"logits_stride": 3}, "logits_stride must be a power of 2, got 3"),
+        ({"depth": 2, "logits_stride": 8}, "logits_stride must be <= 2**depth = 4, got 8"),
+        ({"norm": "layer"}, "norm must be group, batch, instance or none, got 'layer'"),
+        ({"base_channels": 0}, "base_channels must be in [1, 1024], got 0"),
+        ({"temperature": 0.0}, "temperature must be > 0, got 0.0"),
+    ],
+)
+def test_a_shape_that_cannot_be_built_is_refused_by_name(changes, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Generator(BINS, GeneratorConfig(**changes))
+
+
+def test_generator_config_is_a_preset_with_overrides():
+    tiny_preset = GENERATOR_PRESETS["tiny"]
+    assert generator_config("tiny", depth=None, dilations=[1, 2]) == dataclasses.replace(tiny_preset, dilations=(1, 2))
+    with pytest.raises(ValueError, match="preset must be full, small, tiny, got 'huge'"):
+        generator_config("huge")
+    with pytest.raises(ValueError, match="unknown generator keys"):
+        generator_config("tiny", width=3)
 
 
 def test_gradients_reach_every_generator_parameter():
@@ -188,10 +216,9 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
             "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
         }
     )
-    cfg = exp.loss
     torch.manual_seed(0)
     gan = builder.build(exp, torch.device("cpu"))
-    G, D, opt_g, opt_d = gan.G, gan.D, gan.opt_g, gan.opt_d
+    G, D = gan.G, gan.D
     batch = _batch()
     w = torch.ones(Q)
 
@@ -199,14 +226,14 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
         return {k: v.clone() for k, v in m.state_dict().items()}
 
     g0, d0 = snap(G), snap(D)
-    out = steps.d_step(G, D, opt_d, batch, cfg)
+    out = gan.d_step(batch)
     assert set(out) == {"d_loss", "d_real", "d_fake"} and all(isinstance(v, float) for v in out.values())
     assert all(torch.equal(g0[k], v) for k, v in G.state_dict().items()), "D step changed G"
     assert any(not torch.equal(d0[k], v) for k, v in D.state_dict().items())
     assert all(p.grad is None for p in G.parameters())
     g1, d1 = snap(G), snap(D)
     d_grads = [p.grad.clone() for p in D.parameters()]
-    out = steps.g_step(G, D, opt_g, batch, cfg, w)
+    out = gan.g_step(batch, w)
     assert set(out) == {"g_loss", "g_adv", "g_ce", "g_l1"}
     changed = [k for k, v in D.state_dict().items() if not torch.equal(d1[k], v)]
     assert not changed, f"G step changed D (weights or buffers): {changed}"
@@ -214,7 +241,7 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
     assert not left, "G step left gradients on D"
     assert any(not torch.equal(g1[k], v) for k, v in G.state_dict().items())
     assert all(p.requires_grad for p in D.parameters()), "D must be trainable again after the G step"
-    both = steps.train_step(G, D, opt_g, opt_d, batch, cfg, w)
+    both = gan.train_step(batch, 0, w, sync=True)
     assert {"d_loss", "g_loss"} <= set(both)
 
 

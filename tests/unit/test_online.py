@@ -1,5 +1,5 @@
-"""The online service's pure half (pipeline/online.py): request rules and statuses, and the batched
-model call, checked against the one-photo path (pipeline/predict.py) it must agree with."""
+"""The online service's pure half (pipeline/serve/handling.py): request rules and statuses, and the batched
+model call, checked against the one-photo path (pipeline/gan/predict.py) it must agree with."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import torch
 import yaml
 from PIL import Image
 
-from pipeline import color, online, predict
-from pipeline.model_ref import resolve_generator
+from pipeline.core import color
+from pipeline.gan import predict
+from pipeline.gan.model_ref import resolve_generator
+from pipeline.serve import handling
 from support import ROOT
 
 
@@ -43,13 +45,13 @@ def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
     G, _ = resolve_generator(str(ckpt))
     cG = CountingG(G)
     photos = [photo(60, 80, 0), photo(90, 120, 1), photo(50, 50, 2), photo(120, 160, 3)]
-    prepared = [online.prepare(png(p), 32, online.DEFAULT_MAX_PIXELS) for p in photos]
+    prepared = [handling.prepare(png(p), 32, handling.DEFAULT_MAX_PIXELS) for p in photos]
     temps = [0.38, 0.38, 0.38, 0.2]
-    abs_ = online.colorize_batch(cG, [p.x for p in prepared], temps, torch.device("cpu"))
+    abs_ = handling.colorize_batch(cG, [p.x for p in prepared], temps, torch.device("cpu"))
     # 60x80 and 90x120 share the working shape 32x43 at T 0.38; 50x50 is alone; 120x160 at T 0.2 is alone.
     assert sorted(cG.calls) == sorted([(2, 1, 32, 43), (1, 1, 32, 32), (1, 1, 32, 43)])
     for p, pr, ab, t in zip(photos, prepared, abs_, temps, strict=True):
-        out = np.asarray(Image.open(io.BytesIO(online.finish(pr, ab, "png"))))
+        out = np.asarray(Image.open(io.BytesIO(handling.finish(pr, ab, "png"))))
         ref = predict.colorize(G, p, 32, t)
         assert out.shape == p.shape
         assert np.abs(out.astype(int) - ref.astype(int)).max() <= 2  # same maths, batched
@@ -66,42 +68,42 @@ def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
     ],
 )
 def test_prepare_refuses_with_status(data, status):
-    with pytest.raises(online.RequestError) as e:
-        online.prepare(data, 64, max_pixels=1_000_000)
+    with pytest.raises(handling.RequestError) as e:
+        handling.prepare(data, 64, max_pixels=1_000_000)
     assert e.value.status == status
 
 
 def test_request_rules():
-    assert online.check_content_type("image/PNG; charset=binary") == "image/png"
-    assert online.check_content_type("image/jpg") == "image/jpeg"
+    assert handling.check_content_type("image/PNG; charset=binary") == "image/png"
+    assert handling.check_content_type("image/jpg") == "image/jpeg"
     for bad in (None, "", "text/plain", "image/gif", "application/octet-stream"):
-        with pytest.raises(online.RequestError) as e:
-            online.check_content_type(bad)
+        with pytest.raises(handling.RequestError) as e:
+            handling.check_content_type(bad)
         assert e.value.status == 415
-    online.check_length(10, 10)
-    with pytest.raises(online.RequestError) as e:
-        online.check_length(11, 10)
+    handling.check_length(10, 10)
+    with pytest.raises(handling.RequestError) as e:
+        handling.check_length(11, 10)
     assert e.value.status == 413
-    assert online.parse_params(None, None, None, 0.38) == (0.38, online.DEFAULT_SIZE, "png")
-    assert online.parse_params("0.2", "128", "JPG", 0.38) == (0.2, 128, "jpeg")
+    assert handling.parse_params(None, None, None, 0.38) == (0.38, handling.DEFAULT_SIZE, "png")
+    assert handling.parse_params("0.2", "128", "JPG", 0.38) == (0.2, 128, "jpeg")
     for t, s, f in [("x", None, None), ("0", None, None), ("nan", None, None), (None, "8", None), (None, "1.5", None)]:
-        with pytest.raises(online.RequestError) as e:
-            online.parse_params(t, s, f, 0.38)
+        with pytest.raises(handling.RequestError) as e:
+            handling.parse_params(t, s, f, 0.38)
         assert e.value.status == 400
-    with pytest.raises(online.RequestError):
-        online.parse_params(None, None, "gif", 0.38)
+    with pytest.raises(handling.RequestError):
+        handling.parse_params(None, None, "gif", 0.38)
 
 
 def test_serve_config_file_matches_the_app_builder():
     """cluster/serve.yaml names the real builder and only the arguments it takes."""
-    from pipeline import serve_app
+    from pipeline.serve import app as serve_app
 
     cfg = yaml.safe_load((ROOT / "cluster" / "serve.yaml").read_text())
     (app,) = cfg["applications"]
     module, name = app["import_path"].split(":")
-    assert module == "pipeline.serve_app" and getattr(serve_app, name) is serve_app.app_builder
+    assert module == "pipeline.serve.app" and getattr(serve_app, name) is serve_app.app_builder
     s = serve_app.settings(app["args"])
-    assert s["max_bytes"] == online.DEFAULT_MAX_BYTES and s["max_pixels"] == online.DEFAULT_MAX_PIXELS
+    assert s["max_bytes"] == handling.DEFAULT_MAX_BYTES and s["max_pixels"] == handling.DEFAULT_MAX_PIXELS
     assert cfg["http_options"]["host"] == "127.0.0.1"
     with pytest.raises(ValueError, match="unknown"):
         serve_app.settings({"model": "m", "max_batch": 3})
@@ -112,12 +114,12 @@ def test_serve_config_file_matches_the_app_builder():
 
 
 def test_replicas_are_fixed_or_autoscaled_between_the_two_bounds():
-    from pipeline import serve_app
+    from pipeline.serve import app
 
-    fixed = serve_app.settings({"model": "m", "replicas": 2})
-    assert serve_app.replica_options(fixed) == {"num_replicas": 2}
-    scaled = serve_app.settings({"model": "m", "replicas": 1, "max_replicas": 4, "max_batch_size": 8})
-    auto = serve_app.replica_options(scaled)["autoscaling_config"]
+    fixed = app.settings({"model": "m", "replicas": 2})
+    assert app.replica_options(fixed) == {"num_replicas": 2}
+    scaled = app.settings({"model": "m", "replicas": 1, "max_replicas": 4, "max_batch_size": 8})
+    auto = app.replica_options(scaled)["autoscaling_config"]
     assert (auto["min_replicas"], auto["max_replicas"], auto["target_ongoing_requests"]) == (1, 4, 8)
     with pytest.raises(ValueError, match="max_replicas"):
-        serve_app.settings({"model": "m", "replicas": 3, "max_replicas": 2})
+        app.settings({"model": "m", "replicas": 3, "max_replicas": 2})

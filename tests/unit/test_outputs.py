@@ -1,12 +1,12 @@
-"""Output naming (pipeline.outputs): every result lands under the output root, under its own name,
+"""Output naming (pipeline.core.outputs): every result lands under the output root, under its own name,
 never on an input, never on an existing file unless asked."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline import outputs
-from pipeline.outputs import DUPLICATE, EXISTS, IN_OUTPUT, UNSAFE_NAME, plan, safe_join
+from pipeline.core import outputs
+from pipeline.core.outputs import DUPLICATE, EXISTS, IN_OUTPUT, UNSAFE_NAME, plan, safe_join
 
 
 def _by_input(targets):
@@ -14,7 +14,7 @@ def _by_input(targets):
 
 
 def test_inputs_are_normalised_before_names_are_made():
-    # The issue's case: a list line /x/data/../victim/keep.jpg used to be named ../victim/keep.jpg
+    # The case that once escaped: a list line /x/data/../victim/keep.jpg used to be named ../victim/keep.jpg
     got = _by_input(plan(["/x/data/a.png", "/x/data/../victim/keep.jpg"], "/out"))
     assert got == {"/x/data/a.png": ("/out/data/a.png", ""), "/x/data/../victim/keep.jpg": ("/out/victim/keep.jpg", "")}
 

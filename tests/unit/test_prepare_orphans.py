@@ -1,12 +1,12 @@
 """A completed ``colorize prepare`` removes the folders that killed runs left under its output
-(issue 15 item 14): only folders named as prepare names its runs, started before the run whose
+: only folders named as prepare names its runs, started before the run whose
 manifest was just written; that run, later (still running) runs and anything else stay."""
 
 from __future__ import annotations
 
 import pyarrow.fs as pafs
 
-from pipeline import prepare
+from pipeline.data import prepare
 
 CURRENT = "20261126T120000Z-0123abcd"
 

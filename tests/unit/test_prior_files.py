@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline import color, priors, storage
+from pipeline.core import color
+from pipeline.data import priors, storage
 from support import ROOT
 
 S3 = storage.S3Settings()
@@ -26,6 +27,19 @@ def test_sidecar_describes_its_own_prior_and_a_half_written_rerun_is_refused(tmp
     (tmp_path / "prior_probs.json").write_bytes((tmp_path / "other" / "prior_probs.json").read_bytes())
     assert priors.read_provenance(out, S3) is None
     assert np.allclose(priors.load_prior(out, S3), _result(0).prior)  # the prior itself is intact
+
+
+def test_a_training_run_logs_the_sidecar_only_when_it_describes_its_prior(tmp_path):
+    from pipeline.config import ExperimentConfig
+
+    out = str(tmp_path / "prior_probs.npy")
+    priors.write_prior(_result(0), out, {"data_uri": "run-a"}, S3)
+    cfg = ExperimentConfig().replace({"loss.prior": out})
+    prior, path, artifacts = priors.training_prior(cfg, S3, str(tmp_path / "run"), recompute=False)
+    assert path == out and np.allclose(prior, _result(0).prior)
+    assert artifacts == [(out, "prior"), (str(tmp_path / "prior_probs.json"), "prior")]
+    (tmp_path / "prior_probs.json").write_text("{}")  # a sidecar that no longer describes it
+    assert priors.training_prior(cfg, S3, str(tmp_path / "run"), recompute=False)[2] == [(out, "prior")]
 
 
 def test_the_shipped_prior_and_its_sidecar_match():

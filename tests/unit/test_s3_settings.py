@@ -1,11 +1,14 @@
 """One S3Settings, built at the entry point from the config, reaches every consumer with its region
-(issue 15 item 13: training and Tune dropped ``data.s3_region``)."""
+(training and Tune once dropped ``data.s3_region``)."""
 
 import inspect
 
 import pytest
 
-from pipeline import config, data, evaluate, prepare, priors, shards, storage, train
+from pipeline import config
+from pipeline.apply import evaluate
+from pipeline.data import prepare, priors, shards, sources, storage
+from pipeline.train import trainer
 
 
 def test_region_from_the_config_reaches_every_consumer(monkeypatch):
@@ -18,11 +21,11 @@ def test_region_from_the_config_reaches_every_consumer(monkeypatch):
     # the data layer (raw listing, shards, priors) and every read/write resolve through storage.resolve
     assert storage.resolve("s3://bucket/photos", s3)[0].region == "eu-north-1"
     # Ray Train's checkpoint storage
-    path, fs = train.storage_for("s3://bucket/runs", s3)
+    path, fs = trainer.storage_for("s3://bucket/runs", s3)
     assert fs is not None and fs.region == "eu-north-1" and path == "bucket/runs"
     # a custom endpoint keeps the region too
     s3e = storage.S3Settings.from_config(cfg.replace({"data.s3_endpoint": "http://127.0.0.1:9"}).data)
-    assert train.storage_for("s3://bucket/runs", s3e)[1].region == "eu-north-1"
+    assert trainer.storage_for("s3://bucket/runs", s3e)[1].region == "eu-north-1"
 
 
 def test_settings_from_the_environment_fill_only_what_the_config_leaves_open(monkeypatch):
@@ -61,9 +64,9 @@ TAKES_S3 = [
     shards.shard_files,
     shards.shards_dataset,
     shards.read_ids,
-    data.Source.open,
-    data.image_dataset,
-    data.training_datasets,
+    sources.Source.open,
+    sources.image_dataset,
+    sources.training_datasets,
     priors.compute_prior,
     priors.write_prior,
     priors.load_prior,

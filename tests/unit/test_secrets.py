@@ -9,8 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-from pipeline import cli, color, priors, storage, tracking
+from pipeline import cli
 from pipeline.config import ExperimentConfig
+from pipeline.core import color
+from pipeline.data import priors, storage
+from pipeline.train import tracking
 
 SECRETS = ("KEY:SECRET", "SECRET", "X-Amz-Signature", "SIG1234")
 PLANTED = "s3://KEY:SECRET@photos/train?X-Amz-Signature=SIG1234"

@@ -1,10 +1,10 @@
-"""The Lab encoding of prepared shards and their crops, without Ray or S3 (``pipeline.transforms``)."""
+"""The Lab encoding of prepared shards and their crops, without Ray or S3 (``pipeline.core.transforms``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline import color, transforms
+from pipeline.core import color, transforms
 from support import corpus
 
 

@@ -15,7 +15,9 @@ import pytest
 import torch
 from skimage import data as skdata
 
-from pipeline import assets, checkpoint, color, metrics, model_ref, predict
+from pipeline import assets
+from pipeline.core import color, metrics
+from pipeline.gan import checkpoint, model_ref, predict
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 CF_FLOOR = 12.0

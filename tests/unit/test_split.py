@@ -1,9 +1,10 @@
-"""The one train/val split rule (``pipeline.split``) and the one skip record (``pipeline.skips``)."""
+"""The one train/val split rule (``pipeline.core.split``) and the one skip record (``pipeline.core.skips``)."""
 
 import numpy as np
 
-from pipeline import data, split, storage
-from pipeline.skips import Skips
+from pipeline.core import split
+from pipeline.core.skips import Skips
+from pipeline.data import sources, storage
 
 
 def test_ids_are_paths_relative_to_the_dataset_root_wherever_it_is_mounted():
@@ -33,7 +34,7 @@ def _touch(folder, names):
 
 def _sides(uri, limit=None):
     """(ids, {id: "train" | "val"}) of the photos at ``uri``, as a training run splits them."""
-    ids = data.Source.open(uri, None, limit).ids()
+    ids = sources.Source.open(uri, None, limit).ids()
     train, val = split.split_ids(ids, 0.2, seed=0)
     return ids, {i: split.TRAIN for i in train} | {i: split.VAL for i in val}
 

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from pipeline import cli, metrics
+from pipeline import cli
+from pipeline.core import metrics
 
 
 def wang_ssim(x: np.ndarray, y: np.ndarray) -> float:

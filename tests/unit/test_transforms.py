@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import color, transforms
+from pipeline.core import color, transforms
 from support import corpus
 
 

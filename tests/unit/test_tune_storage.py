@@ -8,7 +8,8 @@ from __future__ import annotations
 import pyarrow.fs as pafs
 from ray import tune as ray_tune
 
-from pipeline import storage, train
+from pipeline.data import storage
+from pipeline.train import trainer
 from tune import sweep
 
 
@@ -50,8 +51,8 @@ def test_can_restore_finds_a_sweep_inside_a_custom_filesystem(tmp_path):
 
 
 def test_paths_ray_reports_are_shown_with_their_scheme():
-    assert train.storage_uri("bucket/runs/r1/checkpoint_000001", "s3://bucket/runs") == (
+    assert trainer.storage_uri("bucket/runs/r1/checkpoint_000001", "s3://bucket/runs") == (
         "s3://bucket/runs/r1/checkpoint_000001"
     )
-    assert train.storage_uri("s3://bucket/runs/r1", "s3://bucket/runs") == "s3://bucket/runs/r1"
-    assert train.storage_uri("/data/runs/r1", "/data/runs") == "/data/runs/r1"
+    assert trainer.storage_uri("s3://bucket/runs/r1", "s3://bucket/runs") == "s3://bucket/runs/r1"
+    assert trainer.storage_uri("/data/runs/r1", "/data/runs") == "/data/runs/r1"

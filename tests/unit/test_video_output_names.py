@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import storage, video
+from pipeline.data import storage
+from pipeline.video import job as video
 
 
 @pytest.mark.parametrize("name", ["x.gif", "x.txt", "x.avi", "s3://b/x.webm"])

@@ -1,4 +1,4 @@
-"""The per-photo work bound (pipeline/work_limits.py), one rule applied where a photo enters: the
+"""The per-photo work bound (pipeline/core/work_limits.py), one rule applied where a photo enters: the
 service's request, the MLflow model's rows, ``colorize infer`` and ``colorize video``. A thin strip
 is refused by its header size, before the working-size plane (gigabytes for an 8x100000 strip at a
 large working size) is ever allocated."""
@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import infer, model_io, model_ref, online, video, video_io, work_limits
+from pipeline.apply import infer
+from pipeline.core import work_limits
+from pipeline.gan import model_io, model_ref
+from pipeline.serve import handling
+from pipeline.video import codec
+from pipeline.video import job as video
 
 
 def png(a: np.ndarray) -> bytes:
@@ -44,8 +49,8 @@ def test_a_header_is_enough_to_refuse():
 
 
 def test_the_service_answers_413_for_a_strip():
-    with pytest.raises(online.RequestError, match="too thin") as e:
-        online.prepare(STRIP, 16, max_pixels=10**6)
+    with pytest.raises(handling.RequestError, match="too thin") as e:
+        handling.prepare(STRIP, 16, max_pixels=10**6)
     assert e.value.status == 413
 
 
@@ -71,6 +76,6 @@ def test_infer_skips_a_strip_by_reason(ckpt):
 
 def test_video_refuses_a_strip_frame(ckpt):
     G, _ = model_ref.resolve_generator(str(ckpt))
-    with pytest.raises(video_io.VideoError) as e:
+    with pytest.raises(codec.VideoError) as e:
         video.FrameColorizer(G, 16, None, "none")(np.zeros((8, 3000, 3), np.uint8))
     assert e.value.reason == work_limits.TOO_THIN

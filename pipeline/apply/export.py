@@ -1,0 +1,125 @@
+"""``colorize export``: the generator as ONNX (L (B,1,H,W) in [-1,1] -> ab (B,2,H,W); dynamic batch,
+height and width), checked by onnxruntime against torch on a sample of another size; or, with
+``--ship DIR``, in the form a model ships inside the package (fp16 weights, config, meta, a model
+card to complete): what ``pipeline/assets/model`` holds."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+from models.generator import ABPredictor
+from pipeline import cli_args
+from pipeline.core import outputs
+from pipeline.data import storage
+from pipeline.gan import checkpoint, model_ref
+
+log = logging.getLogger(__name__)
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """``colorize export`` arguments."""
+    cli_args.add_model_args(p)
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--onnx", help="output .onnx file")
+    out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
+
+
+def check_output(path: str) -> None:
+    """ValueError (one line) unless ``path`` is a local ``.onnx`` file name in a writable folder that exists."""
+    if "://" in path:
+        problem = "must be a local file (copy it to object storage afterwards)"
+    elif os.path.isdir(path):
+        problem = "is a folder; give a file name ending in .onnx"
+    else:
+        problem = outputs.output_file_problem(path, ".onnx")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not problem and not os.path.isdir(folder):
+        problem = f"folder {os.path.dirname(path) or '.'} does not exist"
+    elif not problem and not os.access(folder, os.W_OK):
+        problem = f"folder {os.path.dirname(path) or '.'} is not writable"
+    if problem:
+        raise ValueError(f"--onnx {path}: {problem}")
+
+
+def export_onnx(G, path: str, temperature: Optional[float] = None, opset: int = 18) -> None:
+    model = ABPredictor(G.cpu().eval(), temperature).eval()
+    dims = {
+        0: torch.export.Dim("batch", max=4096),
+        2: torch.export.Dim("height", min=16, max=16384),
+        3: torch.export.Dim("width", min=16, max=16384),
+    }
+    torch.onnx.export(
+        model,
+        (torch.randn(1, 1, 64, 96),),
+        path,
+        input_names=["L"],
+        output_names=["ab"],
+        dynamic_shapes={"L": dims},
+        opset_version=opset,
+        dynamo=True,
+        verbose=False,
+    )
+
+
+def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 72, 120), seed: int = 0) -> float:
+    """Max |ab_onnx - ab_torch| (Lab units) on a random input of ``shape``; raises if over 0.05."""
+    import onnxruntime as ort  # optional dependency: only this check needs it
+
+    x = torch.from_numpy(np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32))
+    with torch.no_grad():
+        ref = G.cpu().eval()(x, temperature)[1].numpy()
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"L": x.numpy()})[0]
+    err = float(np.abs(got - ref).max())
+    if got.shape != ref.shape or not err < 0.05:
+        raise ValueError(f"ONNX model disagrees with torch: shape {got.shape} vs {ref.shape}, max error {err:.4g}")
+    return err
+
+
+def ship(ref: str, directory: str, tracking_uri: Optional[str] = None) -> int:
+    """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
+    with a MODEL_CARD.md that says where it came from; -> bytes of the weights."""
+    if os.path.exists(os.path.join(directory, checkpoint.STATE)):
+        raise ValueError(f"--ship {directory}: a model is already there (remove it first)")
+    G, info = model_ref.resolve_generator(ref, tracking_uri)
+    meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
+    size = checkpoint.save_shipped(directory, G, info["config"], meta)
+    card = os.path.join(directory, "MODEL_CARD.md")
+    if not os.path.exists(card):
+        with open(card, "w") as f:
+            f.write(model_card(info, size))
+    return size
+
+
+def model_card(info: dict, size: int) -> str:
+    """The facts a model card starts from; data, figures and failure modes are added by hand."""
+    cfg = info["config"]
+    return (
+        "# colorize model\n\n"
+        f"- Weights: `state.pt`, fp16, {size / 1e6:.1f} MB, the generator the run served (its EMA when kept); "
+        "loads with `weights_only=True`.\n"
+        f"- Source: {storage.redact(str(info['ref']))}, step {info.get('step')}.\n"
+        f"- Model: preset `{cfg['model']['preset']}`, norm `{cfg['model']['norm']}`, "
+        f"default temperature {cfg['model']['temperature']}; trained at short side {cfg['data']['resize']} "
+        f"(crops of {cfg['data']['crop']}), the working size `colorize infer` uses by default.\n"
+        "- Config: `config.json` beside the weights.\n"
+    )
+
+
+def run(args) -> int:
+    if args.ship:
+        size = ship(args.model, args.ship, args.tracking_uri)
+        print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
+        return 0
+    check_output(args.onnx)  # before the model loads and the export runs, not after
+    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    export_onnx(G, args.onnx, args.temperature)
+    err = check_onnx(G, args.onnx, args.temperature)
+    print(f"colorize export: wrote {args.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
+    return 0

@@ -1,0 +1,123 @@
+"""Jobs that write one output per input (``colorize infer``, ``colorize video``): is the input one
+file or many, where does each result go (``pipeline.core.outputs`` rules checked against what storage
+already holds), and the summary every such job prints. No Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from typing import List, Set
+
+import pyarrow.fs as pafs
+
+from pipeline.core import outputs
+from pipeline.core.skips import Skips
+from pipeline.data import storage
+
+
+def list_inputs(uri: str, s3: storage.S3Settings):
+    """(filesystem, input paths, what the listing skipped); StorageError when nothing is left."""
+    skipped = Skips()
+    fs, paths = storage.list_inputs(uri, s3, skipped)
+    if not paths:
+        counts = f" (skipped {skipped.counts})" if skipped else ""
+        raise storage.StorageError(f"no input files at {storage.redact(uri)}{counts}")
+    return fs, paths, skipped
+
+
+def is_single_file(uri: str, paths: List[str]) -> bool:
+    named = posixpath.basename(uri.rstrip("/")) == posixpath.basename(paths[0])
+    return len(paths) == 1 and not uri.endswith(storage.LIST_SUFFIXES) and named
+
+
+def canonical(uri: str) -> str:
+    """A local path with links resolved, or an S3 ``bucket/key`` normalised: what two spellings of
+    one place share (StorageError for an S3 key that climbs out of its bucket)."""
+    if storage.is_s3(uri):
+        key = outputs.normalise(uri[len("s3://") :], s3=True)
+        if key is None:
+            raise storage.StorageError(f"unsafe S3 location {storage.redact(uri)}: no empty, '.' or '..' parts allowed")
+        return "s3://" + key
+    return os.path.realpath(os.path.expanduser(uri))
+
+
+def output_root(uri: str) -> str:
+    """``--output`` as ``outputs.plan`` wants it: a normalised absolute folder or ``bucket/prefix``."""
+    if storage.is_s3(uri):
+        return canonical(uri)[len("s3://") :]
+    return os.path.normpath(os.path.abspath(os.path.expanduser(uri)))
+
+
+def existing(output: str, s3: storage.S3Settings) -> Set[str]:
+    """Files already below ``--output``, in ``outputs.plan``'s form (listed once, before work)."""
+    fs, path = storage.resolve(output, s3)
+    path = output_root(output)
+    try:
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.File:
+            raise storage.StorageError(
+                f"--output {storage.redact(output)} is a file: a folder of inputs needs an output folder"
+            )
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    except OSError as e:
+        why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise storage.StorageError(f"cannot list --output {storage.redact(output)}: {storage.redact(why)}") from None
+    return {i.path for i in infos if i.type == pafs.FileType.File}
+
+
+def exists(uri: str, s3: storage.S3Settings) -> bool:
+    fs, path = storage.resolve(uri, s3)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as e:
+        raise storage.StorageError(f"cannot reach {storage.redact(uri)}: {str(e).splitlines()[0][:200]}") from None
+
+
+def plan(
+    input_uri: str,
+    output_uri: str,
+    paths: List[str],
+    s3: storage.S3Settings,
+    overwrite: bool,
+    name=outputs.output_name,
+    suffix: str = "",
+) -> List[outputs.Target]:
+    """Every input's output (or why it gets none), decided before any work starts: refuses an
+    output folder that is the input folder, lists what the output already holds, checks that it
+    can be written."""
+    s3_in, s3_out = storage.is_s3(input_uri), storage.is_s3(output_uri)
+    a_folder = not input_uri.endswith(storage.LIST_SUFFIXES)
+    if s3_in == s3_out and a_folder and canonical(input_uri) == canonical(output_uri):
+        raise storage.StorageError(
+            f"--output {storage.redact(output_uri)} is the input folder: colorize never writes "
+            "over its inputs; give another folder"
+        )
+    held = existing(output_uri, s3)
+    storage.check_writable_parent(posixpath.join(output_uri, "x"), s3)  # fail before the work, not after
+    return outputs.plan(
+        paths,
+        output_root(output_uri),
+        s3_inputs=s3_in,
+        s3_output=s3_out,
+        existing=held,
+        overwrite=overwrite,
+        name=name,
+        suffix=suffix,
+    )
+
+
+def print_skips(skipped: Skips) -> None:
+    """One line per skip reason with up to three examples (redacted)."""
+    for reason, n in skipped.counts.items():
+        hint = " (--overwrite replaces them)" if reason == outputs.EXISTS else ""
+        examples = ", ".join(storage.redact(p) for p in skipped.examples.get(reason, [])[:3])
+        print(f"  skipped {n} ({reason}){hint}" + (f", e.g. {examples}" if examples else ""))
+
+
+def exit_code(written: int, skipped: Skips, write_failed: str) -> int:
+    """1 when a write failed or no input has its result; 0 when some input has one, written now or
+    kept from before (a rerun answers as the first run did)."""
+    if skipped.counts.get(write_failed):
+        return 1
+    return 0 if written + skipped.counts.get(outputs.EXISTS, 0) else 1

@@ -1,0 +1,374 @@
+"""The data layer on Ray Data: photos at a URI, raw or as prepared shards, behind one interface.
+
+``Source.open(uri, s3)`` says what is there (``kind``: raw images or prepared shards), names its
+photos (``ids``: paths relative to the dataset root, the folder the URI names,
+``storage.dataset_root``) and streams them: raw files as {"path", "bytes"} rows, shards as Parquet
+rows, and for training either one as crops of one part of the one train/val split.
+``training_datasets`` is what a training run reads.
+
+Skips are counted one way (``pipeline.core.skips``): per-file steps return (path, reason) pairs,
+``ReportSkips`` hands them to the run's ``SkipCollector`` actor, the driver reads the record.
+Raw files are read as bytes and decoded per file in ``pipeline.core.transforms``: one bad file never
+fails its block (``ray.data.read_images`` would), it is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import pyarrow.fs as pafs
+import ray
+from ray.data import DataContext
+
+from pipeline.core import split, stops, transforms
+from pipeline.core.skips import SKIP_MISSING, Skips
+from pipeline.core.split import ALL, WHOLE, Part
+from pipeline.data import shards, storage
+
+log = logging.getLogger(__name__)
+
+RAW, SHARDS = "raw images", "prepared shards"
+
+
+def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
+    """Attach to a running cluster (``address``/``RAY_ADDRESS``, as under ``ray job submit``) or
+    start a local Ray with ``num_cpus`` logical CPUs."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
+        ray.init(address=address, log_to_driver=True)
+    elif address == "local":  # always a fresh local instance, never a cluster left on this host
+        ray.init(address="local", num_cpus=num_cpus, log_to_driver=True)
+    else:
+        # The dashboard stays on: it serves the State API that Train V2 needs (without it,
+        # endless PlacementGroupCleaner errors) and `ray job submit`.
+        ray.init(num_cpus=num_cpus, log_to_driver=True)
+    stops.reinstall()  # ray.init replaced the SIGTERM handler: a stop still unwinds through every cleanup
+
+
+# ----------------------------------------------------------------------------- skips
+
+
+@ray.remote(num_cpus=0)
+class SkipCollector:
+    """The one Ray-side gatherer of skipped inputs for a job (priors, prepare, a training run).
+
+    ``add([(path, reason), ...])`` from map tasks: a path counts once however many epochs re-read
+    it. ``add_record(Skips.to_dict())`` merges counts found elsewhere (listing, missing files).
+    ``record()`` -> ``Skips.to_dict()``; ``counts()`` -> {reason: n}.
+    """
+
+    def __init__(self):
+        self.skips = Skips()
+        self.seen = set()
+
+    def add(self, items: Sequence[Tuple[str, str]]) -> None:
+        for path, reason in items:
+            if path not in self.seen:
+                self.seen.add(path)
+                self.skips.add(reason, path)
+
+    def add_record(self, record: dict) -> None:
+        self.skips.merge(Skips.from_dict(record))
+
+    def record(self) -> dict:
+        return self.skips.to_dict()
+
+    def counts(self) -> dict:
+        return dict(self.skips.counts)
+
+
+def collected(collector) -> Skips:
+    """The record a SkipCollector holds now (blocking)."""
+    return Skips.from_dict(ray.get(collector.record.remote()))
+
+
+class ReportSkips:
+    """map_batches callable around a per-file step ``step(batch, **kwargs) -> (rows, skipped)``:
+    rows go on, the (path, reason) pairs to the collector. It waits for the collector, so once the
+    driver has consumed every row, the record is complete. An instance, not a class: Ray Data runs
+    it in tasks, not actors."""
+
+    def __init__(self, step: Callable, collector, **kwargs):
+        self.step, self.collector, self.kwargs = step, collector, kwargs
+
+    def __call__(self, batch):
+        rows, skipped = self.step(batch, **self.kwargs)
+        if skipped and self.collector is not None:
+            ray.get(self.collector.add.remote(skipped))
+        return rows
+
+
+def single_pass_skips(listed: int, used: int, decoded: Skips, listing: Skips) -> Skips:
+    """The whole record of a single pass: the decode skips, the files listed but never read
+    (``missing``: listed minus used minus skipped) and what the listing skipped."""
+    out = Skips().merge(decoded)
+    out.add(SKIP_MISSING, None, listed - used - decoded.total)
+    return out.merge(listing)
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def read_paths(
+    fs: pafs.FileSystem, paths: List[str], uri: str, num_cpus: float, files_per_block: int, shuffle_files: bool = False
+) -> ray.data.Dataset:
+    """Rows {"path", "bytes"} of the given files, ``files_per_block`` to a read task.
+
+    Setting the block count explicitly stops Ray from splitting read output, which would prevent
+    fusing the read with the decode step (and ship every raw file through the object store once
+    more). Files gone by read time are dropped (callers count them as ``missing``).
+    """
+    try:
+        return ray.data.read_binary_files(
+            paths,
+            include_paths=True,
+            filesystem=fs,
+            ignore_missing_paths=True,
+            num_cpus=num_cpus,
+            override_num_blocks=max(1, -(-len(paths) // files_per_block)),
+            shuffle="files" if shuffle_files else None,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        if "No files found" in str(e):
+            raise storage.StorageError(
+                f"none of the {len(paths)} files listed by {storage.redact(uri)} exist (first: {paths[0]})"
+            ) from None
+        raise
+
+
+class Source:
+    """Photos at one URI: raw (folder, list file, ``s3://`` prefix, ``skimage:``) or prepared
+    shards (a ``colorize prepare`` folder). Open with ``Source.open``."""
+
+    def __init__(
+        self,
+        uri: str,
+        s3: Optional[storage.S3Settings],
+        kind: str,
+        fs: Optional[pafs.FileSystem] = None,
+        paths: Sequence[str] = (),
+        manifest: Optional[dict] = None,
+        listing: Optional[Skips] = None,
+        root: Optional[str] = None,
+    ):
+        self.uri, self.s3, self.kind = uri, s3, kind
+        self.fs, self.paths, self.manifest = fs, list(paths), manifest
+        self.listing = listing or Skips()  # what the listing skipped (raw sources)
+        # raw sources: the folder ids are relative to (default: the files' common folder, for an explicit list)
+        self.root = split.common_folder(self.paths) if root is None else root
+        self._ids: Optional[List[str]] = None
+
+    @staticmethod
+    def open(uri: str, s3: storage.S3Settings, limit: Optional[int] = None) -> Source:
+        """List (raw) or read the manifest (shards); no Ray yet, so a bad URI fails in a second.
+        ``limit``: the first N files of a raw listing (shards ignore it). Raises StorageError."""
+        if shards.is_prepared(uri, s3):
+            return Source(uri, s3, SHARDS, manifest=shards.read_manifest(uri, s3))
+        listing = Skips()
+        fs, paths = storage.list_inputs(uri, s3, listing)
+        root = storage.dataset_root(uri, paths)  # before --limit: the first N files keep the ids of all
+        if limit is not None:
+            paths = paths[: max(0, int(limit))]
+        if not paths:
+            raise storage.StorageError(f"no input files at {storage.redact(uri)}")
+        return Source(uri, s3, RAW, fs=fs, paths=paths, listing=listing, root=root)
+
+    @property
+    def prepared(self) -> bool:
+        return self.kind == SHARDS
+
+    def __len__(self) -> int:
+        """Photos known up front: listed files (raw) or the manifest's images (shards)."""
+        return self.manifest["images"] if self.prepared else len(self.paths)
+
+    def ids(self) -> List[str]:
+        """Every photo's id (``pipeline.core.split``), in listing / shard order."""
+        if self._ids is None:
+            self._ids = (
+                shards.read_ids(self.uri, self.manifest, self.s3)
+                if self.prepared
+                else split.photo_ids(self.paths, self.root)
+            )
+        return self._ids
+
+    def count(self, part: Part) -> int:
+        return len(self) if part.side == ALL else int(part.keep(self.ids()).sum())
+
+    def files(
+        self, part: Part = WHOLE, files_per_block: int = 32, num_cpus: float = 1.0, shuffle: bool = False
+    ) -> ray.data.Dataset:
+        """Raw sources: rows {"path", "bytes"} of the files of ``part``."""
+        if self.prepared:
+            raise ValueError(f"{storage.redact(self.uri)} holds prepared shards, not raw files")
+        paths = (
+            self.paths if part.side == ALL else [p for p, k in zip(self.paths, part.keep(self.ids()), strict=True) if k]
+        )
+        if not paths:
+            raise storage.StorageError(f"no {part.side} files at {storage.redact(self.uri)}")
+        ensure_ray()
+        return read_paths(self.fs, paths, self.uri, num_cpus, files_per_block, shuffle_files=shuffle)
+
+    def rows(self, columns: Optional[List[str]] = None, shuffle_seed: Optional[int] = None) -> ray.data.Dataset:
+        """Prepared sources: the shards' rows (file order shuffled per epoch with a seed)."""
+        if not self.prepared:
+            raise ValueError(f"{storage.redact(self.uri)} holds raw files, not prepared shards")
+        ensure_ray()
+        return shards.shards_dataset(
+            self.uri, self.s3, columns=columns, shuffle_seed=shuffle_seed, manifest=self.manifest
+        )
+
+    def crops(self, data_cfg, part: Part, train: bool, collector=None, cpus_per_task: float = 1.0) -> ray.data.Dataset:
+        """Rows of ``part`` as training crops (random crop + flip, fresh every epoch) or validation
+        crops (centre), streamed, never materialised: {"rgb", "id"} from raw files (decoded at
+        ``data.resize``, bad ones skipped and reported to ``collector``), {"L", "ab", "id"} from
+        shards (decoded and counted once, at prepare time)."""
+        if not self.prepared:
+            ds = self.files(part, files_per_block=16, num_cpus=cpus_per_task, shuffle=train)
+            step = ReportSkips(
+                transforms.training_batch,
+                collector,
+                resize=data_cfg.resize,
+                crop=data_cfg.crop,
+                train=train,
+                flip=data_cfg.flip,
+                skip_grey=data_cfg.skip_grey,
+                root=self.root,
+            )
+            return ds.map_batches(step, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
+        size = self.manifest["size"]
+        if data_cfg.crop > size:
+            raise storage.StorageError(
+                f"data.crop={data_cfg.crop} exceeds the prepared size {size} of {storage.redact(self.uri)}"
+            )
+        if data_cfg.resize != size:
+            log.warning(
+                "data.resize=%d ignored: %s was prepared at short side %d",
+                data_cfg.resize,
+                storage.redact(self.uri),
+                size,
+            )
+        ds = self.rows(shards.TRAINING_COLUMNS, shuffle_seed=data_cfg.seed if train else None)
+        # whole blocks (one shard file each): read and crop fuse into one task, only crops are shipped
+        return ds.map_batches(
+            shards.ShardCrops(data_cfg.crop, train, data_cfg.flip, part),
+            batch_size=None,
+            num_cpus=cpus_per_task,
+            batch_format="numpy",
+        )
+
+    def describe(self) -> dict:
+        """What was read, for the run's tags and log."""
+        if not self.prepared:
+            return {"source": RAW}
+        m = self.manifest
+        return {
+            "source": SHARDS,
+            "images": m["images"],
+            "shards": len(m["shards"]),
+            "prepared_run": m["run"],
+            "prepared_skipped": m["skipped"],
+        }
+
+
+def image_dataset(
+    fs: pafs.FileSystem,
+    paths: List[str],
+    data_cfg,
+    train: bool,
+    s3: Optional[storage.S3Settings],
+    collector=None,
+    cpus_per_task: float = 1.0,
+) -> ray.data.Dataset:
+    """Training (or validation) crops of the given raw files: ``Source.crops`` of an explicit list
+    (ids relative to the files' common folder). ``s3``: the entry point's settings (None: local files)."""
+    src = Source(paths[0] if paths else "", s3, RAW, fs=fs, paths=paths)
+    return src.crops(data_cfg, WHOLE, train, collector, cpus_per_task)
+
+
+def training_datasets(data_cfg, s3: storage.S3Settings, cpus_per_task: float = 1.0):
+    """(train_ds, val_ds, collector, info) for an ExperimentConfig's data section.
+
+    ``data.train`` and ``data.val`` may each be raw photos or prepared shards; ``info["source"]``
+    says which ``data.train`` is. Without ``data.val`` the split of ``pipeline.core.split`` holds out
+    about ``val_fraction`` of ``data.train`` (at least one photo), the same photos whichever form
+    it is read in (except for tiny datasets: see ``pipeline.core.split``). ``collector`` is the run's
+    SkipCollector (``collector.counts.remote()``).
+    """
+    configure_io_retries()
+    train_src = Source.open(data_cfg.train, s3, data_cfg.limit)
+    if train_src.prepared and data_cfg.limit:
+        log.warning("data.limit is ignored for prepared shards")
+    if data_cfg.val:
+        val_src = Source.open(data_cfg.val, s3)
+        train_part = val_part = WHOLE
+    else:
+        val_src = train_src
+        train_part, val_part = split.split_parts(train_src.ids(), data_cfg.val_fraction, data_cfg.seed, min_val=1)
+    n_train, n_val = train_src.count(train_part), val_src.count(val_part)
+    if not n_train:
+        raise storage.StorageError(f"no training files at {storage.redact(data_cfg.train)}")
+    if not n_val:
+        raise storage.StorageError(
+            f"no validation files (data.val={data_cfg.val!r}, val_fraction={data_cfg.val_fraction})"
+        )
+    ensure_ray()
+    collector = SkipCollector.remote()
+    for src in [train_src] if val_src is train_src else [train_src, val_src]:
+        if src.listing:
+            collector.add_record.remote(src.listing.to_dict())
+    train_ds = train_src.crops(data_cfg, train_part, True, collector, cpus_per_task)
+    val_ds = val_src.crops(data_cfg, val_part, False, collector, cpus_per_task)
+    info = train_src.describe() | {"train_files": n_train, "val_files": n_val}
+    log.warning(
+        "training reads %s from %s: %d train / %d val photos",
+        train_src.kind,
+        storage.redact(data_cfg.train),
+        n_train,
+        n_val,
+    )
+    return train_ds, val_ds, collector, info
+
+
+# ----------------------------------------------------------------------------- Ray Data / Train settings
+
+# Transient object-store errors Ray Data retries on read and write, beyond its defaults (which cover
+# AWS INTERNAL_FAILURE / NETWORK_CONNECTION / SLOW_DOWN / 503 / SERVICE_UNAVAILABLE).
+EXTRA_RETRIED_IO_ERRORS = (
+    "AWS Error REQUEST_TIMEOUT",
+    "Connection reset by peer",
+    "curlCode: 28",
+    "AWS Error THROTTLING",
+)
+
+
+def configure_io_retries() -> None:
+    """Add transient S3 errors to ``DataContext.retried_io_errors`` (pyarrow's own retry strategy,
+    ``S3Settings.retries`` attempts, handles the rest per request)."""
+    ctx = DataContext.get_current()
+    ctx.retried_io_errors = list(dict.fromkeys([*ctx.retried_io_errors, *EXTRA_RETRIED_IO_ERRORS]))
+
+
+def exact_split_data_config():
+    """A Ray Train DataConfig that splits every dataset among workers *without* dropping rows:
+    ``streaming_split(equal=False)``. Workers then may get different numbers of batches; the
+    training loop (``pipeline.train.trainer``) keeps DDP in step with zero-weight filler steps."""
+    from ray.train import DataConfig  # Ray Train loads torch: only the training run pays for it
+
+    class ExactSplit(DataConfig):
+        def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+            output = [{} for _ in range(world_size)]
+            hints = worker_node_ids if self._enable_shard_locality else None
+            for name, ds in datasets.items():
+                ds = ds.copy(ds)
+                if ds.name is None:
+                    ds.set_name(name)
+                ds.context.execution_options = self._resolve_execution_options(name)
+                for i, split_ds in enumerate(ds.streaming_split(world_size, equal=False, locality_hints=hints)):
+                    output[i][name] = split_ds
+            return output
+
+    return ExactSplit()

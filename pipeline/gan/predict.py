@@ -1,0 +1,167 @@
+"""Colorizing one photo with a trained generator: the maths of ``colorize infer`` and ``eval``.
+
+Pure torch/numpy, no Ray. The generator predicts ab from L at a working size (short side
+``size``, the scale it was trained at: ``geometry.short_side_shape``); ab is upsampled to the
+photo's own resolution and joined with its full-resolution L, so detail and lightness come from
+the input, only colour is guessed. sRGB out by ``color.lab_to_rgb_u8`` (keeps L).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.scaling import L_to_input
+from pipeline.core import color, geometry
+
+DEFAULT_SIZE = 256  # working size of a generator whose training scale is not known
+CHUNK_PIXELS = 1 << 20  # full-resolution work goes this many pixels (whole rows) at a time
+
+
+def working_size(G, size: Optional[int] = None) -> int:
+    """The working size to use: ``size`` when asked for, else the scale ``G`` was trained at (its
+    checkpoint's ``data.resize``): inference at the training scale, where its colours hold."""
+    return size or getattr(G, "working_size", None) or DEFAULT_SIZE
+
+
+def _row_chunks(H: int, W: int):
+    step = max(1, CHUNK_PIXELS // max(W, 1))
+    for r in range(0, H, step):
+        yield slice(r, min(H, r + step))
+
+
+def join_l_ab(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """L (H, W) in 0..100 and ab (H, W, 2) -> uint8 sRGB (H, W, 3); L kept, chroma gives way where
+    the colour would leave the sRGB gamut. Row chunks: no full-size Lab or float RGB copy."""
+    H, W = L.shape
+    out = np.empty((H, W, 3), np.uint8)
+    for rows in _row_chunks(H, W):
+        lab = np.concatenate([L[rows, :, None].astype(np.float32), ab[rows].astype(np.float32)], -1)
+        out[rows] = color.lab_to_rgb_u8(lab)
+    return out
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) -> L (H, W) float32 in 0..100, in row chunks (4 bytes per pixel in all)."""
+    H, W = rgb.shape[:2]
+    L = np.empty((H, W), np.float32)
+    for rows in _row_chunks(H, W):
+        L[rows] = color.rgb_to_lab(rgb[rows])[..., 0]
+    return L
+
+
+@torch.no_grad()
+def working_L(L: np.ndarray, size: Optional[int]) -> np.ndarray:
+    """L (H, W) resized (antialiased, as ``predict_ab`` does) to the working size: short side ``size``."""
+    H, W = L.shape
+    h, w = geometry.short_side_shape(H, W, size)
+    if (h, w) == (H, W):
+        return np.asarray(L, np.float32)
+    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None]
+    return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+
+
+def upsample_ab(ab: np.ndarray, H: int, W: int) -> np.ndarray:
+    """ab (h, w, 2) -> (H, W, 2), bilinear, as ``predict_ab`` upsamples."""
+    if ab.shape[:2] == (H, W):
+        return ab
+    x = torch.from_numpy(np.ascontiguousarray(ab, dtype=np.float32)).permute(2, 0, 1)[None]
+    return F.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
+def photo_L(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) sRGB (grey or colour: only its lightness is used) -> L (H, W) float32, 0..100."""
+    if rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+    return lightness(rgb)
+
+
+def working_input(L: np.ndarray, size: Optional[int] = 256) -> np.ndarray:
+    """L (H, W) in 0..100 -> the generator's input (1, h, w) float32 at the working size (short
+    side ``size``, ``geometry.short_side_shape``; antialiased bilinear). CPU work: bulk inference
+    runs it in the read tasks, so the model's actor only runs the model."""
+    H, W = L.shape
+    x = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32))[None, None]  # (1,1,H,W), no copy
+    h, w = geometry.short_side_shape(H, W, size)
+    if (h, w) != (H, W):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    return L_to_input(x)[0].numpy()  # scaled at the working size: no full-resolution copy
+
+
+@torch.no_grad()
+def predict_ab_batch(
+    G: torch.nn.Module,
+    x: torch.Tensor,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """Inputs (B, 1, h, w) of one working size -> ab (B, 2, h, w) float32 on ``device`` (bf16
+    autocast on CUDA; the annealed mean stays fp32)."""
+    device = device or next(G.parameters()).device
+    x = x.to(device, non_blocking=True)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        return G(x, temperature)[1].float()
+
+
+def join_full(L: np.ndarray, ab: torch.Tensor) -> np.ndarray:
+    """Full-resolution L (H, W) in 0..100 and working-size ab (2, h, w) (torch, any device) ->
+    uint8 sRGB (H, W, 3): ab upsampled (bilinear) to the photo, joined with its own L, fitted to the
+    gamut keeping L (``color.lab_to_rgb_u8``, vectorised torch on ab's device)."""
+    H, W = L.shape
+    ab = ab[None].float()
+    if tuple(ab.shape[-2:]) != (H, W):
+        ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
+    Lt = torch.from_numpy(np.ascontiguousarray(L, dtype=np.float32)).to(ab.device)[None, None]
+    return color.lab_to_rgb_u8(torch.cat([Lt, ab], 1)[0], dim=0).permute(1, 2, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def predict_ab(
+    G: torch.nn.Module,
+    L: np.ndarray,
+    size: Optional[int] = 256,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> np.ndarray:
+    """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
+    H, W = L.shape
+    ab = predict_ab_batch(G, torch.from_numpy(working_input(L, size))[None], temperature, device)  # (1,2,h,w)
+    if tuple(ab.shape[-2:]) != (H, W):
+        ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
+    return ab[0].permute(1, 2, 0).cpu().numpy()
+
+
+@torch.no_grad()
+def colorize(
+    G: torch.nn.Module,
+    rgb: np.ndarray,
+    size: Optional[int] = 256,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+) -> np.ndarray:
+    """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
+    uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding)."""
+    L = photo_L(rgb)  # row chunks: the full-resolution planes stay within predict's memory bound
+    return join_l_ab(L, predict_ab(G, L, size, temperature, device))
+
+
+@torch.no_grad()
+def colorize_batch(
+    G: torch.nn.Module,
+    rgbs,
+    temperature: Optional[float] = None,
+    device: Optional[torch.device] = None,
+    batch_size: int = 16,
+):
+    """uint8 photos of one size (e.g. eval's square crops) colorized at their own size, ``batch_size``
+    at a time through G: the same result as ``colorize(G, rgb, None, ...)`` for each."""
+    out = []
+    for i in range(0, len(rgbs), batch_size):
+        Ls = [photo_L(r) for r in rgbs[i : i + batch_size]]
+        x = torch.from_numpy(np.stack([working_input(L, None) for L in Ls]))
+        ab = predict_ab_batch(G, x, temperature, device)
+        out += [join_full(L, a) for L, a in zip(Ls, ab, strict=True)]
+    return out

@@ -1,0 +1,1 @@
+"""`colorize serve`: the job, the Ray Serve application, the request rules."""

@@ -1,0 +1,1 @@
+"""`colorize video`: the job, PyAV decoding/encoding, temporal consistency."""
