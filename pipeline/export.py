@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize export`` arguments."""
     cli_args.add_model_args(p)
-    p.add_argument("--onnx", required=True, help="output .onnx file")
+    onnx = p.add_argument("--output", "--onnx", dest="onnx", required=True, help="output .onnx file")
+    cli_args.hide(onnx, "--onnx")
+    cli_args.add_overwrite_arg(p, "an .onnx file")
 
 
 def check_output(path: str) -> None:
@@ -77,6 +79,8 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
 
 def run(args) -> int:
     check_output(args.onnx)  # before the model loads and the export runs, not after
+    if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):
+        raise ValueError(f"--output {args.onnx} exists: --overwrite replaces it, or give another name")
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
     export_onnx(G, args.onnx, args.temperature)
     err = check_onnx(G, args.onnx, args.temperature)

@@ -21,24 +21,30 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from pipeline import assets, outputs, storage  # noqa: E402
+from pipeline import assets, command_help, outputs, storage  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
+from pipeline.cli_args import HelpFormatter, add_output_arg  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML of overrides (see pipeline/configs/)")
+def parse_args(argv=None, prog: Optional[str] = None):
+    text = command_help.COMMANDS["train"]
+    p = argparse.ArgumentParser(
+        prog=prog, description=text.description, epilog="examples:\n" + text.examples, formatter_class=HelpFormatter
+    )
+    p.add_argument("--config", default=None, help="YAML of settings over the defaults (see pipeline/configs/)")
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config value, e.g. --set train.epochs=3 (repeatable)",
+        help="override one setting, e.g. --set train.epochs=3 (repeatable; `colorize config` lists them)",
     )
-    p.add_argument("--out", default="out", help="local output folder (MLflow sqlite store when no server is set)")
+    add_output_arg(
+        p, "local folder for the run's MLflow store and sample grids when no server is set", default="out", dest="out"
+    )
     p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
     return p.parse_args(argv)
@@ -53,9 +59,9 @@ def resolve_prior_path(path: str) -> str:
     return rooted
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: Optional[str] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     try:
         cfg = config_mod.load(args.config, args.overrides)
     except config_mod.ConfigError as e:
