@@ -16,7 +16,6 @@ import html
 import io
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
@@ -24,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from pipeline import cli_args, color, geometry, metrics, model_ref, predict, scoring, storage, transforms
+from pipeline import cli_args, color, geometry, metrics, model_ref, predict, progress, scoring, storage, transforms
 from pipeline.config import check_range
 from pipeline.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 
@@ -35,13 +34,16 @@ METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr",
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize eval`` arguments."""
     cli_args.add_model_args(p)
-    p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of colour photos")
-    p.add_argument("--out", default="out/eval", help="folder for metrics.json and report.html")
+    cli_args.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of colour photos")
+    cli_args.add_output_arg(p, "folder for metrics.json and report.html", default="out/eval", dest="out")
     p.add_argument(
         "--compare", action="append", default=[], metavar="REF", help="another model to score beside (repeatable)"
     )
     p.add_argument(
-        "--size", type=int, default=256, help="photos are resized to short side SIZE and centre-cropped square"
+        "--size",
+        type=int,
+        default=256,
+        help="working size: each photo's short side is resized to this and centre-cropped square",
     )
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
     p.add_argument("--batch", type=int, default=16, help="crops per pass through a model (default 16)")
@@ -199,15 +201,13 @@ def run(args) -> int:
 
 def colorize_all(G, truths: List[np.ndarray], temperature, device, batch: int, name: str) -> List[np.ndarray]:
     """Every crop colorized by ``G`` (``predict.colorize_batch``, ``batch`` at a time on ``device``),
-    with a progress line on stderr."""
+    with a progress bar on stderr."""
     out: List[np.ndarray] = []
-    t0 = time.perf_counter()
-    for i in range(0, len(truths), batch):
-        out += predict.colorize_batch(G, truths[i : i + batch], temperature, device, batch)
-        rate = len(out) / max(time.perf_counter() - t0, 1e-9)
-        line = f"\rcolorize eval: {name} {len(out)}/{len(truths)} photos ({rate:.1f}/s, {device.type})"
-        print(line, end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    with progress.bar(len(truths), f"{name} ({device.type})", "photo") as b:
+        for i in range(0, len(truths), batch):
+            done = predict.colorize_batch(G, truths[i : i + batch], temperature, device, batch)
+            out += done
+            b.update(len(done))
     return out
 
 
