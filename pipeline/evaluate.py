@@ -23,7 +23,19 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from pipeline import cli_args, color, geometry, metrics, model_ref, predict, progress, scoring, storage, transforms
+from pipeline import (
+    cli_args,
+    color,
+    geometry,
+    made_with,
+    metrics,
+    model_ref,
+    predict,
+    progress,
+    scoring,
+    storage,
+    transforms,
+)
 from pipeline.config import check_range
 from pipeline.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 
@@ -55,6 +67,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "rebalanced metrics (default: the project's prior_probs.npy)",
     )
     p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
+    cli_args.add_overwrite_arg(p, "metrics.json and report.html")
     cli_args.add_s3_args(p)
 
 
@@ -152,6 +165,10 @@ def run(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     refs = [args.model] + list(args.compare or [])
+    settings = _settings(args, refs)
+    mpath = os.path.join(args.out, "metrics.json")
+    if os.path.exists(mpath) and not getattr(args, "overwrite", False):  # the rerun rule (pipeline.made_with)
+        return made_with.report("colorize eval", args.out, _recorded_settings(mpath), settings)
     models = {}
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
         G, info = model_ref.resolve_generator(ref, args.tracking_uri, device=str(device))
@@ -179,6 +196,7 @@ def run(args) -> int:
         "rebalance_prior": args.reference or "prior_probs.npy",
         "ssim_params": metrics.SSIM_PARAMS,
         "results": results,
+        "settings": settings,
     }
     os.makedirs(args.out, exist_ok=True)
     mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
@@ -197,6 +215,27 @@ def run(args) -> int:
         + (f"; logged to MLflow run {run_id}" if run_id else "")
     )
     return 0
+
+
+def _settings(args, refs: List[str]) -> dict:
+    """What decides an eval's figures: recorded in metrics.json, checked on a rerun."""
+    return {
+        "data": storage.redact(args.data),
+        "models": [storage.redact(r) for r in refs],
+        "size": args.size,
+        "limit": args.limit,
+        "temperature": args.temperature,
+        "reference": args.reference,
+    }
+
+
+def _recorded_settings(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            settings = json.load(f).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return settings if isinstance(settings, dict) else None
 
 
 def colorize_all(G, truths: List[np.ndarray], temperature, device, batch: int, name: str) -> List[np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from typing import Dict, List, Optional
 
 from PIL import Image, PngImagePlugin
@@ -78,6 +79,22 @@ def differences(old: Optional[Dict[str, object]], new: Dict[str, object]) -> Lis
     if old is None:
         return []
     return [f"{k} {old.get(k)} (now {new[k]})" for k in sorted(new) if old.get(k) != new[k]]
+
+
+def report(job: str, where: str, recorded: Optional[Dict[str, object]], asked: Dict[str, object]) -> int:
+    """The rerun rule for one result that exists at ``where`` (already redacted): kept when it was
+    made with ``asked`` or records nothing (a line on stdout, exit 0), else one line on stderr saying
+    what differs (exit 1)."""
+    diff = differences(recorded, asked)
+    if not diff:
+        how = "made with the same settings" if recorded else "and records no colorize settings"
+        print(f"{job}: kept {where}: it exists, {how} (--overwrite replaces it)")
+        return 0
+    print(
+        f"{job}: {where} exists, made with {', '.join(diff)}: --overwrite replaces it, or give --output another name",
+        file=sys.stderr,
+    )
+    return 1
 
 
 HEADER_BYTES = 1 << 16  # PNG text chunks written before the pixels and JPEG comments sit in the first KiB

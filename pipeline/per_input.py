@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import sys
 from typing import Callable, List, Optional, Set
 
 import pyarrow.fs as pafs
@@ -75,18 +74,7 @@ def check_kept(
 def report_kept(job: str, out: str, settings: dict, s3: storage.S3Settings, read: Callable = photo_settings_at) -> int:
     """One result that exists: kept when it was made with ``settings`` (exit 0), else one line that
     says what differs (exit 1). ``--overwrite`` is the way past either."""
-    old = _recorded(out, s3, read)
-    diff = made_with.differences(old, settings)
-    if not diff:
-        how = "made with the same settings" if old else "and records no colorize settings"
-        print(f"{job}: kept {storage.redact(out)}: it exists, {how} (--overwrite replaces it)")
-        return 0
-    print(
-        f"{job}: {storage.redact(out)} exists, made with {', '.join(diff)}: --overwrite replaces it, "
-        "or give --output another name",
-        file=sys.stderr,
-    )
-    return 1
+    return made_with.report(job, storage.redact(out), _recorded(out, s3, read), settings)
 
 
 def canonical(uri: str) -> str:

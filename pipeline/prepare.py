@@ -30,7 +30,7 @@ from typing import List, Optional
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline import __version__, cli_args, color, data, shards, storage, transforms
+from pipeline import __version__, cli_args, color, data, made_with, shards, storage, transforms
 from pipeline.config import check_range
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N files only")
     p.add_argument("--keep-grey", action="store_true", help="keep fully grey photos (skipped by default)")
     p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")
+    cli_args.add_overwrite_arg(p, "prepared shards")
     cli_args.add_s3_args(p)
 
 
@@ -101,6 +102,7 @@ def prepare(
         "Q": color.num_bins(),
         "grid_rule": color.GRID_RULE,
         "skip_grey": skip_grey,
+        "limit": limit,
         "files_listed": len(src),
         "images": images,
         "skipped": skipped.counts,
@@ -184,6 +186,11 @@ def run(args) -> int:
     if args.limit is not None:
         check_range("--limit", args.limit, 1, None)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
+    if not getattr(args, "overwrite", False) and shards.is_prepared(args.out, s3):
+        old = shards.read_manifest(args.out, s3)  # the rerun rule (pipeline.made_with)
+        asked = {"source": storage.redact(args.data), "size": args.size, "skip_grey": not args.keep_grey}
+        asked["limit"] = args.limit
+        return made_with.report("colorize prepare", storage.redact(args.out), {k: old.get(k) for k in asked}, asked)
     manifest = prepare(
         args.data,
         args.out,

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -295,18 +294,7 @@ def _rerun(args, s3: Optional[storage.S3Settings]) -> int:
     asked = {"data_uri": storage.redact(args.data), "size": args.size, "skip_grey": not args.keep_grey}
     asked["limit"] = args.limit
     recorded = None if meta is None else {k: meta.get(k) for k in asked}
-    diff = made_with.differences(recorded, asked)
-    out = storage.redact(args.out)
-    if not diff:
-        how = "made with the same settings" if meta else "and records no settings"
-        print(f"colorize priors: kept {out}: it exists, {how} (--overwrite replaces it)")
-        return 0
-    print(
-        f"colorize priors: {out} exists, made with {', '.join(diff)}: --overwrite replaces it, "
-        "or give --output another name",
-        file=sys.stderr,
-    )
-    return 1
+    return made_with.report("colorize priors", storage.redact(args.out), recorded, asked)
 
 
 def run(args) -> int:

@@ -110,3 +110,46 @@ def test_priors_never_replaces_the_projects_prior(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "prior_probs.npy exists" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "prior_probs.npy").read_bytes() == before
+
+
+def test_eval_rerun_rule(ckpt, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        Image.fromarray(corpus.photo(i, 40, 48)).save(photos / f"p{i}.png")
+    out = tmp_path / "eval"
+    argv = ["eval", "--model", str(ckpt), "--input", str(photos), "--output", str(out), "--size", "32"]
+    assert cli.main(argv) == 0
+    first = (out / "metrics.json").read_bytes()
+    assert cli.main(argv) == 0 and "kept" in capsys.readouterr().out  # same settings: nothing redone
+    assert cli.main([*argv, "--temperature", "0.9"]) == 1
+    err = capsys.readouterr().err
+    assert "temperature None (now 0.9)" in err and len(err.strip().splitlines()) == 1
+    assert (out / "metrics.json").read_bytes() == first
+    assert cli.main([*argv, "--temperature", "0.9", "--overwrite"]) == 0
+    assert (out / "metrics.json").read_bytes() != first
+
+
+def test_export_never_replaces_a_file(ckpt, tmp_path, capsys):
+    onnx = tmp_path / "g.onnx"
+    onnx.write_bytes(b"mine")
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and onnx.read_bytes() == b"mine"
+
+
+def test_prepare_rerun_rule(tmp_path, capsys):
+    """Checked before Ray starts: shards made with other settings are not replaced without --overwrite."""
+    import json
+
+    from pipeline import color, shards
+
+    out = tmp_path / "prepared"
+    out.mkdir()
+    manifest = {"format": shards.FORMAT, "Q": color.num_bins(), "source": "photos", "size": 256}
+    (out / "manifest.json").write_text(json.dumps({**manifest, "skip_grey": True, "limit": None}))
+    before = (out / "manifest.json").read_bytes()
+    argv = ["prepare", "--input", "photos", "--output", str(out)]
+    assert cli.main(argv) == 0 and "kept" in capsys.readouterr().out
+    assert cli.main([*argv, "--resize", "128"]) == 1
+    assert "size 256 (now 128)" in capsys.readouterr().err
+    assert (out / "manifest.json").read_bytes() == before
