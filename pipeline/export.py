@@ -39,7 +39,7 @@ def check_output(path: str) -> None:
     elif not problem and not os.access(folder, os.W_OK):
         problem = f"folder {os.path.dirname(path) or '.'} is not writable"
     if problem:
-        raise ValueError(f"--onnx {path}: {problem}")
+        raise ValueError(f"--output {path}: {problem}")
 
 
 def export_onnx(G, path: str, temperature: Optional[float] = None, opset: int = 18) -> None:

@@ -308,7 +308,7 @@ def run(args) -> int:
     problem = outputs.output_file_problem(args.out, ".npy")
     problem = "is a folder; give a file name ending in .npy" if is_folder else problem
     if problem:  # before the work; a folder would leave DIR/.json and DIR/.png behind
-        raise storage.StorageError(f"--out {storage.redact(args.out)}: {problem} (its .json and .png go beside it)")
+        raise storage.StorageError(f"--output {storage.redact(args.out)}: {problem} (its .json and .png go beside it)")
     storage.check_writable_parent(args.out, s3)  # fail before the work, not after
     if not getattr(args, "overwrite", False) and per_input.exists(args.out, s3):
         return _rerun(args, s3)

@@ -129,12 +129,12 @@ def warn_if_temporary(out_dir: str, storage_path: str, tracking_uri: str, cwd: O
     without ``--out``): Ray deletes it with the job's files. Returns what is affected."""
     cwd = cwd or os.getcwd()
     found = outputs.temporary_outputs(
-        {"--out": out_dir, "train.storage_path": storage_path, "tracking.uri": tracking_uri}, cwd
+        {"--output": out_dir, "train.storage_path": storage_path, "tracking.uri": tracking_uri}, cwd
     )
     if found:
         log.warning(
             "%s %s inside this job's temporary working dir %s, which Ray deletes with the job: pass "
-            "--out /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
+            "--output /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
             "tracking.uri to an MLflow server to keep the results",
             ", ".join(found),
             "is" if len(found) == 1 else "are",

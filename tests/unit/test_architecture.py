@@ -1,4 +1,4 @@
-"""The architecture the README draws, checked from the source: pure core -> I/O + Ray I/O layer ->
+"""The architecture docs/architecture.md draws, checked from the source: pure core -> I/O + Ray I/O layer ->
 jobs -> CLI. No import cycles among pipeline/, models/ and tune/ (function-local imports count: a
 cycle hidden in a function is still a cycle); models/ imports nothing from pipeline/; ``ray`` is
 imported only by the Ray glue modules."""
