@@ -48,6 +48,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         dest="size",
         type=int,
         default=256,
+        metavar="N",
         help="each photo's short side is resized to this (default 256: train with data.resize=256)",
     )
     cli_args.hide(resize, "--size")

@@ -43,6 +43,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         dest="size",
         type=int,
         default=256,
+        metavar="N",
         help="each whole photo's short side is resized to this",
     )
     cli_args.hide(resize, "--size")
@@ -54,6 +55,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         dest="workers",
         type=int,
         default=None,
+        metavar="N",
         help="max concurrent decode tasks (default: all CPUs)",
     )
     cli_args.hide(tasks, "--workers")
