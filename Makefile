@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(PY) pipeline/run.py --config pipeline/configs/demo.yaml --out out/demo
+	$(PY) pipeline/run.py --config pipeline/configs/demo.yaml --output out/demo
 
 # The web page's browser test (tests/services/test_serve.py) drives Debian's chromium through
 # chromium-driver: installed with apt when either is missing (as root, or with sudo), else nothing.

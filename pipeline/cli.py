@@ -1,4 +1,4 @@
-"""``colorize`` command line: one subcommand per job. Thin: parse, then call the job's ``run``."""
+"""The ``colorize`` command: one subcommand per job."""
 
 from __future__ import annotations
 
@@ -8,44 +8,66 @@ import logging
 import sys
 from typing import List, Optional
 
-# subcommand -> (job module, one-line help). Each job module holds ``add_args(parser)`` and
-# ``run(args) -> exit code``. Only the chosen command's module is imported (torch, Ray: seconds),
-# so `colorize --help` stays instant. `train` is pipeline/run.py, forwarded whole (its own parser).
+from pipeline import command_help
+from pipeline.cli_args import HelpFormatter
+
+# subcommand -> job module, in the order `colorize --help` lists them (what people do first, first).
+# Each job module holds ``add_args(parser)`` and ``run(args) -> exit code``. Only the chosen command's
+# module is imported (torch, Ray: seconds), so `colorize --help` stays instant. `train` is
+# pipeline/run.py, forwarded whole: its own parser, so `python pipeline/run.py` reads the same.
 COMMANDS = {
-    "priors": ("pipeline.data.priors", "recompute the ab-bin prior (prior_probs.npy) of a dataset on Ray Data"),
-    "train": ("pipeline.run", "the main job, as pipeline/run.py (same arguments: --config, --set, --out, ...)"),
-    "prepare": (
-        "pipeline.data.prepare",
-        "decode raw photos once into Parquet shards (L, ab, bins) that training and priors read",
-    ),
-    "tune": ("tune.sweep", "Ray Tune sweep over the loss weights (ASHA, MLflow parent/child runs, best config YAML)"),
-    "infer": (
-        "pipeline.apply.infer",
-        "colorize photos with a trained model (one file in-process; folders/prefixes on Ray Data)",
-    ),
-    "video": (
-        "pipeline.video.job",
-        "colorize videos without flicker (optical-flow temporal consistency; audio, fps, timestamps kept)",
-    ),
-    "eval": (
-        "pipeline.apply.evaluate",
-        "score models on photos beside the all-grey baseline; metrics.json + report.html",
-    ),
-    "export": ("pipeline.apply.export", "export the generator as ONNX, checked by onnxruntime"),
-    "serve": (
-        "pipeline.serve.job",
-        "HTTP API and web page on Ray Serve (batched model replicas; 127.0.0.1:8000 by default)",
-    ),
+    "infer": "pipeline.apply.infer",
+    "video": "pipeline.video.job",
+    "serve": "pipeline.serve.job",
+    "eval": "pipeline.apply.evaluate",
+    "export": "pipeline.apply.export",
+    "train": "pipeline.run",
+    "tune": "tune.sweep",
+    "prepare": "pipeline.data.prepare",
+    "priors": "pipeline.data.priors",
+    "config": "pipeline.show_config",
 }
-FORWARDED = {"train"}  # their module's main(argv) parses the arguments itself
+FORWARDED = {"train"}  # their module's main(argv, prog) parses the arguments itself
+
+
+class _Version(argparse.Action):
+    """--version, worked out only when asked (it may call git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from pipeline import version
+
+        print(version.text())
+        parser.exit()
+
+
+def command_parser(sub, name: str) -> argparse.ArgumentParser:
+    """The subparser of ``name``, with its description and examples (no arguments yet)."""
+    text = command_help.COMMANDS[name]
+    return sub.add_parser(
+        name,
+        help=text.summary,
+        description=text.description,
+        epilog="examples:\n" + text.examples,
+        formatter_class=HelpFormatter,
+        add_help=name not in FORWARDED,
+    )
 
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
     """The parser; the arguments of ``commands`` only (default: every command, importing every job)."""
-    parser = argparse.ArgumentParser(prog="colorize", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, add_help=name not in FORWARDED)
+    parser = argparse.ArgumentParser(
+        prog="colorize",
+        description=command_help.PROGRAM,
+        epilog=command_help.PROGRAM_EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action=_Version, help="print the version (and git revision in a checkout)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
+    for name, module in COMMANDS.items():
+        p = command_parser(sub, name)
         if name not in FORWARDED and (commands is None or name in commands):
             importlib.import_module(module).add_args(p)
     return parser
@@ -67,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _main(argv: List[str]) -> int:
     if argv[:1] and argv[0] in FORWARDED:
-        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+        return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:], prog=f"colorize {argv[0]}")
     args = build_parser(commands=argv[:1]).parse_args(argv)
     from pipeline import credentials
     from pipeline.data.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
@@ -77,8 +99,8 @@ def _main(argv: List[str]) -> int:
         return 2
     try:
         credentials.refuse_in_args(args)
-        return importlib.import_module(COMMANDS[args.command][0]).run(args)
-    except (StorageError, ValueError) as e:  # ConfigError is a ValueError
+        return importlib.import_module(COMMANDS[args.command]).run(args)
+    except (StorageError, ValueError) as e:  # ConfigError and ModelNotFound are ValueErrors
         print(f"colorize {args.command}: error: {redact(str(e))}", file=sys.stderr)  # no user:secret@ or ?token
         return 2
 

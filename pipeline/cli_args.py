@@ -1,9 +1,56 @@
-"""Argument groups that several ``colorize`` subcommands share. Pure argparse: the job modules'
-``add_args`` use these, so a flag is defined once and reads the same in every command."""
+"""Argument groups that several ``colorize`` subcommands share, and the help formatter they all use.
+Pure argparse: the job modules' ``add_args`` use these, so a flag is defined once and reads the same
+in every command.
+
+One vocabulary across commands: ``--input`` is what a job reads (infer and video take it as a
+positional too), ``--output`` what it writes, ``--size`` the short side the model works at,
+``--resize`` the short side photos are stored or counted at, ``--workers`` model actors,
+``--overwrite`` the only way to replace something that exists. Older spellings stay accepted as
+hidden aliases (``hide``), so scripts written for them keep working.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Optional
+
+SHIPPED = "shipped"  # --model's default: the model that ships inside the package
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and examples keep their line breaks; every option with a meaningful default
+    shows it; option names marked hidden (old spellings) do not appear."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "(default" in text  # the help says it in its own words
+            or text.startswith("default:")
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or (not action.option_strings and action.nargs not in ("?", "*"))
+        ):
+            return text
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        hidden = getattr(action, "hidden_names", ())
+        if not hidden:
+            return super()._format_action_invocation(action)
+        shown = action.option_strings
+        action.option_strings = [o for o in shown if o not in hidden]
+        try:
+            return super()._format_action_invocation(action)
+        finally:
+            action.option_strings = shown
+
+
+def hide(action: argparse.Action, *names: str) -> argparse.Action:
+    """Accept ``names`` (older spellings) for ``action`` without showing them in ``--help``."""
+    assert action.option_strings[0] not in names, "the first name is the one help and usage show"
+    action.hidden_names = tuple(names)
+    return action
 
 
 def add_s3_args(p: argparse.ArgumentParser) -> None:
@@ -12,26 +59,76 @@ def add_s3_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--s3-region", default=None, help="S3 region (default: AWS_REGION)")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --temperature (alias --saturation), --tracking-uri: which trained generator to load,
-    and how vivid it decodes. The value lands in ``args.temperature``."""
+def add_model_ref_args(p: argparse.ArgumentParser) -> None:
+    """--model, --tracking-uri: which trained generator to load."""
     p.add_argument(
         "--model",
-        required=True,
-        help="checkpoint folder, Ray Train run folder, runs:/<id>/generator or models:/name@alias",
-    )
-    p.add_argument(
-        "--temperature",
-        "--saturation",
-        dest="temperature",
-        type=float,
-        default=None,
-        metavar="T",
-        help="annealed-mean temperature T > 0: lower = more vivid, higher = more muted (default: the model's "
-        "own, 0.38 in Zhang et al.); --saturation is the same knob under its older name",
+        default=SHIPPED,
+        help="default: the model that ships with colorize; or a checkpoint folder, a training run "
+        "folder, runs:/<id>/generator or models:/name@alias",
     )
     p.add_argument(
         "--tracking-uri",
         default=None,
         help="MLflow tracking URI for runs:/ and models:/ (default: MLFLOW_TRACKING_URI)",
+    )
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model, --tracking-uri, --temperature (alias --saturation): which trained generator to load,
+    and how vivid it decodes. The value lands in ``args.temperature``."""
+    add_model_ref_args(p)
+    hide(
+        p.add_argument(
+            "--temperature",
+            "--saturation",
+            dest="temperature",
+            type=float,
+            default=None,
+            metavar="T",
+            help="colour temperature T > 0: lower = more vivid, higher = more muted (default: the model's own)",
+        ),
+        "--saturation",
+    )
+
+
+def add_input_args(p: argparse.ArgumentParser, what: str) -> None:
+    """INPUT as a positional (``colorize infer old.jpg``), ``--input`` kept as a hidden alias."""
+    p.add_argument("input", nargs="?", default=None, metavar="INPUT", help=what)
+    p.add_argument("--input", dest="input_flag", default=None, help=argparse.SUPPRESS)
+
+
+def input_of(args: argparse.Namespace) -> str:
+    """The one input of a job that takes INPUT or --input; ValueError (one line) for none or two."""
+    positional, flag = getattr(args, "input", None), getattr(args, "input_flag", None)
+    if positional and flag and positional != flag:
+        raise ValueError(f"two inputs given ({positional} and --input {flag}): give one")
+    if not (positional or flag):
+        raise ValueError("no input: give a photo, video, folder, list file or s3:// prefix")
+    return positional or flag
+
+
+def add_output_arg(
+    p: argparse.ArgumentParser, help: str, default: Optional[str] = None, required: bool = False, dest: str = "output"
+) -> argparse.Action:
+    """--output (alias --out, hidden): where a job writes; the value lands in ``args.<dest>``."""
+    action = p.add_argument(
+        "--output", "--out", dest=dest, default=default, required=required, metavar="OUTPUT", help=help
+    )
+    return hide(action, "--out")
+
+
+def add_data_arg(p: argparse.ArgumentParser, help: str, default: Optional[str] = None) -> argparse.Action:
+    """--input (alias --data, hidden): the photos a dataset job reads; the value lands in ``args.data``."""
+    action = p.add_argument(
+        "--input", "--data", dest="data", default=default, required=default is None, metavar="INPUT", help=help
+    )
+    return hide(action, "--data")
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "outputs") -> None:
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {what} that already exist (default: keep them; a rerun with other settings stops)",
     )

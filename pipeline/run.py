@@ -21,34 +21,40 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from pipeline import command_help, credentials  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
-from pipeline import credentials  # noqa: E402
+from pipeline.cli_args import HelpFormatter, add_output_arg  # noqa: E402
 from pipeline.core import outputs, stops  # noqa: E402
 from pipeline.data import storage  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML of overrides (see pipeline/configs/)")
+def parse_args(argv=None, prog: Optional[str] = None):
+    text = command_help.COMMANDS["train"]
+    p = argparse.ArgumentParser(
+        prog=prog, description=text.description, epilog="examples:\n" + text.examples, formatter_class=HelpFormatter
+    )
+    p.add_argument("--config", default=None, help="YAML of settings over the defaults (see pipeline/configs/)")
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config value, e.g. --set train.epochs=3 (repeatable)",
+        help="override one setting, e.g. --set train.epochs=3 (repeatable; `colorize config` lists them)",
     )
-    p.add_argument("--out", default="out", help="local output folder (MLflow sqlite store when no server is set)")
+    add_output_arg(
+        p, "local folder for the run's MLflow store and sample grids when no server is set", default="out", dest="out"
+    )
     p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: Optional[str] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    args = parse_args(argv, prog)
     stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
     try:
         return _main(args)
@@ -118,12 +124,12 @@ def warn_if_temporary(out_dir: str, storage_path: str, tracking_uri: str, cwd: O
     without ``--out``): Ray deletes it with the job's files. Returns what is affected."""
     cwd = cwd or os.getcwd()
     found = outputs.temporary_outputs(
-        {"--out": out_dir, "train.storage_path": storage_path, "tracking.uri": tracking_uri}, cwd
+        {"--output": out_dir, "train.storage_path": storage_path, "tracking.uri": tracking_uri}, cwd
     )
     if found:
         log.warning(
             "%s %s inside this job's temporary working dir %s, which Ray deletes with the job: pass "
-            "--out /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
+            "--output /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
             "tracking.uri to an MLflow server to keep the results",
             ", ".join(found),
             "is" if len(found) == 1 else "are",

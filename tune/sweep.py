@@ -37,6 +37,7 @@ from ray.tune import CLIReporter
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
+from pipeline import cli_args
 from pipeline import config as config_mod
 from pipeline.config import ExperimentConfig
 from pipeline.data import priors, sources, storage
@@ -51,7 +52,7 @@ PARENT_TAG = "colorize.sweep"
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize tune`` arguments."""
-    p.add_argument("--config", default=None, help="base config YAML (as for pipeline/run.py)")
+    p.add_argument("--config", default=None, help="base config YAML (as for colorize train)")
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a base config value (repeatable)"
     )
@@ -63,8 +64,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)")
     p.add_argument("--name", default=None, help="sweep name; the same name again resumes it")
-    p.add_argument(
-        "--out", default="out/tune", help="local folder: best_config.yaml, ASHA decisions, default MLflow store"
+    cli_args.add_output_arg(
+        p, "local folder: best_config.yaml, ASHA decisions, default MLflow store", default="out/tune", dest="out"
     )
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument(

@@ -16,7 +16,6 @@ import html
 import io
 import json
 import os
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
@@ -26,7 +25,7 @@ from PIL import Image
 
 from pipeline import cli_args
 from pipeline.config import check_range
-from pipeline.core import color, geometry, metrics, scoring, transforms
+from pipeline.core import color, geometry, made_with, metrics, progress, scoring, transforms
 from pipeline.core.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 from pipeline.data import storage
 from pipeline.gan import model_ref, predict
@@ -38,13 +37,16 @@ METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr",
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize eval`` arguments."""
     cli_args.add_model_args(p)
-    p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of colour photos")
-    p.add_argument("--out", default="out/eval", help="folder for metrics.json and report.html")
+    cli_args.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of colour photos")
+    cli_args.add_output_arg(p, "folder for metrics.json and report.html", default="out/eval", dest="out")
     p.add_argument(
         "--compare", action="append", default=[], metavar="REF", help="another model to score beside (repeatable)"
     )
     p.add_argument(
-        "--size", type=int, default=256, help="photos are resized to short side SIZE and centre-cropped square"
+        "--size",
+        type=int,
+        default=256,
+        help="working size: each photo's short side is resized to this and centre-cropped square",
     )
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
     p.add_argument("--batch", type=int, default=16, help="crops per pass through a model (default 16)")
@@ -56,6 +58,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "rebalanced metrics (default: the project's prior_probs.npy)",
     )
     p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
+    cli_args.add_overwrite_arg(p, "metrics.json and report.html")
     cli_args.add_s3_args(p)
 
 
@@ -153,6 +156,10 @@ def run(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     refs = [args.model] + list(args.compare or [])
+    settings = _settings(args, refs)
+    mpath = os.path.join(args.out, "metrics.json")
+    if os.path.exists(mpath) and not getattr(args, "overwrite", False):  # the rerun rule (pipeline.made_with)
+        return made_with.report("colorize eval", args.out, _recorded_settings(mpath), settings)
     models = {}
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
         G, info = model_ref.resolve_generator(ref, args.tracking_uri, device=str(device))
@@ -180,6 +187,7 @@ def run(args) -> int:
         "rebalance_prior": args.reference or "prior_probs.npy",
         "ssim_params": metrics.SSIM_PARAMS,
         "results": results,
+        "settings": settings,
     }
     os.makedirs(args.out, exist_ok=True)
     mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
@@ -200,17 +208,36 @@ def run(args) -> int:
     return 0
 
 
+def _settings(args, refs: List[str]) -> dict:
+    """What decides an eval's figures: recorded in metrics.json, checked on a rerun."""
+    return {
+        "data": storage.redact(args.data),
+        "models": [storage.redact(r) for r in refs],
+        "size": args.size,
+        "limit": args.limit,
+        "temperature": args.temperature,
+        "reference": args.reference,
+    }
+
+
+def _recorded_settings(path: str) -> Optional[dict]:
+    try:
+        with open(path) as f:
+            settings = json.load(f).get("settings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
 def colorize_all(G, truths: List[np.ndarray], temperature, device, batch: int, name: str) -> List[np.ndarray]:
     """Every crop colorized by ``G`` (``predict.colorize_batch``, ``batch`` at a time on ``device``),
-    with a progress line on stderr."""
+    with a progress bar on stderr."""
     out: List[np.ndarray] = []
-    t0 = time.perf_counter()
-    for i in range(0, len(truths), batch):
-        out += predict.colorize_batch(G, truths[i : i + batch], temperature, device, batch)
-        rate = len(out) / max(time.perf_counter() - t0, 1e-9)
-        line = f"\rcolorize eval: {name} {len(out)}/{len(truths)} photos ({rate:.1f}/s, {device.type})"
-        print(line, end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    with progress.bar(len(truths), f"{name} ({device.type})", "photo") as b:
+        for i in range(0, len(truths), batch):
+            done = predict.colorize_batch(G, truths[i : i + batch], temperature, device, batch)
+            out += done
+            b.update(len(done))
     return out
 
 

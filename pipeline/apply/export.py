@@ -26,8 +26,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize export`` arguments."""
     cli_args.add_model_args(p)
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("--onnx", help="output .onnx file")
+    onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
+    cli_args.hide(onnx, "--onnx")
     out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
+    cli_args.add_overwrite_arg(p, "an .onnx file")
 
 
 def check_output(path: str) -> None:
@@ -44,7 +46,7 @@ def check_output(path: str) -> None:
     elif not problem and not os.access(folder, os.W_OK):
         problem = f"folder {os.path.dirname(path) or '.'} is not writable"
     if problem:
-        raise ValueError(f"--onnx {path}: {problem}")
+        raise ValueError(f"--output {path}: {problem}")
 
 
 def export_onnx(G, path: str, temperature: Optional[float] = None, opset: int = 18) -> None:
@@ -118,6 +120,8 @@ def run(args) -> int:
         print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
         return 0
     check_output(args.onnx)  # before the model loads and the export runs, not after
+    if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):
+        raise ValueError(f"--output {args.onnx} exists: --overwrite replaces it, or give another name")
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
     export_onnx(G, args.onnx, args.temperature)
     err = check_onnx(G, args.onnx, args.temperature)

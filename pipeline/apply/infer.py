@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 from pipeline import cli_args
 from pipeline.apply import per_input
 from pipeline.config import check_range
-from pipeline.core import color, outputs, transforms
+from pipeline.core import color, made_with, outputs, progress, transforms
 from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE
 from pipeline.core.stops import remove_partials
 from pipeline.core.work_limits import TooMuchWork, check_encoded
@@ -47,19 +47,24 @@ FORMATS = outputs.FORMATS
 output_name = outputs.output_name
 WRITE_FAILED = "write_failed"
 GRID_SUFFIX = "-grid"
+COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
 SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize infer`` arguments."""
+    cli_args.add_input_args(p, "a photo, folder, list file (.txt) or s3://bucket/prefix")
+    cli_args.add_output_arg(
+        p,
+        "output file (for one photo) or folder / s3:// prefix (default: PHOTO-colour.EXT next to a photo, "
+        "FOLDER-colour/ beside a folder)",
+    )
     cli_args.add_model_args(p)
-    p.add_argument("--input", required=True, help="a photo, folder, list file (.txt) or s3://bucket/prefix")
-    p.add_argument("--output", required=True, help="output file (for one photo) or folder / s3:// prefix")
     p.add_argument(
         "--size",
         type=int,
         default=256,
-        help=f"working size: short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256)",
+        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256)",
     )
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
     p.add_argument("--batch", type=int, default=16, help="photos per model call in an actor (default 16)")
@@ -71,11 +76,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="write a comparison sheet per photo instead: its L and its colorization at each temperature "
         f"side by side, labelled (named <name>{GRID_SUFFIX}.<ext>)",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace outputs that already exist (default: keep them, counted as 'exists')",
-    )
+    cli_args.add_overwrite_arg(p)
     cli_args.add_s3_args(p)
 
 
@@ -113,10 +114,12 @@ def grid_sheet(L: np.ndarray, rgbs: Sequence[np.ndarray], temperatures: Sequence
     return np.asarray(sheet)
 
 
-def encode(rgb: np.ndarray, name: str) -> bytes:
+def encode(rgb: np.ndarray, name: str, settings: Optional[dict] = None) -> bytes:
+    """PNG or JPEG bytes by ``name``'s extension, recording ``settings`` (``made_with``) inside."""
     fmt = FORMATS.get(posixpath.splitext(name)[1].lower(), "PNG")
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    options = {"quality": 95} if fmt == "JPEG" else {}
+    Image.fromarray(rgb).save(buf, fmt, **options, **made_with.save_options(fmt, settings))
     return buf.getvalue()
 
 
@@ -128,9 +131,11 @@ def colorize_file(
     device=None,
     max_pixels: int = transforms.DEFAULT_MAX_PIXELS,
     grid: Optional[Sequence[float]] = None,
+    show_progress: bool = False,
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
-    the comparison sheet at those temperatures (``grid_sheet``)."""
+    the comparison sheet at those temperatures (``grid_sheet``). ``show_progress``: a bar of the
+    steps for photos big enough to take a while."""
     try:
         check_encoded(data, size, max_pixels)
     except TooMuchWork as e:
@@ -138,12 +143,21 @@ def colorize_file(
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
         return None, d.skip
-    if not grid:
-        return predict.colorize(G, d.rgb, size, temperature, device), None
-    L = predict.photo_L(d.rgb)
-    x = torch.from_numpy(predict.working_input(L, size))[None]
-    rgbs = [predict.join_full(L, predict.predict_ab_batch(G, x, t, device)[0]) for t in grid]
-    return grid_sheet(L, rgbs, grid), None
+    big = show_progress and d.rgb.shape[0] * d.rgb.shape[1] > progress.BIG_PHOTO_PIXELS
+    with progress.bar(2 + (len(grid) if grid else 1), "colorize", "step", enabled=big) as steps:
+        steps.update()  # decoded
+        L = predict.photo_L(d.rgb)
+        steps.update()
+        if not grid:
+            rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device))
+            steps.update()
+            return rgb, None
+        x = torch.from_numpy(predict.working_input(L, size))[None]
+        rgbs = []
+        for t in grid:
+            rgbs.append(predict.join_full(L, predict.predict_ab_batch(G, x, t, device)[0]))
+            steps.update()
+        return grid_sheet(L, rgbs, grid), None
 
 
 _NONE = np.zeros((1, 1), np.float32)  # the L / input of a skipped row (Ray's tensor columns want an array)
@@ -208,10 +222,12 @@ class ModelActor:
         return {"path": list(batch["path"]), "out": list(batch["out"]), "skip": skips, "L": list(batch["L"]), "ab": ab}
 
 
-def finish(batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] = None) -> Dict[str, List[str]]:
+def finish(
+    batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] = None, settings: Optional[dict] = None
+) -> Dict[str, List[str]]:
     """CPU stage: join each row's ab with its full-resolution L (keep-L gamut fit in torch), encode
     and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written)."""
-    settings = storage.S3Settings.from_dict(s3)
+    s3_settings = storage.S3Settings.from_dict(s3)
     res: Dict[str, List[str]] = {"path": [], "out": [], "skip": []}
     cols = (batch["path"], batch["out"], batch["skip"], batch["L"], batch["ab"])
     for path, target, skip, L, ab in zip(*cols, strict=True):
@@ -221,7 +237,7 @@ def finish(batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] =
             rgbs = [predict.join_full(L, torch.from_numpy(np.ascontiguousarray(a))) for a in ab]
             rgb = grid_sheet(L, rgbs, grid) if grid else rgbs[0]
             try:
-                storage.write_bytes_atomic(target, encode(rgb, target), settings)
+                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
             except (storage.StorageError, OSError) as e:
                 skip, target = f"{WRITE_FAILED}: {storage.redact(str(e))[:200]}", ""
         res["path"].append(str(path))
@@ -235,18 +251,24 @@ def run(args) -> int:
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     check_range("--batch", getattr(args, "batch", 16), 1, 4096)
+    args.input = cli_args.input_of(args)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     fs, paths, skipped = per_input.list_inputs(args.input, s3)
-    if per_input.is_single_file(args.input, paths):
+    single = per_input.is_single_file(args.input, paths)
+    suffix = GRID_SUFFIX if getattr(args, "grid", None) else COLOUR_SUFFIX
+    args.output = args.output or per_input.default_output(args.input, single, output_name, suffix)
+    if single:
         return _one_photo(args, fs, paths[0], s3)
     listed = len(paths) + skipped.total
     planned = _plan(args, paths, s3)
+    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    settings = _settings(args, G, info)
+    planned = per_input.check_kept(planned, settings, s3)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
     todo = [t for t in planned if t.out]
-    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
     written = 0
     if todo:
-        rows = _run_on_ray(G, info, todo, fs, args, s3)
+        rows = _run_on_ray(G, info, todo, fs, args, s3, settings)
         written = sum(1 for r in rows if r["out"])
         skipped.add_all((r["path"], r["skip"].split(":")[0]) for r in rows if not r["out"])
     print(
@@ -257,14 +279,20 @@ def run(args) -> int:
     return per_input.exit_code(written, skipped, WRITE_FAILED)
 
 
+def _settings(args, G, info) -> dict:
+    """The settings this run's results record (``made_with``): the model, its temperature(s), the size."""
+    temperatures = list(getattr(args, "grid", None) or [args.temperature or G.temperature])
+    return made_with.photo_settings(info["ref"], temperatures, args.size)
+
+
 def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
-    """One photo, in-process: its target checked before the model loads."""
+    """One photo, in-process: its target checked before any work."""
     out = _single_target(args.input, args.output, path, GRID_SUFFIX if getattr(args, "grid", None) else "")
     storage.check_writable_parent(out, s3)
-    if per_input.exists(out, s3) and not args.overwrite:
-        print(f"colorize infer: kept {storage.redact(out)}: it exists (--overwrite replaces it)")
-        return 0
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    settings = _settings(args, G, info)
+    if storage.exists(out, s3) and not args.overwrite:
+        return per_input.report_kept("colorize infer", out, settings, s3)
     try:
         with fs.open_input_stream(path) as f:
             data = f.read()
@@ -272,12 +300,13 @@ def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
         why = e.strerror or type(e).__name__
         print(f"colorize infer: skipped {storage.redact(args.input)}: {SKIP_UNREADABLE} ({why})")
         return 1
-    rgb, skip = colorize_file(G, data, args.size, args.temperature, grid=getattr(args, "grid", None))
+    grid = getattr(args, "grid", None)
+    rgb, skip = colorize_file(G, data, args.size, args.temperature, grid=grid, show_progress=True)
     if rgb is None:
         print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}")
         return 1
     try:
-        storage.write_bytes_atomic(out, encode(rgb, out), s3)
+        storage.write_bytes_atomic(out, encode(rgb, out, settings), s3)
     except OSError as e:
         raise storage.StorageError(f"cannot write {storage.redact(out)}: {e.strerror or type(e).__name__}") from None
     print(f"colorize infer: wrote {storage.redact(out)} (model {info['ref']}, T={_shown_t(args, G)})")
@@ -312,7 +341,9 @@ def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target
     return per_input.plan(args.input, args.output, paths, s3, args.overwrite, suffix=suffix)
 
 
-def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Settings) -> List[Dict[str, str]]:
+def _run_on_ray(
+    G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Settings, settings: Optional[dict] = None
+) -> List[Dict[str, str]]:
     """Colorize the planned inputs on Ray Data (CPU read/decode -> model actors -> CPU join/write);
     one row {"path", "out", "skip"} per input."""
     # Ray (and pipeline.data.sources, which imports it) here, not at the top: one photo is colorized
@@ -345,7 +376,11 @@ def _run_on_ray(G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Set
         num_cpus=1 if not gpus else 0.5,
     )
     ds = ds.map_batches(
-        finish, fn_kwargs=dict(s3=s3.to_dict(), grid=grid), batch_size=4, num_cpus=0.5, batch_format="numpy"
+        finish,
+        fn_kwargs=dict(s3=s3.to_dict(), grid=grid, settings=settings),
+        batch_size=4,
+        num_cpus=0.5,
+        batch_format="numpy",
     )
     try:
         rows = ds.take_all()

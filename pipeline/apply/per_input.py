@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import posixpath
-from typing import List, Set
+from typing import Callable, List, Optional, Set
 
 import pyarrow.fs as pafs
 
-from pipeline.core import outputs
+from pipeline.core import made_with, outputs
 from pipeline.core.skips import Skips
 from pipeline.data import storage
 
@@ -29,6 +29,53 @@ def list_inputs(uri: str, s3: storage.S3Settings):
 def is_single_file(uri: str, paths: List[str]) -> bool:
     named = posixpath.basename(uri.rstrip("/")) == posixpath.basename(paths[0])
     return len(paths) == 1 and not uri.endswith(storage.LIST_SUFFIXES) and named
+
+
+def default_output(input_uri: str, single: bool, name, suffix: str) -> str:
+    """Where results go without ``--output``: ``old.jpg`` -> ``old-colour.jpg`` beside it, a folder or
+    prefix ``photos/`` -> ``photos-colour/`` beside it. A list file names no place: ValueError."""
+    if single:
+        folder, base = posixpath.split(input_uri)
+        return posixpath.join(folder, name(base, suffix))
+    if input_uri.endswith(storage.LIST_SUFFIXES):
+        raise ValueError(f"{storage.redact(input_uri)} is a list file: give --output, a folder for the results")
+    root = input_uri.rstrip("/")
+    if not posixpath.basename(root) or root.endswith(":"):
+        raise ValueError(f"no folder name to put {suffix} after in {storage.redact(input_uri)}: give --output")
+    return root + suffix
+
+
+def photo_settings_at(fs, path: str) -> Optional[dict]:
+    """The settings recorded in a stored photo (``made_with``), read from its first bytes."""
+    return made_with.read_photo_settings(made_with.read_head(fs, path))
+
+
+def _recorded(uri: str, s3: storage.S3Settings, read: Callable) -> Optional[dict]:
+    fs, path = storage.resolve(uri, s3)
+    try:
+        return read(fs, path)
+    except OSError:  # unreadable: it cannot show that it was made with these settings
+        return None
+
+
+def check_kept(
+    planned: List[outputs.Target], settings: dict, s3: storage.S3Settings, read: Callable = photo_settings_at
+) -> List[outputs.Target]:
+    """The plan with every kept result (``exists``) that was made with other settings marked
+    ``other_settings`` instead: the rerun rule of ``pipeline.made_with``. ``read(fs, path)`` gives
+    a stored result's recorded settings (each kept result is read once)."""
+    checked = []
+    for t in planned:
+        if t.skip == outputs.EXISTS and t.kept and made_with.differences(_recorded(t.kept, s3, read), settings):
+            t = outputs.Target(t.path, skip=outputs.OTHER_SETTINGS, kept=t.kept)
+        checked.append(t)
+    return checked
+
+
+def report_kept(job: str, out: str, settings: dict, s3: storage.S3Settings, read: Callable = photo_settings_at) -> int:
+    """One result that exists: kept when it was made with ``settings`` (exit 0), else one line that
+    says what differs (exit 1). ``--overwrite`` is the way past either."""
+    return made_with.report(job, storage.redact(out), _recorded(out, s3, read), settings)
 
 
 def canonical(uri: str) -> str:
@@ -64,14 +111,6 @@ def existing(output: str, s3: storage.S3Settings) -> Set[str]:
         why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise storage.StorageError(f"cannot list --output {storage.redact(output)}: {storage.redact(why)}") from None
     return {i.path for i in infos if i.type == pafs.FileType.File}
-
-
-def exists(uri: str, s3: storage.S3Settings) -> bool:
-    fs, path = storage.resolve(uri, s3)
-    try:
-        return fs.get_file_info(path).type != pafs.FileType.NotFound
-    except OSError as e:
-        raise storage.StorageError(f"cannot reach {storage.redact(uri)}: {str(e).splitlines()[0][:200]}") from None
 
 
 def plan(
@@ -110,14 +149,14 @@ def plan(
 def print_skips(skipped: Skips) -> None:
     """One line per skip reason with up to three examples (redacted)."""
     for reason, n in skipped.counts.items():
-        hint = " (--overwrite replaces them)" if reason == outputs.EXISTS else ""
+        hint = " (--overwrite replaces them)" if reason in (outputs.EXISTS, outputs.OTHER_SETTINGS) else ""
         examples = ", ".join(storage.redact(p) for p in skipped.examples.get(reason, [])[:3])
         print(f"  skipped {n} ({reason}){hint}" + (f", e.g. {examples}" if examples else ""))
 
 
 def exit_code(written: int, skipped: Skips, write_failed: str) -> int:
-    """1 when a write failed or no input has its result; 0 when some input has one, written now or
-    kept from before (a rerun answers as the first run did)."""
-    if skipped.counts.get(write_failed):
+    """1 when a write failed, a result exists made with other settings, or no input has its result;
+    0 when some input has one, written now or kept from before (a rerun answers as the first run did)."""
+    if skipped.counts.get(write_failed) or skipped.counts.get(outputs.OTHER_SETTINGS):
         return 1
     return 0 if written + skipped.counts.get(outputs.EXISTS, 0) else 1

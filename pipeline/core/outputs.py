@@ -34,6 +34,7 @@ FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # kept as they are; 
 UNSAFE_NAME = "unsafe_name"
 IN_OUTPUT = "in_output"
 EXISTS = "exists"
+OTHER_SETTINGS = "other_settings"  # exists, made with other settings: a rerun stops (pipeline.made_with)
 DUPLICATE = "duplicate"
 
 
@@ -42,6 +43,7 @@ class Target:
     path: str  # the input, as given
     out: str = ""  # where its result goes ("" when skipped)
     skip: str = ""  # why it is not written ("" when it is)
+    kept: str = ""  # the result that exists already (skip EXISTS), in ``out``'s form
 
 
 def output_name(rel: str, suffix: str = "") -> str:
@@ -135,7 +137,7 @@ def plan(
             wanted[i] = joined
     for i, joined in _distinct(wanted, live, suffix).items():
         if joined in existing and not overwrite:
-            result[i] = Target(inputs[i], skip=EXISTS)
+            result[i] = Target(inputs[i], skip=EXISTS, kept=("s3://" + joined) if s3_output else joined)
         else:
             result[i] = Target(inputs[i], out=("s3://" + joined) if s3_output else joined)
     return [result[i] for i in range(len(inputs))]

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from pipeline import __version__, cli_args
 from pipeline.config import check_range
-from pipeline.core import color, transforms
+from pipeline.core import color, made_with, transforms
 from pipeline.data import shards, sources, storage
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,22 @@ RUN_DIR = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{8}$")  # what prepare names a ru
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize prepare`` arguments."""
-    p.add_argument("--data", required=True, help="folder, list file (.txt) or s3://bucket/prefix of raw photos")
-    p.add_argument("--out", required=True, help="output folder or s3:// prefix (shards + manifest.json)")
-    p.add_argument(
-        "--size", type=int, default=256, help="short side after resize (default 256: train with data.resize=256)"
+    cli_args.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of raw photos")
+    cli_args.add_output_arg(p, "output folder or s3:// prefix (shards + manifest.json)", required=True, dest="out")
+    resize = p.add_argument(
+        "--resize",
+        "--size",
+        dest="size",
+        type=int,
+        default=256,
+        metavar="N",
+        help="each photo's short side is resized to this (default 256: train with data.resize=256)",
     )
+    cli_args.hide(resize, "--size")
     p.add_argument("--limit", type=int, default=None, help="first N files only")
     p.add_argument("--keep-grey", action="store_true", help="keep fully grey photos (skipped by default)")
     p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")
+    cli_args.add_overwrite_arg(p, "prepared shards")
     cli_args.add_s3_args(p)
 
 
@@ -66,7 +74,7 @@ def prepare(
     """Run the prepare job over the raw photos at ``uri``; returns the manifest it wrote. ``s3``:
     the entry point's settings (None only for local URIs)."""
     if size < 8:
-        raise ValueError(f"--size must be >= 8, got {size}")
+        raise ValueError(f"--resize must be >= 8, got {size}")
     t0 = time.perf_counter()
     storage.check_writable_parent(shards.manifest_uri(out), s3)
     src = sources.Source.open(uri, s3, limit)
@@ -97,6 +105,7 @@ def prepare(
         "Q": color.num_bins(),
         "grid_rule": color.GRID_RULE,
         "skip_grey": skip_grey,
+        "limit": limit,
         "files_listed": len(src),
         "images": images,
         "skipped": skipped.counts,
@@ -175,11 +184,16 @@ def summary(manifest: dict, out: str) -> str:
 
 def run(args) -> int:
     """``colorize prepare`` entry point: builds the S3 settings, runs, prints the summary."""
-    check_range("--size", args.size, 8, 8192)
+    check_range("--resize", args.size, 8, 8192)
     check_range("--shard-mb", args.shard_mb, 1, 65536)
     if args.limit is not None:
         check_range("--limit", args.limit, 1, None)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
+    if not getattr(args, "overwrite", False) and shards.is_prepared(args.out, s3):
+        old = shards.read_manifest(args.out, s3)  # the rerun rule (pipeline.made_with)
+        asked = {"source": storage.redact(args.data), "size": args.size, "skip_grey": not args.keep_grey}
+        asked["limit"] = args.limit
+        return made_with.report("colorize prepare", storage.redact(args.out), {k: old.get(k) for k in asked}, asked)
     manifest = prepare(
         args.data,
         args.out,

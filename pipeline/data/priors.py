@@ -24,7 +24,7 @@ import ray
 
 from pipeline import assets, cli_args
 from pipeline.config import check_range
-from pipeline.core import color, outputs, pictures, transforms
+from pipeline.core import color, made_with, outputs, pictures, transforms
 from pipeline.data import storage
 from pipeline.data.sources import ReportSkips, SkipCollector, Source, collected, ensure_ray, single_pass_skips
 
@@ -33,16 +33,35 @@ log = logging.getLogger(__name__)
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize priors`` arguments."""
-    p.add_argument(
-        "--data", default="skimage:", help="folder, list file (.txt), s3://bucket/prefix, or skimage: (built-in photos)"
+    cli_args.add_data_arg(
+        p, "folder, list file (.txt), s3://bucket/prefix, or skimage: (scikit-image's photos)", default="skimage:"
     )
-    p.add_argument("--out", default="prior_probs.npy", help="output .npy (local or s3://); .json and .png go beside it")
-    p.add_argument(
-        "--size", type=int, default=256, help="resize each whole image so its short side is SIZE (default 256)"
+    cli_args.add_output_arg(
+        p, "output .npy (local or s3://); its .json and .png go beside it", default="prior_probs.npy", dest="out"
     )
+    resize = p.add_argument(
+        "--resize",
+        "--size",
+        dest="size",
+        type=int,
+        default=256,
+        metavar="N",
+        help="each whole photo's short side is resized to this",
+    )
+    cli_args.hide(resize, "--size")
     p.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
     p.add_argument("--keep-grey", action="store_true", help="count fully grey images too (skipped by default)")
-    p.add_argument("--workers", type=int, default=None, help="max concurrent decode tasks (default: all CPUs)")
+    tasks = p.add_argument(
+        "--tasks",
+        "--workers",
+        dest="workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="max concurrent decode tasks (default: all CPUs)",
+    )
+    cli_args.hide(tasks, "--workers")
+    cli_args.add_overwrite_arg(p, "a prior")
     cli_args.add_s3_args(p)
 
 
@@ -82,7 +101,7 @@ def compute_prior(
     Raises StorageError when the data cannot be listed, and ValueError when no image is usable.
     """
     if size < 8:
-        raise ValueError(f"--size must be >= 8, got {size}")
+        raise ValueError(f"--resize must be >= 8, got {size}")
     t0 = time.perf_counter()
     src = Source.open(data, s3, limit)
     if src.prepared:
@@ -309,10 +328,20 @@ def summary(result: PriorResult, written: List[str], top: int = 5) -> str:
     return "\n".join(lines)
 
 
+def _rerun(args, s3: Optional[storage.S3Settings]) -> int:
+    """A prior exists at --output: kept when its provenance shows these settings (exit 0), else one
+    line saying what differs (exit 1). Never replaced without --overwrite (pipeline.made_with's rule)."""
+    meta = read_provenance(args.out, s3)
+    asked = {"data_uri": storage.redact(args.data), "size": args.size, "skip_grey": not args.keep_grey}
+    asked["limit"] = args.limit
+    recorded = None if meta is None else {k: meta.get(k) for k in asked}
+    return made_with.report("colorize priors", storage.redact(args.out), recorded, asked)
+
+
 def run(args) -> int:
     """``colorize priors`` entry point (argparse namespace from pipeline.cli)."""
-    check_range("--size", args.size, 8, 8192)
-    for flag, value in (("--limit", args.limit), ("--workers", args.workers)):
+    check_range("--resize", args.size, 8, 8192)
+    for flag, value in (("--limit", args.limit), ("--tasks", args.workers)):
         if value is not None:
             check_range(flag, value, 1, None)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
@@ -320,8 +349,10 @@ def run(args) -> int:
     problem = outputs.output_file_problem(args.out, ".npy")
     problem = "is a folder; give a file name ending in .npy" if is_folder else problem
     if problem:  # before the work; a folder would leave DIR/.json and DIR/.png behind
-        raise storage.StorageError(f"--out {storage.redact(args.out)}: {problem} (its .json and .png go beside it)")
+        raise storage.StorageError(f"--output {storage.redact(args.out)}: {problem} (its .json and .png go beside it)")
     storage.check_writable_parent(args.out, s3)  # fail before the work, not after
+    if not getattr(args, "overwrite", False) and storage.exists(args.out, s3):
+        return _rerun(args, s3)
     result = compute_prior(
         args.data,
         size=args.size,

@@ -434,3 +434,12 @@ def sidecar(uri: str, suffix: str = ".json") -> str:
     """``x/prior_probs.npy`` -> ``x/prior_probs.json``."""
     root, _ = posixpath.splitext(uri)
     return root + suffix
+
+
+def exists(uri: str, s3: S3Settings) -> bool:
+    """Whether anything (a file or a folder) is at ``uri``; StorageError when storage cannot be reached."""
+    fs, path = resolve(uri, s3)
+    try:
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+    except OSError as e:
+        raise StorageError(f"cannot reach {redact(uri)}: {str(e).splitlines()[0][:200]}") from None

@@ -34,8 +34,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pipeline.serve import handling
 
 APP_NAME = "colorize"
+# The grey example photos the page offers (pipeline/assets/examples/, package data).
+EXAMPLES = frozenset(
+    p.name for p in (resources.files("pipeline.assets") / "examples").iterdir() if p.name.endswith(".jpg")
+)
 DEFAULTS: Dict[str, Any] = {
-    "model": None,  # required: checkpoint folder, run folder, runs:/..., models:/...
+    "model": "shipped",  # the model that ships with colorize; or a checkpoint/run folder, runs:/..., models:/...
     "tracking_uri": None,
     "replicas": 1,
     "max_replicas": None,  # > replicas: Serve autoscales the model between the two on its queue length
@@ -171,6 +175,27 @@ class Ingress:
                 raise handling.RequestError(
                     408, f"the request body took longer than {self.body_timeout_s:g} s to arrive"
                 ) from None
+
+    @api.post("/grey")
+    async def grey(self, request: Request):
+        """The photo's lightness as a grey PNG (no model): the page's preview of any accepted format."""
+        try:
+            data = await self._body(request)
+            out = await asyncio.to_thread(handling.grey_png, data, self.max_pixels)
+        except handling.RequestError as e:
+            return _error(e.status, e.message)
+        return Response(out, media_type="image/png")
+
+    @api.get("/examples")
+    async def examples(self):
+        return {"examples": sorted(EXAMPLES)}
+
+    @api.get("/examples/{name}")
+    async def example(self, name: str):
+        if name not in EXAMPLES:  # only the bundled files, by exact name: nothing else is reachable
+            return _error(404, f"no example named {name!r}")
+        data = (resources.files("pipeline.assets") / "examples" / name).read_bytes()
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
     @api.post("/colorize")
     async def colorize(self, request: Request):

@@ -111,6 +111,18 @@ def prepare(data: bytes, size: int, max_pixels: int) -> Prepared:
     return Prepared(L, working_input(L, size))
 
 
+def grey_png(data: bytes, max_pixels: int) -> bytes:
+    """The photo as the model sees it, its own lightness in grey, as PNG: the page's "before" side
+    for any accepted format (browsers do not show TIFF). RequestError 413/400 as ``prepare``."""
+    d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
+    if d.rgb is None:
+        if d.skip == SKIP_TOO_LARGE:
+            raise RequestError(413, f"image is over the limit of {max_pixels} pixels")
+        raise RequestError(400, f"not a readable image ({d.skip})")
+    L = color.rgb_to_lab(d.rgb)[..., 0]
+    return encode(color.lab_to_rgb_u8(np.stack([L, np.zeros_like(L), np.zeros_like(L)], -1)), "png")
+
+
 def working_input(L: np.ndarray, size: int) -> np.ndarray:
     """(H, W) L in 0..100 -> (h, w) float32 network input at the working size (as predict.predict_ab)."""
     H, W = L.shape

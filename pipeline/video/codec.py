@@ -129,16 +129,18 @@ def transcode(
     fn: Callable[[np.ndarray], np.ndarray],
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Optional[Callable[[int, int], None]] = None,
+    comment: Optional[str] = None,
 ) -> Result:
-    """Colorize ``src`` into ``dst`` (local paths) frame by frame with ``fn`` (see the module doc)."""
+    """Colorize ``src`` into ``dst`` (local paths) frame by frame with ``fn`` (see the module doc);
+    ``comment`` goes into the output container's comment tag."""
     inp = _open(src)
     try:
-        return _transcode(inp, src, dst, fn, max_pixels, progress)
+        return _transcode(inp, src, dst, fn, max_pixels, progress, comment)
     finally:
         inp.close()
 
 
-def _transcode(inp, src, dst, fn, max_pixels, progress) -> Result:
+def _transcode(inp, src, dst, fn, max_pixels, progress, comment=None) -> Result:
     vin = inp.streams.video[0]
     W, H = vin.codec_context.width, vin.codec_context.height
     if W * H > max_pixels:
@@ -161,6 +163,8 @@ def _transcode(inp, src, dst, fn, max_pixels, progress) -> Result:
     out = None
     try:
         out = av.open(tmp, "w", format=fmt)
+        if comment:
+            out.metadata["comment"] = comment
         vout = _video_stream(out, vin, codec, pix_fmt, rate, W, H, rotation)
         amap = {a.index: out.add_stream_from_template(a) for a in audio_in}
         n, corrupt, last_pts = 0, False, None
@@ -210,6 +214,17 @@ def _transcode(inp, src, dst, fn, max_pixels, progress) -> Result:
                 pass
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def container_comment(f) -> Optional[str]:
+    """The comment tag of a video (a path or a seekable file object); None when it has none or
+    does not open."""
+    try:
+        with av.open(f) as c:
+            tags = {k.lower(): v for k, v in c.metadata.items()}
+    except (av.error.FFmpegError, OSError, ValueError):
+        return None
+    return tags.get("comment")
 
 
 def _ends_early(inp, vin, n: int, declared: int, last_pts, rate) -> bool:

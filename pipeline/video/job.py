@@ -28,7 +28,7 @@ import torch
 from pipeline import cli_args
 from pipeline.apply import infer, per_input
 from pipeline.config import check_range
-from pipeline.core import color, outputs
+from pipeline.core import color, made_with, outputs, progress
 from pipeline.core.skips import SKIP_UNREADABLE
 from pipeline.core.stops import remove_partials
 from pipeline.core.work_limits import TooMuchWork, check_shape
@@ -39,13 +39,24 @@ from pipeline.video import codec, temporal
 TEMPORAL = ("flow", "none")
 WRITE_FAILED = "write_failed"
 COPY_CHUNK = 8 << 20
+COLOUR_SUFFIX = infer.COLOUR_SUFFIX  # old.mp4 -> old-colour.mp4 when no --output is given
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
+    cli_args.add_input_args(p, "a video, folder, list file (.txt) or s3://bucket/prefix")
+    cli_args.add_output_arg(
+        p,
+        "output video file (for one video) or folder / s3:// prefix (default: VIDEO-colour.EXT next to a "
+        "video, FOLDER-colour/ beside a folder)",
+    )
     cli_args.add_model_args(p)
-    p.add_argument("--input", required=True, help="a video, folder, list file (.txt) or s3://bucket/prefix")
-    p.add_argument("--output", required=True, help="output video file (for one video) or folder / s3:// prefix")
-    p.add_argument("--size", type=int, default=256, help="working size: short side the model sees (default 256)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=256,
+        help=f"working size: the short side the model sees, {infer.SIZE_RANGE[0]} to {infer.SIZE_RANGE[1]} "
+        "(default 256)",
+    )
     p.add_argument(
         "--temporal",
         choices=TEMPORAL,
@@ -53,7 +64,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="flow: colour follows the motion (optical flow, default); none: every frame alone",
     )
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    cli_args.add_overwrite_arg(p)
     cli_args.add_s3_args(p)
 
 
@@ -84,9 +95,26 @@ class FrameColorizer:
         return predict.join_l_ab(L, predict.upsample_ab(ab, *L.shape))
 
 
-def colorize_video(G, src: str, dst: str, size, temperature, mode: str = "flow", device=None, progress=None):
-    """Colorize the local video ``src`` into the local file ``dst`` (``codec.Result``)."""
-    return codec.transcode(src, dst, FrameColorizer(G, size, temperature, mode, device), progress=progress)
+def colorize_video(
+    G, src: str, dst: str, size, temperature, mode: str = "flow", device=None, progress=None, settings=None
+):
+    """Colorize the local video ``src`` into the local file ``dst`` (``codec.Result``), recording
+    ``settings`` (``made_with``) in its comment tag."""
+    colorizer = FrameColorizer(G, size, temperature, mode, device)
+    comment = made_with.comment(settings) if settings else None
+    return codec.transcode(src, dst, colorizer, progress=progress, comment=comment)
+
+
+def settings_of(opts: dict, ref: str, G) -> dict:
+    """The settings a colorized video records: model, temperature, size, temporal mode."""
+    t = opts["temperature"] or G.temperature
+    return made_with.photo_settings(ref, [t], opts["size"], temporal=opts["temporal"])
+
+
+def video_settings_at(fs, path: str) -> Optional[dict]:
+    """The settings recorded in a stored video's comment tag (``made_with``)."""
+    with fs.open_input_file(path) as f:
+        return made_with.from_comment(codec.container_comment(f))
 
 
 def _fetch(uri_or_path: str, fs, path: str, workdir: str) -> str:
@@ -109,10 +137,11 @@ def _process(
     s3: storage.S3Settings,
     device=None,
     work_root: Optional[str] = None,
+    progress=None,
 ):
     """One video: read, colorize, write ``target`` (local, or S3 through a local temp). Returns
-    (result or None, skip reason, message). Its temporary folder goes inside ``work_root`` when given
-    (the folder a stopped run removes as a whole)."""
+    (result or None, skip reason, message). ``args_like["settings"]`` is recorded in the video. Its
+    temporary folder goes inside ``work_root`` when given (the folder a stopped run removes as a whole)."""
     if work_root:
         os.makedirs(work_root, exist_ok=True)  # another node of the cluster: its own
     with tempfile.TemporaryDirectory(prefix="colorize-video-", dir=work_root) as work:
@@ -123,7 +152,15 @@ def _process(
         local_out = target if not storage.is_s3(target) else os.path.join(work, "out" + posixpath.splitext(target)[1])
         try:
             r = colorize_video(
-                G, local_in, local_out, args_like["size"], args_like["temperature"], args_like["temporal"], device
+                G,
+                local_in,
+                local_out,
+                args_like["size"],
+                args_like["temperature"],
+                args_like["temporal"],
+                device,
+                progress,
+                args_like.get("settings"),
             )
         except codec.VideoError as e:
             return None, e.reason, str(e)
@@ -180,16 +217,21 @@ def run(args) -> int:
     check_range("--size", args.size, *infer.SIZE_RANGE)
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
+    args.input = cli_args.input_of(args)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     fs, paths, skipped = per_input.list_inputs(args.input, s3)
     opts = {"size": args.size, "temperature": args.temperature, "temporal": args.temporal}
-    if per_input.is_single_file(args.input, paths):
+    single = per_input.is_single_file(args.input, paths)
+    args.output = args.output or per_input.default_output(args.input, single, codec.video_name, COLOUR_SUFFIX)
+    if single:
         return _one_video(args, fs, paths[0], s3, opts)
     listed = len(paths) + skipped.total
     planned = per_input.plan(args.input, args.output, paths, s3, args.overwrite, name=codec.video_name)
+    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    opts["settings"] = settings_of(opts, info["ref"], G)
+    planned = per_input.check_kept(planned, opts["settings"], s3, read=video_settings_at)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
     todo = [t for t in planned if t.out]
-    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
     rows = _run_on_ray(G, info, todo, args, s3, opts) if todo else []
     written = [r for r in rows if r["out"]]
     skipped.add_all((r["path"], r["skip"]) for r in rows if not r["out"])
@@ -225,14 +267,15 @@ def _single_target(input_uri: str, output: str, src: str) -> str:
 def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict) -> int:
     out = _single_target(args.input, args.output, path)
     storage.check_writable_parent(out, s3)
-    if per_input.exists(out, s3) and not args.overwrite:
-        print(f"colorize video: kept {storage.redact(out)}: it exists (--overwrite replaces it)")
-        return 0
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    opts = {**opts, "settings": settings_of(opts, info["ref"], G)}
+    if storage.exists(out, s3) and not args.overwrite:
+        return per_input.report_kept("colorize video", out, opts["settings"], s3, read=video_settings_at)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     G = G.to(device)
     t0 = time.perf_counter()
-    r, skip, msg = _process(G, fs, path, args.input, out, opts, s3, device)
+    with progress.bar(None, posixpath.basename(path), "frame") as b:
+        r, skip, msg = _process(G, fs, path, args.input, out, opts, s3, device, progress.frames_callback(b))
     if r is None:
         print(f"colorize video: skipped {storage.redact(args.input)}: {skip} ({msg})")
         return 1

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from pipeline import checkpoint
+from pipeline.gan import checkpoint
 from support import DATA, ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -79,6 +79,24 @@ def test_existing_output_is_kept_and_input_never_overwritten(clip, ckpt, tmp_pat
     assert "is the input itself" in capsys.readouterr().err
 
 
+def test_rerun_rule_beside_the_input(clip, ckpt, tmp_path, capsys):
+    """No --output: VIDEO-colour.EXT beside it, recording its settings; the same settings again keep
+    it (exit 0), other settings say what differs (exit 1), --overwrite redoes it."""
+    src = tmp_path / "film.mp4"
+    src.write_bytes(clip.read_bytes())
+    argv = ["video", str(src), "--model", str(ckpt), "--size", "16", "--temporal", "none"]
+    assert main(argv) == 0
+    out = tmp_path / "film-colour.mp4"
+    first = out.read_bytes()
+    with av.open(str(out)) as c:
+        assert '"temporal": "none"' in c.metadata["comment"]
+    assert main(argv) == 0 and "kept" in capsys.readouterr().out and out.read_bytes() == first
+    assert main([*argv, "--temperature", "0.9"]) == 1
+    err = capsys.readouterr().err
+    assert "temperature" in err and "--overwrite" in err and out.read_bytes() == first
+    assert main([*argv, "--temperature", "0.9", "--overwrite"]) == 0 and out.read_bytes() != first
+
+
 def test_variable_frame_rate_timestamps_are_kept(tmp_path):
     pts = [0, 10, 30, 35, 70, 80, 100, 101, 140]
     src = write_video(tmp_path / "vfr.mp4", pan_frames(len(pts), 64, 48), pts=pts, audio=False)

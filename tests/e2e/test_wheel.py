@@ -23,6 +23,11 @@ SHIPPED = {
     "pipeline/assets/prior_probs.npy": ROOT / "prior_probs.npy",
     "pipeline/assets/prior_probs.json": ROOT / "prior_probs.json",
     "tune/space.yaml": ROOT / "tune" / "space.yaml",
+    "pipeline/assets/index.html": ROOT / "pipeline" / "assets" / "index.html",
+    **{  # the web page's example photos
+        f"pipeline/assets/examples/{p.name}": p
+        for p in sorted((ROOT / "pipeline" / "assets" / "examples").glob("*.jpg"))
+    },
 }
 
 # What `colorize train` (pipeline/run.py) and `colorize tune` (tune/sweep.py) do to get the prior

@@ -29,6 +29,7 @@ MAX_BYTES = 1_000_000
 MAX_PIXELS = 1_000_000
 BODY_TIMEOUT_S = 3
 SLOW_CLIENTS = 20  # more than the ingress takes at once with these limits (2 * 3 uploads + 8 others)
+OWN_TEMPERATURE = 0.45  # the served model's own: not the 0.38 a page might assume
 
 
 def http(url: str, data: bytes = None, headers: dict = None, timeout: float = 60):
@@ -63,11 +64,18 @@ def _status(url: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def service(ckpt, tmp_path_factory):
+def served_ckpt(tmp_path_factory):
+    from support.training import tiny_generator_checkpoint
+
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("served"), temperature=OWN_TEMPERATURE)
+
+
+@pytest.fixture(scope="module")
+def service(served_ckpt, tmp_path_factory):
     """`colorize serve` on a free loopback port: small limits (a model queue of 2 + 1) to reach them."""
     log_path = tmp_path_factory.mktemp("serve") / "serve.log"
     port = free_port()
-    argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(ckpt), "--port", str(port)]
+    argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(served_ckpt), "--port", str(port)]
     argv += ["--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS), "--body-timeout-s", str(BODY_TIMEOUT_S)]
     argv += ["--max-ongoing-requests", "2", "--max-queued-requests", "1", "--max-batch-size", "2"]
     log = open(log_path, "wb")
@@ -98,6 +106,32 @@ def test_healthz_and_page(service):
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert b'id="file"' in body and b'id="temperature"' in body and b'id="split"' in body
     assert b"http://" not in body and b"https://" not in body  # no external fonts, scripts or CDNs
+    assert b"0.38" not in body  # the temperature comes from the model (/healthz), not the page
+    assert info["model"]["temperature"] == OWN_TEMPERATURE
+
+
+def test_examples_are_served_and_nothing_else(service):
+    status, _, body = http(service + "/examples")
+    names = json.loads(body)["examples"]
+    assert status == 200 and len(names) >= 3 and all(n.endswith(".jpg") for n in names)
+    status, headers, body = http(service + "/examples/" + names[0])
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(body)).mode == "L"  # grey photos, to colour
+    for bad in ("../index.html", "..%2F__init__.py", "nope.jpg", "%2Fetc%2Fpasswd"):
+        assert http(service + "/examples/" + bad)[0] == 404, bad
+
+
+def test_grey_preview_of_a_tiff(service):
+    """Browsers do not show TIFF: the server renders the grey side (the photo's own L)."""
+    rgb = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "TIFF")
+    status, headers, body = http(service + "/grey", buf.getvalue(), {"Content-Type": "image/tiff"})
+    assert status == 200 and headers["content-type"] == "image/png"
+    grey = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+    assert grey.shape == (30, 40, 3) and chroma(grey) < 1
+    assert np.abs(color.rgb_to_lab(grey)[..., 0] - color.rgb_to_lab(rgb)[..., 0]).max() < 1.0
+    assert http(service + "/grey", b"not an image", {"Content-Type": "image/png"})[0] == 400
 
 
 def test_round_trip_keeps_size_and_lightness(service):
@@ -259,8 +293,10 @@ def test_page_in_headless_chromium(service, browser, tmp_path):
     photo = tmp_path / "grey photo.jpg"
     photo.write_bytes(grey_photo(320, 240, "JPEG"))
     browser.get(service + "/")
+    _wait_connected(browser)
+    assert browser.find_element("id", "temperature").get_attribute("value") == str(OWN_TEMPERATURE)
     browser.find_element("id", "file").send_keys(str(photo))
-    _wait_done(browser, "temperature 0.38")
+    _wait_done(browser, f"temperature {OWN_TEMPERATURE}")
     size = browser.execute_script(
         "const i = document.getElementById('result'); return [i.naturalWidth, i.naturalHeight];"
     )
@@ -281,3 +317,75 @@ def test_page_in_headless_chromium(service, browser, tmp_path):
     _wait_done(browser, "temperature 1.5")
     dull = _shown_image(browser)
     assert dull.shape == vivid.shape and chroma(dull) < chroma(vivid) - 1, (chroma(dull), chroma(vivid))
+
+
+def _wait_connected(b, timeout: float = 30) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(b, timeout).until(
+        lambda d: not d.find_element("id", "temperature").get_attribute("disabled"), message="never read /healthz"
+    )
+
+
+def test_page_previews_tiff_keyboard_paste_size_check_examples_split(service, browser, tmp_path):
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(service + "/")
+    _wait_connected(browser)
+    # a TIFF: the browser cannot show it, so the grey side comes from the server
+    tiff = tmp_path / "scan.tif"
+    Image.open(io.BytesIO(grey_photo(200, 150))).save(tiff, "TIFF")
+    browser.find_element("id", "file").send_keys(str(tiff))
+    _wait_done(browser, "200 x 150")
+    WebDriverWait(browser, 30).until(
+        lambda d: (
+            d.execute_script(
+                "const g = document.getElementById('grey'); return g.dataset.source === 'server' && g.naturalWidth;"
+            )
+            == 200
+        ),
+        message="no grey preview of the TIFF",
+    )
+    # the split moves by a click on the picture, not only by its slider
+    box = browser.find_element("id", "compare")
+    browser.execute_script(
+        "const c = arguments[0], r = c.getBoundingClientRect();"
+        "c.dispatchEvent(new PointerEvent('pointerdown', {clientX: r.left + r.width / 4, clientY: r.top + 5,"
+        " pointerId: 1, bubbles: true}));",
+        box,
+    )
+    assert abs(int(browser.find_element("id", "split").get_attribute("value")) - 25) <= 1
+    # keyboard: Enter and Space on the drop zone open the file picker
+    browser.execute_script("window.picks = 0; document.getElementById('file').click = () => { window.picks += 1; };")
+    drop = browser.find_element("id", "drop")
+    drop.send_keys(Keys.ENTER)
+    drop.send_keys(Keys.SPACE)
+    assert browser.execute_script("return window.picks;") == 2
+    # paste: a photo on the clipboard is colorized
+    paste = """const done = arguments[arguments.length - 1];
+        fetch(arguments[0]).then(r => r.blob()).then(b => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([b], arguments[1], {type: b.type || 'image/jpeg'}));
+          document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));
+          done('ok');
+        }).catch(e => done('ERROR ' + e));"""
+    names = json.loads(http(service + "/examples")[2])["examples"]
+    assert browser.execute_async_script(paste, "examples/" + names[0], "pasted.jpg") == "ok"
+    _wait_done(browser, "done:")
+    assert browser.find_element("id", "download").get_attribute("download") == "pasted-colorized.png"
+    # too large for the server: refused in the page, before any upload
+    browser.execute_script(
+        "const dt = new DataTransfer(); dt.items.add(new File([new Uint8Array(arguments[0])], 'huge.png',"
+        " {type: 'image/png'}));"
+        "document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true}));",
+        MAX_BYTES + 1,
+    )
+    status = browser.find_element("id", "status")
+    assert "larger than this server takes" in status.text and status.get_attribute("class") == "error"
+    # the example photos: one click colorizes one
+    buttons = browser.find_elements("css selector", "#examples button")
+    assert len(buttons) == len(names)
+    buttons[1].click()
+    _wait_done(browser, "done:")
+    assert browser.find_element("id", "download").get_attribute("download").startswith(names[1].rsplit(".", 1)[0])

@@ -57,14 +57,15 @@ def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
     return [*set_args(sets), "--out", str(tmp / "out")]
 
 
-def tiny_generator_checkpoint(folder: Path) -> Path:
-    """A tiny generator with a peaked, non-grey head, saved as a generator checkpoint in ``folder``."""
+def tiny_generator_checkpoint(folder: Path, temperature: float = 0.38) -> Path:
+    """A tiny generator with a peaked, non-grey head, saved as a generator checkpoint in ``folder``;
+    ``temperature``: its own decoding temperature (model.temperature)."""
     import torch
 
     from pipeline.config import ExperimentConfig
     from pipeline.gan import builder, checkpoint
 
-    cfg = ExperimentConfig().replace({"model.preset": "tiny"})
+    cfg = ExperimentConfig().replace({"model.preset": "tiny", "model.temperature": temperature})
     torch.manual_seed(0)
     G = builder.build_generator(cfg.model)
     with torch.no_grad():

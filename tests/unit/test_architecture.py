@@ -24,11 +24,17 @@ SCRIPT_FOLDERS = ("bench",)
 LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("models",),  # pure torch; the generator's shape (GeneratorConfig) lives with it
     ("pipeline.credentials",),  # no imports from the project: config and storage refuse with it
-    ("pipeline", "pipeline.config", "pipeline.cli_args", "pipeline.assets", "pipeline.configs"),
+    ("pipeline", "pipeline.config", "pipeline.cli_args", "pipeline.assets", "pipeline.configs", "pipeline.version"),
+    ("pipeline.config_help", "pipeline.command_help"),
     ("pipeline.core",),  # pure numpy/torch: colour, geometry, split, skips, output names, metrics, decoding
     ("pipeline.data",),  # storage, Ray Data sources and shards, the priors and prepare jobs
     ("pipeline.gan",),  # the model: builder and step, checkpoints, references, prediction, MLflow form
-    ("pipeline.train", "pipeline.apply", "pipeline.serve"),  # the jobs that train, apply and serve a model
+    (
+        "pipeline.train",
+        "pipeline.apply",
+        "pipeline.serve",
+        "pipeline.show_config",
+    ),  # the jobs that train, apply and serve a model
     ("pipeline.video", "pipeline.run"),  # video reuses infer's pieces; run is the training job's entry
     ("tune",),  # every trial is pipeline.run's training
     ("pipeline.cli",),  # one command per job

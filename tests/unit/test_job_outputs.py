@@ -14,13 +14,13 @@ JOB_DIR = "/tmp/ray/session_1/runtime_resources/working_dir_files/_ray_pkg_0123a
 
 def test_outputs_under_a_job_working_dir_are_found():
     where = {
-        "--out": f"{JOB_DIR}/out",
+        "--output": f"{JOB_DIR}/out",
         "train.storage_path": "out/runs",
         "tracking.uri": f"sqlite:///{JOB_DIR}/out/mlflow.db",
     }
-    assert temporary_outputs(where, JOB_DIR) == ["--out", "train.storage_path", "tracking.uri"]
+    assert temporary_outputs(where, JOB_DIR) == ["--output", "train.storage_path", "tracking.uri"]
     lasting = {
-        "--out": "/data/colorize",
+        "--output": "/data/colorize",
         "train.storage_path": "s3://bucket/runs",
         "tracking.uri": "http://mlflow:5000",
     }
@@ -36,9 +36,9 @@ def test_run_py_warns_when_results_would_vanish_with_the_job(tmp_path, caplog):
     assert out.is_dir() and uri == f"sqlite:///{out / 'mlflow.db'}"
     with caplog.at_level(logging.WARNING, logger="colorize.run"):
         found = run_py.warn_if_temporary(str(out), "out/runs", uri, cwd=str(job_dir))
-    assert found == ["--out", "train.storage_path", "tracking.uri"]
+    assert found == ["--output", "train.storage_path", "tracking.uri"]
     text = caplog.text
-    assert "temporary working dir" in text and "--out /a/lasting/folder" in text and "train.storage_path" in text
+    assert "temporary working dir" in text and "--output /a/lasting/folder" in text and "train.storage_path" in text
     caplog.clear()
     assert run_py.warn_if_temporary("/data/out", "s3://b/runs", "http://mlflow:5000", cwd=str(job_dir)) == []
     assert caplog.text == ""

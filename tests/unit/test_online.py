@@ -107,8 +107,9 @@ def test_serve_config_file_matches_the_app_builder():
     assert cfg["http_options"]["host"] == "127.0.0.1"
     with pytest.raises(ValueError, match="unknown"):
         serve_app.settings({"model": "m", "max_batch": 3})
+    assert serve_app.settings({})["model"] == "shipped"  # the model that ships, unless args.model says
     with pytest.raises(ValueError, match="model"):
-        serve_app.settings({})
+        serve_app.settings({"model": ""})
     with pytest.raises(ValueError, match="max_batch_size"):
         serve_app.settings({"model": "m", "max_batch_size": 0})
 

@@ -54,7 +54,7 @@ def test_export_checks_its_output_before_exporting(ckpt, tmp_path, monkeypatch, 
     assert cli.main(["export", "--model", str(ckpt), "--onnx", target]) == 2
     assert time.perf_counter() - t0 < 5  # no export ran (one takes tens of seconds)
     err = _one_line(capsys)
-    assert f"--onnx {target}" in err and message in err
+    assert f"--output {target}" in err and message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir"] and not any((tmp_path / "dir").iterdir())
 
 
@@ -65,5 +65,5 @@ def test_priors_checks_its_output_before_computing(tmp_path, monkeypatch, capsys
     t0 = time.perf_counter()
     assert cli.main(["priors", "--data", "skimage:", "--out", out, "--limit", "2", "--size", "32"]) == 2
     assert time.perf_counter() - t0 < 5  # no Ray started, nothing computed
-    assert f"--out {out}" in _one_line(capsys)
+    assert f"--output {out}" in _one_line(capsys)
     assert list((tmp_path / "res").iterdir()) == []  # no res/.json, res/.png

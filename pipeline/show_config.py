@@ -1,0 +1,43 @@
+"""``colorize config``: the training configuration in effect, every key with its value and its help,
+as YAML that ``colorize train --config`` reads back. Reads the same --config and --set as train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline import config as config_mod
+from pipeline import config_help
+from pipeline.data.storage import redact  # a tracking URI or endpoint may carry user:password@
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML of settings over the defaults (see pipeline/configs/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set train.epochs=3 (repeatable)",
+    )
+
+
+def render(cfg: config_mod.ExperimentConfig) -> str:
+    """YAML of ``cfg``: one line per key, its help as a comment; changed keys name their default."""
+    defaults = config_mod.ExperimentConfig().flat()
+    values = cfg.flat()
+    lines = []
+    for section, about in config_help.SECTIONS.items():
+        lines.append(f"{section}:  # {about}")
+        for key in (k for k in config_help.keys() if k.startswith(section + ".")):
+            value = config_help._yaml_value(redact(values[key]) if isinstance(values[key], str) else values[key])
+            note = "" if values[key] == defaults[key] else f" [default: {config_help._yaml_value(defaults[key])}]"
+            lines.append(f"  {key.split('.', 1)[1]}: {value}  # {config_help.HELP[key]}{note}")
+    return "\n".join(lines) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.config, args.overrides)  # ConfigError: one line from the CLI
+    sys.stdout.write(render(cfg))
+    return 0
