@@ -45,8 +45,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--size",
         type=int,
-        default=256,
-        help="working size: each photo's short side is resized to this and centre-cropped square",
+        default=None,
+        help="working size: each photo's short side is resized to this and centre-cropped square "
+        "(default: the size the model was trained at, 128 for the shipped model)",
     )
     p.add_argument("--limit", type=int, default=None, help="first N photos only")
     p.add_argument("--batch", type=int, default=16, help="crops per pass through a model (default 16)")
@@ -146,7 +147,8 @@ def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files
 
 
 def run(args) -> int:
-    check_range("--size", args.size, 16, 4096)  # >= the SSIM window; the crops are SIZE x SIZE
+    if args.size is not None:
+        check_range("--size", args.size, 16, 4096)  # >= the SSIM window; the crops are SIZE x SIZE
     if args.limit is not None:
         check_range("--limit", args.limit, 1, None)
     check_range("--examples", args.examples, 0, 1000)
@@ -164,6 +166,7 @@ def run(args) -> int:
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
         G, info = model_ref.resolve_generator(ref, args.tracking_uri, device=str(device))
         models["model" if i == 0 else f"compare{i}"] = (G, info)
+    args.size = predict.working_size(models["model"][0], args.size)  # the first model's training scale
     paths, truths, skipped = load_truth(args.data, args.size, args.limit, s3)
     prior = scoring.zhang_prior(args.reference) if args.reference else _project_prior()
     n_ex = min(args.examples, len(truths))

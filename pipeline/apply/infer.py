@@ -63,8 +63,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--size",
         type=int,
-        default=256,
-        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} (default 256)",
+        default=None,
+        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
+        "(default: the size the model was trained at, 128 for the shipped model)",
     )
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
     p.add_argument("--batch", type=int, default=16, help="photos per model call in an actor (default 16)")
@@ -247,7 +248,8 @@ def finish(
 
 
 def run(args) -> int:
-    check_range("--size", args.size, *SIZE_RANGE)
+    if args.size is not None:
+        check_range("--size", args.size, *SIZE_RANGE)
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     check_range("--batch", getattr(args, "batch", 16), 1, 4096)
@@ -262,6 +264,7 @@ def run(args) -> int:
     listed = len(paths) + skipped.total
     planned = _plan(args, paths, s3)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    args.size = predict.working_size(G, args.size)
     settings = _settings(args, G, info)
     planned = per_input.check_kept(planned, settings, s3)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
@@ -290,6 +293,7 @@ def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
     out = _single_target(args.input, args.output, path, GRID_SUFFIX if getattr(args, "grid", None) else "")
     storage.check_writable_parent(out, s3)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    args.size = predict.working_size(G, args.size)
     settings = _settings(args, G, info)
     if storage.exists(out, s3) and not args.overwrite:
         return per_input.report_kept("colorize infer", out, settings, s3)

@@ -106,13 +106,13 @@ def _check_work(check, i: int) -> None:
         raise BadImage(f"row {i}: {e}") from None
 
 
-def options(params: Optional[dict], default_temperature: float):
+def options(params: Optional[dict], default_temperature: float, default_size: int = DEFAULT_SIZE):
     """(temperature, size, format) from pyfunc ``params``, checked (BadImage when out of range). An
     absent or null param takes its default; 0 is a value like any other (and out of range)."""
     params = params or {}
     try:
         t = float(_given(params, "temperature", default_temperature))
-        size = int(_given(params, "size", DEFAULT_SIZE))
+        size = int(_given(params, "size", default_size))
     except (TypeError, ValueError):
         raise BadImage(f"temperature must be a number, size an integer: {params}") from None
     fmt = str(_given(params, "format", "array")).lower()
@@ -138,13 +138,13 @@ def png(rgb: np.ndarray) -> bytes:
 
 def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=None) -> List[Any]:
     """The pyfunc's answer: one colour image per input row (see the module's docstring)."""
-    t, size, fmt = options(params, G.temperature)
+    t, size, fmt = options(params, G.temperature, predict.working_size(G))
     images = [to_rgb(r, i, size=size) for i, r in enumerate(rows(model_input))]  # every row checked before any work
     out = [predict.colorize(G, rgb, size, t, device) for rgb in images]
     return [png(o) for o in out] if fmt == "png" else out
 
 
-def signature(default_temperature: float):
+def signature(default_temperature: float, default_size: int = DEFAULT_SIZE):
     """The model's MLflow signature: a column ``image`` of any of the accepted forms, and the params
     with their defaults (``temperature`` the model's own)."""
     from mlflow.models import ModelSignature
@@ -155,7 +155,7 @@ def signature(default_temperature: float):
         params=ParamSchema(
             [
                 ParamSpec("temperature", "double", float(default_temperature)),
-                ParamSpec("size", "long", DEFAULT_SIZE),
+                ParamSpec("size", "long", int(default_size)),
                 ParamSpec("format", "string", "array"),
             ]
         ),

@@ -31,6 +31,7 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from pipeline.gan import predict
 from pipeline.serve import handling
 
 APP_NAME = "colorize"
@@ -70,6 +71,7 @@ class Colorizer:
         self.info = {k: info[k] for k in ("ref", "checkpoint", "step", "temperature")}
         self.info["ref"] = _shown_ref(model)  # /healthz is public: no filesystem layout in it
         self.info["device"] = str(self.device)
+        self.info["working_size"] = predict.working_size(self.G)  # the size= a request gets by default
         self.batch_sizes: collections.Counter = collections.Counter()
         self.run.set_max_batch_size(max_batch_size)
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -203,7 +205,7 @@ class Ingress:
             model = await self._model()
             q = request.query_params
             temperature, size, fmt = handling.parse_params(
-                q.get("temperature"), q.get("size"), q.get("format"), model["temperature"]
+                q.get("temperature"), q.get("size"), q.get("format"), model["temperature"], model["working_size"]
             )
             data = await self._bounded_body(request)
             prepared = await asyncio.to_thread(handling.prepare, data, size, self.max_pixels)

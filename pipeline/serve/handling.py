@@ -68,12 +68,17 @@ def check_length(n: Optional[int], max_bytes: int) -> None:
 
 
 def parse_params(
-    temperature: Optional[str], size: Optional[str], fmt: Optional[str], default_temperature: float
+    temperature: Optional[str],
+    size: Optional[str],
+    fmt: Optional[str],
+    default_temperature: float,
+    default_size: int = DEFAULT_SIZE,
 ) -> Tuple[float, int, str]:
-    """Query parameters -> (temperature, working size, output format key); RequestError 400 on bad ones."""
+    """Query parameters -> (temperature, working size, output format key); RequestError 400 on bad
+    ones. The defaults are the model's own (its temperature, the size it was trained at)."""
     try:
         t = default_temperature if temperature in (None, "") else float(temperature)
-        s = DEFAULT_SIZE if size in (None, "") else int(size)
+        s = default_size if size in (None, "") else int(size)
     except ValueError:
         raise RequestError(400, f"temperature must be a number, size an integer: {temperature!r}, {size!r}") from None
     if not (TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]):  # also refuses nan

@@ -378,7 +378,7 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
                 python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
                 artifacts={"checkpoint": ckpt},
                 code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
-                signature=model_io.signature(G.temperature),
+                signature=model_io.signature(G.temperature, cfg.data.resize),
                 input_example=model_io.input_example(),
                 pip_requirements=model_io.pip_requirements(),
             )

@@ -53,9 +53,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--size",
         type=int,
-        default=256,
+        default=None,
         help=f"working size: the short side the model sees, {infer.SIZE_RANGE[0]} to {infer.SIZE_RANGE[1]} "
-        "(default 256)",
+        "(default: the size the model was trained at, 128 for the shipped model)",
     )
     p.add_argument(
         "--temporal",
@@ -214,7 +214,8 @@ class VideoColorizer:
 
 
 def run(args) -> int:
-    check_range("--size", args.size, *infer.SIZE_RANGE)
+    if args.size is not None:
+        check_range("--size", args.size, *infer.SIZE_RANGE)
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     args.input = cli_args.input_of(args)
@@ -228,6 +229,7 @@ def run(args) -> int:
     listed = len(paths) + skipped.total
     planned = per_input.plan(args.input, args.output, paths, s3, args.overwrite, name=codec.video_name)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    opts["size"] = predict.working_size(G, opts["size"])
     opts["settings"] = settings_of(opts, info["ref"], G)
     planned = per_input.check_kept(planned, opts["settings"], s3, read=video_settings_at)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
@@ -268,7 +270,8 @@ def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict) -> int:
     out = _single_target(args.input, args.output, path)
     storage.check_writable_parent(out, s3)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    opts = {**opts, "settings": settings_of(opts, info["ref"], G)}
+    opts = {**opts, "size": predict.working_size(G, opts["size"])}
+    opts["settings"] = settings_of(opts, info["ref"], G)
     if storage.exists(out, s3) and not args.overwrite:
         return per_input.report_kept("colorize video", out, opts["settings"], s3, read=video_settings_at)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
