@@ -35,8 +35,12 @@ NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim"
 
 
 def photos(list_file: str) -> list:
-    root = os.path.dirname(os.path.abspath(list_file))
-    return [os.path.join(root, x.strip()) for x in open(list_file) if x.strip()]
+    """Absolute paths of a list's photos: relative to the list's folder, or to the folder above it
+    (a data folder whose lists live in splits/)."""
+    names = [x.strip() for x in open(list_file) if x.strip()]
+    here = os.path.dirname(os.path.abspath(list_file))
+    root = here if os.path.exists(os.path.join(here, names[0])) else os.path.dirname(here)
+    return [os.path.join(root, n) for n in names]
 
 
 def by_source(paths: list) -> dict:

@@ -4,6 +4,7 @@ it): the grey example photos the web page offers, and the README's before/after 
 
     python docs/make_pictures.py examples       # pipeline/assets/examples/*.jpg
     python docs/make_pictures.py before-after   # docs/images/before-after.jpg (needs the shipped model)
+    python docs/make_pictures.py model-card     # docs/images/shipped-examples.jpg: grey | shipped | truth
 """
 
 import os
@@ -54,7 +55,36 @@ def before_after(photo: str = "coffee") -> None:
         print(f"wrote {BEFORE_AFTER}")
 
 
+CARD = os.path.join(ROOT, "docs", "images", "shipped-examples.jpg")
+CARD_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "coins", "retina")  # coins: grey truth
+
+
+def model_card(short_side: int = 192) -> None:
+    """One row per scikit-image photo: grey input | the shipped model's colour | the true colour:
+    what it gets right and where it fails, for the model card."""
+    sys.path.insert(0, ROOT)
+    from pipeline.gan import model_ref, predict
+
+    G, _ = model_ref.resolve_generator(model_ref.SHIPPED)
+    rows = []
+    for name in CARD_PHOTOS:
+        truth = getattr(data, name)()
+        truth = np.repeat(truth[..., None], 3, -1) if truth.ndim == 2 else truth[..., :3]
+        g = np.asarray(grey(truth, short_side).convert("RGB"))
+        t = np.asarray(Image.fromarray(truth).resize(g.shape[1::-1], Image.Resampling.LANCZOS))
+        rows.append(np.concatenate([g, predict.colorize(G, g, predict.working_size(G)), t], 1))
+    width = max(r.shape[1] for r in rows)
+    sheet = Image.new("RGB", (width, sum(r.shape[0] + 6 for r in rows)), "white")
+    y = 0
+    for r in rows:
+        sheet.paste(Image.fromarray(r), (0, y))
+        y += r.shape[0] + 6
+    os.makedirs(os.path.dirname(CARD), exist_ok=True)
+    sheet.save(CARD, "JPEG", quality=85, optimize=True)
+    print(f"wrote {CARD}")
+
+
 if __name__ == "__main__":
     what = sys.argv[1:] or ["examples"]
     for w in what:
-        {"examples": examples, "before-after": before_after}[w]()
+        {"examples": examples, "before-after": before_after, "model-card": model_card}[w]()

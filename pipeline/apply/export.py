@@ -84,14 +84,19 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
     return err
 
 
-def ship(ref: str, directory: str, tracking_uri: Optional[str] = None) -> int:
+def ship(ref: str, directory: str, tracking_uri: Optional[str] = None, temperature: Optional[float] = None) -> int:
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
-    with a MODEL_CARD.md that says where it came from; -> bytes of the weights."""
+    with a MODEL_CARD.md that says where it came from; -> bytes of the weights. ``temperature``
+    (chosen on validation photos) becomes the model's own default."""
     if os.path.exists(os.path.join(directory, checkpoint.STATE)):
         raise ValueError(f"--ship {directory}: a model is already there (remove it first)")
     G, info = model_ref.resolve_generator(ref, tracking_uri)
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
-    size = checkpoint.save_shipped(directory, G, info["config"], meta)
+    config = info["config"]
+    if temperature is not None:
+        config = {**config, "model": {**config["model"], "temperature": float(temperature)}}
+        info = {**info, "config": config}
+    size = checkpoint.save_shipped(directory, G, config, meta)
     card = os.path.join(directory, "MODEL_CARD.md")
     if not os.path.exists(card):
         with open(card, "w") as f:
@@ -116,7 +121,7 @@ def model_card(info: dict, size: int) -> str:
 
 def run(args) -> int:
     if args.ship:
-        size = ship(args.model, args.ship, args.tracking_uri)
+        size = ship(args.model, args.ship, args.tracking_uri, args.temperature)
         print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
         return 0
     check_output(args.onnx)  # before the model loads and the export runs, not after

@@ -42,7 +42,7 @@ class TooMuchWork(ValueError):
 def check_shape(height: int, width: int, size: Optional[int], max_pixels: int) -> Tuple[int, int]:
     """The working shape (h, w) of a ``height`` x ``width`` photo at working size ``size`` (None: its
     own), or TooMuchWork naming the bound it is over."""
-    from pipeline.skips import SKIP_TOO_LARGE
+    from pipeline.core.skips import SKIP_TOO_LARGE
 
     if height * width > max_pixels:
         raise TooMuchWork(SKIP_TOO_LARGE, f"{width}x{height} is over the limit of {max_pixels} pixels")

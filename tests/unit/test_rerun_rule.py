@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline import cli
 from pipeline.apply import per_input
 from pipeline.core import made_with
-from pipeline.outputs import output_name
+from pipeline.core.outputs import output_name
 from support import ROOT, corpus
 
 
