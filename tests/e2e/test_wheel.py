@@ -28,6 +28,10 @@ SHIPPED = {
         f"pipeline/assets/examples/{p.name}": p
         for p in sorted((ROOT / "pipeline" / "assets" / "examples").glob("*.jpg"))
     },
+    **{  # the shipped model: every --model's default
+        f"pipeline/assets/model/{p.name}": p
+        for p in sorted((ROOT / "pipeline" / "assets" / "model").iterdir())
+    },
 }
 
 # What `colorize train` (pipeline/run.py) and `colorize tune` (tune/sweep.py) do to get the prior
