@@ -1,8 +1,8 @@
 """Where the time of ``colorize infer PHOTO`` goes on this CPU, warm, for a 1 MP and a 12 MP photo:
 decode, lightness (L at full resolution), model (working-size input + G), join (ab upsampled and
 joined with the full-resolution L into sRGB), encode; and the total. Side by side in one run:
-the model in fp32 and under bf16 autocast, the join in numpy (``predict.join_l_ab``) and in
-torch (``predict.join_full``).
+the model in fp32 and under bf16 autocast, the join in row chunks (``predict.join_l_ab``, what
+``colorize infer`` runs: bounded memory) and over the whole image at once (``predict.join_full``).
 
     python bench/infer_latency.py [--model shipped] [--size 128] [--repeat 3]
 
@@ -62,7 +62,7 @@ def one(G, data: bytes, size: int, bf16: bool, join: str) -> dict:
             return G(x)[1].float()
 
     ab = timed(model, t, "model")
-    if join == "numpy":
+    if join == "chunked":
         H, W = L.shape
         rgb = timed(lambda: predict.join_l_ab(L, predict.upsample_ab(ab[0].permute(1, 2, 0).numpy(), H, W)), t, "join")
     else:
@@ -96,7 +96,7 @@ def main():
             + "".join(f"{k:>10}" for k in ("decode", "lightness", "model", "join", "encode", "total"))
         )
         for bf16 in (False, True):
-            for join in ("numpy", "torch"):
+            for join in ("chunked", "whole"):
                 one(G, data, a.size, bf16, join)  # warm
                 runs = [one(G, data, a.size, bf16, join) for _ in range(a.repeat)]
                 med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
