@@ -137,7 +137,7 @@ class TrainSection:
     run_name: Optional[str] = None  # same name again: resume from its latest checkpoint
     num_to_keep: int = 2
     max_failures: int = 1
-    amp: str = "auto"  # auto: bf16 on GPU and on CPUs with hardware bf16 (AMX/AVX512-BF16), else fp32 | bf16 | off
+    amp: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | bf16 (also on CPU: ~2x on AMX/AVX512-BF16) | off
     threads: Optional[int] = None  # torch threads per worker on CPU; null: the worker's CPUs (at least 1)
     init_from: Optional[str] = None  # start G (and D when saved) from: shipped | checkpoint folder | runs:/ | models:/
     log_every: int = 10

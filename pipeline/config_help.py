@@ -79,7 +79,7 @@ HELP: Dict[str, str] = {
     "null: colorize-<date>-<time>",
     "train.num_to_keep": "checkpoints kept per run (the newest)",
     "train.max_failures": "times lost workers are restarted from the last checkpoint (-1: always)",
-    "train.amp": "mixed precision: auto (bf16 on GPUs and CPUs with hardware bf16), bf16 or off",
+    "train.amp": "mixed precision: auto (bf16 on GPUs, fp32 on CPUs), bf16 (also on CPUs: ~2x with AMX) or off",
     "train.threads": "torch threads per CPU worker; null: the worker's CPUs",
     "train.init_from": "start from these weights: shipped, a checkpoint or run folder, runs:/ or models:/; "
     "null: from scratch",

@@ -278,7 +278,7 @@ def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict) -> int:
     G = G.to(device)
     t0 = time.perf_counter()
     with progress.bar(None, posixpath.basename(path), "frame") as b:
-        r, skip, msg = _process(G, fs, path, args.input, out, opts, s3, device, progress.frames_callback(b))
+        r, skip, msg = _process(G, fs, path, args.input, out, opts, s3, device, progress=progress.frames_callback(b))
     if r is None:
         print(f"colorize video: skipped {storage.redact(args.input)}: {skip} ({msg})")
         return 1

@@ -32,7 +32,7 @@ def train(photos, rebalance: bool, steps_n: int = 100):
             "model": {"preset": "tiny", "dropout": 0.0, "d_base_channels": 8, "d_layers": 2},
             "loss": {"rebalance": rebalance, "lambda_adv": 0.0},
             "optim": {"lr_g": 3e-3, "beta1": 0.9, "beta2": 0.99},
-            "train": {"ema_decay": 0.0},  # judge G's own weights
+            "train": {"ema_decay": 0.0, "amp": "off"},  # judge G's own weights, in fp32
         }
     )
     gan = builder.build(cfg, torch.device("cpu"))

@@ -29,8 +29,7 @@ SHIPPED = {
         for p in sorted((ROOT / "pipeline" / "assets" / "examples").glob("*.jpg"))
     },
     **{  # the shipped model: every --model's default
-        f"pipeline/assets/model/{p.name}": p
-        for p in sorted((ROOT / "pipeline" / "assets" / "model").iterdir())
+        f"pipeline/assets/model/{p.name}": p for p in sorted((ROOT / "pipeline" / "assets" / "model").iterdir())
     },
 }
 
