@@ -88,6 +88,8 @@ def ship(ref: str, directory: str, tracking_uri: Optional[str] = None, temperatu
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
     with a MODEL_CARD.md that says where it came from; -> bytes of the weights. ``temperature``
     (chosen on validation photos) becomes the model's own default."""
+    if "://" in directory:
+        raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
     if os.path.exists(os.path.join(directory, checkpoint.STATE)):
         raise ValueError(f"--ship {directory}: a model is already there (remove it first)")
     G, info = model_ref.resolve_generator(ref, tracking_uri)

@@ -137,8 +137,11 @@ def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict,
     try:
         init = checkpoint.init_weights(checkpoint.load_state(path))
         config = checkpoint.load_config(path)
+        checkpoint.generator_from_state(init[checkpoint.EMA_KEY], config)  # the weights fit their config
     except checkpoint.NotACheckpoint as e:
         raise ModelNotFound(f"train.init_from {ref}: {e}") from None
+    except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as e:
+        raise ModelNotFound(f"train.init_from {ref}: weights do not fit its config.json ({type(e).__name__})") from None
     finally:
         download = _download_root(path) if is_mlflow_ref(ref) else None
         if download:

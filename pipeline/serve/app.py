@@ -182,10 +182,10 @@ class Ingress:
     async def grey(self, request: Request):
         """The photo's lightness as a grey PNG (no model): the page's preview of any accepted format."""
         try:
-            data = await self._body(request)
+            data = await self._bounded_body(request)  # the same slots and deadline as /colorize
             out = await asyncio.to_thread(handling.grey_png, data, self.max_pixels)
         except handling.RequestError as e:
-            return _error(e.status, e.message)
+            return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
         return Response(out, media_type="image/png")
 
     @api.get("/examples")

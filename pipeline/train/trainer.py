@@ -548,6 +548,8 @@ def with_model_of(cfg: ExperimentConfig, checkpoint_config: Dict[str, Any]) -> E
     """``cfg`` with the model section of a checkpoint's config (``train.init_from``), said in one
     line when it differs from the one asked for."""
     model = ExperimentConfig.from_dict({"model": checkpoint_config.get("model", {})}).model
+    # the shape comes from the weights; how the run decodes and how much noise it trains with stay its own
+    model = dataclasses.replace(model, temperature=cfg.model.temperature, dropout=cfg.model.dropout)
     if model != cfg.model:
         log.warning("train.init_from: the model section comes from the checkpoint (preset %s)", model.preset)
     return dataclasses.replace(cfg, model=model)

@@ -62,10 +62,21 @@ def test_generator_checkpoint_in_fp16_starts_g_and_leaves_d_fresh(tmp_path):
     assert same(dst.ema.module, dst.G)
 
 
-def test_the_checkpoint_model_section_wins():
-    asked = ExperimentConfig.from_dict({"model": {"preset": "small"}})
-    got = with_model_of(asked, ExperimentConfig.from_dict(TINY).to_dict())
-    assert got.model.preset == "tiny" and got.train == asked.train
+def test_the_checkpoint_fixes_the_shape_and_the_run_keeps_its_temperature_and_dropout():
+    asked = ExperimentConfig.from_dict({"model": {"preset": "small", "temperature": 0.5, "dropout": 0.1}})
+    shipped = ExperimentConfig.from_dict({"model": {**TINY["model"], "temperature": 0.85}}).to_dict()
+    got = with_model_of(asked, shipped)
+    assert got.model.preset == "tiny" and got.model.d_base_channels == 8 and got.train == asked.train
+    assert (got.model.temperature, got.model.dropout) == (0.5, 0.1)
+
+
+def test_weights_that_do_not_fit_their_config_are_refused_on_the_driver(tmp_path):
+    src = trained()
+    checkpoint.save(str(tmp_path), src, step=3, epoch=0, config=src.cfg.to_dict())
+    wrong = ExperimentConfig.from_dict({"model": {"preset": "small"}}).to_dict()
+    (tmp_path / "config.json").write_text(__import__("json").dumps(wrong))
+    with pytest.raises(model_ref.ModelNotFound, match="do not fit"):
+        model_ref.load_init(str(tmp_path))
 
 
 def test_missing_reference_is_one_clear_error(tmp_path):
