@@ -132,3 +132,22 @@ def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "outputs") -> None
         action="store_true",
         help=f"replace {what} that already exist (default: keep them; a rerun with other settings stops)",
     )
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    """--config YAML and repeatable --set KEY=VALUE (``args.config``, ``args.overrides``): a run's settings."""
+    p.add_argument("--config", default=None, help="YAML of settings over the defaults (see pipeline/configs/)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set train.epochs=3 (repeatable; `colorize config` lists them)",
+    )
+
+
+def add_resize_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """--resize N (old name --size, hidden) into ``args.size``: each photo's short side, default 256."""
+    resize = p.add_argument("--resize", "--size", dest="size", type=int, default=256, metavar="N", help=help)
+    hide(resize, "--size")

@@ -23,7 +23,7 @@ if _ROOT not in sys.path:
 
 from pipeline import command_help, credentials  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
-from pipeline.cli_args import HelpFormatter, add_output_arg  # noqa: E402
+from pipeline.cli_args import HelpFormatter, add_config_args, add_output_arg  # noqa: E402
 from pipeline.core import outputs, stops  # noqa: E402
 from pipeline.data import storage  # noqa: E402
 
@@ -35,15 +35,7 @@ def parse_args(argv=None, prog: Optional[str] = None):
     p = argparse.ArgumentParser(
         prog=prog, description=text.description, epilog="examples:\n" + text.examples, formatter_class=HelpFormatter
     )
-    p.add_argument("--config", default=None, help="YAML of settings over the defaults (see pipeline/configs/)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting, e.g. --set train.epochs=3 (repeatable; `colorize config` lists them)",
-    )
+    add_config_args(p)
     add_output_arg(
         p, "local folder for the run's MLflow store and sample grids when no server is set", default="out", dest="out"
     )

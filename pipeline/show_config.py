@@ -6,21 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline import cli_args, config_help
 from pipeline import config as config_mod
-from pipeline import config_help
 from pipeline.data.storage import redact  # a tracking URI or endpoint may carry user:password@
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", default=None, help="YAML of settings over the defaults (see pipeline/configs/)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one setting, e.g. --set train.epochs=3 (repeatable)",
-    )
+    cli_args.add_config_args(p)
 
 
 def render(cfg: config_mod.ExperimentConfig) -> str:

@@ -44,16 +44,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize prepare`` arguments."""
     cli_args.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of raw photos")
     cli_args.add_output_arg(p, "output folder or s3:// prefix (shards + manifest.json)", required=True, dest="out")
-    resize = p.add_argument(
-        "--resize",
-        "--size",
-        dest="size",
-        type=int,
-        default=256,
-        metavar="N",
-        help="each photo's short side is resized to this (default 256: train with data.resize=256)",
-    )
-    cli_args.hide(resize, "--size")
+    cli_args.add_resize_arg(p, "each photo's short side is resized to this (default 256: train with data.resize=256)")
     p.add_argument("--limit", type=int, default=None, help="first N files only")
     p.add_argument("--keep-grey", action="store_true", help="keep fully grey photos (skipped by default)")
     p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")

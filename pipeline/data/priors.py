@@ -39,16 +39,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     cli_args.add_output_arg(
         p, "output .npy (local or s3://); its .json and .png go beside it", default="prior_probs.npy", dest="out"
     )
-    resize = p.add_argument(
-        "--resize",
-        "--size",
-        dest="size",
-        type=int,
-        default=256,
-        metavar="N",
-        help="each whole photo's short side is resized to this",
-    )
-    cli_args.hide(resize, "--size")
+    cli_args.add_resize_arg(p, "each whole photo's short side is resized to this")
     p.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
     p.add_argument("--keep-grey", action="store_true", help="count fully grey images too (skipped by default)")
     tasks = p.add_argument(
