@@ -51,6 +51,17 @@ COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
 SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
 
 
+def add_size_arg(p: argparse.ArgumentParser) -> None:
+    """--size: the working size (infer and video); None means the model's own training scale."""
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
+        "(default: the size the model was trained at, 128 for the shipped model)",
+    )
+
+
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize infer`` arguments."""
     cli_args.add_input_args(p, "a photo, folder, list file (.txt) or s3://bucket/prefix")
@@ -60,13 +71,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "FOLDER-colour/ beside a folder)",
     )
     cli_args.add_model_args(p)
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
-        "(default: the size the model was trained at, 128 for the shipped model)",
-    )
+    add_size_arg(p)
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
     p.add_argument("--batch", type=int, default=16, help="photos per model call in an actor (default 16)")
     p.add_argument(

@@ -50,13 +50,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "video, FOLDER-colour/ beside a folder)",
     )
     cli_args.add_model_args(p)
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help=f"working size: the short side the model sees, {infer.SIZE_RANGE[0]} to {infer.SIZE_RANGE[1]} "
-        "(default: the size the model was trained at, 128 for the shipped model)",
-    )
+    infer.add_size_arg(p)
     p.add_argument(
         "--temporal",
         choices=TEMPORAL,
