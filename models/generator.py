@@ -51,6 +51,7 @@ class GeneratorConfig:
     dropout_stages: int = 2
     norm: str = "group"
     temperature: float = 0.38  # annealed-mean T used in training and as the default at inference
+    hints: bool = False  # also takes colour hints: an ab map and its mask beside L (3 more input channels)
 
     def check(self) -> None:
         """ValueError naming the first key whose value cannot build a generator."""
@@ -102,8 +103,17 @@ def generator_config(preset: str = "full", **overrides) -> GeneratorConfig:
     return replace(GENERATOR_PRESETS[preset], **changes)
 
 
+HINT_CHANNELS = 3  # a/AB_SCALE, b/AB_SCALE, mask (1 where a hint is given): all zero = no hints
+
+
 class Generator(nn.Module):
     """L (B,1,H,W) in [-1, 1] -> (logits (B,Q,h,w), ab (B,2,H,W) in Lab units).
+
+    A hint model (``config.hints``) also takes ``hints`` (B,3,H,W): the hinted ab over
+    ``AB_SCALE`` and a 0/1 mask (``pipeline.core.hints``); none given = all zero = no hints, so
+    the L -> ab generator is its special case. The hint channels' stem weights start at zero:
+    a fresh hint model, or one widened from an L-only model (``widen_state``), begins by
+    ignoring them.
 
     ``bins``: the (Q, 2) ab centres of the classes (``pipeline.core.color.ab_bins()`` in this project),
     kept as a buffer so a checkpoint carries its own grid. h, w = ceil(H / logits_stride),
@@ -133,7 +143,13 @@ class Generator(nn.Module):
         def ch(level: int) -> int:
             return min(c.base_channels * 2**level, c.max_channels)
 
-        self.stem = nn.Sequential(nn.Conv2d(1, ch(0), 3, padding=1, bias=False), norm_layer(norm, ch(0)), nn.ReLU(True))
+        self.takes_hints = bool(c.hints)
+        in_channels = 1 + HINT_CHANNELS * self.takes_hints
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, ch(0), 3, padding=1, bias=False), norm_layer(norm, ch(0)), nn.ReLU(True)
+        )
+        with torch.no_grad():
+            self.stem[0].weight[:, 1:].zero_()  # hint channels start ignored (see the class docstring)
         self.enc = nn.ModuleList([nn.Sequential(*[ResBlock(ch(0), norm=norm) for _ in range(per_stage)])])
         for level in range(1, c.depth + 1):
             blocks = [down(ch(level - 1), ch(level), norm)]
@@ -169,11 +185,38 @@ class Generator(nn.Module):
         t = self.temperature if temperature is None else float(temperature)
         return annealed_mean(logits, self.bins, t, dim=1)
 
-    def forward(self, L: torch.Tensor, temperature: Optional[float] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    def widen_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``state`` (an L-only or a hint generator's weights) made to fit this generator: an L-only
+        model's stem weight (C,1,3,3) gets zero weights for the hint channels when this one takes
+        hints, so the widened model computes exactly what the L-only one did without hints."""
+        key = "stem.0.weight"
+        ours = self.stem[0].weight
+        w = state.get(key)
+        if w is None or w.shape == ours.shape or w.shape[1] != 1 or not self.takes_hints:
+            return state
+        zeros = torch.zeros(w.shape[0], ours.shape[1] - 1, *w.shape[2:], dtype=w.dtype, device=w.device)
+        return {**state, key: torch.cat([w, zeros], 1)}
+
+    def forward(
+        self, L: torch.Tensor, temperature: Optional[float] = None, hints: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """L (B,1,H,W) and, for a hint model, ``hints`` (B,3,H,W) or None (no hints)."""
         B, _, H, W = L.shape
+        if self.takes_hints:
+            if hints is None:
+                hints = L.new_zeros(B, HINT_CHANNELS, H, W)
+            elif hints.shape != (B, HINT_CHANNELS, H, W):
+                raise ValueError(
+                    f"hints must be (B, {HINT_CHANNELS}, H, W) = {(B, HINT_CHANNELS, H, W)}, got {tuple(hints.shape)}"
+                )
+            x = torch.cat([L, hints.to(L.dtype)], 1)  # (B,4,H,W)
+        elif hints is not None:
+            raise ValueError("this model takes no colour hints (its config has model.hints false)")
+        else:
+            x = L
         m = 2**self.depth
         ph, pw = (-H) % m, (-W) % m
-        x = F.pad(L, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate")
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if min(H, W) > max(ph, pw) else "replicate")
         x = self.stem(x)
         skips = []
         for stage in self.enc:
@@ -209,4 +252,4 @@ class ABPredictor(nn.Module):
         self.temperature = temperature
 
     def forward(self, L: torch.Tensor) -> torch.Tensor:
-        return self.generator(L, self.temperature)[1]
+        return self.generator(L, self.temperature)[1]  # a hint model without hints

@@ -63,6 +63,7 @@ class ModelSection:
     dropout_stages: Optional[int] = None
     norm: str = "group"
     temperature: float = 0.38  # annealed-mean T used in training and as the default at inference
+    hints: bool = False  # G also takes colour hints (an ab map and its mask); training samples them from the photo
     d_base_channels: int = 64
     d_layers: int = 3
     d_spectral_norm: bool = True
@@ -145,6 +146,9 @@ class TrainSection:
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
     ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
     compile: str = "auto"  # torch.compile of G and D (pipeline.gan.builder): auto = on on CUDA, off on CPU | on | off
+    # colour hints of a hint model (model.hints), drawn from each training photo (pipeline.core.hints):
+    hint_stop: float = 0.125  # the point count is geometric: after each point, stop with this probability
+    hint_none: float = 0.0  # the share of photos trained with no hints at all, besides the count's own zeros
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
@@ -166,6 +170,8 @@ class TrainSection:
         _check(self.threads is None or 1 <= self.threads <= 1024, f"{p}.threads must be in [1, 1024] or null")
         _check(self.compile in ("auto", "on", "off"), f"{p}.compile must be auto, on or off, got {self.compile!r}")
         _check(0.0 <= self.ema_decay < 1.0, f"{p}.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
+        _check(0.0 < self.hint_stop <= 1.0, f"{p}.hint_stop must be in (0, 1], got {self.hint_stop}")
+        _check(0.0 <= self.hint_none <= 1.0, f"{p}.hint_none must be in [0, 1], got {self.hint_none}")
 
 
 @dataclass(frozen=True)

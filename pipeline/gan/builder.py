@@ -24,7 +24,7 @@ from torch import nn
 
 from models import EMA, Generator, PatchDiscriminator, losses, unwrap
 from pipeline.config import ExperimentConfig
-from pipeline.core import color
+from pipeline.core import color, hints
 from pipeline.gan.steps import autocast
 
 
@@ -47,7 +47,8 @@ def adam(params, lr: float, optim_cfg, device: torch.device) -> torch.optim.Adam
 @dataclass
 class GAN:
     """G and D (either may be wrapped for DDP after building), their optimisers, and ``ema``: the
-    moving average of G's weights (None when ``train.ema_decay`` is 0)."""
+    moving average of G's weights (None when ``train.ema_decay`` is 0). ``hint_rng`` draws the
+    simulated colour hints of a hint model's steps."""
 
     cfg: ExperimentConfig
     G: nn.Module
@@ -55,6 +56,7 @@ class GAN:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     ema: Optional[EMA]
+    hint_rng: Optional[np.random.Generator] = None
 
     def generator(self) -> Generator:
         """The generator the product uses (validation, samples, serving, infer, eval): the EMA
@@ -65,6 +67,16 @@ class GAN:
         """Weight of the adversarial term at ``step``: ramps 0 -> 1 over ``loss.adv_warmup_steps``."""
         warm = self.cfg.loss.adv_warmup_steps
         return min(1.0, step / warm) if warm else 1.0
+
+    def with_hints(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """``batch`` plus "hints" (B,3,H,W) drawn from its true ab when G takes hints
+        (``hints.sample_hints`` with ``train.hint_stop`` / ``hint_none``); unchanged otherwise."""
+        if not unwrap(self.G).takes_hints or "hints" in batch:
+            return batch
+        if self.hint_rng is None:
+            self.hint_rng = np.random.default_rng(int(torch.initial_seed()) % 2**63)
+        t = self.cfg.train
+        return {**batch, "hints": hints.sample_hints(batch["ab"], self.hint_rng, t.hint_stop, t.hint_none)}
 
     def train_step(
         self,
@@ -79,9 +91,10 @@ class GAN:
         (the adversarial warm-up); ``loss_scale``: see ``d_step``; ``sync=False`` keeps the stats
         as device tensors (no host sync)."""
         adv_scale = self.adv_scale(step)
+        batch = self.with_hints(batch)
         self.G.train()
         with autocast(batch["L"].device, self.cfg.train.amp):
-            out = self.G(batch["L"])
+            out = self.G(batch["L"], hints=batch.get("hints"))
         stats = {}
         if self.cfg.loss.lambda_adv * adv_scale > 0:
             stats.update(self.d_step(batch, fake_ab=out[1], sync=sync, loss_scale=loss_scale))
@@ -106,7 +119,7 @@ class GAN:
         amp, gan_kind = self.cfg.train.amp, self.cfg.loss.gan
         if fake_ab is None:
             with torch.no_grad(), autocast(L.device, amp):
-                fake_ab = self.G(L)[1]
+                fake_ab = self.G(L, hints=batch.get("hints"))[1]
         self.D.train()
         with autocast(L.device, amp):
             logits = self.D(torch.cat([L, L]), torch.cat([ab, fake_ab.detach().to(ab.dtype)]))  # (2B,1,h,w)
@@ -139,7 +152,7 @@ class GAN:
         self.G.train()
         lambda_adv = loss_cfg.lambda_adv * adv_scale
         with autocast(L.device, self.cfg.train.amp):
-            logits, ab = self.G(L) if out is None else out
+            logits, ab = self.G(L, hints=batch.get("hints")) if out is None else out
             ce = losses.rebalanced_ce(logits, batch["target"], class_weights, mask)
             l1 = losses.l1(ab, batch["ab"], mask)
             adv = self._adversarial(L, ab) if lambda_adv > 0 else torch.zeros((), device=L.device)

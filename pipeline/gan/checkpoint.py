@@ -194,10 +194,12 @@ def init_weights(state: Dict[str, Any]) -> Dict[str, Any]:
 def apply_init(gan: GAN, init: Dict[str, Any]) -> bool:
     """Load ``init_weights`` into a freshly built ``gan`` (same model config). G and its EMA always;
     D when the checkpoint has one that fits this run's D (else D starts fresh). Returns whether D
-    was loaded. Weights may be stored in fp16 (the shipped model): they are cast to the model's."""
-    unwrap(gan.G).load_state_dict(init[GENERATOR_KEY])
+    was loaded. Weights may be stored in fp16 (the shipped model): they are cast to the model's.
+    An L-only model's weights start a hint model with its hint channels at zero (``widen_state``)."""
+    G = unwrap(gan.G)
+    G.load_state_dict(G.widen_state(init[GENERATOR_KEY]))
     if gan.ema is not None:
-        gan.ema.module.load_state_dict(init[EMA_KEY])
+        gan.ema.module.load_state_dict(G.widen_state(init[EMA_KEY]))
     D = unwrap(gan.D)
     saved = init.get("discriminator")
     ours = D.state_dict()

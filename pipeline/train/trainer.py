@@ -550,6 +550,8 @@ def with_model_of(cfg: ExperimentConfig, checkpoint_config: Dict[str, Any]) -> E
     model = ExperimentConfig.from_dict({"model": checkpoint_config.get("model", {})}).model
     # the shape comes from the weights; how the run decodes and how much noise it trains with stay its own
     model = dataclasses.replace(model, temperature=cfg.model.temperature, dropout=cfg.model.dropout)
+    # a run may add hints to an L-only model (its hint channels start at zero); weights with hints keep them
+    model = dataclasses.replace(model, hints=model.hints or cfg.model.hints)
     if model != cfg.model:
         log.warning("train.init_from: the model section comes from the checkpoint (preset %s)", model.preset)
     return dataclasses.replace(cfg, model=model)
