@@ -6,6 +6,10 @@ Rows, one image each, in a column ``image`` (a pandas DataFrame, a dict, or a pl
 - a uint8 array (H, W, 3) or (H, W) (grey), or nested lists of 0..255 (what JSON carries);
 - encoded bytes (JPEG, PNG, WebP, TIFF, ...), or the same base64-encoded in a string (JSON).
 
+An optional column ``hints`` gives a row's colour hints (a model trained with them): a JSON list
+(or the list itself) of ``{"x": .., "y": .., "color": "#rrggbb"}``, points of that image at its own
+size; empty or null for none.
+
 Each comes back the same size with its own L (colour inputs are made grey first), as a uint8
 (H, W, 3) array, or PNG bytes with ``format="png"`` (base64 in MLflow's JSON answer).
 ``params``: ``temperature`` (> 0, lower = more vivid), ``size`` (the working short side),
@@ -22,10 +26,12 @@ from typing import Any, List, Optional
 import numpy as np
 from PIL import Image
 
+from pipeline.core import hints as hint_points
 from pipeline.core import transforms, work_limits
 from pipeline.gan import predict
 
 COLUMN = "image"
+HINTS_COLUMN = "hints"
 SIZE_RANGE = (16, 2048)  # as colorize infer
 DEFAULT_SIZE = 256
 FORMATS = ("array", "png")
@@ -60,6 +66,36 @@ def rows(model_input: Any) -> List[Any]:
         return list(model_input)
     except TypeError:  # a scalar: no rows
         raise BadImage(f"expected rows of images, got {type(model_input).__name__}") from None
+
+
+def row_hints(model_input: Any, n: int) -> List[Optional[list]]:
+    """Each row's hints (a list of ``Hint`` or None) from the optional ``hints`` column of a
+    DataFrame or dict input; BadImage naming the row when they are not hints."""
+    column = None
+    try:
+        import pandas as pd
+
+        if isinstance(model_input, pd.DataFrame) and HINTS_COLUMN in model_input.columns:
+            column = list(model_input[HINTS_COLUMN])
+    except ImportError:
+        pass
+    if isinstance(model_input, dict) and HINTS_COLUMN in model_input:
+        v = model_input[HINTS_COLUMN]
+        column = list(v) if n != 1 and isinstance(v, (list, tuple)) else [v]
+    if column is None:
+        return [None] * n
+    if len(column) != n:
+        raise BadImage(f"{len(column)} rows of {HINTS_COLUMN} for {n} images")
+    out = []
+    for i, v in enumerate(column):
+        if v is None or (isinstance(v, float) and v != v) or (isinstance(v, (str, list)) and len(v) == 0):
+            out.append(None)  # null, NaN (a missing cell in pandas) or empty: no hints
+            continue
+        try:
+            out.append(hint_points.hints_from_json(v.tolist() if isinstance(v, np.ndarray) else v))
+        except hint_points.HintError as e:
+            raise BadImage(f"row {i}: {e}") from None
+    return out
 
 
 def to_rgb(row: Any, i: int = 0, max_pixels: int = MAX_PIXELS, size: Optional[int] = None) -> np.ndarray:
@@ -140,18 +176,25 @@ def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=Non
     """The pyfunc's answer: one colour image per input row (see the module's docstring)."""
     t, size, fmt = options(params, G.temperature, predict.working_size(G))
     images = [to_rgb(r, i, size=size) for i, r in enumerate(rows(model_input))]  # every row checked before any work
-    out = [predict.colorize(G, rgb, size, t, device) for rgb in images]
+    hints = row_hints(model_input, len(images))
+    for i, (rgb, h) in enumerate(zip(images, hints, strict=True)):
+        try:
+            predict.check_takes_hints(G, h)
+            hint_points.check_hints(h or [], rgb.shape[1], rgb.shape[0])
+        except hint_points.HintError as e:
+            raise BadImage(f"row {i}: {e}") from None
+    out = [predict.colorize(G, rgb, size, t, device, h) for rgb, h in zip(images, hints, strict=True)]
     return [png(o) for o in out] if fmt == "png" else out
 
 
 def signature(default_temperature: float, default_size: int = DEFAULT_SIZE):
-    """The model's MLflow signature: a column ``image`` of any of the accepted forms, and the params
-    with their defaults (``temperature`` the model's own)."""
+    """The model's MLflow signature: a column ``image`` of any of the accepted forms, an optional
+    column ``hints``, and the params with their defaults (``temperature`` the model's own)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
     return ModelSignature(
-        inputs=Schema([ColSpec(AnyType(), COLUMN)]),
+        inputs=Schema([ColSpec(AnyType(), COLUMN), ColSpec(AnyType(), HINTS_COLUMN, required=False)]),
         params=ParamSchema(
             [
                 ParamSpec("temperature", "double", float(default_temperature)),

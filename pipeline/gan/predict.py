@@ -8,7 +8,7 @@ the input, only colour is guessed. sRGB out by ``color.lab_to_rgb_u8`` (keeps L)
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +16,8 @@ import torch.nn.functional as F
 
 from models.scaling import L_to_input
 from pipeline.core import color, geometry
+from pipeline.core import hints as hint_maps
+from pipeline.core.hints import Hint, HintError
 
 DEFAULT_SIZE = 256  # working size of a generator whose training scale is not known
 CHUNK_PIXELS = 1 << 20  # full-resolution work goes this many pixels (whole rows) at a time
@@ -92,19 +94,77 @@ def working_input(L: np.ndarray, size: Optional[int] = 256) -> np.ndarray:
     return L_to_input(x)[0].numpy()  # scaled at the working size: no full-resolution copy
 
 
+def takes_hints(G) -> bool:
+    return bool(getattr(G, "takes_hints", False))
+
+
+def check_takes_hints(G, hints: Optional[Sequence[Hint]]) -> None:
+    """HintError when ``hints`` are given to a model that takes none."""
+    if hints and not takes_hints(G):
+        raise HintError("this model takes no colour hints (the shipped model does; a model trained with model.hints)")
+
+
+def working_hints(G, hints: Optional[Sequence[Hint]], H: int, W: int, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """(1, 3, h, w) hint map for an H x W photo whose working input is ``x`` (1, 1, h, w), or
+    None without hints; HintError for hints outside the photo, too many, or a model without them."""
+    if not hints:
+        return None
+    check_takes_hints(G, hints)
+    hint_maps.check_hints(hints, W, H)
+    h, w = x.shape[-2:]
+    return torch.from_numpy(hint_maps.hint_map(hints, H, W, h, w))[None]
+
+
 @torch.no_grad()
 def predict_ab_batch(
     G: torch.nn.Module,
     x: torch.Tensor,
     temperature: Optional[float] = None,
     device: Optional[torch.device] = None,
+    hints: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
-    """Inputs (B, 1, h, w) of one working size -> ab (B, 2, h, w) float32 on ``device`` (bf16
-    autocast on CUDA; the annealed mean stays fp32)."""
+    """Inputs (B, 1, h, w) of one working size (and hint maps (B, 3, h, w) or None) -> ab
+    (B, 2, h, w) float32 on ``device`` (bf16 autocast on CUDA; the annealed mean stays fp32)."""
+    return _forward(G, x, temperature, device, hints)[1].float()
+
+
+def _forward(G, x, temperature, device, hints):
     device = device or next(G.parameters()).device
     x = x.to(device, non_blocking=True)
+    if hints is not None:
+        hints = hints.to(device)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        return G(x, temperature)[1].float()
+        return G(x, temperature, hints=hints) if hints is not None else G(x, temperature)
+
+
+@torch.no_grad()
+def suggest_colours(
+    G: torch.nn.Module,
+    L: np.ndarray,
+    x: float,
+    y: float,
+    size: Optional[int] = None,
+    hints: Optional[Sequence[Hint]] = None,
+    k: int = 8,
+) -> List[dict]:
+    """The model's own likeliest colours at point (x, y) of a photo whose lightness is L (H, W),
+    given the hints placed so far (Zhang et al. 2017's palette): the ``k`` most probable ab bins
+    of its distribution there, each as {"color": "#rrggbb" at the point's own L, "p": probability},
+    most probable first. HintError for a point outside the photo."""
+    H, W = L.shape
+    hint_maps.check_hints([Hint(x, y, (0, 0, 0))], W, H)
+    inp = torch.from_numpy(working_input(L, working_size(G, size)))[None]  # (1, 1, h, w)
+    logits = _forward(G, inp, None, None, working_hints(G, hints, H, W, inp))[0].float()  # (1, Q, h', w')
+    h, w = logits.shape[-2:]
+    p = torch.softmax(logits[0, :, min(h - 1, int(y * h / H)), min(w - 1, int(x * w / W))], 0)  # (Q,)
+    top = torch.topk(p, min(k, p.numel()))
+    bins = G.bins[top.indices].cpu().numpy()  # (k, 2)
+    lab = np.concatenate([np.full((len(bins), 1), L[int(y), int(x)], np.float32), bins], 1)
+    rgb = color.lab_to_rgb_u8(lab[None])[0]  # (k, 3): at the point's lightness, in gamut
+    return [
+        {"color": "#{:02x}{:02x}{:02x}".format(*c), "p": round(float(q), 4)}
+        for c, q in zip(rgb, top.values, strict=True)
+    ]
 
 
 def join_full(L: np.ndarray, ab: torch.Tensor) -> np.ndarray:
@@ -126,10 +186,13 @@ def predict_ab(
     size: Optional[int] = 256,
     temperature: Optional[float] = None,
     device: Optional[torch.device] = None,
+    hints: Optional[Sequence[Hint]] = None,
 ) -> np.ndarray:
-    """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100."""
+    """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100, following ``hints`` (points
+    of the H x W photo; HintError when they do not fit it or the model takes none)."""
     H, W = L.shape
-    ab = predict_ab_batch(G, torch.from_numpy(working_input(L, size))[None], temperature, device)  # (1,2,h,w)
+    x = torch.from_numpy(working_input(L, size))[None]  # (1,1,h,w)
+    ab = predict_ab_batch(G, x, temperature, device, working_hints(G, hints, H, W, x))  # (1,2,h,w)
     if tuple(ab.shape[-2:]) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
     return ab[0].permute(1, 2, 0).cpu().numpy()
@@ -142,11 +205,13 @@ def colorize(
     size: Optional[int] = 256,
     temperature: Optional[float] = None,
     device: Optional[torch.device] = None,
+    hints: Optional[Sequence[Hint]] = None,
 ) -> np.ndarray:
     """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
-    uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding)."""
+    uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding), following
+    ``hints`` when given."""
     L = photo_L(rgb)  # row chunks: the full-resolution planes stay within predict's memory bound
-    return join_l_ab(L, predict_ab(G, L, size, temperature, device))
+    return join_l_ab(L, predict_ab(G, L, size, temperature, device, hints))
 
 
 @torch.no_grad()
