@@ -35,6 +35,8 @@ from pipeline import cli_args
 from pipeline.apply import per_input
 from pipeline.config import check_range
 from pipeline.core import color, made_with, outputs, progress, transforms
+from pipeline.core import hints as hint_points
+from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE
 from pipeline.core.stops import remove_partials
 from pipeline.core.work_limits import TooMuchWork, check_encoded
@@ -62,6 +64,52 @@ def add_size_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_hint_args(p: argparse.ArgumentParser, where: str = "the photo") -> None:
+    """--hint (repeatable) and --hints FILE.json: colour hints (infer and video)."""
+    p.add_argument(
+        "--hint",
+        action="append",
+        type=_hint,
+        default=[],
+        metavar="X,Y,#RRGGBB",
+        help=f"a colour hint: the point X,Y (pixels of {where} at its own size, from the top left) has "
+        "this colour; repeat for more points",
+    )
+    p.add_argument(
+        "--hints",
+        metavar="FILE.json",
+        default=None,
+        help='colour hints from a JSON file: [{"x": 10, "y": 20, "color": "#aa3300"}, ...]',
+    )
+
+
+def _hint(text: str) -> Hint:
+    try:
+        return hint_points.parse_hint(text)
+    except HintError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def hints_of(args) -> List[Hint]:
+    """The hints of --hint and --hints together (HintError for an unreadable file, bad entries, or
+    more than ``MAX_HINTS``); [] when neither is given."""
+    hints = list(getattr(args, "hint", None) or [])
+    path = getattr(args, "hints", None)
+    if path:
+        try:
+            with open(path, "rb") as f:
+                text = f.read(1 << 20)
+        except OSError as e:
+            raise HintError(f"--hints {path}: {e.strerror or type(e).__name__}") from None
+        try:
+            hints += hint_points.hints_from_json(text)
+        except HintError as e:
+            raise HintError(f"--hints {path}: {e}") from None
+    if len(hints) > hint_points.MAX_HINTS:
+        raise HintError(f"{len(hints)} hints: at most {hint_points.MAX_HINTS}")
+    return hints
+
+
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize infer`` arguments."""
     cli_args.add_input_args(p, "a photo, folder, list file (.txt) or s3://bucket/prefix")
@@ -82,6 +130,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="write a comparison sheet per photo instead: its L and its colorization at each temperature "
         f"side by side, labelled (named <name>{GRID_SUFFIX}.<ext>)",
     )
+    add_hint_args(p)
     cli_args.add_overwrite_arg(p)
     cli_args.add_s3_args(p)
 
@@ -138,10 +187,12 @@ def colorize_file(
     max_pixels: int = transforms.DEFAULT_MAX_PIXELS,
     grid: Optional[Sequence[float]] = None,
     show_progress: bool = False,
+    hints: Optional[Sequence[Hint]] = None,
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
     the comparison sheet at those temperatures (``grid_sheet``). ``show_progress``: a bar of the
-    steps for photos big enough to take a while."""
+    steps for photos big enough to take a while. ``hints``: points of this photo (HintError when
+    one lies outside it)."""
     try:
         check_encoded(data, size, max_pixels)
     except TooMuchWork as e:
@@ -149,19 +200,22 @@ def colorize_file(
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
     if d.rgb is None:
         return None, d.skip
+    if hints:
+        hint_points.check_hints(hints, d.rgb.shape[1], d.rgb.shape[0])
     big = show_progress and d.rgb.shape[0] * d.rgb.shape[1] > progress.BIG_PHOTO_PIXELS
     with progress.bar(2 + (len(grid) if grid else 1), "colorize", "step", enabled=big) as steps:
         steps.update()  # decoded
         L = predict.photo_L(d.rgb)
         steps.update()
         if not grid:
-            rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device))
+            rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device, hints))
             steps.update()
             return rgb, None
         x = torch.from_numpy(predict.working_input(L, size))[None]
+        hint_map = predict.working_hints(G, hints, *L.shape, x)
         rgbs = []
         for t in grid:
-            rgbs.append(predict.join_full(L, predict.predict_ab_batch(G, x, t, device)[0]))
+            rgbs.append(predict.join_full(L, predict.predict_ab_batch(G, x, t, device, hint_map)[0]))
             steps.update()
         return grid_sheet(L, rgbs, grid), None
 
@@ -259,13 +313,16 @@ def run(args) -> int:
         check_range("--workers", args.workers, 1, 1024)
     check_range("--batch", getattr(args, "batch", 16), 1, 4096)
     args.input = cli_args.input_of(args)
+    hints = hints_of(args)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     fs, paths, skipped = per_input.list_inputs(args.input, s3)
     single = per_input.is_single_file(args.input, paths)
+    if hints and not single:
+        raise HintError("colour hints are points of one photo: give a single photo with --hint/--hints")
     suffix = GRID_SUFFIX if getattr(args, "grid", None) else COLOUR_SUFFIX
     args.output = args.output or per_input.default_output(args.input, single, output_name, suffix)
     if single:
-        return _one_photo(args, fs, paths[0], s3)
+        return _one_photo(args, fs, paths[0], s3, hints)
     listed = len(paths) + skipped.total
     planned = _plan(args, paths, s3)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
@@ -287,19 +344,22 @@ def run(args) -> int:
     return per_input.exit_code(written, skipped, WRITE_FAILED)
 
 
-def _settings(args, G, info) -> dict:
-    """The settings this run's results record (``made_with``): the model, its temperature(s), the size."""
+def _settings(args, G, info, hints: Sequence[Hint] = ()) -> dict:
+    """The settings this run's results record (``made_with``): the model, its temperature(s), the
+    size, and the hints when there are any."""
     temperatures = list(getattr(args, "grid", None) or [args.temperature or G.temperature])
-    return made_with.photo_settings(info["ref"], temperatures, args.size)
+    more = {"hints": [h.to_json() for h in hints]} if hints else {}
+    return made_with.photo_settings(info["ref"], temperatures, args.size, **more)
 
 
-def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
+def _one_photo(args, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint] = ()) -> int:
     """One photo, in-process: its target checked before any work."""
     out = _single_target(args.input, args.output, path, GRID_SUFFIX if getattr(args, "grid", None) else "")
     storage.check_writable_parent(out, s3)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
+    predict.check_takes_hints(G, hints)
     args.size = predict.working_size(G, args.size)
-    settings = _settings(args, G, info)
+    settings = _settings(args, G, info, hints)
     if storage.exists(out, s3) and not args.overwrite:
         return per_input.report_kept("colorize infer", out, settings, s3)
     try:
@@ -310,7 +370,7 @@ def _one_photo(args, fs, path: str, s3: storage.S3Settings) -> int:
         print(f"colorize infer: skipped {storage.redact(args.input)}: {SKIP_UNREADABLE} ({why})")
         return 1
     grid = getattr(args, "grid", None)
-    rgb, skip = colorize_file(G, data, args.size, args.temperature, grid=grid, show_progress=True)
+    rgb, skip = colorize_file(G, data, args.size, args.temperature, grid=grid, show_progress=True, hints=hints)
     if rgb is None:
         print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}")
         return 1
