@@ -45,6 +45,8 @@ HELP: Dict[str, str] = {
     "model.dropout_stages": "decoder stages with dropout; null: the preset's",
     "model.norm": "normalisation layer: group, batch, instance or none",
     "model.temperature": "decoding temperature T of the annealed mean: lower = more vivid; infer's default",
+    "model.hints": "the generator also takes colour hints (points whose colour the user gives); "
+    "an L-only model's weights start one with the hint channels at zero",
     "model.d_base_channels": "channels of the discriminator's first layer",
     "model.d_layers": "strided layers of the PatchGAN discriminator (its patch size grows with them)",
     "model.d_spectral_norm": "spectral normalisation in the discriminator (steadier GAN training)",
@@ -88,6 +90,9 @@ HELP: Dict[str, str] = {
     "train.audit_ids_dir": "folder or s3:// prefix where each worker writes the photo ids it trained on",
     "train.ema_decay": "moving average of G's weights, the model validation and infer use (0: off)",
     "train.compile": "torch.compile G and D: auto (on with CUDA), on or off",
+    "train.hint_stop": "hints of a hint model are drawn from each photo's true colours: a geometric number "
+    "of points, stopping after each with this probability (Zhang et al. 2017: 1/8)",
+    "train.hint_none": "share of photos trained with no hints at all (the no-hint colours must hold)",
     "tracking.uri": "MLflow tracking URI; null: MLFLOW_TRACKING_URI, else sqlite under --output",
     "tracking.experiment": "MLflow experiment name",
     "tracking.register_as": "register the final generator under this model name (models:/NAME@alias)",

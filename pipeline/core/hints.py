@@ -28,7 +28,8 @@ from models.scaling import AB_SCALE
 from pipeline.core import color
 
 MAX_HINTS = 256  # more points than anyone places by hand: a bigger list is a mistake or an abuse
-PATCH = 3  # side in working-size pixels of a user's hint (training patches are 1..MAX_PATCH)
+PATCH = 7  # side in working-size pixels of a user's hint: training patches are 1..MAX_PATCH px, and
+# the model follows the larger ones much more (at 1-3 px it mostly keeps its own guess)
 MAX_PATCH = 9
 
 _HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")

@@ -34,6 +34,7 @@ USERS = {
     "my-photos/",
     "my-test-photos/",
     "old-film.mp4",
+    "hints.json",
     "s3://YOUR-BUCKET/scans/",
     ".venv/bin/activate",  # made by make setup
 }
