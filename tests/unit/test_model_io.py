@@ -51,4 +51,4 @@ def test_params_are_checked_and_the_signature_states_them():
     assert model_io.options(None, 0.38) == (0.38, model_io.DEFAULT_SIZE, "array")
     sig = model_io.signature(0.38)
     assert {p.name: p.default for p in sig.params.params} == {"temperature": 0.38, "size": 256, "format": "array"}
-    assert sig.inputs.input_names() == ["image"] and len(model_io.input_example()) == 2
+    assert sig.inputs.input_names() == ["image", "hints"] and len(model_io.input_example()) == 2
