@@ -76,8 +76,9 @@ class FrameColorizer:
     mis-tracked or leaves the frame is dropped, and a scene cut drops them all. Giving the first
     frame alone the hints and letting the flow carry its colours would be simpler, but the blend
     keeps ``temporal.KEEP`` of the carried colour per frame (0.85^t: under a fifth after ten
-    frames), so the model's own guess would win back the hinted object within a second; moving the
-    points keeps telling the model, where the object now is, what colour it has. Points are moved,
+    frames), so the model's own guess wins the hinted object back within a second (measured on a
+    pan: a hint's pull was gone by frame 15 that way, and held when carried); moving the points
+    keeps telling the model, where the object now is, what colour it has. Points are moved,
     not a warped map: the map stays crisp 0/1 patches that the model was trained on, never a
     bilinear smear. Without flow there is no motion to follow: the first frame alone takes the hints.
     """
