@@ -40,7 +40,7 @@ FB_SIGMA = 1.0  # px: forward-backward disagreement at which confidence falls to
 L_SIGMA = 6.0  # L units: lightness mismatch of the warped previous frame at which confidence falls to exp(-1/2)
 CUT_THRESHOLD = 0.6  # L1 distance of two normalised 32-bin L histograms (0..2) above which a new shot starts
 HIST_BINS = 32
-HINT_TRUST = 0.3  # least confidence at a hint's new place for the hint to move on (exp(-1/2)^2.4)
+HINT_TRUST = 0.3  # least trust where a hint lands for it to go on: ~1.5 px forward-backward disagreement
 
 
 def grey_u8(L: np.ndarray) -> np.ndarray:

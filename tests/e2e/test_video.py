@@ -195,7 +195,8 @@ def hinted(tmp_path_factory):
     try:
         for name, more in (("without", []), ("with", ["--hint", f"{HINT_AT[0]},{HINT_AT[1]},{BLUE}"])):
             out = tmp / f"{name}.mp4"
-            assert main(["video", str(src), "--output", str(out), "--size", "72", *more]) == 0
+            code = main(["video", str(src), "--output", str(out), "--size", "72", *more])
+            assert code == 0, "the shipped model must take colour hints (its error is in the captured stderr)"
             frames = probe(out)["frames"]
             assert len(frames) == HINT_FRAMES
             dist[name] = _ab_distance(frames, (0, 0, 255))
