@@ -51,10 +51,15 @@ Colour every frame of a video; colour follows the motion (optical flow) so it do
 Frame rate, timestamps, rotation and audio are kept. One video runs in this process with a
 progress bar (frames, frames/s, time left); a folder or s3:// prefix runs one video per Ray task.
 
+Colour hints (--hint, --hints; a model that takes them, as the shipped one does) name the colour
+of points of the first frame of one video; with --temporal flow they follow the motion until a
+scene cut, with --temporal none they colour the first frame only.
+
 Results: VIDEO-colour.EXT next to a video (MP4, MOV and MKV keep their container, others become
 MKV), or a FOLDER-colour/ folder beside a folder, unless --output says otherwise.""",
         """\
   colorize video old-film.mp4                             -> old-film-colour.mp4
+  colorize video old-film.mp4 --hint 120,80,#b03020       the point 120,80 of the first frame is red
   colorize video old-film.mp4 --temporal none --output flickery.mp4
   colorize video reels/ --output reels-colour/ --workers 2""",
     ),

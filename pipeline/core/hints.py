@@ -127,16 +127,16 @@ def hints_to_json(hints: Iterable[Hint]) -> str:
     return json.dumps([h.to_json() for h in hints])
 
 
-def check_hints(hints: Sequence[Hint], width: int, height: int) -> List[Hint]:
-    """``hints`` if every point lies inside a ``width`` x ``height`` photo and there are at most
-    ``MAX_HINTS``; HintError naming the first that does not."""
+def check_hints(hints: Sequence[Hint], width: int, height: int, what: str = "the photo") -> List[Hint]:
+    """``hints`` if every point lies inside a ``width`` x ``height`` photo (``what`` the message
+    calls it) and there are at most ``MAX_HINTS``; HintError naming the first that does not."""
     hints = list(hints)
     if len(hints) > MAX_HINTS:
         raise HintError(f"{len(hints)} hints: at most {MAX_HINTS}")
     for h in hints:
         if not (0 <= h.x < width and 0 <= h.y < height):
             raise HintError(
-                f"hint at ({h.x:g}, {h.y:g}) lies outside the photo: x must be in [0, {width}), y in [0, {height})"
+                f"hint at ({h.x:g}, {h.y:g}) lies outside {what}: x must be in [0, {width}), y in [0, {height})"
             )
     return hints
 

@@ -72,13 +72,28 @@ def read_photo_settings(data: bytes) -> Optional[Dict[str, object]]:
     return _parse(text) if text is not None else from_comment(jpeg_comment)
 
 
+SHOWN_CHARS = 60  # a recorded value longer than this (a list of hints) is cut short in a message
+
+
 def differences(old: Optional[Dict[str, object]], new: Dict[str, object]) -> List[str]:
     """What differs between the settings a result was made with and the ones asked for now, one
     phrase each (``temperature 0.38 (now 0.25)``); empty when they agree, and when ``old`` is None:
-    a file that records no settings (made by hand, or by another tool) is kept, never judged."""
+    a file that records no settings (made by hand, or by another tool) is kept, never judged. A
+    setting recorded only when used (colour hints) counts on either side: a rerun without the
+    hints a result was made with differs from it."""
     if old is None:
         return []
-    return [f"{k} {old.get(k)} (now {new[k]})" for k in sorted(new) if old.get(k) != new[k]]
+    keys = sorted(set(old) | set(new))
+    return [f"{k} {_shown(old, k)} (now {_shown(new, k)})" for k in keys if old.get(k) != new.get(k)]
+
+
+def _shown(settings: Dict[str, object], key: str) -> str:
+    """A setting's value in a message; "none" when it is not recorded at all."""
+    if key not in settings:
+        return "none"
+    value = settings[key]
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 def report(job: str, where: str, recorded: Optional[Dict[str, object]], asked: Dict[str, object]) -> int:

@@ -27,7 +27,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 import av
 import numpy as np
@@ -121,6 +121,18 @@ def _first_frame_rotation(src: str) -> int:
         except av.error.FFmpegError:
             raise VideoError(CORRUPT, "the first frame does not decode") from None
     raise VideoError(NO_FRAMES, "the video stream has no frames")
+
+
+def frame_geometry(src: str) -> Tuple[int, int, int]:
+    """(width, height, rotation) of a local video's frames as stored, before ``transcode``: what
+    points on its first frame are checked against. ``VideoError`` as ``transcode`` raises it."""
+    inp = _open(src)
+    try:
+        cc = inp.streams.video[0].codec_context
+        W, H = cc.width, cc.height
+    finally:
+        inp.close()
+    return W, H, _first_frame_rotation(src)
 
 
 def transcode(

@@ -20,7 +20,7 @@ import posixpath
 import shutil
 import tempfile
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,8 @@ from pipeline import cli_args
 from pipeline.apply import infer, per_input
 from pipeline.config import check_range
 from pipeline.core import color, made_with, outputs, progress
+from pipeline.core import hints as hint_points
+from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_UNREADABLE
 from pipeline.core.stops import remove_partials
 from pipeline.core.work_limits import TooMuchWork, check_shape
@@ -55,21 +57,48 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "--temporal",
         choices=TEMPORAL,
         default="flow",
-        help="flow: colour follows the motion (optical flow, default); none: every frame alone",
+        help="flow: colour follows the motion (optical flow), colour hints too until a scene cut; none: "
+        "every frame alone, colour hints on the first frame only",
     )
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
+    infer.add_hint_args(p, "the first frame, as a player shows it,")
     cli_args.add_overwrite_arg(p)
     cli_args.add_s3_args(p)
 
 
 class FrameColorizer:
-    """uint8 RGB frame -> uint8 RGB frame, frames fed in order (it holds the temporal state)."""
+    """uint8 RGB frame -> uint8 RGB frame, frames fed in order (it holds the temporal state).
 
-    def __init__(self, G, size: Optional[int], temperature: Optional[float], mode: str = "flow", device=None):
+    ``hints``: colour hints on the first frame, points at its stored size (``stored_hints``). The
+    first frame is predicted with them. With ``--temporal flow`` the hint *points* then travel with
+    the motion: each frame, every point moves along the forward optical flow and the model is given
+    the hint map at the points' new places (``temporal.carry_points``); a point that is occluded,
+    mis-tracked or leaves the frame is dropped, and a scene cut drops them all. Giving the first
+    frame alone the hints and letting the flow carry its colours would be simpler, but the blend
+    keeps ``temporal.KEEP`` of the carried colour per frame (0.85^t: under a fifth after ten
+    frames), so the model's own guess wins the hinted object back within a second (measured on a
+    pan: a hint's pull was gone by frame 15 that way, and held when carried); moving the points
+    keeps telling the model, where the object now is, what colour it has. Points are moved,
+    not a warped map: the map stays crisp 0/1 patches that the model was trained on, never a
+    bilinear smear. Without flow there is no motion to follow: the first frame alone takes the hints.
+    """
+
+    def __init__(
+        self,
+        G,
+        size: Optional[int],
+        temperature: Optional[float],
+        mode: str = "flow",
+        device=None,
+        hints: Sequence[Hint] = (),
+    ):
         if mode not in TEMPORAL:
             raise ValueError(f"--temporal must be one of {TEMPORAL}, got {mode!r}")
+        predict.check_takes_hints(G, hints)
         self.G, self.size, self.temperature, self.device = G, size, temperature, device
         self.smoother = temporal.TemporalSmoother() if mode == "flow" else None
+        self.hints = list(hints)
+        self.points: Optional[List[Hint]] = None  # the hints at the working size; None before the first frame
         self.seconds = {"model": 0.0, "temporal": 0.0}
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
@@ -78,31 +107,74 @@ class FrameColorizer:
         except TooMuchWork as e:
             raise codec.VideoError(e.reason, str(e)) from None
         L = color.rgb_to_lab(rgb)[..., 0].astype(np.float64)
-        Ls = predict.working_L(L, self.size)
+        Ls = predict.working_L(L, self.size)  # (h, w)
         t0 = time.perf_counter()
-        ab = predict.predict_ab(self.G, Ls, self.size, self.temperature, self.device)
+        motion = self.smoother.advance(Ls) if self.smoother is not None else None
+        points = self._points(L.shape, Ls.shape, motion)
         t1 = time.perf_counter()
+        ab = predict.predict_ab(self.G, Ls, self.size, self.temperature, self.device, points)  # (h, w, 2)
+        t2 = time.perf_counter()
         if self.smoother is not None:
-            ab = self.smoother.step(Ls, ab)
-        self.seconds["model"] += t1 - t0
-        self.seconds["temporal"] += time.perf_counter() - t1
+            ab = self.smoother.blend(ab)
+        self.seconds["model"] += t2 - t1
+        self.seconds["temporal"] += (t1 - t0) + (time.perf_counter() - t2)
         return predict.join_l_ab(L, predict.upsample_ab(ab, *L.shape))
+
+    def _points(self, full: tuple, work: tuple, motion: Optional[temporal.Motion]) -> List[Hint]:
+        """This frame's hints at the working size ``work`` (h, w): the user's on the first frame (of
+        size ``full`` (H, W)); later those carried by ``motion``, none after a cut or without flow."""
+        if self.points is None:
+            (H, W), (h, w) = full, work
+            self.points = [Hint(p.x * w / W, p.y * h / H, p.rgb) for p in self.hints]
+        elif self.points:
+            self.points = temporal.carry_points(self.points, motion) if motion is not None else []
+        return self.points
 
 
 def colorize_video(
-    G, src: str, dst: str, size, temperature, mode: str = "flow", device=None, progress=None, settings=None
+    G,
+    src: str,
+    dst: str,
+    size,
+    temperature,
+    mode: str = "flow",
+    device=None,
+    progress=None,
+    settings=None,
+    hints: Sequence[Hint] = (),
 ):
     """Colorize the local video ``src`` into the local file ``dst`` (``codec.Result``), recording
-    ``settings`` (``made_with``) in its comment tag."""
-    colorizer = FrameColorizer(G, size, temperature, mode, device)
+    ``settings`` (``made_with``) in its comment tag. ``hints``: points of the first frame as a
+    player shows it, checked against it before any frame is written (HintError)."""
+    if hints:
+        hints = stored_hints(hints, *codec.frame_geometry(src))
+    colorizer = FrameColorizer(G, size, temperature, mode, device, hints)
     comment = made_with.comment(settings) if settings else None
     return codec.transcode(src, dst, colorizer, progress=progress, comment=comment)
 
 
-def settings_of(opts: dict, ref: str, G) -> dict:
-    """The settings a colorized video records: model, temperature, size, temporal mode."""
+def stored_hints(hints: Sequence[Hint], width: int, height: int, rotation: int) -> List[Hint]:
+    """Points on the first frame as a player shows it -> the same points on the frame as stored
+    (``width`` x ``height``, shown turned ``rotation`` degrees counter-clockwise, as
+    ``codec.transcode`` reads it); HintError for a point outside the frame shown. A point maps by
+    its pixel's centre, so it stays inside the stored frame."""
+    quarter = (rotation // 90) % 4
+    shown_w, shown_h = (height, width) if quarter % 2 else (width, height)
+    hint_points.check_hints(hints, shown_w, shown_h, f"the first frame ({shown_w}x{shown_h} as shown)")
+    out = []
+    for p in hints:
+        x, y = int(p.x) + 0.5, int(p.y) + 0.5  # the pixel's centre
+        x, y = ((x, y), (width - y, x), (width - x, height - y), (y, height - x))[quarter]
+        out.append(Hint(x, y, p.rgb))
+    return out
+
+
+def settings_of(opts: dict, ref: str, G, hints: Sequence[Hint] = ()) -> dict:
+    """The settings a colorized video records: model, temperature, size, temporal mode, and its
+    colour hints when it has any."""
     t = opts["temperature"] or G.temperature
-    return made_with.photo_settings(ref, [t], opts["size"], temporal=opts["temporal"])
+    more = {"hints": [h.to_json() for h in hints]} if hints else {}
+    return made_with.photo_settings(ref, [t], opts["size"], temporal=opts["temporal"], **more)
 
 
 def video_settings_at(fs, path: str) -> Optional[dict]:
@@ -155,6 +227,7 @@ def _process(
                 device,
                 progress,
                 args_like.get("settings"),
+                args_like.get("hints", ()),
             )
         except codec.VideoError as e:
             return None, e.reason, str(e)
@@ -213,13 +286,16 @@ def run(args) -> int:
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     args.input = cli_args.input_of(args)
+    hints = infer.hints_of(args)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     fs, paths, skipped = per_input.list_inputs(args.input, s3)
     opts = {"size": args.size, "temperature": args.temperature, "temporal": args.temporal}
     single = per_input.is_single_file(args.input, paths)
+    if hints and not single:
+        raise HintError("colour hints are points of one video: give a single video with --hint/--hints")
     args.output = args.output or per_input.default_output(args.input, single, codec.video_name, COLOUR_SUFFIX)
     if single:
-        return _one_video(args, fs, paths[0], s3, opts)
+        return _one_video(args, fs, paths[0], s3, opts, hints)
     listed = len(paths) + skipped.total
     planned = per_input.plan(args.input, args.output, paths, s3, args.overwrite, name=codec.video_name)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
@@ -260,12 +336,13 @@ def _single_target(input_uri: str, output: str, src: str) -> str:
     return out
 
 
-def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict) -> int:
+def _one_video(args, fs, path: str, s3: storage.S3Settings, opts: dict, hints: Sequence[Hint] = ()) -> int:
     out = _single_target(args.input, args.output, path)
     storage.check_writable_parent(out, s3)
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    opts = {**opts, "size": predict.working_size(G, opts["size"])}
-    opts["settings"] = settings_of(opts, info["ref"], G)
+    predict.check_takes_hints(G, hints)
+    opts = {**opts, "size": predict.working_size(G, opts["size"]), "hints": list(hints)}
+    opts["settings"] = settings_of(opts, info["ref"], G, hints)
     if storage.exists(out, s3) and not args.overwrite:
         return per_input.report_kept("colorize video", out, opts["settings"], s3, read=video_settings_at)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

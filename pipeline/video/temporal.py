@@ -17,23 +17,30 @@ brown from one frame to the next. The choice made here (measured in
    exponential average (``KEEP`` < 1 keeps a share of every frame's own prediction, so colour can
    still change where the model changes its mind for a reason, and errors never last forever);
 5. at a scene cut (the L histograms of two frames differ by more than ``CUT_THRESHOLD`` in L1) the
-   state resets: the first frame of a shot is its own prediction.
+   state resets: the first frame of a shot is its own prediction;
+6. colour hints on the first frame travel as points along the forward flow (``carry_points``), so
+   that the model is told at every frame where the hinted object now is; a point the flow loses is
+   dropped, and a cut drops them all (``pipeline.video.job.FrameColorizer`` says why).
 
 Blending in ab only: L always comes from the input frame (the caller joins it at full resolution).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from dataclasses import dataclass, replace
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+
+from pipeline.core.hints import Hint
 
 KEEP = 0.85  # share of the motion-compensated past where the flow is trusted
 FB_SIGMA = 1.0  # px: forward-backward disagreement at which confidence falls to exp(-1/2)
 L_SIGMA = 6.0  # L units: lightness mismatch of the warped previous frame at which confidence falls to exp(-1/2)
 CUT_THRESHOLD = 0.6  # L1 distance of two normalised 32-bin L histograms (0..2) above which a new shot starts
 HIST_BINS = 32
+HINT_TRUST = 0.3  # least trust where a hint lands for it to go on: ~1.5 px forward-backward disagreement
 
 
 def grey_u8(L: np.ndarray) -> np.ndarray:
@@ -90,36 +97,77 @@ def confidence(
     return (c * inside).astype(np.float32)
 
 
+@dataclass
+class Motion:
+    """How frame t follows frame t-1, at the working size."""
+
+    back: np.ndarray  # (h, w, 2) float32 flow t -> t-1
+    fwd: np.ndarray  # (h, w, 2) float32 flow t-1 -> t
+    trust: np.ndarray  # (h, w) float32 in 0..1: ``confidence`` of what the flow carries to each pixel of t
+
+
 class TemporalSmoother:
-    """Feed frames in order: ``step(L, ab_pred) -> ab``, both at the working size. Holds one frame of
-    state (the previous L, output ab and histogram), so memory does not grow with the video."""
+    """Feed frames in order: ``advance(L)`` then ``blend(ab_pred) -> ab`` (or ``step(L, ab_pred)``
+    for both), L and ab at the working size. ``advance`` comes first so that what follows the motion
+    (hints carried along it) is known before the model predicts the frame. Holds one frame of state
+    (the previous L, output ab and histogram), so memory does not grow with the video."""
 
     def __init__(self, keep: float = KEEP, cut_threshold: float = CUT_THRESHOLD):
         self.keep, self.cut_threshold = keep, cut_threshold
         self.flow = FlowEstimator()
         self.prev: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = None  # L, grey, ab, hist
+        self.current: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Motion]]] = None  # L, grey, hist
         self.cuts = 0
 
     def reset(self) -> None:
         self.prev = None
 
-    def step(self, L: np.ndarray, ab_pred: np.ndarray) -> np.ndarray:
+    def advance(self, L: np.ndarray) -> Optional[Motion]:
+        """Frame t's motion from frame t-1; None for a first frame, a new shot (a cut) or a change of
+        size: nothing carries over then."""
         L = np.asarray(L, np.float32)
-        ab_pred = np.asarray(ab_pred, np.float32)
         grey, hist = grey_u8(L), l_histogram(L)
-        out = ab_pred
+        motion = None
         if self.prev is not None and self.prev[0].shape == L.shape:
-            L_prev, grey_prev, ab_prev, hist_prev = self.prev
+            L_prev, grey_prev, _, hist_prev = self.prev
             if is_cut(hist_prev, hist, self.cut_threshold):
                 self.cuts += 1
             else:
                 back = self.flow(grey, grey_prev)
                 fwd = self.flow(grey_prev, grey)
-                c = confidence(back, fwd, L, warp(L_prev, back))
-                k = (self.keep * c)[..., None]
-                out = k * warp(ab_prev, back) + (1 - k) * ab_pred
-        self.prev = (L, grey, np.ascontiguousarray(out, np.float32), hist)
+                motion = Motion(back, fwd, confidence(back, fwd, L, warp(L_prev, back)))
+        self.current = (L, grey, hist, motion)
+        return motion
+
+    def blend(self, ab_pred: np.ndarray) -> np.ndarray:
+        """The frame ``advance`` was given: its predicted ab (h, w, 2) -> the output ab (h, w, 2)."""
+        if self.current is None:
+            raise RuntimeError("advance(L) comes before blend(ab)")
+        L, grey, hist, motion = self.current
+        out = np.asarray(ab_pred, np.float32)
+        if motion is not None:
+            k = (self.keep * motion.trust)[..., None]
+            out = k * warp(self.prev[2], motion.back) + (1 - k) * out
+        self.prev, self.current = (L, grey, np.ascontiguousarray(out, np.float32), hist), None
         return out
+
+    def step(self, L: np.ndarray, ab_pred: np.ndarray) -> np.ndarray:
+        self.advance(L)
+        return self.blend(ab_pred)
+
+
+def carry_points(points: Sequence[Hint], motion: Motion, min_trust: float = HINT_TRUST) -> List[Hint]:
+    """Hints of frame t-1 (points at the working size) moved to where the forward flow takes them in
+    frame t. One that leaves the frame, or lands where the flow is not trusted (occluded or
+    mis-tracked: ``Motion.trust``), is dropped for good: a hint must not paint what it did not name."""
+    h, w = motion.trust.shape
+    out = []
+    for p in points:
+        dx, dy = motion.fwd[min(h - 1, int(p.y)), min(w - 1, int(p.x))]
+        x, y = p.x + float(dx), p.y + float(dy)
+        if 0 <= x < w and 0 <= y < h and motion.trust[int(y), int(x)] >= min_trust:
+            out.append(replace(p, x=x, y=y))
+    return out
 
 
 def warping_error(frames: list, flows_back: list, masks: list) -> float:

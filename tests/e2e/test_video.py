@@ -155,6 +155,162 @@ def test_smoother_resets_at_a_scene_cut():
     assert s.cuts == 1 and np.allclose(cut, -10.0)  # a new shot is its own prediction
 
 
+# ------------------------------------------------------------------------------------------ colour hints
+
+BLUE = "#0000ff"
+HINT_AT = (30, 30)  # a light part (L ~ 77) of the grey pan below, where a strong blue is in reach
+HINT_FRAMES = 8
+
+
+def _grey(rgb):
+    return np.repeat((_L(rgb)[..., None] * 2.55).round().clip(0, 255).astype(np.uint8), 3, -1)
+
+
+def _ab_distance(frames, hint_rgb):
+    """Per frame, the ab distance from the hint's colour to the output's around the hinted point,
+    which moves as the pan's content does (left/up by DX, DY per frame)."""
+    from pipeline.core.hints import Hint
+
+    ha, hb = Hint(0, 0, hint_rgb).ab()
+    out = []
+    for t, rgb in enumerate(frames):
+        x, y = HINT_AT[0] - DX * t, HINT_AT[1] - DY * t
+        a, b = color.rgb_to_lab(rgb[y - 1 : y + 2, x - 1 : x + 2])[..., 1:].reshape(-1, 2).mean(0)
+        out.append(float(np.hypot(a - ha, b - hb)))
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def hinted(tmp_path_factory):
+    """A grey pan colorized by the shipped model with --temporal flow, without and with a blue hint
+    on the first frame (the CLI, the real codec): per frame, how far the colour at the hinted point
+    is from the hint's."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    tmp = tmp_path_factory.mktemp("hinted")
+    src = write_video(tmp / "grey.mp4", (_grey(f) for f in pan_frames(HINT_FRAMES, 96, 72, scale=0.25)), audio=False)
+    dist = {}
+    try:
+        for name, more in (("without", []), ("with", ["--hint", f"{HINT_AT[0]},{HINT_AT[1]},{BLUE}"])):
+            out = tmp / f"{name}.mp4"
+            code = main(["video", str(src), "--output", str(out), "--size", "72", *more])
+            assert code == 0, "the shipped model must take colour hints (its error is in the captured stderr)"
+            frames = probe(out)["frames"]
+            assert len(frames) == HINT_FRAMES
+            dist[name] = _ab_distance(frames, (0, 0, 255))
+    finally:
+        torch.set_num_threads(n)
+    return dist
+
+
+def test_a_hint_moves_the_first_frames_colour_toward_it(hinted):
+    """Needs a model that follows hints (the shipped one)."""
+    assert hinted["with"][0] < hinted["without"][0] - 8, (hinted["with"][0], hinted["without"][0])
+
+
+def test_with_flow_a_later_frame_keeps_the_hinted_colour(hinted):
+    """The hint travels with the motion: its pull on the last frame is most of what it was on the
+    first. Measured with a hint model in training (step 1,800): the pull held (26 -> 26 over the 8
+    frames); with the first frame alone hinted and the blend carrying its colours, it fell to 12."""
+    pull = hinted["without"] - hinted["with"]  # (HINT_FRAMES,): how much closer to the hint
+    assert pull[-1] > 5 and pull[-1] >= 0.7 * pull[0], pull
+
+
+@pytest.fixture(scope="module")
+def hint_ckpt(tmp_path_factory):
+    """A tiny untrained hint model: it takes hints (following them needs training)."""
+    from support.training import tiny_generator_checkpoint
+
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("hint-ckpt"), hints=True)
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory):
+    return write_video(tmp_path_factory.mktemp("short") / "short.mp4", pan_frames(4, 64, 48), audio=False)
+
+
+def _hints_file(path, entries):
+    import json
+
+    path.write_text(json.dumps(entries))
+    return str(path)
+
+
+def test_hints_are_points_of_the_first_frame_as_a_player_shows_it(clip, hint_ckpt, tmp_path, capsys):
+    """The clip is stored 65x47 and shown turned a quarter (47x65): points are checked against the
+    frame shown, before any frame is written."""
+    out = tmp_path / "o.mp4"
+    argv = ["video", str(clip), "--model", str(hint_ckpt), "--output", str(out), "--size", "16"]
+    assert main([*argv, "--hint", "50,10,#ff0000"]) == 2  # inside the stored frame, not the one shown
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        "colorize video: error: hint at (50, 10) lies outside the first frame (47x65 as shown): "
+        "x must be in [0, 47), y in [0, 65)"
+    )
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert main([*argv, "--hint", "40,60,#ff0000"]) == 0  # outside the stored frame, inside the one shown
+    with av.open(str(out)) as c:
+        assert '"hints": [{"color": "#ff0000", "x": 40.0, "y": 60.0}]' in c.metadata["comment"]
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda tmp: ["--hints", _hints_file(tmp / "h.json", [{"x": 1, "y": 2, "color": "red"}])], "is not a colour"),
+        (
+            lambda tmp: ["--hints", _hints_file(tmp / "h.json", [{"x": 1, "y": 2, "color": "#ff0000"}] * 257)],
+            "257 hints: at most 256",
+        ),
+        (lambda tmp: ["--hint", "1,2,#ff0000"] * 257, "257 hints: at most 256"),
+        (lambda tmp: ["--hints", str(tmp / "missing.json")], "--hints"),
+    ],
+    ids=["bad-colour-in-file", "too-many-in-file", "too-many-flags", "missing-file"],
+)
+def test_bad_hints_are_one_clear_line_and_no_output(make_args, message, short, hint_ckpt, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    argv = ["video", str(short), "--model", str(hint_ckpt), "--output", str(out), *make_args(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("colorize video: error: ") and message in err, err
+    assert not out.exists()
+
+
+def test_a_bad_hint_flag_is_refused_by_the_parser(short, hint_ckpt, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["video", str(short), "--model", str(hint_ckpt), "--hint", "1,2,#ff00zz"])
+    assert e.value.code == 2 and "'#ff00zz' is not a colour" in capsys.readouterr().err
+
+
+def test_hints_to_a_model_without_them_are_refused(short, ckpt, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    assert main(["video", str(short), "--model", str(ckpt), "--output", str(out), "--hint", "1,2,#ff0000"]) == 2
+    assert "this model takes no colour hints" in capsys.readouterr().err and not out.exists()
+
+
+def test_hints_with_several_videos_are_refused(short, hint_ckpt, tmp_path, capsys):
+    """Before Ray starts or anything is read: hints are points of one video."""
+    films = tmp_path / "films"
+    films.mkdir()
+    (films / "a.mp4").write_bytes(short.read_bytes())
+    out = tmp_path / "out"
+    assert main(["video", str(films), "--model", str(hint_ckpt), "--output", str(out), "--hint", "1,2,#ff0000"]) == 2
+    assert "colour hints are points of one video" in capsys.readouterr().err and not out.exists()
+
+
+def test_rerun_with_other_hints_or_none_says_what_differs(short, hint_ckpt, tmp_path, capsys):
+    out = tmp_path / "o.mp4"
+    argv = ["video", str(short), "--model", str(hint_ckpt), "--output", str(out), "--size", "16"]
+    assert main([*argv, "--hint", "10,5,#ff0000"]) == 0
+    first = out.read_bytes()
+    assert main([*argv, "--hint", "10,5,#ff0000"]) == 0 and "kept" in capsys.readouterr().out
+    for other in (["--hint", "10,5,#00ff00"], []):
+        assert main([*argv, *other]) == 1
+        err = capsys.readouterr().err
+        assert "hints" in err and "--overwrite" in err and out.read_bytes() == first, err
+
+
 # ------------------------------------------------------------------------------------------ bad inputs
 
 

@@ -57,15 +57,16 @@ def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
     return [*set_args(sets), "--out", str(tmp / "out")]
 
 
-def tiny_generator_checkpoint(folder: Path, temperature: float = 0.38) -> Path:
+def tiny_generator_checkpoint(folder: Path, temperature: float = 0.38, hints: bool = False) -> Path:
     """A tiny generator with a peaked, non-grey head, saved as a generator checkpoint in ``folder``;
-    ``temperature``: its own decoding temperature (model.temperature)."""
+    ``temperature``: its own decoding temperature (model.temperature); ``hints``: a hint model
+    (model.hints), untrained, so it takes hints but does not follow them."""
     import torch
 
     from pipeline.config import ExperimentConfig
     from pipeline.gan import builder, checkpoint
 
-    cfg = ExperimentConfig().replace({"model.preset": "tiny", "model.temperature": temperature})
+    cfg = ExperimentConfig().replace({"model.preset": "tiny", "model.temperature": temperature, "model.hints": hints})
     torch.manual_seed(0)
     G = builder.build_generator(cfg.model)
     with torch.no_grad():

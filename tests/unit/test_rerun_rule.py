@@ -41,6 +41,20 @@ def test_settings_round_trip_inside_a_photo(fmt):
     assert made_with.differences(None, s) == []  # a file we did not make is kept, never judged
 
 
+def test_a_setting_recorded_only_when_used_counts_on_either_side():
+    """Colour hints are recorded only when given: a rerun without them, or with others, differs;
+    a long list is cut short in the message."""
+    s = made_with.photo_settings("shipped", [0.3], 256)
+    hinted = {**s, "hints": [{"x": 10.0, "y": 20.0, "color": "#ff0000"}] * 3}
+    (gone,) = made_with.differences(hinted, s)
+    assert gone.startswith('hints [{"x": 10.0, "y": 20.0, "color": "#ff0000"}') and gone.endswith("... (now none)")
+    assert len(gone) == len("hints ") + made_with.SHOWN_CHARS + len(" (now none)")
+    (added,) = made_with.differences(s, hinted)
+    assert added.startswith("hints none (now [{") and added.endswith("...)")
+    assert made_with.differences(hinted, {**hinted, "hints": [{"x": 1.0, "y": 2.0, "color": "#ff0000"}]})
+    assert made_with.differences(hinted, hinted) == []
+
+
 def test_default_output_sits_next_to_the_input():
     assert per_input.default_output("old.jpg", True, output_name, "-colour") == "old-colour.jpg"
     assert per_input.default_output("a/old.tif", True, output_name, "-colour") == "a/old-colour.png"
