@@ -134,7 +134,10 @@ def _raylet_fatal(temp_dir: str) -> str:
     dashboard agent is slower to start than the raylet waits for it."""
     lines = []
     for out in Path(temp_dir).glob("session_2*/logs/raylet.out"):
-        lines += [line[:600] for line in out.read_text(errors="replace").splitlines() if re.match(r"\[[^]]* C ", line)]
+        for line in out.read_text(errors="replace").splitlines():
+            if re.match(r"\[[^]]* C ", line):  # "[time C pid tid] (raylet) file:line: <boilerplate> Check failed: ..."
+                head, _, failed = line.partition("Check failed:")
+                lines.append(f"{head[: head.find(']') + 1]} {failed.strip() or head}"[:600])
     return "".join(f"\nraylet: {line}" for line in lines)
 
 
