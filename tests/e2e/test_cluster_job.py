@@ -9,6 +9,9 @@ from support import ROOT
 from support.ray_cluster import RAY, TwoNodeCluster
 from support.training import set_args, tiny_settings
 
+# A tiny two-epoch run; a loaded 2-core machine (CI, or this one running other work) needs several minutes.
+JOB_TIMEOUT_S = 1500
+
 
 @pytest.fixture
 def two_nodes(tmp_path):
@@ -50,7 +53,19 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
         str(out),
         *set_args(sets),
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=two_nodes.env())
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=JOB_TIMEOUT_S, env=two_nodes.env())
+    except subprocess.TimeoutExpired:
+        logs = subprocess.run(
+            [RAY, "job", "logs", "--address", two_nodes.dashboard, job_id],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=two_nodes.env(),
+        )
+        pytest.fail(
+            f"the job did not end in {JOB_TIMEOUT_S}s; its log ends:\n{logs.stdout[-4000:]}{logs.stderr[-1000:]}"
+        )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in (r.stdout + r.stderr)
     from ray.job_submission import JobSubmissionClient

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 from pathlib import Path
 
 from pipeline import run as run_job
@@ -68,43 +67,82 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
 
 
 def _train_workers():
+    """Ray Train worker processes of this test session's Ray (the raylet that ray.init started is a
+    child of this process, and it starts the workers): never those of another Ray on the host."""
     import psutil
 
-    return {
-        p.pid: p
-        for p in psutil.process_iter(["cmdline"])
-        if any("RayTrainWorker" in c for c in (p.info["cmdline"] or []))
-    }
+    out = {}
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if any("RayTrainWorker" in c for c in p.cmdline()):
+                out[p.pid] = p
+        except psutil.Error:  # gone meanwhile
+            continue
+    return out
 
 
-def _kill_one_worker_after_first_checkpoint(tmp: Path, name: str, done: dict, before: set):
-    deadline = time.monotonic() + 240
-    # two checkpoints on disk: the first is surely registered (report is a barrier), so the
-    # restart must come from a checkpoint
-    while time.monotonic() < deadline and len(checkpoints(tmp, name)) < 2:
-        time.sleep(0.2)
-    time.sleep(1.0)  # land mid-epoch, not inside a report
-    for pid, p in _train_workers().items():
-        if pid not in before:  # a worker of this run, not an idle one left by an earlier test
-            p.kill()
-            done["killed"] = pid
+def registered_epochs(tmp: Path, name: str):
+    """Epochs of the checkpoints Ray Train has registered for run ``name``. Ray Train (2.60, train v2)
+    registers a reported checkpoint in its controller's CheckpointManager, which then writes its
+    state, the kept checkpoints with their reported metrics, to checkpoint_manager_snapshot.json in
+    the run's folder (register_checkpoint -> _write_state_to_storage); a restart after a failure
+    hands the workers the latest registered one. A checkpoint folder alone is not enough: it is
+    written by rank 0 inside ``ray.train.report``, before the controller has collected every
+    rank's report and registered it."""
+    snapshot = tmp / "runs" / name / "checkpoint_manager_snapshot.json"
+    try:
+        state = json.loads(snapshot.read_text())
+    except (FileNotFoundError, ValueError):  # none yet, or read while being rewritten (written in place)
+        return []
+    return sorted(r["metrics"]["epoch"] for r in state["checkpoint_results"])
+
+
+def _kill_one_worker_once_a_checkpoint_is_registered(
+    tmp: Path, name: str, done: dict, before: set, finished: threading.Event
+):
+    """Kill one Ray Train worker of this run as soon as Ray Train has registered a checkpoint (the
+    run is then in its next epoch), so the restart must resume from a checkpoint; ``done`` gets the
+    killed pid and the latest epoch registered before the kill."""
+    import psutil
+
+    while not finished.wait(0.2):
+        epochs = registered_epochs(tmp, name)
+        if not epochs:
+            continue
+        for pid, p in _train_workers().items():
+            if pid in before:  # an idle one left by an earlier test, not a worker of this run
+                continue
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                continue
+            done["killed"], done["registered_epoch"] = pid, epochs[-1]
             return
 
 
 def test_lost_worker_restores_from_checkpoint(ray_local, tmp_path):
-    done = {}
+    done, finished = {}, threading.Event()
     before = set(_train_workers())
     t = threading.Thread(
-        target=_kill_one_worker_after_first_checkpoint, args=(tmp_path, "f1", done, before), daemon=True
+        target=_kill_one_worker_once_a_checkpoint_is_registered,
+        args=(tmp_path, "f1", done, before, finished),
+        daemon=True,
     )
     t.start()
-    # batch 1: several steps per epoch, so the kill lands in training rather than in a report
-    rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1", "train.batch_size=1"))
-    t.join(timeout=5)
+    # batch 1: several steps per epoch, so the run is still training when the first checkpoint is registered
+    try:
+        rc = run_job.main(args_for(tmp_path, "f1", "train.epochs=5", "train.max_failures=1", "train.batch_size=1"))
+    finally:
+        finished.set()
+        t.join(timeout=30)
     assert done.get("killed"), "the test must actually kill a worker"
+    # killed with epochs left to train (epoch 4 is the last): the restart trains on, not just ends
+    assert done["registered_epoch"] < 4, done
     assert rc == 0
     meta = json.loads((checkpoints(tmp_path, "f1")[-1] / "meta.json").read_text())
     assert meta["epoch"] == 4
     client, runs = mlflow_runs(tmp_path)
     resumed = client.get_metric_history(runs[0].info.run_id, "train/resumed_from_epoch")
-    assert resumed and resumed[0].value >= 0 and resumed[0].step > 0, "restarted from a checkpoint, not from scratch"
+    assert resumed and resumed[0].step > 0, "restarted from a checkpoint, not from scratch"
+    # from the checkpoint registered before the kill (or a later one registered before the failure was seen)
+    assert done["registered_epoch"] <= resumed[0].value < 4, (done, resumed[0].value)
