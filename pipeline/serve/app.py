@@ -62,6 +62,16 @@ def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONRes
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
+# Above the ingress: @serve.ingress copies the FastAPI routes (pickled by value) as it runs, and a
+# global the routes use that is defined further down is missing in the replica (NameError -> 500).
+def _refusal(e: handling.RequestError) -> JSONResponse:
+    return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
+
+
+def _overloaded() -> JSONResponse:
+    return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
+
+
 @serve.deployment(name="Colorizer")
 class Colorizer:
     """The model: network inputs (h, w) at the working size -> ab (2, h, w), batched."""
@@ -266,14 +276,6 @@ class Ingress:
         except BackPressureError:
             return _overloaded()
         return {"x": x, "y": y, "colors": colors}
-
-
-def _refusal(e: handling.RequestError) -> JSONResponse:
-    return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
-
-
-def _overloaded() -> JSONResponse:
-    return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
 
 
 def _shown_ref(ref: str) -> str:
