@@ -101,6 +101,8 @@ def hints_from_json(doc) -> List[Hint]:
     if isinstance(doc, (str, bytes)):
         try:
             doc = json.loads(doc)
+        except RecursionError:  # nested deeper than Python's stack: no list of points
+            raise HintError("hints are not a JSON list of points: nested too deeply") from None
         except ValueError as e:
             raise HintError(f"hints are not JSON: {e}") from None
     if not isinstance(doc, list):

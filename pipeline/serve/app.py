@@ -3,15 +3,18 @@
 Two deployments:
 
 - ``Colorizer`` holds the generator (``model_ref.resolve_generator``; one GPU per replica when the
-  cluster has GPUs) and runs the model half only: network inputs at the working size -> ab.
-  ``@serve.batch`` gathers concurrent requests into one call; ``handling.colorize_batch`` runs one
-  forward per working shape (and temperature) in it. Its ``max_ongoing_requests`` and
-  ``max_queued_requests`` bound the work in flight: past them a call fails with BackPressureError.
-- ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body, decodes and makes the
-  network input (CPU, in threads), calls the Colorizer, joins the ab with the photo's own L and
-  encodes (CPU). Refusals are JSON ``{"error": ...}`` with 400/404/405/413/415, 408 when a body
-  takes longer than ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue or the
-  ingress's upload slots are full.
+  cluster has GPUs) and runs the model half only: network inputs (and colour hint maps) at the
+  working size -> ab. ``@serve.batch`` gathers concurrent requests into one call;
+  ``handling.colorize_batch`` runs one forward per working shape (and temperature) in it, requests
+  with and without hints alike. ``suggest`` is the palette of one point (``predict.suggest_colours``).
+  Its ``max_ongoing_requests`` and ``max_queued_requests`` bound the work in flight: past them a
+  call fails with BackPressureError.
+- ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body and the hints, decodes and
+  makes the network input (CPU, in threads), calls the Colorizer, joins the ab with the photo's own
+  L and encodes (CPU); ``/suggest`` answers the model's likeliest colours at a point of the photo.
+  Refusals are JSON ``{"error": ...}`` with 400/404/405/413/415, 408 when a body takes longer than
+  ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue or the ingress's upload
+  slots are full.
 
 ``app_builder(args)`` is the import path for Serve config files; ``colorize serve`` calls it too.
 """
@@ -59,6 +62,16 @@ def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONRes
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
+# Above the ingress: @serve.ingress copies the FastAPI routes (pickled by value) as it runs, and a
+# global the routes use that is defined further down is missing in the replica (NameError -> 500).
+def _refusal(e: handling.RequestError) -> JSONResponse:
+    return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
+
+
+def _overloaded() -> JSONResponse:
+    return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
+
+
 @serve.deployment(name="Colorizer")
 class Colorizer:
     """The model: network inputs (h, w) at the working size -> ab (2, h, w), batched."""
@@ -72,6 +85,7 @@ class Colorizer:
         self.info["ref"] = _shown_ref(model)  # /healthz is public: no filesystem layout in it
         self.info["device"] = str(self.device)
         self.info["working_size"] = predict.working_size(self.G)  # the size= a request gets by default
+        self.info["hints"] = predict.takes_hints(self.G)
         self.batch_sizes: collections.Counter = collections.Counter()
         self.run.set_max_batch_size(max_batch_size)
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
@@ -80,14 +94,20 @@ class Colorizer:
         return {**self.info, "batches": {str(k): v for k, v in sorted(self.batch_sizes.items())}}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def run(self, items: List[Tuple[np.ndarray, float]]) -> List[np.ndarray]:
+    async def run(self, items: List[Tuple[np.ndarray, float, Optional[np.ndarray]]]) -> List[np.ndarray]:
         self.batch_sizes[len(items)] += 1
-        xs, temps = zip(*items, strict=True)
+        xs, temps, hints = zip(*items, strict=True)
         # In a thread: the replica's event loop keeps taking requests (and filling the next batch).
-        return await asyncio.to_thread(handling.colorize_batch, self.G, xs, temps, self.device)
+        return await asyncio.to_thread(handling.colorize_batch, self.G, xs, temps, self.device, hints)
 
-    async def __call__(self, x: np.ndarray, temperature: float) -> np.ndarray:
-        return await self.run((x, temperature))
+    async def __call__(self, x: np.ndarray, temperature: float, hints: Optional[np.ndarray] = None) -> np.ndarray:
+        """x (h, w) and a hint map (3, h, w) or None -> ab (2, h, w)."""
+        return await self.run((x, temperature, hints))
+
+    async def suggest(self, s: handling.SuggestInput, k: int) -> List[dict]:
+        """The k likeliest colours at one point (one request, not batched: a click, not a stream)."""
+        size = min(s.L.shape)  # s.L is at the working size already: no second resize
+        return await asyncio.to_thread(predict.suggest_colours, self.G, s.L, s.x, s.y, size, s.hints, k)
 
 
 api = FastAPI(title="colorize", docs_url=None, redoc_url=None, openapi_url=None)
@@ -135,7 +155,7 @@ class Ingress:
             return _error(503, "overloaded: the model's queue is full, retry shortly", {"Retry-After": "1"})
         return {
             "status": "ok",
-            "model": {k: info[k] for k in ("ref", "step", "temperature", "device")},
+            "model": {k: info[k] for k in ("ref", "step", "temperature", "device", "hints")},
             "batches": info["batches"],
             "limits": {
                 "max_bytes": self.max_bytes,
@@ -144,18 +164,22 @@ class Ingress:
             },
         }
 
-    async def _body(self, request: Request) -> bytes:
-        """The image bytes: the raw body (image/*) or the first file of a multipart form."""
+    async def _body(self, request: Request) -> Tuple[bytes, Optional[str]]:
+        """The image bytes: the raw body (image/*) or the first file of a multipart form; and the
+        form's ``hints`` field (JSON text), None when there is none."""
         length = request.headers.get("content-length")
         handling.check_length(int(length) if length and length.isdigit() else None, self.max_bytes)
         ctype = request.headers.get("content-type")
         if handling.media_type(ctype) == "multipart/form-data":
             form = await request.form(max_files=1, max_fields=8, max_part_size=self.max_bytes)
+            hints = form.get("hints")
+            if hints is not None and not isinstance(hints, str):
+                raise handling.RequestError(400, "the form's 'hints' field must be text (JSON), not a file")
             for value in form.values():
                 if hasattr(value, "read"):
                     data = await value.read()
                     handling.check_length(len(data), self.max_bytes)
-                    return data
+                    return data, hints
             raise handling.RequestError(400, "multipart form without a file field (send the photo as 'image')")
         handling.check_content_type(ctype)
         chunks, n = [], 0
@@ -163,9 +187,9 @@ class Ingress:
             n += len(chunk)
             handling.check_length(n, self.max_bytes)
             chunks.append(chunk)
-        return b"".join(chunks)
+        return b"".join(chunks), None
 
-    async def _bounded_body(self, request: Request) -> bytes:
+    async def _bounded_body(self, request: Request) -> Tuple[bytes, Optional[str]]:
         """``_body`` within the upload slots and the body deadline: 503 when every slot is taken,
         408 when the body takes longer than ``body_timeout_s`` to arrive."""
         if self.uploads.locked():
@@ -182,10 +206,10 @@ class Ingress:
     async def grey(self, request: Request):
         """The photo's lightness as a grey PNG (no model): the page's preview of any accepted format."""
         try:
-            data = await self._bounded_body(request)  # the same slots and deadline as /colorize
+            data, _ = await self._bounded_body(request)  # the same slots and deadline as /colorize
             out = await asyncio.to_thread(handling.grey_png, data, self.max_pixels)
         except handling.RequestError as e:
-            return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
+            return _refusal(e)
         return Response(out, media_type="image/png")
 
     @api.get("/examples")
@@ -199,6 +223,20 @@ class Ingress:
         data = (resources.files("pipeline.assets") / "examples" / name).read_bytes()
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
+    async def _photo_and_hints(self, request: Request, model: dict, size: int):
+        """The request's photo, prepared at the working ``size``, and its hints (the query's
+        ``hints``, or the form's: one or the other); RequestError as ``handling`` says. Hints in
+        the query are refused before the body is read."""
+        query_hints = request.query_params.get("hints")
+        hints = handling.parse_hints(query_hints, model["hints"])
+        data, form_hints = await self._bounded_body(request)
+        if form_hints is not None:
+            if query_hints is not None:
+                raise handling.RequestError(400, "hints given twice: send them in the query or in the form, not both")
+            hints = handling.parse_hints(form_hints, model["hints"])
+        prepared = await asyncio.to_thread(handling.prepare, data, size, self.max_pixels, hints)
+        return prepared, hints
+
     @api.post("/colorize")
     async def colorize(self, request: Request):
         try:
@@ -207,17 +245,37 @@ class Ingress:
             temperature, size, fmt = handling.parse_params(
                 q.get("temperature"), q.get("size"), q.get("format"), model["temperature"], model["working_size"]
             )
-            data = await self._bounded_body(request)
-            prepared = await asyncio.to_thread(handling.prepare, data, size, self.max_pixels)
-            ab = await self.colorizer.remote(prepared.x, temperature)
+            prepared, hints = await self._photo_and_hints(request, model, size)
+            ab = await self.colorizer.remote(prepared.x, temperature, prepared.hints)
             out = await asyncio.to_thread(handling.finish, prepared, ab, fmt)
         except handling.RequestError as e:
-            return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
+            return _refusal(e)
         except BackPressureError:  # any call to the model's bounded queue, the first describe() included
-            return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
+            return _overloaded()
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
+        headers["X-Hints"] = str(len(hints))
         return Response(out, media_type=handling.FORMATS[fmt][1], headers=headers)
+
+    @api.post("/suggest")
+    async def suggest(self, request: Request):
+        """The model's likeliest colours at the point (x, y) of the photo in the body, given the
+        hints placed so far: {"colors": [{"color": "#rrggbb", "p": probability}, ...]}, likeliest first."""
+        try:
+            model = await self._model()
+            q = request.query_params
+            x, y, k = handling.parse_point(q.get("x"), q.get("y"), q.get("k"))
+            _, size, _ = handling.parse_params(None, q.get("size"), None, model["temperature"], model["working_size"])
+            if not model["hints"]:  # the palette is what a hint model offers to follow
+                raise handling.RequestError(400, "this model takes no colour hints, so it suggests none")
+            prepared, hints = await self._photo_and_hints(request, model, size)
+            s = handling.suggest_input(prepared, x, y, hints)
+            colors = await self.colorizer.suggest.remote(s, k)
+        except handling.RequestError as e:
+            return _refusal(e)
+        except BackPressureError:
+            return _overloaded()
+        return {"x": x, "y": y, "colors": colors}
 
 
 def _shown_ref(ref: str) -> str:

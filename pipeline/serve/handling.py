@@ -7,6 +7,10 @@ model at the working size (``geometry.short_side_shape``, as ``pipeline.gan.pred
 comes back is upsampled to the photo's size and joined with its own L (``predict.join_l_ab``), so
 the answer has the input's size and lightness. ``colorize_batch`` is the model half for a list
 of such inputs, one forward per (working shape, temperature) group.
+
+Colour hints (``pipeline.core.hints``) come as a JSON list of points of the photo; ``prepare``
+checks them against the decoded photo and turns them into the model's hint map at the working size,
+so the model half only stacks maps. ``suggest_input`` is the same for the palette (``/suggest``).
 """
 
 from __future__ import annotations
@@ -20,8 +24,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from models.scaling import L_to_input
+from models.generator import HINT_CHANNELS
+from models.scaling import L_to_input, input_to_L
 from pipeline.core import color, geometry, transforms, work_limits
+from pipeline.core import hints as hint_maps
+from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_TOO_LARGE
 from pipeline.gan import predict
 
@@ -34,6 +41,9 @@ SIZE_RANGE = (16, 1024)  # the working short side a request may ask for
 TEMPERATURE_RANGE = (0.01, 10.0)
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/tiff")
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+# The JSON of MAX_HINTS points with room to spare: longer text is refused before it is parsed.
+MAX_HINTS_CHARS = 128 * hint_maps.MAX_HINTS
+SUGGEST_K = (1, 32)  # how many colours /suggest may be asked for
 
 
 class RequestError(ValueError):
@@ -92,17 +102,51 @@ def parse_params(
     return t, s, f
 
 
+def parse_hints(text: Optional[str], takes_hints: bool) -> List[Hint]:
+    """The ``hints`` of a request (JSON text, from the query or a form field; None or '' for none)
+    -> Hints; RequestError 400 saying why for bad JSON, a bad point or colour, too many points, or
+    hints for a model that takes none. Points are checked against the photo in ``prepare``."""
+    if text is None or not text.strip():
+        return []
+    if len(text) > MAX_HINTS_CHARS:
+        raise RequestError(400, f"hints: {len(text)} characters of JSON, at most {MAX_HINTS_CHARS}")
+    try:
+        hints = hint_maps.hints_from_json(text)
+    except HintError as e:
+        raise RequestError(400, str(e)) from None
+    if hints and not takes_hints:
+        raise RequestError(400, "this model takes no colour hints: send the photo without hints")
+    return hints
+
+
+def parse_point(x: Optional[str], y: Optional[str], k: Optional[str]) -> Tuple[float, float, int]:
+    """/suggest's query: the point (x, y) of the photo in its pixels, and how many colours (default 8);
+    RequestError 400 on bad ones (the point is checked against the photo in ``suggest_input``)."""
+    try:
+        px, py = float(x), float(y)  # type: ignore[arg-type]
+        n = 8 if k in (None, "") else int(k)
+    except (TypeError, ValueError):
+        raise RequestError(
+            400, f"x and y must be numbers (pixels of the photo), k an integer: {x!r}, {y!r}, {k!r}"
+        ) from None
+    if not (SUGGEST_K[0] <= n <= SUGGEST_K[1]):
+        raise RequestError(400, f"k must be in {SUGGEST_K[0]}..{SUGGEST_K[1]}, got {n}")
+    return px, py, n
+
+
 @dataclass
 class Prepared:
-    """The CPU half of one request before the model: the photo's L and its model input."""
+    """The CPU half of one request before the model: the photo's L, its model input and hint map."""
 
     L: np.ndarray  # (H, W) float64, 0..100, the photo's own lightness
     x: np.ndarray  # (h, w) float32, the network input at the working size
+    hints: Optional[np.ndarray] = None  # (3, h, w) float32 hint map at the working size; None: no hints
 
 
-def prepare(data: bytes, size: int, max_pixels: int) -> Prepared:
-    """Image bytes -> Prepared; RequestError 413 (over a work bound: ``work_limits``, checked on
-    the header before anything is decoded) or 400 (not a readable image)."""
+def prepare(data: bytes, size: int, max_pixels: int, hints: Sequence[Hint] = ()) -> Prepared:
+    """Image bytes (and hints: points of that photo) -> Prepared; RequestError 413 (over a work
+    bound: ``work_limits``, checked on the header before anything is decoded) or 400 (not a
+    readable image, a hint outside the photo)."""
     try:
         work_limits.check_encoded(data, size, max_pixels)
     except work_limits.TooMuchWork as e:
@@ -113,7 +157,56 @@ def prepare(data: bytes, size: int, max_pixels: int) -> Prepared:
             raise RequestError(413, f"image is over the limit of {max_pixels} pixels")
         raise RequestError(400, f"not a readable image ({d.skip})")
     L = color.rgb_to_lab(d.rgb)[..., 0].astype(np.float64)
-    return Prepared(L, working_input(L, size))
+    x = working_input(L, size)
+    return Prepared(L, x, working_hint_map(hints, L.shape, x.shape))
+
+
+def working_hint_map(hints: Sequence[Hint], shape: Tuple[int, int], working: Tuple[int, int]) -> Optional[np.ndarray]:
+    """Hints on a photo of ``shape`` (H, W) -> its (3, h, w) hint map at the ``working`` shape, or
+    None without hints; RequestError 400 for a point outside the photo."""
+    if not hints:
+        return None
+    (H, W), (h, w) = shape, working
+    check_hint_points(hints, H, W)
+    return hint_maps.hint_map(hints, H, W, h, w)
+
+
+def check_hint_points(hints: Sequence[Hint], H: int, W: int) -> None:
+    """RequestError 400 naming the first hint outside an H x W photo."""
+    try:
+        hint_maps.check_hints(hints, W, H)
+    except HintError as e:
+        raise RequestError(400, str(e)) from None
+
+
+@dataclass
+class SuggestInput:
+    """What /suggest sends the model: the photo at the working size, the point and hints on it."""
+
+    L: np.ndarray  # (h, w) float32, 0..100, the working-size lightness
+    x: float  # the point, in working-size pixels
+    y: float
+    hints: List[Hint]  # the hints placed so far, in working-size pixels
+
+
+def suggest_input(p: Prepared, x: float, y: float, hints: Sequence[Hint]) -> SuggestInput:
+    """The point (x, y) and hints of an H x W photo, scaled to its working size (only that much goes
+    to the model replica, however large the photo); RequestError 400 for a point outside the photo."""
+    H, W = p.L.shape
+    if not (0 <= x < W and 0 <= y < H):
+        raise RequestError(400, f"point ({x:g}, {y:g}) lies outside the photo: x must be in [0, {W}), y in [0, {H})")
+    check_hint_points(hints, H, W)
+    h, w = p.x.shape
+    sx, sy = w / W, h / H
+
+    def scaled(px: float, py: float) -> Tuple[float, float]:  # kept inside the working photo despite rounding
+        return min(px * sx, w - 1e-3), min(py * sy, h - 1e-3)
+
+    return SuggestInput(
+        input_to_L(p.x),
+        *scaled(x, y),
+        [Hint(*scaled(hint.x, hint.y), hint.rgb) for hint in hints],
+    )
 
 
 def grey_png(data: bytes, max_pixels: int) -> bytes:
@@ -140,22 +233,36 @@ def working_input(L: np.ndarray, size: int) -> np.ndarray:
 
 @torch.no_grad()
 def colorize_batch(
-    G: torch.nn.Module, xs: Sequence[np.ndarray], temperatures: Sequence[float], device: torch.device
+    G: torch.nn.Module,
+    xs: Sequence[np.ndarray],
+    temperatures: Sequence[float],
+    device: torch.device,
+    hints: Optional[Sequence[Optional[np.ndarray]]] = None,
 ) -> List[np.ndarray]:
-    """The model half for many requests: network inputs (h, w) -> ab (2, h, w) float32 each, in order.
-    Inputs of one working shape and temperature go through G together (one forward per group)."""
+    """The model half for many requests: network inputs (h, w) and hint maps (3, h, w) or None ->
+    ab (2, h, w) float32 each, in order. Inputs of one working shape and temperature go through G
+    together (one forward per group); in a group where some have hints, the others get an all-zero
+    map, which is what a hint model sees without hints."""
+    hints = list(hints) if hints is not None else [None] * len(xs)
     groups: Dict[Tuple[int, int, float], List[int]] = {}
     for i, (x, t) in enumerate(zip(xs, temperatures, strict=True)):
         groups.setdefault((*x.shape, float(t)), []).append(i)
     out: List[Optional[np.ndarray]] = [None] * len(xs)
-    use_bf16 = device.type == "cuda"
-    for (_, _, t), idx in groups.items():
-        batch = torch.from_numpy(np.stack([xs[i] for i in idx]))[:, None].to(device)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            ab = G(batch, t)[1].float().cpu().numpy()
+    for (h, w, t), idx in groups.items():
+        batch = torch.from_numpy(np.stack([xs[i] for i in idx]))[:, None]  # (B, 1, h, w)
+        maps = _stacked_hints([hints[i] for i in idx], h, w)  # (B, 3, h, w) or None
+        ab = predict.predict_ab_batch(G, batch, t, device, maps).cpu().numpy()  # (B, 2, h, w)
         for j, i in enumerate(idx):
             out[i] = ab[j]
     return out  # type: ignore[return-value]
+
+
+def _stacked_hints(maps: Sequence[Optional[np.ndarray]], h: int, w: int) -> Optional[torch.Tensor]:
+    """Hint maps (3, h, w) or None of one group -> (B, 3, h, w), zeros for None; None when none has hints."""
+    if all(m is None for m in maps):
+        return None
+    zeros = np.zeros((HINT_CHANNELS, h, w), np.float32)
+    return torch.from_numpy(np.stack([zeros if m is None else m for m in maps]))
 
 
 def finish(p: Prepared, ab: np.ndarray, fmt: str) -> bytes:

@@ -4,6 +4,7 @@ model call, checked against the one-photo path (pipeline/gan/predict.py) it must
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import yaml
 from PIL import Image
 
 from pipeline.core import color
+from pipeline.core.hints import Hint
 from pipeline.gan import predict
 from pipeline.gan.model_ref import resolve_generator
 from pipeline.serve import handling
@@ -36,9 +38,9 @@ class CountingG(torch.nn.Module):
         super().__init__()
         self.G, self.calls = G, []
 
-    def forward(self, x, temperature=None):
+    def forward(self, x, temperature=None, hints=None):
         self.calls.append(tuple(x.shape))
-        return self.G(x, temperature)
+        return self.G(x, temperature) if hints is None else self.G(x, temperature, hints=hints)
 
 
 def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
@@ -124,3 +126,80 @@ def test_replicas_are_fixed_or_autoscaled_between_the_two_bounds():
     assert (auto["min_replicas"], auto["max_replicas"], auto["target_ongoing_requests"]) == (1, 4, 8)
     with pytest.raises(ValueError, match="max_replicas"):
         app.settings({"model": "m", "replicas": 3, "max_replicas": 2})
+
+
+def hint_generator():
+    """A tiny hint model whose hint channels matter (a fresh one starts by ignoring them)."""
+    from pipeline.config import ExperimentConfig
+    from pipeline.gan import builder
+
+    cfg = ExperimentConfig().replace({"model.preset": "tiny", "model.hints": True})
+    torch.manual_seed(0)
+    G = builder.build_generator(cfg.model).eval()
+    with torch.no_grad():
+        G.stem[0].weight[:, 1:].normal_(0, 1.0)
+    return G
+
+
+def test_batch_with_and_without_hints_matches_one_photo_path():
+    """Requests with and without hints share a group (zeros for no hints): each answer is what the
+    one-photo path gives with its own hints, and the hints change it."""
+    G = hint_generator()
+    photos = [photo(60, 80, 0), photo(90, 120, 1), photo(60, 80, 2)]  # one working shape: 32x43
+    hints = [[Hint(10, 20, (220, 30, 30)), Hint(70, 50, (30, 30, 220))], [], [Hint(5, 5, (30, 200, 30))]]
+    prepared = [
+        handling.prepare(png(p), 32, handling.DEFAULT_MAX_PIXELS, h) for p, h in zip(photos, hints, strict=True)
+    ]
+    assert prepared[0].hints.shape == (3, 32, 43) and prepared[1].hints is None
+    cG = CountingG(G)
+    abs_ = handling.colorize_batch(
+        cG, [p.x for p in prepared], [0.38] * 3, torch.device("cpu"), [p.hints for p in prepared]
+    )
+    assert cG.calls == [(3, 1, 32, 43)]  # one forward for all three
+    for p, ab, h in zip(photos, abs_, hints, strict=True):
+        ref = predict.predict_ab(G, predict.photo_L(p), 32, 0.38, hints=h)  # (H, W, 2)
+        got = predict.upsample_ab(ab.transpose(1, 2, 0), *p.shape[:2])
+        assert np.abs(got - ref).max() < 1e-2
+    bare = handling.colorize_batch(G, [prepared[0].x], [0.38], torch.device("cpu"))[0]
+    assert np.abs(bare - abs_[0]).max() > 1.0  # the hints were used
+
+
+@pytest.mark.parametrize(
+    "text, takes, says",
+    [
+        ("not json", True, "not JSON"),
+        ('{"x": 1}', True, "JSON list"),
+        ('[{"x": 1, "y": 2, "color": "red"}]', True, "not a colour"),
+        ('[{"x": "a", "y": 2, "color": "#ff0000"}]', True, "must be a number"),
+        ('[{"x": 1, "y": 2}]', True, "hint 0"),
+        (json.dumps([{"x": 1, "y": 1, "color": "#f00"}] * 257), True, "at most 256"),
+        ("[" * 20000, True, "nested too deeply"),
+        ("[" + " " * handling.MAX_HINTS_CHARS + "]", True, "characters"),
+        ('[{"x": 1, "y": 2, "color": "#ff0000"}]', False, "takes no colour hints"),
+    ],
+)
+def test_bad_hints_are_400_saying_why(text, takes, says):
+    with pytest.raises(handling.RequestError) as e:
+        handling.parse_hints(text, takes)
+    assert e.value.status == 400 and says in e.value.message, e.value.message
+
+
+def test_hints_are_checked_against_the_photo_and_scaled_for_suggest():
+    assert handling.parse_hints(None, False) == [] and handling.parse_hints("[]", False) == []
+    hints = handling.parse_hints('[{"x": 79.5, "y": 0, "color": "#ff0000"}]', True)
+    with pytest.raises(handling.RequestError) as e:
+        handling.prepare(png(photo(60, 80)), 32, handling.DEFAULT_MAX_PIXELS, [Hint(80, 10, (1, 2, 3))])
+    assert e.value.status == 400 and "outside the photo" in e.value.message
+    p = handling.prepare(png(photo(60, 80)), 32, handling.DEFAULT_MAX_PIXELS, hints)
+    s = handling.suggest_input(p, 79.9, 59.9, hints)
+    assert s.L.shape == (32, 43) and 42 < s.x < 43 and 31 < s.y < 32 and 42 < s.hints[0].x < 43
+    assert np.allclose(s.L, predict.working_L(p.L, 32), atol=1e-3)
+    for x, y in [(80, 10), (-1, 10), (10, 60), (float("nan"), 1)]:
+        with pytest.raises(handling.RequestError) as e:
+            handling.suggest_input(p, x, y, [])
+        assert e.value.status == 400 and "outside the photo" in e.value.message
+    assert handling.parse_point("1.5", "2", None) == (1.5, 2.0, 8)
+    for x, y, k in [(None, "1", None), ("a", "1", None), ("1", "1", "0"), ("1", "1", "33"), ("1", "1", "2.5")]:
+        with pytest.raises(handling.RequestError) as e:
+            handling.parse_point(x, y, k)
+        assert e.value.status == 400
