@@ -5,16 +5,11 @@ and must take its whole Ray with it."""
 
 from __future__ import annotations
 
-import base64
 import io
 import json
-import shutil
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,24 +17,13 @@ import pytest
 from PIL import Image
 
 from pipeline.core import color
-from support import ROOT
-from support.servers import free_port, stop_gracefully, wait_for_port
+from support.web import chromium, colorize_serve, http, multipart, shown_image, wait_connected, wait_done
 
 MAX_BYTES = 1_000_000
 MAX_PIXELS = 1_000_000
 BODY_TIMEOUT_S = 3
 SLOW_CLIENTS = 20  # more than the ingress takes at once with these limits (2 * 3 uploads + 8 others)
 OWN_TEMPERATURE = 0.45  # the served model's own: not the 0.38 a page might assume
-
-
-def http(url: str, data: bytes = None, headers: dict = None, timeout: float = 60):
-    """(status, headers, body) for a GET (data None) or POST; HTTP errors are answers too."""
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="GET" if data is None else "POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 def grey_photo(w: int, h: int, fmt: str = "PNG") -> bytes:
@@ -56,13 +40,6 @@ def chroma(rgb: np.ndarray) -> float:
     return float(np.hypot(lab[..., 1], lab[..., 2]).mean())
 
 
-def _status(url: str) -> int:
-    try:
-        return http(url, timeout=5)[0]
-    except (OSError, urllib.error.URLError):  # not answering yet (timeouts are OSErrors)
-        return 0
-
-
 @pytest.fixture(scope="module")
 def served_ckpt(tmp_path_factory):
     from support.training import tiny_generator_checkpoint
@@ -73,27 +50,11 @@ def served_ckpt(tmp_path_factory):
 @pytest.fixture(scope="module")
 def service(served_ckpt, tmp_path_factory):
     """`colorize serve` on a free loopback port: small limits (a model queue of 2 + 1) to reach them."""
-    log_path = tmp_path_factory.mktemp("serve") / "serve.log"
-    port = free_port()
-    argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", str(served_ckpt), "--port", str(port)]
-    argv += ["--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS), "--body-timeout-s", str(BODY_TIMEOUT_S)]
-    argv += ["--max-ongoing-requests", "2", "--max-queued-requests", "1", "--max-batch-size", "2"]
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_port(port, 120, proc)  # Serve's proxy listens before the application is ready
-        deadline = time.monotonic() + 120
-        while _status(url + "/healthz") != 200:
-            assert proc.poll() is None, f"colorize serve exited: {log_path.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"not ready after 120 s: {log_path.read_text()[-3000:]}"
-            time.sleep(0.5)
+    args = ["--model", str(served_ckpt)]
+    args += ["--max-bytes", str(MAX_BYTES), "--max-pixels", str(MAX_PIXELS), "--body-timeout-s", str(BODY_TIMEOUT_S)]
+    args += ["--max-ongoing-requests", "2", "--max-queued-requests", "1", "--max-batch-size", "2"]
+    with colorize_serve(args, tmp_path_factory.mktemp("serve")) as url:
         yield url
-    finally:
-        left = stop_gracefully(proc, timeout=60)
-        log.close()
-        assert proc.returncode == 0, f"exit {proc.returncode}: {log_path.read_text()[-3000:]}"
-        assert not left, f"processes of colorize serve left running after it exited: {left}"
 
 
 def test_healthz_and_page(service):
@@ -139,7 +100,7 @@ def test_round_trip_keeps_size_and_lightness(service):
     grey = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     for kind, headers, body in [
         ("raw", {"Content-Type": "image/png"}, data),
-        ("multipart", *_multipart("image", "photo.png", data)),
+        ("multipart", *multipart({"image": ("photo.png", data)})),
     ]:
         status, h, out = http(service + "/colorize?temperature=0.3&size=64", body, headers)
         assert status == 200, (kind, out[:300])
@@ -151,19 +112,6 @@ def test_round_trip_keeps_size_and_lightness(service):
         assert chroma(rgb) > 5, kind  # the tiny model's head favours strong colour
     status, h, out = http(service + "/colorize?format=jpeg", grey_photo(64, 48, "JPEG"), {"Content-Type": "image/jpeg"})
     assert status == 200 and h["content-type"] == "image/jpeg" and Image.open(io.BytesIO(out)).size == (64, 48)
-
-
-def _multipart(field: str, filename: str, data: bytes):
-    boundary = "colorize-test-boundary"
-    body = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
-            f"Content-Type: application/octet-stream\r\n\r\n"
-        ).encode()
-        + data
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return {"Content-Type": f"multipart/form-data; boundary={boundary}"}, body
 
 
 @pytest.mark.parametrize(
@@ -184,6 +132,23 @@ def test_refusals_are_json_with_their_status(service, name, query, headers, body
     got, h, out = http(service + "/colorize" + query, body, headers)
     assert got == status, (name, out[:300])
     assert h["content-type"] == "application/json" and json.loads(out)["status"] == status, name
+
+
+def test_hints_for_a_model_that_takes_none_are_400(service):
+    """The tiny model takes no hints: /healthz says so, and hints (query or form) and /suggest are refused."""
+    assert json.loads(http(service + "/healthz")[2])["model"]["hints"] is False
+    data, hints = grey_photo(64, 48), json.dumps([{"x": 3, "y": 4, "color": "#aa3300"}])
+    png = {"Content-Type": "image/png"}
+    for path, headers, body in [
+        ("/colorize?hints=" + urllib.parse.quote(hints), png, data),
+        ("/colorize", *multipart({"image": ("p.png", data)}, {"hints": hints})),
+        ("/suggest?x=3&y=4", png, data),
+    ]:
+        status, h, out = http(service + path, body, headers)
+        assert status == 400 and h["content-type"] == "application/json", (path, out[:300])
+        assert "takes no colour hints" in json.loads(out)["error"], (path, out[:300])
+    status, _, out = http(service + "/colorize?hints=%5B%5D", data, png)  # an empty list is no hints
+    assert status == 200, out[:300]
 
 
 def test_unknown_paths_and_methods_answer_in_the_same_json_shape(service):
@@ -244,64 +209,25 @@ def test_overload_answers_503_and_loses_nothing(service):
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    exe, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert exe and driver, "chromium and chromium-driver are missing: `make test-deps` installs them"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = exe
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1200,900"):
-        opts.add_argument(a)
-    b = webdriver.Chrome(options=opts, service=Service(driver))
-    b.set_script_timeout(30)
-    try:
+    with chromium() as b:
         yield b
-    finally:
-        b.quit()
-
-
-def _shown_image(b) -> np.ndarray:
-    """The colour image the page shows, as the browser holds it (its blob's bytes)."""
-    data = b.execute_async_script(
-        """const done = arguments[arguments.length - 1];
-        fetch(document.getElementById('result').src).then(r => r.arrayBuffer()).then(buf => {
-          let s = ''; const a = new Uint8Array(buf);
-          for (let i = 0; i < a.length; i += 8192) s += String.fromCharCode.apply(null, a.subarray(i, i + 8192));
-          done(btoa(s));
-        }).catch(e => done('ERROR ' + e));"""
-    )
-    assert not data.startswith("ERROR"), data
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
-
-
-def _wait_done(b, what: str, timeout: float = 60) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(b, timeout).until(
-        lambda d: d.execute_script(
-            "const c = document.getElementById('compare'), s = document.getElementById('status').textContent;"
-            "return c.dataset.state === 'done' && s.includes(arguments[0]) || c.dataset.state === 'error';",
-            what,
-        ),
-        message=f"page never showed {what}",
-    )
-    assert b.find_element("id", "compare").get_attribute("data-state") == "done", b.find_element("id", "status").text
 
 
 def test_page_in_headless_chromium(service, browser, tmp_path):
     photo = tmp_path / "grey photo.jpg"
     photo.write_bytes(grey_photo(320, 240, "JPEG"))
     browser.get(service + "/")
-    _wait_connected(browser)
+    wait_connected(browser)
     assert browser.find_element("id", "temperature").get_attribute("value") == str(OWN_TEMPERATURE)
     browser.find_element("id", "file").send_keys(str(photo))
-    _wait_done(browser, f"temperature {OWN_TEMPERATURE}")
+    wait_done(browser, f"temperature {OWN_TEMPERATURE}")
     size = browser.execute_script(
         "const i = document.getElementById('result'); return [i.naturalWidth, i.naturalHeight];"
     )
     assert size == [320, 240]
-    vivid = _shown_image(browser)
+    assert browser.find_element("id", "no-hints").is_displayed()  # this model takes no colour hints
+    assert not browser.find_element("id", "hinting").is_displayed()
+    vivid = shown_image(browser)
     assert vivid.shape == (240, 320, 3) and chroma(vivid) > 5, chroma(vivid)
     dl = browser.find_element("id", "download")
     assert dl.is_displayed() and dl.get_attribute("download") == "grey photo-colorized.png"
@@ -314,17 +240,9 @@ def test_page_in_headless_chromium(service, browser, tmp_path):
         "const t = document.getElementById('temperature'); t.value = '1.5';"
         "t.dispatchEvent(new Event('input', {bubbles: true}));"
     )
-    _wait_done(browser, "temperature 1.5")
-    dull = _shown_image(browser)
+    wait_done(browser, "temperature 1.5")
+    dull = shown_image(browser)
     assert dull.shape == vivid.shape and chroma(dull) < chroma(vivid) - 1, (chroma(dull), chroma(vivid))
-
-
-def _wait_connected(b, timeout: float = 30) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(b, timeout).until(
-        lambda d: not d.find_element("id", "temperature").get_attribute("disabled"), message="never read /healthz"
-    )
 
 
 def test_page_previews_tiff_keyboard_paste_size_check_examples_split(service, browser, tmp_path):
@@ -332,12 +250,12 @@ def test_page_previews_tiff_keyboard_paste_size_check_examples_split(service, br
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(service + "/")
-    _wait_connected(browser)
+    wait_connected(browser)
     # a TIFF: the browser cannot show it, so the grey side comes from the server
     tiff = tmp_path / "scan.tif"
     Image.open(io.BytesIO(grey_photo(200, 150))).save(tiff, "TIFF")
     browser.find_element("id", "file").send_keys(str(tiff))
-    _wait_done(browser, "200 x 150")
+    wait_done(browser, "200 x 150")
     WebDriverWait(browser, 30).until(
         lambda d: (
             d.execute_script(
@@ -372,7 +290,7 @@ def test_page_previews_tiff_keyboard_paste_size_check_examples_split(service, br
         }).catch(e => done('ERROR ' + e));"""
     names = json.loads(http(service + "/examples")[2])["examples"]
     assert browser.execute_async_script(paste, "examples/" + names[0], "pasted.jpg") == "ok"
-    _wait_done(browser, "done:")
+    wait_done(browser, "done:")
     assert browser.find_element("id", "download").get_attribute("download") == "pasted-colorized.png"
     # too large for the server: refused in the page, before any upload
     browser.execute_script(
@@ -387,5 +305,5 @@ def test_page_previews_tiff_keyboard_paste_size_check_examples_split(service, br
     buttons = browser.find_elements("css selector", "#examples button")
     assert len(buttons) == len(names)
     buttons[1].click()
-    _wait_done(browser, "done:")
+    wait_done(browser, "done:")
     assert browser.find_element("id", "download").get_attribute("download").startswith(names[1].rsplit(".", 1)[0])
