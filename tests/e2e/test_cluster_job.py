@@ -22,7 +22,7 @@ def two_nodes(tmp_path):
         c.stop()
 
 
-def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
+def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path, monkeypatch):
     out, runs = tmp_path / "out", tmp_path / "runs"
     sets = tiny_settings(
         "train.epochs=2",
@@ -70,6 +70,10 @@ def test_job_submit_trains_across_two_nodes(two_nodes, tmp_path):
     assert "succeeded" in (r.stdout + r.stderr)
     from ray.job_submission import JobSubmissionClient
 
+    # the client takes RAY_API_SERVER_ADDRESS, else RAY_ADDRESS, over its address argument, and this
+    # process has RAY_ADDRESS=local (conftest): it would look for "the" Ray on the host and fail with
+    # "Found multiple active Ray instances" whenever another one runs there (or pick another one)
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", two_nodes.dashboard)
     info = JobSubmissionClient(two_nodes.dashboard).get_job_info(job_id)
     assert info.runtime_env["env_vars"]["COLORIZE_RUNTIME_ENV"] == "cluster/runtime_env.yaml"  # the file was applied
     cks = sorted(p for p in (runs / "mn").glob("checkpoint_*") if (p / "meta.json").exists())
