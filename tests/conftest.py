@@ -80,6 +80,18 @@ def ckpt(tmp_path_factory):
     return tiny_generator_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test: on a busy 2-core CI machine torch's spinning threads make a
+    tiny model ~20x slower (measured); restored after it."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def corpus_dir(tmp_path_factory):
     """A folder of good, odd-but-valid and bad photos; (root, {"good": [...], "skip": {name: reason}})."""

@@ -22,17 +22,7 @@ from pipeline.video import codec, job, temporal
 from support import ROOT
 from support.video import DX, DY, pan_frames, probe, write_video
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core CI machine torch's spinning threads make a tiny model
-    ~20x slower (measured); restored after each test."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

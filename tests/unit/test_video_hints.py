@@ -18,16 +18,7 @@ from support.video import DX, DY, pan_frames
 RED = (255, 0, 0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: torch's spinning threads make a tiny model far slower on a busy 2-core
-    machine (as in tests/e2e/test_video.py)."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
