@@ -26,8 +26,9 @@ import torch  # noqa: E402
 from cpu_figures import NAMES, photos, truths  # noqa: E402
 
 from pipeline import assets  # noqa: E402
-from pipeline.core import color, hints, progress, scoring  # noqa: E402
+from pipeline.core import color, hints, scoring  # noqa: E402
 from pipeline.gan import model_ref, predict  # noqa: E402
+from pipeline.runtime import progress
 
 
 def hint_maps(crops, count: int, seed: int) -> torch.Tensor:

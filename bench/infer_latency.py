@@ -30,7 +30,7 @@ from skimage import data as skdata  # noqa: E402
 from pipeline.apply import infer  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 from pipeline.core import transforms  # noqa: E402
-from pipeline.gan import builder, model_ref, predict  # noqa: E402
+from pipeline.gan import cgan, model_ref, predict  # noqa: E402
 
 
 def photo(megapixels: float) -> bytes:
@@ -83,7 +83,7 @@ def main():
     a = ap.parse_args()
     if a.untrained:
         cfg = ExperimentConfig.from_dict({"model": {"preset": a.untrained, "norm": a.norm}})
-        G = builder.build_generator(cfg.model).eval()
+        G = cgan.build_generator(cfg.model).eval()
     else:
         G = model_ref.resolve_generator(a.model)[0]
     print(f"{torch.get_num_threads()} threads; model {a.untrained or a.model}; working size {a.size}")

@@ -44,7 +44,7 @@ def main() -> int:
     from pipeline.apply import infer
     from pipeline.config import ExperimentConfig
     from pipeline.data import storage
-    from pipeline.gan import builder, checkpoint, model_ref
+    from pipeline.gan import cgan, checkpoint, model_ref
 
     tmp = Path(tempfile.mkdtemp(prefix="infer-bench-"))
     photos = tmp / "photos"
@@ -53,7 +53,7 @@ def main() -> int:
         (photos / f"{i:04d}{p.suffix.lower()}").symlink_to(p)
     cfg = ExperimentConfig().replace({"model.preset": args.preset} if args.preset else {})
     torch.manual_seed(0)
-    G0 = builder.build_generator(cfg.model)
+    G0 = cgan.build_generator(cfg.model)
     checkpoint.save_generator(str(tmp / "ckpt"), G0, 0, 0, cfg.to_dict())
     G, info = model_ref.resolve_generator(str(tmp / "ckpt"))
 

@@ -1,7 +1,7 @@
 """Model cost: parameters and FLOPs per 256x256 image for G, D and one full training step (D step +
 G step, forward and backward, EMA update), CPU step time, and, on a GPU, img/s and MFU of the
 training step in fp32 and bf16, eager and compiled (``train.compile=on``). Models, optimisers and step are the product's
-(``pipeline.gan.builder``): channels_last on CUDA, as in training.
+(``pipeline.gan.cgan``): channels_last on CUDA, as in training.
 
     python bench/model.py [--preset full] [--sizes 128,256] [--batch 32] [--compile both] [--json F]
     python bench/model.py --config pipeline/configs/shipped-model.yaml --sizes 64,128 --cpu-batch 32 --compile off
@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from models import unwrap  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
-from pipeline.gan import builder, steps  # noqa: E402
+from pipeline.gan import batches, cgan  # noqa: E402
 
 
 def flops(fn) -> int:
@@ -35,13 +35,13 @@ def flops(fn) -> int:
     return fc.get_total_flops()
 
 
-def build(cfg, device) -> builder.GAN:
+def build(cfg, device) -> cgan.GAN:
     """The product's G, D, optimisers and EMA (channels_last on CUDA), seeded."""
     torch.manual_seed(0)
-    return builder.build(cfg, device)
+    return cgan.build(cfg, device)
 
 
-def step_fn(gan: builder.GAN, batch):
+def step_fn(gan: cgan.GAN, batch):
     """The product's training step (D step, G step, EMA update) on one fixed batch; compiled when
     the config's ``train.compile`` made the builder compile G and D."""
     w = torch.ones(unwrap(gan.G).num_bins, device=batch["L"].device)
@@ -89,7 +89,7 @@ def main():
         gan = build(cfg, cpu)
         G, D = gan.G, gan.D
         rgb = torch.randint(0, 256, (1, size, size, 3), dtype=torch.uint8)
-        b1 = steps.batch_from_rgb(rgb, G.logits_stride)
+        b1 = batches.batch_from_rgb(rgb, G.logits_stride)
         fg = flops(lambda G=G, b1=b1: G(b1["L"]))
         fd = flops(lambda D=D, b1=b1: D(b1["L"], b1["ab"]))
         fstep = flops(step_fn(gan, b1))
@@ -116,7 +116,7 @@ def cpu_variants(cfg, size, args, base):
     variants = [("fp32", cfg), ("bf16", cfg.replace({"train.amp": "bf16"}))]
     if args.config:
         recipe = config_mod.load(args.config, [])
-        amp = "bf16" if steps.uses_bf16(cpu, recipe.train.amp) else "fp32"
+        amp = "bf16" if batches.uses_bf16(cpu, recipe.train.amp) else "fp32"
         variants.append(
             (
                 f"{args.config} ({amp}, norm {recipe.model.norm})",
@@ -127,7 +127,7 @@ def cpu_variants(cfg, size, args, base):
     rows, first = [], None
     for name, c in variants:
         gan = build(c, cpu)
-        t = time_it(step_fn(gan, steps.batch_from_rgb(rgbc, gan.G.logits_stride)), cpu, 3)
+        t = time_it(step_fn(gan, batches.batch_from_rgb(rgbc, gan.G.logits_stride)), cpu, 3)
         ips = args.cpu_batch / t
         first = first or ips
         print(
@@ -153,7 +153,7 @@ def gpu_variants(cfg, size, fstep, args):
         torch.backends.cuda.matmul.allow_tf32 = False
         torch._dynamo.reset()
         gan = build(cfg.replace({"train.amp": amp, "train.compile": comp}), dev)
-        b = steps.batch_from_rgb(rgbg, gan.G.logits_stride, device=dev)
+        b = batches.batch_from_rgb(rgbg, gan.G.logits_stride, device=dev)
         b["L"] = b["L"].contiguous(memory_format=torch.channels_last)
         b["ab"] = b["ab"].contiguous(memory_format=torch.channels_last)
         try:

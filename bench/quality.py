@@ -4,7 +4,7 @@ ablation, pix2pix and all-grey, one command.
 Every trained model gets the same wall-clock training budget (``--budget``, default 120 s) on the
 same device (bf16 on CUDA), random 128x128 crops with flips of ``splits/large-train.txt`` (10,093
 photos at short side 128, ``bench/quality_data.py``). Ours is built and stepped by the product's
-code (``pipeline.gan.builder.build`` and ``GAN.train_step``, as ``pipeline/train/trainer.py``) from
+code (``pipeline.gan.cgan.build`` and ``GAN.train_step``, as ``pipeline/train/trainer.py``) from
 ``pipeline/configs/default-model.yaml``, and predicts with the EMA of G, as ``colorize infer`` does.
 Ours decodes by annealed mean at a temperature T; how T is chosen is a decoding rule
 (``TEMPERATURE_RULES``): the table reports the pre-registered ``PRIMARY_RULE``, the other rules
@@ -58,7 +58,7 @@ from models.scaling import L_to_input, ab_to_unit  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
 from pipeline.core import color, metrics, scoring  # noqa: E402
-from pipeline.gan import builder, steps  # noqa: E402
+from pipeline.gan import batches, cgan  # noqa: E402
 
 TEMPERATURES = (0.1, 0.15, 0.2, 0.25, 0.3, 0.38, 0.5, 0.7, 1.0)
 # How ours picks its annealed-mean temperature. Only val data (or none) steers a rule.
@@ -91,16 +91,16 @@ def L_of(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
-    """Ours through the product's code: ``pipeline.gan.builder`` builds G, D, their optimisers and the
+    """Ours through the product's code: ``pipeline.gan.cgan`` builds G, D, their optimisers and the
     EMA of G, and ``GAN.train_step`` is the step ``pipeline/train/trainer.py`` runs; ``GAN.generator()``
     (the EMA) predicts, as ``colorize infer`` would."""
     torch.manual_seed(cfg.data.seed)
-    gan = builder.build(cfg, device)
-    weights = steps.class_weights_tensor(prior, cfg.loss, device)
+    gan = cgan.build(cfg, device)
+    weights = batches.class_weights_tensor(prior, cfg.loss, device)
     state = {"step": 0}
 
     def step(rgb: torch.Tensor) -> Dict:
-        b = steps.batch_from_rgb(rgb, gan.G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma)
+        b = batches.batch_from_rgb(rgb, gan.G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma)
         stats = gan.train_step(b, state["step"], weights)
         state["step"] += 1
         return stats
@@ -108,13 +108,13 @@ def ours_trainer(cfg: ExperimentConfig, prior: np.ndarray, device) -> Dict:
     def predict(L: torch.Tensor, temperature: float) -> torch.Tensor:
         G = gan.generator()
         G.eval()
-        with torch.no_grad(), steps.autocast(L.device, "bf16"):
+        with torch.no_grad(), batches.autocast(L.device, "bf16"):
             return G(L, temperature)[1].float()
 
     def realness(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         """(B,1,H,W) L, (B,2,H,W) ab -> (B,) mean PatchGAN logit (higher: more real)."""
         gan.D.eval()
-        with torch.no_grad(), steps.autocast(L.device, "bf16"):
+        with torch.no_grad(), batches.autocast(L.device, "bf16"):
             return gan.D(L, ab).float().flatten(1).mean(1)
 
     return {
@@ -145,7 +145,7 @@ def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -
         lab = color.rgb_to_lab_torch(rgb.permute(0, 3, 1, 2), dim=1)
         L, ab = L_to_input(lab[:, :1]), lab[:, 1:]
         G.train(), D.train()
-        with steps.autocast(L.device, "bf16"):
+        with batches.autocast(L.device, "bf16"):
             fake = G(L)
             stats = {}
             if adversarial:
@@ -173,7 +173,7 @@ def pix2pix_trainer(ngf: int, crop: int, adversarial: bool, device, seed: int) -
 
     def predict(L: torch.Tensor, temperature=None) -> torch.Tensor:
         G.eval()
-        with torch.no_grad(), steps.autocast(L.device, "bf16"):
+        with torch.no_grad(), batches.autocast(L.device, "bf16"):
             return G(L).float()
 
     return {"step": step, "predict": predict, "params": sum(p.numel() for p in G.parameters()), "temperatures": (None,)}

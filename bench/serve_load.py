@@ -65,11 +65,11 @@ def make_model(preset: str, folder: str) -> str:
     import torch
 
     from pipeline.config import ExperimentConfig
-    from pipeline.gan import builder, checkpoint
+    from pipeline.gan import cgan, checkpoint
 
     cfg = ExperimentConfig().replace({"model.preset": preset})
     torch.manual_seed(0)
-    G = builder.build_generator(cfg.model)
+    G = cgan.build_generator(cfg.model)
     path = os.path.join(folder, "generator")
     checkpoint.save_generator(path, G, step=0, epoch=0, config=cfg.to_dict())
     return path

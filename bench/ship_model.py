@@ -1,6 +1,6 @@
 """Train the model colorize would ship, with the product's own code, and write it small.
 
-``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.gan.builder.build``
+``pipeline/configs/default-model.yaml`` on ``large-train``, built by ``pipeline.gan.cgan.build``
 and stepped by ``GAN.train_step`` (the step ``pipeline/train/trainer.py`` runs) in a plain loop, so a
 GPU machine needs torch and the data, not Ray. The EMA of G is
 written as a colorize generator checkpoint (``state.pt`` loads with ``weights_only=True``; its
@@ -29,7 +29,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from pipeline import config as config_mod  # noqa: E402
 from pipeline.config import ExperimentConfig  # noqa: E402
-from pipeline.gan import builder, checkpoint, steps  # noqa: E402
+from pipeline.gan import batches, cgan, checkpoint  # noqa: E402
 
 
 def save(
@@ -60,7 +60,7 @@ def card(cfg: ExperimentConfig, n_steps: int, train: Dict, figures: Dict, size: 
         "Caltech-101, cats and dogs), random 128x128 crops with flips; tuned on large-val only. "
         "Research use inside this project only (see shared/data's licences).",
         f"- Training: {n_steps} steps, batch {train.get('batch')}, {train.get('budget_s')} s wall clock on "
-        f"{device or 'the GPU'}, bf16, through `pipeline/gan/builder.py` (`build`, `GAN.train_step`).",
+        f"{device or 'the GPU'}, bf16, through `pipeline/gan/cgan.py` (`build`, `GAN.train_step`).",
         "- Config: `config.json` beside the weights (from `pipeline/configs/default-model.yaml`).",
     ]
     if figures:
@@ -95,13 +95,13 @@ def main(argv=None) -> Dict:
     cfg = config_mod.load(a.config, a.set)
     images = quality_data.load(a.data, a.limit, splits=("train",))["train"]
     torch.manual_seed(cfg.data.seed)
-    gan = builder.build(cfg, device)
-    weights = steps.class_weights_tensor(np.load(a.prior, allow_pickle=False), cfg.loss, device)
+    gan = cgan.build(cfg, device)
+    weights = batches.class_weights_tensor(np.load(a.prior, allow_pickle=False), cfg.loss, device)
     crops = quality_data.Crops(images, cfg.data.crop, device, cfg.data.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     n, t0 = 0, time.perf_counter()
     while True:  # the product's step, in a plain loop
-        b = steps.batch_from_rgb(
+        b = batches.batch_from_rgb(
             crops.batch(cfg.train.batch_size), gan.G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma
         )
         gan.train_step(b, n, weights)

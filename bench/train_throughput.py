@@ -3,7 +3,7 @@
 
     python bench/train_throughput.py [--preset tiny] [--crop 128] [--batch 8] [--images 128] [--compile auto] [--json F]
 
-Both paths use 1 worker and the product's model, optimisers, EMA and step (``pipeline.gan.builder``),
+Both paths use 1 worker and the product's model, optimisers, EMA and step (``pipeline.gan.cgan``),
 with the same batch and crop; the Ray path's clock starts after two warm-up steps inside the
 worker, so Ray/Train start-up is excluded.
 """
@@ -31,16 +31,16 @@ from ray.train.torch import TorchTrainer  # noqa: E402
 
 from pipeline.config import ExperimentConfig  # noqa: E402
 from pipeline.data import sources  # noqa: E402
-from pipeline.gan import builder, steps  # noqa: E402
+from pipeline.gan import batches, cgan  # noqa: E402
 from pipeline.train.trainer import to_tensors  # noqa: E402
 
 WARMUP = 2
 
 
 def make(cfg, device):
-    """The product's G, D, optimisers and EMA (``pipeline.gan.builder``), seeded; unit class weights."""
+    """The product's G, D, optimisers and EMA (``pipeline.gan.cgan``), seeded; unit class weights."""
     torch.manual_seed(0)
-    gan = builder.build(cfg, device)
+    gan = cgan.build(cfg, device)
     return gan, torch.ones(gan.G.num_bins, device=device)
 
 
@@ -53,7 +53,9 @@ def bare(cfg, steps_n):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-        b = steps.batch_from_rgb(rgb, gan.G.logits_stride, device=dev)  # host->device copy included, like the fed path
+        b = batches.batch_from_rgb(
+            rgb, gan.G.logits_stride, device=dev
+        )  # host->device copy included, like the fed path
         gan.train_step(b, i, w)
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -72,7 +74,7 @@ def fed_loop(config):
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t = time.perf_counter()
-        b = steps.batch_from_rgb(batch["rgb"], gan.G.logits_stride, device=dev)
+        b = batches.batch_from_rgb(batch["rgb"], gan.G.logits_stride, device=dev)
         gan.train_step(b, i, w)
         if i >= WARMUP:
             n += len(batch["rgb"])

@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from pipeline.core import color, scoring  # noqa: E402
-from pipeline.video import codec, job, temporal  # noqa: E402
+from pipeline.video import codec, temporal  # noqa: E402
+from pipeline.video import colorize as job
 
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4")
 
@@ -65,14 +66,14 @@ def fetch_clips(folder: Path) -> list:
 def load_model(ref, noise: bool):
     from models.layers import NoiseDropout
     from pipeline.config import ExperimentConfig
-    from pipeline.gan import builder, model_ref
+    from pipeline.gan import cgan, model_ref
 
     if ref:
         G, _ = model_ref.resolve_generator(ref)
     else:
         cfg = ExperimentConfig().replace({"model.preset": "tiny"})
         torch.manual_seed(0)
-        G = builder.build_generator(cfg.model).eval()
+        G = cgan.build_generator(cfg.model).eval()
         noise = True
     if noise:
         for m in G.modules():

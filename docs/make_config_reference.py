@@ -7,7 +7,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pipeline import config_help  # noqa: E402
+from pipeline.jobs.common import config_help  # noqa: E402
 
 if __name__ == "__main__":
     path = os.path.join(ROOT, "docs", "configuration.md")

@@ -8,8 +8,8 @@ import logging
 import sys
 from typing import List, Optional
 
-from pipeline import command_help
-from pipeline.cli_args import HelpFormatter
+from pipeline.jobs.common import command_help
+from pipeline.jobs.common.flags import HelpFormatter
 
 # subcommand -> job module, in the order `colorize --help` lists them (what people do first, first).
 # Each job module holds ``add_args(parser)`` and ``run(args) -> exit code``. Only the chosen command's
@@ -17,15 +17,15 @@ from pipeline.cli_args import HelpFormatter
 # pipeline/run.py, forwarded whole: its own parser, so `python pipeline/run.py` reads the same.
 COMMANDS = {
     "infer": "pipeline.apply.infer",
-    "video": "pipeline.video.job",
-    "serve": "pipeline.serve.job",
+    "video": "pipeline.video.colorize",
+    "serve": "pipeline.jobs.serve",
     "eval": "pipeline.apply.evaluate",
     "export": "pipeline.apply.export",
     "train": "pipeline.run",
     "tune": "tune.sweep",
     "prepare": "pipeline.data.prepare",
     "priors": "pipeline.data.priors",
-    "config": "pipeline.show_config",
+    "config": "pipeline.jobs.config",
 }
 FORWARDED = {"train"}  # their module's main(argv, prog) parses the arguments itself
 
@@ -76,7 +76,7 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
-    from pipeline.core import stops
+    from pipeline.runtime import stops
 
     stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
     try:

@@ -145,7 +145,7 @@ class TrainSection:
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
     ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
-    compile: str = "auto"  # torch.compile of G and D (pipeline.gan.builder): auto = on on CUDA, off on CPU | on | off
+    compile: str = "auto"  # torch.compile of G and D (pipeline.gan.cgan): auto = on on CUDA, off on CPU | on | off
     # colour hints of a hint model (model.hints), drawn from each training photo (pipeline.core.hints):
     hint_stop: float = 0.125  # the point count is geometric: after each point, stop with this probability
     hint_none: float = 0.0  # the share of photos trained with no hints at all, besides the count's own zeros

@@ -21,11 +21,12 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from pipeline import command_help, credentials  # noqa: E402
 from pipeline import config as config_mod  # noqa: E402
-from pipeline.cli_args import HelpFormatter, add_config_args, add_output_arg  # noqa: E402
-from pipeline.core import outputs, stops  # noqa: E402
+from pipeline import credentials  # noqa: E402
 from pipeline.data import storage  # noqa: E402
+from pipeline.jobs.common import command_help  # noqa: E402
+from pipeline.jobs.common.flags import HelpFormatter, add_config_args, add_output_arg  # noqa: E402
+from pipeline.runtime import outputs, stops  # noqa: E402
 
 log = logging.getLogger("colorize.run")
 

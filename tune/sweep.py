@@ -37,10 +37,10 @@ from ray.tune import CLIReporter
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler
 
-from pipeline import cli_args
 from pipeline import config as config_mod
 from pipeline.config import ExperimentConfig
 from pipeline.data import priors, sources, storage
+from pipeline.jobs.common import flags
 from pipeline.train import tracking, trainer
 from tune import space, state_guard
 
@@ -64,7 +64,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)")
     p.add_argument("--name", default=None, help="sweep name; the same name again resumes it")
-    cli_args.add_output_arg(
+    flags.add_output_arg(
         p, "local folder: best_config.yaml, ASHA decisions, default MLflow store", default="out/tune", dest="out"
     )
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")

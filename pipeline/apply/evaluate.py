@@ -23,12 +23,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from pipeline import cli_args
 from pipeline.config import check_range
-from pipeline.core import color, geometry, made_with, metrics, progress, scoring, transforms
+from pipeline.core import color, geometry, metrics, scoring, transforms
 from pipeline.core.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 from pipeline.data import storage
 from pipeline.gan import model_ref, predict
+from pipeline.jobs.common import flags
+from pipeline.runtime import made_with, progress
 
 EXAMPLES_KEPT = 5  # skipped paths per reason in metrics.json
 METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
@@ -36,9 +37,9 @@ METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr",
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize eval`` arguments."""
-    cli_args.add_model_args(p)
-    cli_args.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of colour photos")
-    cli_args.add_output_arg(p, "folder for metrics.json and report.html", default="out/eval", dest="out")
+    flags.add_model_args(p)
+    flags.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of colour photos")
+    flags.add_output_arg(p, "folder for metrics.json and report.html", default="out/eval", dest="out")
     p.add_argument(
         "--compare", action="append", default=[], metavar="REF", help="another model to score beside (repeatable)"
     )
@@ -59,8 +60,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "rebalanced metrics (default: the project's prior_probs.npy)",
     )
     p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
-    cli_args.add_overwrite_arg(p, "metrics.json and report.html")
-    cli_args.add_s3_args(p)
+    flags.add_overwrite_arg(p, "metrics.json and report.html")
+    flags.add_s3_args(p)
 
 
 def load_truth(

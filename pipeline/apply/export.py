@@ -14,22 +14,22 @@ import numpy as np
 import torch
 
 from models.generator import ABPredictor
-from pipeline import cli_args
-from pipeline.core import outputs
 from pipeline.data import storage
 from pipeline.gan import checkpoint, model_ref
+from pipeline.jobs.common import flags
+from pipeline.runtime import outputs
 
 log = logging.getLogger(__name__)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize export`` arguments."""
-    cli_args.add_model_args(p)
+    flags.add_model_args(p)
     out = p.add_mutually_exclusive_group(required=True)
     onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
-    cli_args.hide(onnx, "--onnx")
+    flags.hide(onnx, "--onnx")
     out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
-    cli_args.add_overwrite_arg(p, "an .onnx file")
+    flags.add_overwrite_arg(p, "an .onnx file")
 
 
 def check_output(path: str) -> None:

@@ -14,7 +14,7 @@ its colorization at each temperature side by side, labelled (named ``<name>-grid
 
 Outputs keep the inputs' names (relative to the inputs' common folder) under ``--output``; PNG and
 JPEG keep their format, anything else becomes PNG. Every name is planned before any work starts
-(``pipeline.core.outputs``): it cannot leave ``--output``, never replaces an input, two inputs never
+(``pipeline.runtime.outputs``): it cannot leave ``--output``, never replaces an input, two inputs never
 share one, and an existing output is kept unless ``--overwrite``. A file that does not decode is
 skipped and reported by reason; every other file is still written.
 """
@@ -31,17 +31,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline import cli_args
-from pipeline.apply import per_input
 from pipeline.config import check_range
-from pipeline.core import color, made_with, outputs, progress, transforms
+from pipeline.core import color, transforms
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE
-from pipeline.core.stops import remove_partials
-from pipeline.core.work_limits import TooMuchWork, check_encoded
 from pipeline.data import storage
 from pipeline.gan import checkpoint, model_ref, predict
+from pipeline.jobs.common import flags, per_input
+from pipeline.runtime import made_with, outputs, progress
+from pipeline.runtime.stops import remove_partials
+from pipeline.runtime.work_limits import TooMuchWork, check_encoded
 
 log = logging.getLogger(__name__)
 
@@ -112,13 +112,13 @@ def hints_of(args) -> List[Hint]:
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize infer`` arguments."""
-    cli_args.add_input_args(p, "a photo, folder, list file (.txt) or s3://bucket/prefix")
-    cli_args.add_output_arg(
+    flags.add_input_args(p, "a photo, folder, list file (.txt) or s3://bucket/prefix")
+    flags.add_output_arg(
         p,
         "output file (for one photo) or folder / s3:// prefix (default: PHOTO-colour.EXT next to a photo, "
         "FOLDER-colour/ beside a folder)",
     )
-    cli_args.add_model_args(p)
+    flags.add_model_args(p)
     add_size_arg(p)
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
     p.add_argument("--batch", type=int, default=16, help="photos per model call in an actor (default 16)")
@@ -131,8 +131,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
         f"side by side, labelled (named <name>{GRID_SUFFIX}.<ext>)",
     )
     add_hint_args(p)
-    cli_args.add_overwrite_arg(p)
-    cli_args.add_s3_args(p)
+    flags.add_overwrite_arg(p)
+    flags.add_s3_args(p)
 
 
 def _temperatures(text: str) -> List[float]:
@@ -312,7 +312,7 @@ def run(args) -> int:
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
     check_range("--batch", getattr(args, "batch", 16), 1, 4096)
-    args.input = cli_args.input_of(args)
+    args.input = flags.input_of(args)
     hints = hints_of(args)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     fs, paths, skipped = per_input.list_inputs(args.input, s3)

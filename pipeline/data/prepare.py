@@ -30,10 +30,12 @@ from typing import List, Optional
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline import __version__, cli_args
+from pipeline import __version__
 from pipeline.config import check_range
-from pipeline.core import color, made_with, transforms
+from pipeline.core import color, transforms
 from pipeline.data import shards, sources, storage
+from pipeline.jobs.common import flags
+from pipeline.runtime import made_with
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +44,14 @@ RUN_DIR = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{8}$")  # what prepare names a ru
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize prepare`` arguments."""
-    cli_args.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of raw photos")
-    cli_args.add_output_arg(p, "output folder or s3:// prefix (shards + manifest.json)", required=True, dest="out")
-    cli_args.add_resize_arg(p, "each photo's short side is resized to this (default 256: train with data.resize=256)")
+    flags.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of raw photos")
+    flags.add_output_arg(p, "output folder or s3:// prefix (shards + manifest.json)", required=True, dest="out")
+    flags.add_resize_arg(p, "each photo's short side is resized to this (default 256: train with data.resize=256)")
     p.add_argument("--limit", type=int, default=None, help="first N files only")
     p.add_argument("--keep-grey", action="store_true", help="keep fully grey photos (skipped by default)")
     p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")
-    cli_args.add_overwrite_arg(p, "prepared shards")
-    cli_args.add_s3_args(p)
+    flags.add_overwrite_arg(p, "prepared shards")
+    flags.add_s3_args(p)
 
 
 def prepare(

@@ -22,24 +22,26 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import ray
 
-from pipeline import assets, cli_args
+from pipeline import assets
 from pipeline.config import check_range
-from pipeline.core import color, made_with, outputs, pictures, transforms
+from pipeline.core import color, pictures, transforms
 from pipeline.data import storage
 from pipeline.data.sources import ReportSkips, SkipCollector, Source, collected, ensure_ray, single_pass_skips
+from pipeline.jobs.common import flags
+from pipeline.runtime import made_with, outputs
 
 log = logging.getLogger(__name__)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
     """``colorize priors`` arguments."""
-    cli_args.add_data_arg(
+    flags.add_data_arg(
         p, "folder, list file (.txt), s3://bucket/prefix, or skimage: (scikit-image's photos)", default="skimage:"
     )
-    cli_args.add_output_arg(
+    flags.add_output_arg(
         p, "output .npy (local or s3://); its .json and .png go beside it", default="prior_probs.npy", dest="out"
     )
-    cli_args.add_resize_arg(p, "each whole photo's short side is resized to this")
+    flags.add_resize_arg(p, "each whole photo's short side is resized to this")
     p.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
     p.add_argument("--keep-grey", action="store_true", help="count fully grey images too (skipped by default)")
     tasks = p.add_argument(
@@ -51,9 +53,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="max concurrent decode tasks (default: all CPUs)",
     )
-    cli_args.hide(tasks, "--workers")
-    cli_args.add_overwrite_arg(p, "a prior")
-    cli_args.add_s3_args(p)
+    flags.hide(tasks, "--workers")
+    flags.add_overwrite_arg(p, "a prior")
+    flags.add_s3_args(p)
 
 
 @dataclass

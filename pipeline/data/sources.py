@@ -22,10 +22,11 @@ import pyarrow.fs as pafs
 import ray
 from ray.data import DataContext
 
-from pipeline.core import split, stops, transforms
+from pipeline.core import split, transforms
 from pipeline.core.skips import SKIP_MISSING, Skips
 from pipeline.core.split import ALL, WHOLE, Part
 from pipeline.data import shards, storage
+from pipeline.runtime import stops
 
 log = logging.getLogger(__name__)
 

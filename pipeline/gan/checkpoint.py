@@ -20,7 +20,7 @@ import torch
 
 from models import Generator, unwrap
 from pipeline.config import ConfigError, ExperimentConfig
-from pipeline.gan.builder import GAN, build_generator
+from pipeline.gan.cgan import GAN, build_generator
 
 STATE = "state.pt"
 CONFIG = "config.json"

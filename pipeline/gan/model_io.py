@@ -27,8 +27,9 @@ import numpy as np
 from PIL import Image
 
 from pipeline.core import hints as hint_points
-from pipeline.core import transforms, work_limits
+from pipeline.core import transforms
 from pipeline.gan import predict
+from pipeline.runtime import work_limits
 
 COLUMN = "image"
 HINTS_COLUMN = "hints"

@@ -26,11 +26,12 @@ from PIL import Image
 
 from models.generator import HINT_CHANNELS
 from models.scaling import L_to_input, input_to_L
-from pipeline.core import color, geometry, transforms, work_limits
+from pipeline.core import color, geometry, transforms
 from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_TOO_LARGE
 from pipeline.gan import predict
+from pipeline.runtime import work_limits
 
 # Limits (the defaults of `colorize serve`; its flags and the README say the same).
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # request body

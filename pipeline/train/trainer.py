@@ -1,6 +1,6 @@
 """Ray Train glue: the per-worker loop, the trainer, and ``launch``: one tracked training run.
 
-The maths lives elsewhere (``pipeline.gan.steps``, ``pipeline.gan.builder``, ``pipeline.core.metrics``,
+The maths lives elsewhere (``pipeline.gan.batches``, ``pipeline.gan.cgan``, ``pipeline.core.metrics``,
 ``models``); this module wires it to Ray: dataset shards in, DDP around G and D,
 ``ray.train.report`` with a checkpoint each epoch, resume from the latest checkpoint (Train V2
 restores it when a run name is reused), MLflow on rank 0. ``pipeline/run.py`` and Tune's trials
@@ -31,7 +31,7 @@ from models import Generator, losses, scaling, unwrap
 from pipeline.config import ExperimentConfig
 from pipeline.core import color, metrics
 from pipeline.data import sources, storage
-from pipeline.gan import builder, checkpoint, model_ref, steps
+from pipeline.gan import batches, cgan, checkpoint, model_ref
 from pipeline.train import tracking
 from pipeline.train.tracking import Tracker
 
@@ -143,7 +143,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     torch.manual_seed(cfg.data.seed)
     if device.type == "cpu":
         torch.set_num_threads(cpu_threads(cfg))
-    gan = builder.build(cfg, device)
+    gan = cgan.build(cfg, device)
     if config.get("init") is not None:  # train.init_from; a resumed run's checkpoint overrides it below
         d_loaded = checkpoint.apply_init(gan, config["init"])
         if rank == 0:
@@ -152,7 +152,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     start_epoch, step = _resume(gan, device, rank, tracker)
     prior_np = np.asarray(config["prior"])  # (Q,)
     prior = torch.tensor(prior_np, dtype=torch.float64, device=device)
-    weights = steps.class_weights_tensor(prior_np, cfg.loss, device)
+    weights = batches.class_weights_tensor(prior_np, cfg.loss, device)
     _tag_worker_nodes(rank, tracker)
     samples = None  # rank 0's first validation images, drawn again every epoch
     for epoch in range(start_epoch, cfg.train.epochs):
@@ -176,7 +176,7 @@ def cpu_threads(cfg: ExperimentConfig) -> int:
     return cfg.train.threads or max(1, math.ceil(cfg.train.cpus_per_worker))
 
 
-def _resume(gan: builder.GAN, device, rank: int, tracker: Tracker) -> Tuple[int, int]:
+def _resume(gan: cgan.GAN, device, rank: int, tracker: Tracker) -> Tuple[int, int]:
     """(first epoch, step) to train from: after the checkpoint Ray Train hands this run (a rerun
     of the same run name, or a restart after a failure), else (0, 0)."""
     ckpt = ray.train.get_checkpoint()
@@ -191,7 +191,7 @@ def _resume(gan: builder.GAN, device, rank: int, tracker: Tracker) -> Tuple[int,
 
 
 def train_epoch(
-    gan: builder.GAN,
+    gan: cgan.GAN,
     cfg: ExperimentConfig,
     epoch: int,
     step: int,
@@ -216,7 +216,7 @@ def train_epoch(
     ):
         if loss_scale:
             ids += batch["id"]
-        b = steps.step_batch(batch, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
+        b = batches.step_batch(batch, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
         stats = gan.train_step(b, step, weights, loss_scale=loss_scale)
         step, n = step + 1, n + 1
         if rank == 0 and step % cfg.train.log_every == 0:
@@ -255,8 +255,8 @@ def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, de
             room = keep - sum(len(k) for k in kept)
             if room > 0:
                 kept.append(rgb[:room].cpu())
-            b = steps.step_batch(batch, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
-            with steps.autocast(device, cfg.train.amp):
+            b = batches.step_batch(batch, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
+            with batches.autocast(device, cfg.train.amp):
                 logits, ab = G(b["L"])
             _accumulate(sums, logits, ab, b, rgb.to(device), prior)
     G.train(was)
@@ -282,7 +282,7 @@ def _accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], tr
 
 
 def _report_epoch(
-    gan: builder.GAN, val: Dict[str, float], epoch: int, step: int, epoch_steps: int, config: Dict[str, Any], rank: int
+    gan: cgan.GAN, val: Dict[str, float], epoch: int, step: int, epoch_steps: int, config: Dict[str, Any], rank: int
 ) -> None:
     """``ray.train.report`` of the epoch's metrics with rank 0's checkpoint (every rank calls it)."""
     report = {f"val_{k}": v for k, v in val.items()}
@@ -317,7 +317,7 @@ def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[f
     was = G.training
     G.eval()
     with torch.no_grad():
-        b = steps.batch_from_rgb(rgb, G.logits_stride, device=device)
+        b = batches.batch_from_rgb(rgb, G.logits_stride, device=device)
         _, ab = G(b["L"], temperature)
         pred = _rgb_u8(b["L"], ab).permute(0, 2, 3, 1).cpu().numpy()
     G.train(was)

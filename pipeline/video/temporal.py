@@ -20,7 +20,7 @@ brown from one frame to the next. The choice made here (measured in
    state resets: the first frame of a shot is its own prediction;
 6. colour hints on the first frame travel as points along the forward flow (``carry_points``), so
    that the model is told at every frame where the hinted object now is; a point the flow loses is
-   dropped, and a cut drops them all (``pipeline.video.job.FrameColorizer`` says why).
+   dropped, and a cut drops them all (``pipeline.video.colorize.FrameColorizer`` says why).
 
 Blending in ab only: L always comes from the input frame (the caller joins it at full resolution).
 """

@@ -1,4 +1,4 @@
-"""``train.compile=on``: the product's training step (``pipeline.gan.builder``) compiled with
+"""``train.compile=on``: the product's training step (``pipeline.gan.cgan``) compiled with
 torch.compile gives the same losses as eager over the first 50 steps (CPU, tiny model).
 
 Same seed for the weights and the same 50 batches; G's dropout is off (``model.dropout=0``):
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.config import ExperimentConfig
-from pipeline.gan import builder, steps
+from pipeline.gan import batches, cgan
 from support.training import TINY
 
 STEPS = 50
@@ -46,14 +46,14 @@ def _losses(compile_: str):
     cfg = _cfg(compile_)
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    gan = builder.build(cfg, cpu)
-    assert builder.compile_enabled(cfg, cpu) is (compile_ == "on")
+    gan = cgan.build(cfg, cpu)
+    assert cgan.compile_enabled(cfg, cpu) is (compile_ == "on")
     data = torch.Generator().manual_seed(1)
     rgbs = [torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, generator=data) for _ in range(STEPS)]
     w = torch.ones(gan.G.num_bins)
     out = []
     for i, rgb in enumerate(rgbs):
-        b = steps.batch_from_rgb(rgb, gan.G.logits_stride)
+        b = batches.batch_from_rgb(rgb, gan.G.logits_stride)
         stats = gan.train_step(b, i, w, sync=True)
         out.append(stats)
     return out, gan

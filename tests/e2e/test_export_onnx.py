@@ -5,7 +5,7 @@ import pytest
 
 from pipeline import cli
 from pipeline.apply import export
-from pipeline.gan import builder, model_ref
+from pipeline.gan import cgan, model_ref
 
 
 def test_export_onnx_dynamic_size(ckpt, tmp_path):
@@ -17,4 +17,4 @@ def test_export_onnx_dynamic_size(ckpt, tmp_path):
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"L": np.zeros((3, 1, 128, 64), np.float32)})[0].shape == (3, 2, 128, 64)
     with pytest.raises(ValueError, match="disagrees"):
-        export.check_onnx(builder.build_generator({"preset": "tiny"}), str(onnx_path), 0.3)
+        export.check_onnx(cgan.build_generator({"preset": "tiny"}), str(onnx_path), 0.3)

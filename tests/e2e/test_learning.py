@@ -8,7 +8,7 @@ import torch
 from pipeline.config import ExperimentConfig
 from pipeline.core import color, geometry, transforms
 from pipeline.data import priors, storage
-from pipeline.gan import builder, steps
+from pipeline.gan import batches, cgan
 from support import ROOT
 
 
@@ -35,11 +35,11 @@ def train(photos, rebalance: bool, steps_n: int = 100):
             "train": {"ema_decay": 0.0, "amp": "off"},  # judge G's own weights, in fp32
         }
     )
-    gan = builder.build(cfg, torch.device("cpu"))
+    gan = cgan.build(cfg, torch.device("cpu"))
     G = gan.G
     prior = priors.load_prior(str(ROOT / "prior_probs.npy"), None)
-    weights = steps.class_weights_tensor(prior, cfg.loss)
-    batch = steps.batch_from_rgb(photos, G.logits_stride)
+    weights = batches.class_weights_tensor(prior, cfg.loss)
+    batch = batches.batch_from_rgb(photos, G.logits_stride)
     ces = []
     for i in range(steps_n):
         ces.append(gan.train_step(batch, i, weights, sync=True)["g_ce"])

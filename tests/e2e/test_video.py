@@ -18,7 +18,8 @@ import pytest
 from pipeline.cli import main
 from pipeline.core import color
 from pipeline.gan import model_ref
-from pipeline.video import codec, job, temporal
+from pipeline.video import codec, temporal
+from pipeline.video import colorize as job
 from support import ROOT
 from support.video import DX, DY, pan_frames, probe, write_video
 
@@ -374,7 +375,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     import resource, sys, torch
     torch.set_num_threads(1)
     from pipeline.gan import model_ref
-    from pipeline.video import job as video
+    from pipeline.video import colorize as video
     G, _ = model_ref.resolve_generator(sys.argv[1])
     r = video.colorize_video(G, sys.argv[2], sys.argv[3], 16, None, "flow")
     print(r.frames, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

@@ -64,11 +64,11 @@ def tiny_generator_checkpoint(folder: Path, temperature: float = 0.38, hints: bo
     import torch
 
     from pipeline.config import ExperimentConfig
-    from pipeline.gan import builder, checkpoint
+    from pipeline.gan import cgan, checkpoint
 
     cfg = ExperimentConfig().replace({"model.preset": "tiny", "model.temperature": temperature, "model.hints": hints})
     torch.manual_seed(0)
-    G = builder.build_generator(cfg.model)
+    G = cgan.build_generator(cfg.model)
     with torch.no_grad():
         G.head.bias.copy_(torch.linspace(-4, 4, G.num_bins))  # favours high-a bins: visibly coloured output
     d = folder / "generator"

@@ -83,7 +83,7 @@ def _help(argv, capsys) -> str:
 
 
 def test_top_level_help_lists_every_command_in_one_line(capsys):
-    from pipeline import command_help
+    from pipeline.jobs.common import command_help
 
     text = _help([], capsys)
     assert "Thin" not in text and "``" not in text  # no developer note, no RST

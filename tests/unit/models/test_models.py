@@ -11,7 +11,7 @@ from models import GENERATOR_PRESETS, Generator, GeneratorConfig, PatchDiscrimin
 from models.generator import ABPredictor
 from pipeline.config import ExperimentConfig
 from pipeline.core import color
-from pipeline.gan import builder, steps
+from pipeline.gan import batches, cgan
 
 BINS = color.ab_bins()
 Q = len(BINS)
@@ -181,19 +181,19 @@ def test_gan_losses():
 def _batch(seed=0, n=2, size=32):
     rng = np.random.default_rng(seed)
     rgb = torch.from_numpy(rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8))
-    return steps.batch_from_rgb(rgb, logits_stride=2)
+    return batches.batch_from_rgb(rgb, logits_stride=2)
 
 
 def test_batch_from_rgb_matches_colour_core():
     rgb = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8))
-    b = steps.batch_from_rgb(rgb, logits_stride=2)
+    b = batches.batch_from_rgb(rgb, logits_stride=2)
     lab = color.rgb_to_lab(rgb.numpy())
     assert np.allclose(b["L"][:, 0].numpy(), lab[..., 0] / 50 - 1, atol=1e-4)
     assert np.allclose(b["ab"].permute(0, 2, 3, 1).numpy(), lab[..., 1:], atol=1e-3)
     idx, w = b["target"]
     assert idx.shape == (2, 4, 4, 5) and torch.allclose(w.sum(-1), torch.ones(2, 4, 4))
     grey = torch.full((1, 8, 8, 3), 128, dtype=torch.uint8)
-    assert steps.batch_from_rgb(grey, 2)["colour_mask"].item() == 0.0
+    assert batches.batch_from_rgb(grey, 2)["colour_mask"].item() == 0.0
 
 
 def test_batch_from_lab_reads_shards_like_photos():
@@ -202,7 +202,7 @@ def test_batch_from_lab_reads_shards_like_photos():
     rgb = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 8, 8, 3), dtype=np.uint8))
     lab = color.rgb_to_lab_torch(rgb)  # (B,H,W,3)
     stored = {"L": color.L_to_u8(lab[..., 0]), "ab": color.ab_to_i8(lab[..., 1:])}
-    from_rgb, from_lab = steps.step_batch({"rgb": rgb}, 2), steps.step_batch(stored, 2)
+    from_rgb, from_lab = batches.step_batch({"rgb": rgb}, 2), batches.step_batch(stored, 2)
     assert (from_rgb["L"] - from_lab["L"]).abs().max() < 0.01  # L/50: 0.2 L units of rounding
     assert (from_rgb["ab"] - from_lab["ab"]).abs().max() <= 0.5 + 1e-4
     assert torch.equal(from_rgb["colour_mask"], from_lab["colour_mask"])
@@ -217,7 +217,7 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
         }
     )
     torch.manual_seed(0)
-    gan = builder.build(exp, torch.device("cpu"))
+    gan = cgan.build(exp, torch.device("cpu"))
     G, D = gan.G, gan.D
     batch = _batch()
     w = torch.ones(Q)
@@ -248,9 +248,9 @@ def test_d_and_g_steps_touch_only_their_own_parameters():
 def test_class_weights_tensor_from_prior(reference):
     prior = color.import_zhang_prior(reference / "prior_probs.npy", reference / "pts_in_hull.npy")
     cfg = ExperimentConfig().loss
-    w = steps.class_weights_tensor(prior, cfg)
+    w = batches.class_weights_tensor(prior, cfg)
     assert w.shape == (Q,) and w.dtype == torch.float32
-    unit = steps.class_weights_tensor(prior, ExperimentConfig.from_dict({"loss": {"rebalance": False}}).loss)
+    unit = batches.class_weights_tensor(prior, ExperimentConfig.from_dict({"loss": {"rebalance": False}}).loss)
     assert torch.equal(unit, torch.ones(Q))
 
 

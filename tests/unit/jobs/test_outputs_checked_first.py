@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline import cli
-from pipeline.core.outputs import output_file_problem
+from pipeline.runtime.outputs import output_file_problem
 
 
 @pytest.mark.parametrize(

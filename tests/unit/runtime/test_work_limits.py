@@ -1,4 +1,4 @@
-"""The per-photo work bound (pipeline/core/work_limits.py), one rule applied where a photo enters: the
+"""The per-photo work bound (pipeline/runtime/work_limits.py), one rule applied where a photo enters: the
 service's request, the MLflow model's rows, ``colorize infer`` and ``colorize video``. A thin strip
 is refused by its header size, before the working-size plane (gigabytes for an 8x100000 strip at a
 large working size) is ever allocated."""
@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from pipeline.apply import infer
-from pipeline.core import work_limits
 from pipeline.gan import model_io, model_ref
+from pipeline.runtime import work_limits
 from pipeline.serve import handling
 from pipeline.video import codec
-from pipeline.video import job as video
+from pipeline.video import colorize as video
 
 
 def png(a: np.ndarray) -> bytes:

@@ -9,7 +9,8 @@ from PIL import Image
 
 from pipeline import cli
 from pipeline.apply import infer
-from pipeline.core import color, outputs
+from pipeline.core import color
+from pipeline.runtime import outputs
 from support import corpus
 
 

@@ -1,6 +1,6 @@
 """What a training step is made of, pure torch (no Ray): a step's tensors from a batch (photos or
 prepared shards), the autocast rule of ``train.amp``, and the class weights from a prior. The
-step itself is the GAN's own (``pipeline.gan.builder.GAN.train_step``)."""
+step itself is the GAN's own (``pipeline.gan.cgan.GAN.train_step``)."""
 
 from __future__ import annotations
 

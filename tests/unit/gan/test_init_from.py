@@ -7,21 +7,21 @@ import torch
 
 from models import unwrap
 from pipeline.config import ExperimentConfig
-from pipeline.gan import builder, checkpoint, model_ref, steps
+from pipeline.gan import batches, cgan, checkpoint, model_ref
 from pipeline.train.trainer import with_model_of
 
 TINY = {"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2}, "loss": {"lambda_adv": 0.1}}
 
 
-def gan(seed: int, cfg=None) -> builder.GAN:
+def gan(seed: int, cfg=None) -> cgan.GAN:
     torch.manual_seed(seed)
-    return builder.build(cfg or ExperimentConfig.from_dict(TINY), torch.device("cpu"))
+    return cgan.build(cfg or ExperimentConfig.from_dict(TINY), torch.device("cpu"))
 
 
-def trained(seed: int = 0) -> builder.GAN:
+def trained(seed: int = 0) -> cgan.GAN:
     g = gan(seed)
     rgb = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
-    b = steps.batch_from_rgb(rgb, logits_stride=2)
+    b = batches.batch_from_rgb(rgb, logits_stride=2)
     for i in range(3):
         g.train_step(b, i, torch.ones(g.G.num_bins))
     return g

@@ -11,7 +11,8 @@ import pytest
 from pipeline.core import color
 from pipeline.core.hints import Hint, HintError
 from pipeline.gan import model_ref
-from pipeline.video import job, temporal
+from pipeline.video import colorize as job
+from pipeline.video import temporal
 from support.training import tiny_generator_checkpoint
 from support.video import DX, DY, pan_frames
 

@@ -15,9 +15,10 @@ from models import Generator
 from models.scaling import AB_SCALE
 from pipeline import cli
 from pipeline.config import ExperimentConfig
-from pipeline.core import color, hints, made_with
+from pipeline.core import color, hints
 from pipeline.core.hints import Hint, HintError
-from pipeline.gan import builder, checkpoint, model_io, model_ref, predict, steps
+from pipeline.gan import batches, cgan, checkpoint, model_io, model_ref, predict
+from pipeline.runtime import made_with
 from pipeline.train.trainer import with_model_of
 
 HINTED = {
@@ -134,13 +135,13 @@ def test_an_l_only_model_widened_to_take_hints_computes_the_same():
 def test_init_from_an_l_only_model_gives_a_hint_model_that_starts_where_it_was(tmp_path):
     torch.manual_seed(0)
     src = ExperimentConfig.from_dict({"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2}})
-    G = builder.build_generator(src.model)
+    G = cgan.build_generator(src.model)
     checkpoint.save_generator(str(tmp_path), G, step=1, epoch=0, config=src.to_dict())
     init, config, _ = model_ref.load_init(str(tmp_path))
     asked = ExperimentConfig.from_dict({"model": {"hints": True}})
     cfg = with_model_of(asked, config)
     assert cfg.model.hints and cfg.model.preset == "tiny"
-    gan = builder.build(cfg, torch.device("cpu"))
+    gan = cgan.build(cfg, torch.device("cpu"))
     checkpoint.apply_init(gan, init)
     L = torch.rand(1, 1, 32, 32) * 2 - 1
     with torch.no_grad():
@@ -162,13 +163,13 @@ def hint_model(tmp_path_factory):
     """(generator checkpoint folder, final batch error without hints, with 5 hints)."""
     cfg = ExperimentConfig.from_dict(HINTED)
     torch.manual_seed(0)
-    gan = builder.build(cfg, torch.device("cpu"))
+    gan = cgan.build(cfg, torch.device("cpu"))
     rng = np.random.default_rng(0)
     weights = torch.ones(gan.G.num_bins)
     for i in range(200):
-        gan.train_step(steps.batch_from_rgb(_flat_colour_batch(rng, 16), 2), i, weights)
+        gan.train_step(batches.batch_from_rgb(_flat_colour_batch(rng, 16), 2), i, weights)
     G = gan.generator().eval()
-    b = steps.batch_from_rgb(_flat_colour_batch(np.random.default_rng(1), 64), 2)
+    b = batches.batch_from_rgb(_flat_colour_batch(np.random.default_rng(1), 64), 2)
     with torch.no_grad():
         plain = (G(b["L"])[1] - b["ab"]).abs().mean().item()
         m = hints.sample_hints(b["ab"], np.random.default_rng(2), count=5)

@@ -25,7 +25,7 @@ from torch import nn
 from models import EMA, Generator, PatchDiscriminator, losses, unwrap
 from pipeline.config import ExperimentConfig
 from pipeline.core import color, hints
-from pipeline.gan.steps import autocast
+from pipeline.gan.batches import autocast
 
 
 def build_generator(model_cfg, bins: Optional[np.ndarray] = None) -> Generator:

@@ -3,7 +3,8 @@ configuration reference in docs/ is generated from the same table and is current
 
 import yaml
 
-from pipeline import cli, config, config_help
+from pipeline import cli, config
+from pipeline.jobs.common import config_help
 from support import ROOT
 
 

@@ -1,5 +1,5 @@
 """Jobs that write one output per input (``colorize infer``, ``colorize video``): is the input one
-file or many, where does each result go (``pipeline.core.outputs`` rules checked against what storage
+file or many, where does each result go (``pipeline.runtime.outputs`` rules checked against what storage
 already holds), and the summary every such job prints. No Ray.
 """
 
@@ -11,9 +11,9 @@ from typing import Callable, List, Optional, Set
 
 import pyarrow.fs as pafs
 
-from pipeline.core import made_with, outputs
 from pipeline.core.skips import Skips
 from pipeline.data import storage
+from pipeline.runtime import made_with, outputs
 
 
 def list_inputs(uri: str, s3: storage.S3Settings):

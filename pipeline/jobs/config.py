@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline import cli_args, config_help
 from pipeline import config as config_mod
 from pipeline.data.storage import redact  # a tracking URI or endpoint may carry user:password@
+from pipeline.jobs.common import config_help, flags
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    cli_args.add_config_args(p)
+    flags.add_config_args(p)
 
 
 def render(cfg: config_mod.ExperimentConfig) -> str:

@@ -1,12 +1,12 @@
-"""Output naming (pipeline.core.outputs): every result lands under the output root, under its own name,
+"""Output naming (pipeline.runtime.outputs): every result lands under the output root, under its own name,
 never on an input, never on an existing file unless asked."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.core import outputs
-from pipeline.core.outputs import DUPLICATE, EXISTS, IN_OUTPUT, UNSAFE_NAME, plan, safe_join
+from pipeline.runtime import outputs
+from pipeline.runtime.outputs import DUPLICATE, EXISTS, IN_OUTPUT, UNSAFE_NAME, plan, safe_join
 
 
 def _by_input(targets):

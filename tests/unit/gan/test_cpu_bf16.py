@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from pipeline.config import ExperimentConfig
-from pipeline.gan import builder, steps
+from pipeline.gan import batches, cgan
 
 STEPS = 40
 LOSSES = ("d_loss", "g_loss", "g_ce", "g_l1")
@@ -34,21 +34,21 @@ def _cfg(amp: str) -> ExperimentConfig:
 
 def _losses(amp: str):
     torch.manual_seed(0)
-    gan = builder.build(_cfg(amp), torch.device("cpu"))
+    gan = cgan.build(_cfg(amp), torch.device("cpu"))
     data = torch.Generator().manual_seed(1)
     w = torch.ones(gan.G.num_bins)
     out = []
     for i in range(STEPS):
         rgb = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8, generator=data)
-        out.append(gan.train_step(steps.batch_from_rgb(rgb, gan.G.logits_stride), i, w, sync=True))
+        out.append(gan.train_step(batches.batch_from_rgb(rgb, gan.G.logits_stride), i, w, sync=True))
     return out
 
 
 def test_amp_settings_on_cpu():
     cpu = torch.device("cpu")
-    assert steps.uses_bf16(cpu, "bf16") and not steps.uses_bf16(cpu, "off")
-    assert not steps.uses_bf16(cpu, "auto")  # a CPU run is fp32 unless asked
-    assert steps.uses_bf16(torch.device("cuda"), "auto")
+    assert batches.uses_bf16(cpu, "bf16") and not batches.uses_bf16(cpu, "off")
+    assert not batches.uses_bf16(cpu, "auto")  # a CPU run is fp32 unless asked
+    assert batches.uses_bf16(torch.device("cuda"), "auto")
 
 
 def test_bf16_step_matches_fp32_on_cpu():
@@ -66,10 +66,10 @@ def test_bf16_step_matches_fp32_on_cpu():
 @pytest.mark.parametrize("amp", ["off", "bf16"])
 def test_the_step_really_runs_in_the_asked_precision(amp):
     torch.manual_seed(0)
-    gan = builder.build(_cfg(amp), torch.device("cpu"))
+    gan = cgan.build(_cfg(amp), torch.device("cpu"))
     seen = []
     hook = gan.G.register_forward_hook(lambda m, i, o: seen.append(o[0].dtype))
     rgb = torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8)
-    gan.train_step(steps.batch_from_rgb(rgb, gan.G.logits_stride), 0, torch.ones(gan.G.num_bins))
+    gan.train_step(batches.batch_from_rgb(rgb, gan.G.logits_stride), 0, torch.ones(gan.G.num_bins))
     hook.remove()
     assert seen == [torch.bfloat16 if amp == "bf16" else torch.float32]  # the logits

@@ -131,11 +131,11 @@ def test_replicas_are_fixed_or_autoscaled_between_the_two_bounds():
 def hint_generator():
     """A tiny hint model whose hint channels matter (a fresh one starts by ignoring them)."""
     from pipeline.config import ExperimentConfig
-    from pipeline.gan import builder
+    from pipeline.gan import cgan
 
     cfg = ExperimentConfig().replace({"model.preset": "tiny", "model.hints": True})
     torch.manual_seed(0)
-    G = builder.build_generator(cfg.model).eval()
+    G = cgan.build_generator(cfg.model).eval()
     with torch.no_grad():
         G.stem[0].weight[:, 1:].normal_(0, 1.0)
     return G

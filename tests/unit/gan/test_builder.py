@@ -9,7 +9,7 @@ import torch
 
 from models import EMA
 from pipeline.config import ExperimentConfig
-from pipeline.gan import builder, checkpoint, model_ref, predict, steps
+from pipeline.gan import batches, cgan, checkpoint, model_ref, predict
 from support import ROOT
 
 TINY = {"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2}}
@@ -22,17 +22,17 @@ def tiny_cfg(**sections) -> ExperimentConfig:
     return ExperimentConfig.from_dict(d)
 
 
-def build(cfg, seed=0) -> builder.GAN:
+def build(cfg, seed=0) -> cgan.GAN:
     torch.manual_seed(seed)
-    return builder.build(cfg, torch.device("cpu"))
+    return cgan.build(cfg, torch.device("cpu"))
 
 
 def batch(seed=0):
     rgb = torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
-    return steps.batch_from_rgb(rgb, logits_stride=2)
+    return batches.batch_from_rgb(rgb, logits_stride=2)
 
 
-def train(gan: builder.GAN, n: int, first_step: int = 0):
+def train(gan: cgan.GAN, n: int, first_step: int = 0):
     w = torch.ones(gan.G.num_bins)
     for i in range(n):
         gan.train_step(batch(i), first_step + i, w)
@@ -134,7 +134,7 @@ def test_infer_and_eval_use_the_ema_generator(tmp_path):
 
 
 # What may build the networks, their optimisers and the EMA: the builder alone (checkpoint
-# rebuilds a served generator through builder.build_generator). bench/quality.py's pix2pix
+# rebuilds a served generator through cgan.build_generator). bench/quality.py's pix2pix
 # baseline keeps its own published Adam settings; its networks are pix2pix's, not ours.
 BUILDS = re.compile(r"\b(Generator|PatchDiscriminator|EMA)(\.from_config)?\(|torch\.optim\.Adam\(")
 
@@ -155,5 +155,5 @@ def test_training_tune_and_benches_build_through_the_builder(path):
     source = (ROOT / path).read_text()
     if path == "bench/quality.py":  # the pix2pix baseline's own optimisers
         source = re.sub(r"def pix2pix_trainer.*?\n(?=def )", "", source, flags=re.S)
-    assert not BUILDS.findall(source), f"{path} builds G/D/Adam/EMA itself: use pipeline.gan.builder"
-    assert "builder" in source or path == "tune/sweep.py"  # sweep trains through train.launch
+    assert not BUILDS.findall(source), f"{path} builds G/D/Adam/EMA itself: use pipeline.gan.cgan"
+    assert "cgan" in source or path == "tune/sweep.py"  # sweep trains through train.launch

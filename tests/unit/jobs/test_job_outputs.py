@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from pipeline import run as run_py
-from pipeline.core.outputs import temporary_outputs
+from pipeline.runtime.outputs import temporary_outputs
 from pipeline.train import tracking
 
 JOB_DIR = "/tmp/ray/session_1/runtime_resources/working_dir_files/_ray_pkg_0123abcd"

@@ -9,14 +9,14 @@ import os
 import signal
 import threading
 
-from pipeline import cli_args
+from pipeline.jobs.common import flags
 from pipeline.serve import handling
 
 log = logging.getLogger(__name__)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    cli_args.add_model_ref_args(p)
+    flags.add_model_ref_args(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     p.add_argument(

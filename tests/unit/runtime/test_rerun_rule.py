@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from pipeline import cli
-from pipeline.apply import per_input
-from pipeline.core import made_with
-from pipeline.core.outputs import output_name
+from pipeline.jobs.common import per_input
+from pipeline.runtime import made_with
+from pipeline.runtime.outputs import output_name
 from support import ROOT, corpus
 
 

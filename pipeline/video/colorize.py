@@ -4,7 +4,7 @@ still from frame to frame (``--temporal flow``, default; ``pipeline.video.tempor
 
 One video runs in-process; a folder, list file or ``s3://`` prefix runs one video per Ray Data
 task, the model in an actor pool (one GPU per actor when the cluster has GPUs), with Ray Data's
-progress bars. Output names are planned before any work (``pipeline.core.outputs``: inside ``--output``,
+progress bars. Output names are planned before any work (``pipeline.runtime.outputs``: inside ``--output``,
 never over an input, existing outputs kept unless ``--overwrite``); MP4/MOV/MKV keep their
 container, anything else becomes ``.mkv``. Decode/encode, timestamps, audio, rotation and the
 never-half-written rule: ``pipeline.video.codec``. Every frame: predict ab at the working size (as for
@@ -25,17 +25,18 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from pipeline import cli_args
-from pipeline.apply import infer, per_input
+from pipeline.apply import infer
 from pipeline.config import check_range
-from pipeline.core import color, made_with, outputs, progress
+from pipeline.core import color
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_UNREADABLE
-from pipeline.core.stops import remove_partials
-from pipeline.core.work_limits import TooMuchWork, check_shape
 from pipeline.data import storage
 from pipeline.gan import model_ref, predict
+from pipeline.jobs.common import flags, per_input
+from pipeline.runtime import made_with, outputs, progress
+from pipeline.runtime.stops import remove_partials
+from pipeline.runtime.work_limits import TooMuchWork, check_shape
 from pipeline.video import codec, temporal
 
 TEMPORAL = ("flow", "none")
@@ -45,13 +46,13 @@ COLOUR_SUFFIX = infer.COLOUR_SUFFIX  # old.mp4 -> old-colour.mp4 when no --outpu
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    cli_args.add_input_args(p, "a video, folder, list file (.txt) or s3://bucket/prefix")
-    cli_args.add_output_arg(
+    flags.add_input_args(p, "a video, folder, list file (.txt) or s3://bucket/prefix")
+    flags.add_output_arg(
         p,
         "output video file (for one video) or folder / s3:// prefix (default: VIDEO-colour.EXT next to a "
         "video, FOLDER-colour/ beside a folder)",
     )
-    cli_args.add_model_args(p)
+    flags.add_model_args(p)
     infer.add_size_arg(p)
     p.add_argument(
         "--temporal",
@@ -62,8 +63,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
     infer.add_hint_args(p, "the first frame, as a player shows it,")
-    cli_args.add_overwrite_arg(p)
-    cli_args.add_s3_args(p)
+    flags.add_overwrite_arg(p)
+    flags.add_s3_args(p)
 
 
 class FrameColorizer:
@@ -285,7 +286,7 @@ def run(args) -> int:
         check_range("--size", args.size, *infer.SIZE_RANGE)
     if args.workers is not None:
         check_range("--workers", args.workers, 1, 1024)
-    args.input = cli_args.input_of(args)
+    args.input = flags.input_of(args)
     hints = infer.hints_of(args)
     s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     fs, paths, skipped = per_input.list_inputs(args.input, s3)
