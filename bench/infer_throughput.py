@@ -2,7 +2,7 @@
 
     python bench/infer_throughput.py [--images 64] [--preset tiny] [--size 256] [--repeats 2]
 
-Measures ``pipeline.apply.infer._run_on_ray``: CPU read/decode/resize tasks -> model actors batching
+Measures ``pipeline.jobs.infer._run_on_ray``: CPU read/decode/resize tasks -> model actors batching
 by working size -> CPU join + keep-L fit in torch + encode + write tasks. It colorizes real photos
 (``../shared/data`` train split, their own sizes) with a generator of the chosen preset (random
 weights: speed does not depend on training) into a fresh folder per run, after a warm-up run (Ray
@@ -20,7 +20,6 @@ import os
 import sys
 import tempfile
 import time
-from argparse import Namespace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -41,10 +40,11 @@ def main() -> int:
     import ray
     import torch
 
-    from pipeline.apply import infer
     from pipeline.config import ExperimentConfig
     from pipeline.data import storage
     from pipeline.gan import cgan, checkpoint, model_ref
+    from pipeline.jobs import infer
+    from pipeline.jobs.common import per_input
 
     tmp = Path(tempfile.mkdtemp(prefix="infer-bench-"))
     photos = tmp / "photos"
@@ -69,11 +69,8 @@ def main() -> int:
 
     def one(run: int) -> float:
         out = tmp / f"out-{run}"
-        a = Namespace(
-            input=str(photos), output=str(out), size=args.size, workers=args.workers, overwrite=True,
-            saturation=None, temperature=None, batch=16, grid=None,
-        )  # fmt: skip
-        todo = infer._plan(a, paths, s3)
+        a = infer.Options(input=str(photos), output=str(out), size=args.size, workers=args.workers, overwrite=True)
+        todo = per_input.plan(a.input, a.output, paths, s3, a.overwrite)
         t = time.perf_counter()
         rows = infer._run_on_ray(G, info, todo, fs, a, s3)
         dt = time.perf_counter() - t

@@ -12,21 +12,10 @@ from pipeline.jobs.common import command_help
 from pipeline.jobs.common.flags import HelpFormatter
 
 # subcommand -> job module, in the order `colorize --help` lists them (what people do first, first).
-# Each job module holds ``add_args(parser)`` and ``run(args) -> exit code``. Only the chosen command's
-# module is imported (torch, Ray: seconds), so `colorize --help` stays instant. `train` is
-# pipeline/run.py, forwarded whole: its own parser, so `python pipeline/run.py` reads the same.
-COMMANDS = {
-    "infer": "pipeline.apply.infer",
-    "video": "pipeline.video.colorize",
-    "serve": "pipeline.jobs.serve",
-    "eval": "pipeline.apply.evaluate",
-    "export": "pipeline.apply.export",
-    "train": "pipeline.run",
-    "tune": "tune.sweep",
-    "prepare": "pipeline.data.prepare",
-    "priors": "pipeline.data.priors",
-    "config": "pipeline.jobs.config",
-}
+# Each job module (pipeline/jobs/) holds ``add_args(parser)`` and ``run(args) -> exit code``. Only the
+# chosen command's module is imported (torch, Ray: seconds), so `colorize --help` stays instant. `train`
+# is forwarded whole: its own parser, so `python pipeline/run.py` reads the same.
+COMMANDS = {name: f"pipeline.jobs.{name}" for name in command_help.COMMANDS}
 FORWARDED = {"train"}  # their module's main(argv, prog) parses the arguments itself
 
 

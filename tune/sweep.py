@@ -1,4 +1,4 @@
-"""``colorize tune``: a Ray Tune sweep over the loss weights, one Ray Train run per trial.
+"""A Ray Tune sweep over the loss weights, one Ray Train run per trial.
 
 - Trials: a Tune function that builds a ``TorchTrainer`` (Train V2 pattern) and forwards its
   per-epoch reports with ``TuneReportCallback``; resources per trial are the trainer's own
@@ -20,7 +20,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -40,7 +39,6 @@ from ray.tune.schedulers import ASHAScheduler
 from pipeline import config as config_mod
 from pipeline.config import ExperimentConfig
 from pipeline.data import priors, sources, storage
-from pipeline.jobs.common import flags
 from pipeline.train import tracking, trainer
 from tune import space, state_guard
 
@@ -48,32 +46,6 @@ log = logging.getLogger("colorize.tune")
 
 METRIC, MODE = "val_objective", "max"
 PARENT_TAG = "colorize.sweep"
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    """``colorize tune`` arguments."""
-    p.add_argument("--config", default=None, help="base config YAML (as for colorize train)")
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a base config value (repeatable)"
-    )
-    p.add_argument("--space", default=None, help="search space YAML (default: tune/space.yaml)")
-    p.add_argument("--num-samples", type=int, default=8, help="trials to sample (default 8)")
-    p.add_argument("--max-concurrent", type=int, default=1, help="trials running at once (default 1)")
-    p.add_argument(
-        "--gpus-per-trial", type=int, default=0, help="GPU workers per trial (sets train.num_workers, use_gpu)"
-    )
-    p.add_argument("--grace-period", type=int, default=1, help="epochs before ASHA may stop a trial (default 1)")
-    p.add_argument("--name", default=None, help="sweep name; the same name again resumes it")
-    flags.add_output_arg(
-        p, "local folder: best_config.yaml, ASHA decisions, default MLflow store", default="out/tune", dest="out"
-    )
-    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
-    p.add_argument(
-        "--trust-storage",
-        action="store_true",
-        help="restore the sweep's saved Tune state even if it does not match the digests recorded under --out "
-        "(Tune unpickles it: only for storage nobody else can write)",
-    )
 
 
 class LoggedASHA(ASHAScheduler):
@@ -217,7 +189,8 @@ class Sweep:
         return (fs, folder) if fs is not None else storage.resolve(folder, self.s3)
 
 
-def run(args) -> int:
+def run_sweep(args) -> int:
+    """The sweep ``args`` (``pipeline.jobs.tune.Options``) ask for, under its MLflow parent run."""
     config_mod.check_range("--num-samples", args.num_samples, 1, 10_000)  # Tune reads -1 as "sample forever"
     config_mod.check_range("--max-concurrent", args.max_concurrent, 1, 1024)
     config_mod.check_range("--gpus-per-trial", args.gpus_per_trial, 0, 1024)

@@ -1,2 +1,4 @@
-"""A trained model applied to photos: `colorize infer`, `colorize eval`, `colorize export`, and the
-shared frame of jobs with one output per input."""
+"""A trained model applied: ``infer`` (photos, in-process and the Ray Data stages), ``evaluate``
+(scores beside the grey baseline, the report), ``export`` (ONNX, the shipped form)."""
+
+__all__ = ["evaluate", "export", "infer"]

@@ -1,4 +1,4 @@
-"""``colorize eval``: score models on a dataset beside the all-grey baseline; write ``metrics.json``
+"""Score models on a dataset beside the all-grey baseline; write ``metrics.json``
 and a self-contained HTML report, and log both to MLflow when a run is given.
 
 Each photo is resized so its short side is ``--size`` and centre-cropped to a square (the
@@ -10,7 +10,6 @@ Progress goes to stderr.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
@@ -28,40 +27,10 @@ from pipeline.core import color, geometry, metrics, scoring, transforms
 from pipeline.core.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 from pipeline.data import storage
 from pipeline.gan import model_ref, predict
-from pipeline.jobs.common import flags
 from pipeline.runtime import made_with, progress
 
 EXAMPLES_KEPT = 5  # skipped paths per reason in metrics.json
 METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    """``colorize eval`` arguments."""
-    flags.add_model_args(p)
-    flags.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of colour photos")
-    flags.add_output_arg(p, "folder for metrics.json and report.html", default="out/eval", dest="out")
-    p.add_argument(
-        "--compare", action="append", default=[], metavar="REF", help="another model to score beside (repeatable)"
-    )
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="working size: each photo's short side is resized to this and centre-cropped square "
-        "(default: the size the model was trained at, 128 for the shipped model)",
-    )
-    p.add_argument("--limit", type=int, default=None, help="first N photos only")
-    p.add_argument("--batch", type=int, default=16, help="crops per pass through a model (default 16)")
-    p.add_argument("--examples", type=int, default=6, help="example rows in the report")
-    p.add_argument(
-        "--reference",
-        default=None,
-        help="folder with Zhang's prior_probs.npy + pts_in_hull.npy for the "
-        "rebalanced metrics (default: the project's prior_probs.npy)",
-    )
-    p.add_argument("--run-id", default=None, help="MLflow run to log to (default: MLFLOW_RUN_ID, else none)")
-    flags.add_overwrite_arg(p, "metrics.json and report.html")
-    flags.add_s3_args(p)
 
 
 def load_truth(
@@ -147,7 +116,8 @@ def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files
         client.log_artifact(run_id, f, "eval")
 
 
-def run(args) -> int:
+def evaluate(args) -> int:
+    """The eval ``args`` (``pipeline.jobs.eval.Options``) ask for; its exit code."""
     if args.size is not None:
         check_range("--size", args.size, 16, 4096)  # >= the SSIM window; the crops are SIZE x SIZE
     if args.limit is not None:

@@ -1,11 +1,10 @@
-"""``colorize export``: the generator as ONNX (L (B,1,H,W) in [-1,1] -> ab (B,2,H,W); dynamic batch,
+"""The generator as ONNX (L (B,1,H,W) in [-1,1] -> ab (B,2,H,W); dynamic batch,
 height and width), checked by onnxruntime against torch on a sample of another size; or, with
 ``--ship DIR``, in the form a model ships inside the package (fp16 weights, config, meta, a model
 card to complete): what ``pipeline/assets/model`` holds."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from typing import Optional
@@ -16,20 +15,9 @@ import torch
 from models.generator import ABPredictor
 from pipeline.data import storage
 from pipeline.gan import checkpoint, model_ref
-from pipeline.jobs.common import flags
 from pipeline.runtime import outputs
 
 log = logging.getLogger(__name__)
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    """``colorize export`` arguments."""
-    flags.add_model_args(p)
-    out = p.add_mutually_exclusive_group(required=True)
-    onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
-    flags.hide(onnx, "--onnx")
-    out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
-    flags.add_overwrite_arg(p, "an .onnx file")
 
 
 def check_output(path: str) -> None:
@@ -119,18 +107,3 @@ def model_card(info: dict, size: int) -> str:
         f"(crops of {cfg['data']['crop']}), the working size `colorize infer` uses by default.\n"
         "- Config: `config.json` beside the weights.\n"
     )
-
-
-def run(args) -> int:
-    if args.ship:
-        size = ship(args.model, args.ship, args.tracking_uri, args.temperature)
-        print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
-        return 0
-    check_output(args.onnx)  # before the model loads and the export runs, not after
-    if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):
-        raise ValueError(f"--output {args.onnx} exists: --overwrite replaces it, or give another name")
-    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    export_onnx(G, args.onnx, args.temperature)
-    err = check_onnx(G, args.onnx, args.temperature)
-    print(f"colorize export: wrote {args.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
-    return 0

@@ -1,5 +1,5 @@
-"""``colorize infer``: colorize one photo in-process, or a folder / list / ``s3://`` prefix on Ray
-Data, CPU -> GPU -> CPU:
+"""A trained generator on photos: one photo's bytes in-process (``colorize_file``), and the three
+stages of the Ray Data pipeline that ``colorize infer`` runs on many, CPU -> GPU -> CPU:
 
 1. CPU tasks (``read_decode``): read each file's bytes straight through the pyarrow file system (the
    listing already knows the files: no second stat per path, as ``read_binary_files`` would do on
@@ -9,169 +9,36 @@ Data, CPU -> GPU -> CPU:
 3. CPU tasks (``finish``): ab upsampled and joined with the full-resolution L, fitted to the gamut
    keeping L (``color.lab_to_rgb_u8``, vectorised torch), encoded and written.
 
-``--grid T1,T2,...`` writes, instead of the colour photo, a comparison sheet per photo: its L and
-its colorization at each temperature side by side, labelled (named ``<name>-grid.<ext>``).
-
-Outputs keep the inputs' names (relative to the inputs' common folder) under ``--output``; PNG and
-JPEG keep their format, anything else becomes PNG. Every name is planned before any work starts
-(``pipeline.runtime.outputs``): it cannot leave ``--output``, never replaces an input, two inputs never
-share one, and an existing output is kept unless ``--overwrite``. A file that does not decode is
-skipped and reported by reason; every other file is still written.
+A grid is, instead of the colour photo, a comparison sheet per photo: its L and its colorization at
+each temperature side by side, labelled (named ``<name>-grid.<ext>``). PNG and JPEG keep their
+format, anything else becomes PNG.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import logging
 import posixpath
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from pipeline.config import check_range
-from pipeline.core import color, transforms
 from pipeline.core import hints as hint_points
-from pipeline.core.hints import Hint, HintError
-from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE
+from pipeline.core import pictures, transforms
+from pipeline.core.hints import Hint
+from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE, SKIP_WRITE_FAILED
 from pipeline.data import storage
-from pipeline.gan import checkpoint, model_ref, predict
-from pipeline.jobs.common import flags, per_input
+from pipeline.gan import checkpoint, predict
 from pipeline.runtime import made_with, outputs, progress
-from pipeline.runtime.stops import remove_partials
 from pipeline.runtime.work_limits import TooMuchWork, check_encoded
 
-log = logging.getLogger(__name__)
-
-FORMATS = outputs.FORMATS
-output_name = outputs.output_name
-WRITE_FAILED = "write_failed"
 GRID_SUFFIX = "-grid"
-COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
-SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
-
-
-def add_size_arg(p: argparse.ArgumentParser) -> None:
-    """--size: the working size (infer and video); None means the model's own training scale."""
-    p.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
-        "(default: the size the model was trained at, 128 for the shipped model)",
-    )
-
-
-def add_hint_args(p: argparse.ArgumentParser, where: str = "the photo") -> None:
-    """--hint (repeatable) and --hints FILE.json: colour hints (infer and video)."""
-    p.add_argument(
-        "--hint",
-        action="append",
-        type=_hint,
-        default=[],
-        metavar="X,Y,#RRGGBB",
-        help=f"a colour hint: the point X,Y (pixels of {where} at its own size, from the top left) has "
-        "this colour; repeat for more points",
-    )
-    p.add_argument(
-        "--hints",
-        metavar="FILE.json",
-        default=None,
-        help='colour hints from a JSON file: [{"x": 10, "y": 20, "color": "#aa3300"}, ...]',
-    )
-
-
-def _hint(text: str) -> Hint:
-    try:
-        return hint_points.parse_hint(text)
-    except HintError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def hints_of(args) -> List[Hint]:
-    """The hints of --hint and --hints together (HintError for an unreadable file, bad entries, or
-    more than ``MAX_HINTS``); [] when neither is given."""
-    hints = list(getattr(args, "hint", None) or [])
-    path = getattr(args, "hints", None)
-    if path:
-        try:
-            with open(path, "rb") as f:
-                text = f.read(1 << 20)
-        except OSError as e:
-            raise HintError(f"--hints {path}: {e.strerror or type(e).__name__}") from None
-        try:
-            hints += hint_points.hints_from_json(text)
-        except HintError as e:
-            raise HintError(f"--hints {path}: {e}") from None
-    if len(hints) > hint_points.MAX_HINTS:
-        raise HintError(f"{len(hints)} hints: at most {hint_points.MAX_HINTS}")
-    return hints
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    """``colorize infer`` arguments."""
-    flags.add_input_args(p, "a photo, folder, list file (.txt) or s3://bucket/prefix")
-    flags.add_output_arg(
-        p,
-        "output file (for one photo) or folder / s3:// prefix (default: PHOTO-colour.EXT next to a photo, "
-        "FOLDER-colour/ beside a folder)",
-    )
-    flags.add_model_args(p)
-    add_size_arg(p)
-    p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
-    p.add_argument("--batch", type=int, default=16, help="photos per model call in an actor (default 16)")
-    p.add_argument(
-        "--grid",
-        type=_temperatures,
-        default=None,
-        metavar="T1,T2,...",
-        help="write a comparison sheet per photo instead: its L and its colorization at each temperature "
-        f"side by side, labelled (named <name>{GRID_SUFFIX}.<ext>)",
-    )
-    add_hint_args(p)
-    flags.add_overwrite_arg(p)
-    flags.add_s3_args(p)
-
-
-def _temperatures(text: str) -> List[float]:
-    try:
-        ts = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected temperatures like 0.2,0.38,0.7, got {text!r}") from None
-    if not ts or len(ts) > 16 or any(not t > 0 for t in ts):
-        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures > 0, got {text!r}")
-    return ts
-
-
-def grid_sheet(L: np.ndarray, rgbs: Sequence[np.ndarray], temperatures: Sequence[float]) -> np.ndarray:
-    """One uint8 image: the photo's L (as grey) and each colorization side by side, each under a
-    label ("L", "T=0.38", ...) in PIL's built-in font (no font files)."""
-    H, W = L.shape
-    zero = np.zeros_like(L)
-    grey = color.lab_to_rgb_u8(np.stack([L, zero, zero], -1))  # the grey of each pixel's L
-    panels = [grey, *rgbs]
-    labels = ["L"] + [f"T={t:g}" for t in temperatures]
-    band, gap = max(14, min(H, W) // 12), 4
-    sheet = Image.new("RGB", (len(panels) * W + (len(panels) - 1) * gap, H + band), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    try:
-        from PIL import ImageFont
-
-        font = ImageFont.load_default(size=max(10, band - 4))
-    except (TypeError, OSError):  # older Pillow: a fixed-size bitmap font
-        font = None
-    for i, (panel, label) in enumerate(zip(panels, labels, strict=True)):
-        x = i * (W + gap)
-        sheet.paste(Image.fromarray(panel), (x, band))
-        draw.text((x + 2, 1), label, fill=(0, 0, 0), font=font)
-    return np.asarray(sheet)
 
 
 def encode(rgb: np.ndarray, name: str, settings: Optional[dict] = None) -> bytes:
     """PNG or JPEG bytes by ``name``'s extension, recording ``settings`` (``made_with``) inside."""
-    fmt = FORMATS.get(posixpath.splitext(name)[1].lower(), "PNG")
+    fmt = outputs.FORMATS.get(posixpath.splitext(name)[1].lower(), "PNG")
     buf = io.BytesIO()
     options = {"quality": 95} if fmt == "JPEG" else {}
     Image.fromarray(rgb).save(buf, fmt, **options, **made_with.save_options(fmt, settings))
@@ -190,7 +57,7 @@ def colorize_file(
     hints: Optional[Sequence[Hint]] = None,
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
-    the comparison sheet at those temperatures (``grid_sheet``). ``show_progress``: a bar of the
+    the comparison sheet at those temperatures (``pictures.grid_sheet``). ``show_progress``: a bar of the
     steps for photos big enough to take a while. ``hints``: points of this photo (HintError when
     one lies outside it)."""
     try:
@@ -217,7 +84,7 @@ def colorize_file(
         for t in grid:
             rgbs.append(predict.join_full(L, predict.predict_ab_batch(G, x, t, device, hint_map)[0]))
             steps.update()
-        return grid_sheet(L, rgbs, grid), None
+        return pictures.grid_sheet(L, rgbs, grid), None
 
 
 _NONE = np.zeros((1, 1), np.float32)  # the L / input of a skipped row (Ray's tensor columns want an array)
@@ -260,7 +127,7 @@ class ModelActor:
     together (photos of one shape share a size)."""
 
     def __init__(self, weights: list, temperatures: list):
-        import ray  # not at the top: see _run_on_ray
+        import ray  # not at the top: one photo runs without Ray
 
         state, config = ray.get(weights[0])
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -295,169 +162,12 @@ def finish(
             target = ""
         else:
             rgbs = [predict.join_full(L, torch.from_numpy(np.ascontiguousarray(a))) for a in ab]
-            rgb = grid_sheet(L, rgbs, grid) if grid else rgbs[0]
+            rgb = pictures.grid_sheet(L, rgbs, grid) if grid else rgbs[0]
             try:
                 storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
             except (storage.StorageError, OSError) as e:
-                skip, target = f"{WRITE_FAILED}: {storage.redact(str(e))[:200]}", ""
+                skip, target = f"{SKIP_WRITE_FAILED}: {storage.redact(str(e))[:200]}", ""
         res["path"].append(str(path))
         res["out"].append(str(target))
         res["skip"].append(str(skip or ""))
     return res
-
-
-def run(args) -> int:
-    if args.size is not None:
-        check_range("--size", args.size, *SIZE_RANGE)
-    if args.workers is not None:
-        check_range("--workers", args.workers, 1, 1024)
-    check_range("--batch", getattr(args, "batch", 16), 1, 4096)
-    args.input = flags.input_of(args)
-    hints = hints_of(args)
-    s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
-    fs, paths, skipped = per_input.list_inputs(args.input, s3)
-    single = per_input.is_single_file(args.input, paths)
-    if hints and not single:
-        raise HintError("colour hints are points of one photo: give a single photo with --hint/--hints")
-    suffix = GRID_SUFFIX if getattr(args, "grid", None) else COLOUR_SUFFIX
-    args.output = args.output or per_input.default_output(args.input, single, output_name, suffix)
-    if single:
-        return _one_photo(args, fs, paths[0], s3, hints)
-    listed = len(paths) + skipped.total
-    planned = _plan(args, paths, s3)
-    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    args.size = predict.working_size(G, args.size)
-    settings = _settings(args, G, info)
-    planned = per_input.check_kept(planned, settings, s3)
-    skipped.add_all((t.path, t.skip) for t in planned if not t.out)
-    todo = [t for t in planned if t.out]
-    written = 0
-    if todo:
-        rows = _run_on_ray(G, info, todo, fs, args, s3, settings)
-        written = sum(1 for r in rows if r["out"])
-        skipped.add_all((r["path"], r["skip"].split(":")[0]) for r in rows if not r["out"])
-    print(
-        f"colorize infer: {written} of {listed} written to {storage.redact(args.output)} "
-        f"(model {info['ref']}, T={_shown_t(args, G)})"
-    )
-    per_input.print_skips(skipped)
-    return per_input.exit_code(written, skipped, WRITE_FAILED)
-
-
-def _settings(args, G, info, hints: Sequence[Hint] = ()) -> dict:
-    """The settings this run's results record (``made_with``): the model, its temperature(s), the
-    size, and the hints when there are any."""
-    temperatures = list(getattr(args, "grid", None) or [args.temperature or G.temperature])
-    more = {"hints": [h.to_json() for h in hints]} if hints else {}
-    return made_with.photo_settings(info["ref"], temperatures, args.size, **more)
-
-
-def _one_photo(args, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint] = ()) -> int:
-    """One photo, in-process: its target checked before any work."""
-    out = _single_target(args.input, args.output, path, GRID_SUFFIX if getattr(args, "grid", None) else "")
-    storage.check_writable_parent(out, s3)
-    G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    predict.check_takes_hints(G, hints)
-    args.size = predict.working_size(G, args.size)
-    settings = _settings(args, G, info, hints)
-    if storage.exists(out, s3) and not args.overwrite:
-        return per_input.report_kept("colorize infer", out, settings, s3)
-    try:
-        with fs.open_input_stream(path) as f:
-            data = f.read()
-    except OSError as e:
-        why = e.strerror or type(e).__name__
-        print(f"colorize infer: skipped {storage.redact(args.input)}: {SKIP_UNREADABLE} ({why})")
-        return 1
-    grid = getattr(args, "grid", None)
-    rgb, skip = colorize_file(G, data, args.size, args.temperature, grid=grid, show_progress=True, hints=hints)
-    if rgb is None:
-        print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}")
-        return 1
-    try:
-        storage.write_bytes_atomic(out, encode(rgb, out, settings), s3)
-    except OSError as e:
-        raise storage.StorageError(f"cannot write {storage.redact(out)}: {e.strerror or type(e).__name__}") from None
-    print(f"colorize infer: wrote {storage.redact(out)} (model {info['ref']}, T={_shown_t(args, G)})")
-    return 0
-
-
-def _shown_t(args, G) -> str:
-    grid = getattr(args, "grid", None)
-    return ",".join(f"{t:g}" for t in grid) if grid else f"{args.temperature or G.temperature:g}"
-
-
-def _single_target(input_uri: str, output: str, src: str, suffix: str = "") -> str:
-    """Where one photo's result goes: ``--output`` itself when it names a PNG/JPEG file, else a file
-    of the input's name inside that folder. Never the input itself."""
-    src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
-    out = output
-    if (
-        per_input.canonical(out) != per_input.canonical(src_uri) and posixpath.splitext(out)[1].lower() not in FORMATS
-    ):  # a folder
-        out = posixpath.join(out, output_name(posixpath.basename(src), suffix))
-    if per_input.canonical(out) == per_input.canonical(src_uri):
-        raise storage.StorageError(
-            f"--output {storage.redact(out)} is the input itself: colorize never writes over "
-            "its input; give another file or folder"
-        )
-    return out
-
-
-def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target]:
-    """Every input's output path (or why it gets none), decided before any work starts."""
-    suffix = GRID_SUFFIX if getattr(args, "grid", None) else ""
-    return per_input.plan(args.input, args.output, paths, s3, args.overwrite, suffix=suffix)
-
-
-def _run_on_ray(
-    G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Settings, settings: Optional[dict] = None
-) -> List[Dict[str, str]]:
-    """Colorize the planned inputs on Ray Data (CPU read/decode -> model actors -> CPU join/write);
-    one row {"path", "out", "skip"} per input."""
-    # Ray (and pipeline.data.sources, which imports it) here, not at the top: one photo is colorized
-    # in-process (_one_photo) and never pays the seconds that importing Ray takes.
-    import ray
-
-    from pipeline.data import sources
-
-    sources.ensure_ray()
-    sources.configure_io_retries()
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    actors = args.workers or (gpus if gpus else max(1, min(4, int(ray.cluster_resources().get("CPU", 2)) // 2)))
-    grid = getattr(args, "grid", None)
-    temperatures = list(grid) if grid else [args.temperature]
-    weights = ray.put((G.state_dict(), info["config"]))
-    files_per_block = 8
-    ds = ray.data.from_items(
-        [{"path": t.path, "out": t.out} for t in todo], override_num_blocks=max(1, -(-len(todo) // files_per_block))
-    )
-    ds = ds.map_batches(
-        read_decode, fn_kwargs=dict(fs=fs, size=args.size), batch_size=None, num_cpus=0.5, batch_format="numpy"
-    )
-    ds = ds.map_batches(
-        ModelActor,
-        fn_constructor_kwargs=dict(weights=[weights], temperatures=temperatures),
-        batch_size=getattr(args, "batch", 16),
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_gpus=1 if gpus else 0,
-        num_cpus=1 if not gpus else 0.5,
-    )
-    ds = ds.map_batches(
-        finish,
-        fn_kwargs=dict(s3=s3.to_dict(), grid=grid, settings=settings),
-        batch_size=4,
-        num_cpus=0.5,
-        batch_format="numpy",
-    )
-    try:
-        rows = ds.take_all()
-    except BaseException:  # a stop or a failure: the workers go first, then what they left half-written
-        ray.shutdown()
-        remove_partials([t.out for t in todo])
-        raise
-    seen = {r["path"] for r in rows}
-    paths = [t.path for t in todo]
-    rows += [{"path": p, "out": "", "skip": SKIP_MISSING} for p in paths if p not in seen]  # never lost silently
-    return rows

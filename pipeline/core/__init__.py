@@ -1,2 +1,11 @@
-"""The pure core: colour maths, geometry, the split rule, skips, output names, metrics and scoring,
-per-file decoding. numpy/torch only: no Ray, no storage, no models beyond their scalings."""
+"""Colour science and geometry, pure numpy/torch: no Ray, no storage, no models beyond their scalings.
+Its public face, what other layers may import:
+
+- ``color``: sRGB<->Lab, the keep-L gamut rule, the ab grid and bins, soft encoding, priors/weights
+- ``geometry``: resizing and crop windows;  ``transforms``: per-file decoding and per-batch steps
+- ``hints``: colour hints (points of a photo and their colours) and the generator's hint map
+- ``skips``: skip reasons and their counts;  ``split``: photo ids and the train/val rule
+- ``metrics``, ``scoring``: validation metrics, scoring 8-bit outputs;  ``pictures``: image grids, ab plots
+"""
+
+__all__ = ["color", "geometry", "hints", "metrics", "pictures", "scoring", "skips", "split", "transforms"]

@@ -54,3 +54,27 @@ def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def grid_sheet(L: np.ndarray, rgbs: Sequence[np.ndarray], temperatures: Sequence[float]) -> np.ndarray:
+    """One uint8 image: the photo's L (as grey) and each colorization side by side, each under a
+    label ("L", "T=0.38", ...) in PIL's built-in font (no font files)."""
+    H, W = L.shape
+    zero = np.zeros_like(L)
+    grey = color.lab_to_rgb_u8(np.stack([L, zero, zero], -1))  # the grey of each pixel's L
+    panels = [grey, *rgbs]
+    labels = ["L"] + [f"T={t:g}" for t in temperatures]
+    band, gap = max(14, min(H, W) // 12), 4
+    sheet = Image.new("RGB", (len(panels) * W + (len(panels) - 1) * gap, H + band), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    try:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=max(10, band - 4))
+    except (TypeError, OSError):  # older Pillow: a fixed-size bitmap font
+        font = None
+    for i, (panel, label) in enumerate(zip(panels, labels, strict=True)):
+        x = i * (W + gap)
+        sheet.paste(Image.fromarray(panel), (x, band))
+        draw.text((x + 2, 1), label, fill=(0, 0, 0), font=font)
+    return np.asarray(sheet)

@@ -26,6 +26,8 @@ SKIP_SYMLINK_LOOP = "symlink_loop"  # a link back to a folder above it: not foll
 SKIP_DUPLICATE = "duplicate"  # a file or folder already listed under another name (links)
 SKIP_BAD_NAME = "bad_name"  # a control character (newline, tab ...) or bytes that are not UTF-8 in the path
 LISTING_REASONS = (SKIP_MISSING, SKIP_UNREADABLE, SKIP_SYMLINK_LOOP, SKIP_DUPLICATE, SKIP_BAD_NAME)
+# Jobs with one output per input (infer, video): the result could not be written.
+SKIP_WRITE_FAILED = "write_failed"
 
 MAX_EXAMPLES = 20  # paths kept per reason
 

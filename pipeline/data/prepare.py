@@ -1,4 +1,4 @@
-"""``colorize prepare``: raw photos decoded once into compact Parquet shards that training and the
+"""Raw photos decoded once into compact Parquet shards that training and the
 priors job stream for many epochs without decoding a JPEG again (format: ``pipeline.data.shards``).
 
 ``colorize prepare --data URI --out URI [--size N]`` runs on Ray Data: read (folder, list file,
@@ -17,7 +17,6 @@ before it (``remove_orphan_runs``: only folders named as runs are, started befor
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import logging
@@ -31,27 +30,12 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from pipeline import __version__
-from pipeline.config import check_range
 from pipeline.core import color, transforms
 from pipeline.data import shards, sources, storage
-from pipeline.jobs.common import flags
-from pipeline.runtime import made_with
 
 log = logging.getLogger(__name__)
 
 RUN_DIR = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{8}$")  # what prepare names a run's folder: start time, random
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    """``colorize prepare`` arguments."""
-    flags.add_data_arg(p, "folder, list file (.txt) or s3://bucket/prefix of raw photos")
-    flags.add_output_arg(p, "output folder or s3:// prefix (shards + manifest.json)", required=True, dest="out")
-    flags.add_resize_arg(p, "each photo's short side is resized to this (default 256: train with data.resize=256)")
-    p.add_argument("--limit", type=int, default=None, help="first N files only")
-    p.add_argument("--keep-grey", action="store_true", help="keep fully grey photos (skipped by default)")
-    p.add_argument("--shard-mb", type=int, default=256, help="target shard size in MiB (default 256)")
-    flags.add_overwrite_arg(p, "prepared shards")
-    flags.add_s3_args(p)
 
 
 def prepare(
@@ -173,28 +157,3 @@ def summary(manifest: dict, out: str) -> str:
         f"{len(manifest['shards'])} shard(s), {mb:.1f} MiB, under {storage.redact(out)} (run {manifest['run']}); "
         f"skipped {manifest['skipped'] or 'none'}; {manifest['seconds']} s"
     )
-
-
-def run(args) -> int:
-    """``colorize prepare`` entry point: builds the S3 settings, runs, prints the summary."""
-    check_range("--resize", args.size, 8, 8192)
-    check_range("--shard-mb", args.shard_mb, 1, 65536)
-    if args.limit is not None:
-        check_range("--limit", args.limit, 1, None)
-    s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
-    if not getattr(args, "overwrite", False) and shards.is_prepared(args.out, s3):
-        old = shards.read_manifest(args.out, s3)  # the rerun rule (pipeline.made_with)
-        asked = {"source": storage.redact(args.data), "size": args.size, "skip_grey": not args.keep_grey}
-        asked["limit"] = args.limit
-        return made_with.report("colorize prepare", storage.redact(args.out), {k: old.get(k) for k in asked}, asked)
-    manifest = prepare(
-        args.data,
-        args.out,
-        size=args.size,
-        limit=args.limit,
-        skip_grey=not args.keep_grey,
-        s3=s3,
-        shard_mb=args.shard_mb,
-    )
-    print(summary(manifest, args.out))
-    return 0

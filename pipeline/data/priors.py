@@ -8,7 +8,6 @@ and a ``.png`` of the prior and its rebalancing weights on the ab plane.
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import hashlib
 import io
@@ -23,39 +22,11 @@ import numpy as np
 import ray
 
 from pipeline import assets
-from pipeline.config import check_range
 from pipeline.core import color, pictures, transforms
 from pipeline.data import storage
 from pipeline.data.sources import ReportSkips, SkipCollector, Source, collected, ensure_ray, single_pass_skips
-from pipeline.jobs.common import flags
-from pipeline.runtime import made_with, outputs
 
 log = logging.getLogger(__name__)
-
-
-def add_args(p: argparse.ArgumentParser) -> None:
-    """``colorize priors`` arguments."""
-    flags.add_data_arg(
-        p, "folder, list file (.txt), s3://bucket/prefix, or skimage: (scikit-image's photos)", default="skimage:"
-    )
-    flags.add_output_arg(
-        p, "output .npy (local or s3://); its .json and .png go beside it", default="prior_probs.npy", dest="out"
-    )
-    flags.add_resize_arg(p, "each whole photo's short side is resized to this")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N files (sorted)")
-    p.add_argument("--keep-grey", action="store_true", help="count fully grey images too (skipped by default)")
-    tasks = p.add_argument(
-        "--tasks",
-        "--workers",
-        dest="workers",
-        type=int,
-        default=None,
-        metavar="N",
-        help="max concurrent decode tasks (default: all CPUs)",
-    )
-    flags.hide(tasks, "--workers")
-    flags.add_overwrite_arg(p, "a prior")
-    flags.add_s3_args(p)
 
 
 @dataclass
@@ -319,42 +290,3 @@ def summary(result: PriorResult, written: List[str], top: int = 5) -> str:
         "wrote: " + ", ".join(storage.redact(w) for w in written),
     ]
     return "\n".join(lines)
-
-
-def _rerun(args, s3: Optional[storage.S3Settings]) -> int:
-    """A prior exists at --output: kept when its provenance shows these settings (exit 0), else one
-    line saying what differs (exit 1). Never replaced without --overwrite (pipeline.made_with's rule)."""
-    meta = read_provenance(args.out, s3)
-    asked = {"data_uri": storage.redact(args.data), "size": args.size, "skip_grey": not args.keep_grey}
-    asked["limit"] = args.limit
-    recorded = None if meta is None else {k: meta.get(k) for k in asked}
-    return made_with.report("colorize priors", storage.redact(args.out), recorded, asked)
-
-
-def run(args) -> int:
-    """``colorize priors`` entry point (argparse namespace from pipeline.cli)."""
-    check_range("--resize", args.size, 8, 8192)
-    for flag, value in (("--limit", args.limit), ("--tasks", args.workers)):
-        if value is not None:
-            check_range(flag, value, 1, None)
-    s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
-    is_folder = not storage.is_s3(args.out) and os.path.isdir(args.out)
-    problem = outputs.output_file_problem(args.out, ".npy")
-    problem = "is a folder; give a file name ending in .npy" if is_folder else problem
-    if problem:  # before the work; a folder would leave DIR/.json and DIR/.png behind
-        raise storage.StorageError(f"--output {storage.redact(args.out)}: {problem} (its .json and .png go beside it)")
-    storage.check_writable_parent(args.out, s3)  # fail before the work, not after
-    if not getattr(args, "overwrite", False) and storage.exists(args.out, s3):
-        return _rerun(args, s3)
-    result = compute_prior(
-        args.data,
-        size=args.size,
-        limit=args.limit,
-        skip_grey=not args.keep_grey,
-        s3=s3,
-        workers=args.workers,
-    )
-    meta = provenance(result, args.data, args.size, not args.keep_grey, args.limit)
-    written = write_prior(result, args.out, meta, s3)
-    print(summary(result, written))
-    return 0

@@ -15,6 +15,7 @@ import logging
 import os
 import posixpath
 import re
+import shutil
 import stat
 import tempfile
 from collections import deque
@@ -417,6 +418,23 @@ def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings]) -> None:
             f.write(data)
     except OSError as e:
         raise StorageError(f"cannot write {uri}: {_short(e)}") from None
+
+
+COPY_CHUNK = 8 << 20  # streamed copies between storage and local files, this much at a time
+
+
+def download(fs: pafs.FileSystem, path: str, local: str) -> None:
+    """Copy ``path`` of ``fs`` to the local file ``local``, streamed (OSError when it cannot be read)."""
+    with fs.open_input_stream(path) as f, open(local, "wb") as g:
+        shutil.copyfileobj(f, g, COPY_CHUNK)
+
+
+def upload(local: str, uri: str, s3: Optional[S3Settings]) -> None:
+    """Copy the local file ``local`` to ``uri``, streamed; on S3 the object appears only when its
+    upload completes, never half-written (OSError when it cannot be written)."""
+    fs, path = resolve(uri, s3)
+    with open(local, "rb") as f, fs.open_output_stream(path) as g:
+        shutil.copyfileobj(f, g, COPY_CHUNK)
 
 
 def read_bytes(uri: str, s3: Optional[S3Settings]) -> bytes:

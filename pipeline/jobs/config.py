@@ -5,10 +5,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 from pipeline import config as config_mod
 from pipeline.data.storage import redact  # a tracking URI or endpoint may carry user:password@
 from pipeline.jobs.common import config_help, flags
+
+
+@dataclass(kw_only=True)
+class Options:
+    config: Optional[str] = None
+    overrides: List[str] = field(default_factory=list)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -30,6 +38,7 @@ def render(cfg: config_mod.ExperimentConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config, args.overrides)  # ConfigError: one line from the CLI
+    o = flags.options(Options, args)
+    cfg = config_mod.load(o.config, o.overrides)  # ConfigError: one line from the CLI
     sys.stdout.write(render(cfg))
     return 0

@@ -1,1 +1,4 @@
-"""`colorize serve`: the job, the Ray Serve application, the request rules."""
+"""Serving a model online: ``app`` (the Ray Serve application) and ``handling`` (the request rules
+and the service's CPU / batched-model halves)."""
+
+__all__ = ["app", "handling"]

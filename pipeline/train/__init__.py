@@ -1,1 +1,4 @@
-"""Training on Ray Train (the per-worker loop, the trainer, one tracked run) and MLflow tracking."""
+"""Training on Ray Train. Its public face: ``trainer`` (the per-worker loop, the trainer, one
+tracked run) and ``tracking`` (MLflow, best effort: runs, params, metrics, artifacts, the model)."""
+
+__all__ = ["tracking", "trainer"]

@@ -18,40 +18,31 @@ from support import ROOT
 PACKAGES = ("pipeline", "models", "tune", "bench")
 # Folders of scripts that put themselves on sys.path: there `import common` is bench/common.py.
 SCRIPT_FOLDERS = ("bench",)
+# Every module directly in pipeline/jobs/ is a job: the module of one ``colorize`` command (what the
+# jobs share lives in pipeline/jobs/common/). Each job is a unit of its own, so no job imports another.
+JOBS = tuple(
+    sorted(f"pipeline.jobs.{f.stem}" for f in (ROOT / "pipeline" / "jobs").glob("*.py") if f.stem != "__init__")
+)
 # The layers, bottom first. A module may import its own unit and the units of lower layers; never a
 # peer in its own layer, never a unit above. Every module belongs to a unit: a new subpackage (or a
 # new module directly in pipeline/) is placed here, in the order its imports allow.
 LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("models",),  # pure torch; the generator's shape (GeneratorConfig) lives with it
     ("pipeline.credentials",),  # no imports from the project: config and storage refuse with it
-    (
-        "pipeline",
-        "pipeline.config",
-        "pipeline.jobs.common.flags",
-        "pipeline.jobs.common",
-        "pipeline.assets",
-        "pipeline.configs",
-        "pipeline.version",
-    ),
-    ("pipeline.jobs.common.config_help", "pipeline.jobs.common.command_help"),
-    ("pipeline.core",),  # pure numpy/torch: colour, geometry, split, skips, output names, metrics, decoding
-    ("pipeline.runtime",),
-    ("pipeline.data",),  # storage, Ray Data sources and shards, the priors and prepare jobs
-    ("pipeline.gan",),  # the model: builder and step, checkpoints, references, prediction, MLflow form
-    ("pipeline.jobs.common.per_input",),
-    (
-        "pipeline.train",
-        "pipeline.apply",
-        "pipeline.serve",
-        "pipeline.jobs.config",
-    ),  # the jobs that train, apply and serve a model
-    ("pipeline.video", "pipeline.run", "pipeline.jobs.serve", "pipeline.jobs"),  # transitional
-    ("tune",),  # every trial is pipeline.run's training
-    ("pipeline.cli",),  # one command per job
+    ("pipeline", "pipeline.config", "pipeline.version", "pipeline.assets", "pipeline.configs"),
+    ("pipeline.core",),  # colour science and geometry, pure numpy/torch: colour, hints, decoding, metrics, split
+    ("pipeline.runtime",),  # run-time helpers: output names and the rerun rule, progress, stops, work limits
+    ("pipeline.data",),  # storage, Ray Data sources and shards, the prior and prepare work
+    ("pipeline.gan",),  # the model: the GAN and its step, batches, checkpoints, references, prediction, MLflow form
+    ("pipeline.train", "pipeline.apply", "pipeline.serve", "pipeline.video"),  # libraries: train, apply, serve a model
+    ("tune",),  # the sweep: every trial is one training (pipeline.train)
+    ("pipeline.jobs.common",),  # what several jobs share: flags, help texts, the per-input skeleton
+    JOBS,  # one module per command; peers, so a job never imports another job
+    ("pipeline.jobs", "pipeline.run", "pipeline.cli"),  # the jobs' public face; `python pipeline/run.py`; `colorize`
     ("bench",),  # benchmarks call product code; product code never calls them
 )
 # Units that hold only their own module: ``pipeline`` is pipeline/__init__.py, not what lies below it.
-EXACT_UNITS = {"pipeline", "pipeline.jobs", "pipeline.jobs.common"}
+EXACT_UNITS = {"pipeline", "pipeline.jobs"}
 # Modules that may `import ray` (the Ray I/O layer and the Ray jobs); everything else runs without it.
 RAY_ALLOWED = {
     "pipeline.data.sources",
@@ -59,11 +50,12 @@ RAY_ALLOWED = {
     "pipeline.data.priors",
     "pipeline.data.prepare",
     "pipeline.train.trainer",
-    "pipeline.run",
-    "pipeline.video.colorize",
     "pipeline.apply.infer",
-    "pipeline.jobs.serve",
+    "pipeline.video.colorize",
     "pipeline.serve.app",
+    "pipeline.jobs.common.per_input",
+    "pipeline.jobs.serve",
+    "pipeline.jobs.train",
 }
 RAY_ALLOWED_PACKAGES = ("tune", "bench")
 
@@ -330,6 +322,12 @@ def test_imports_follow_the_layers(graph):
     assert not bad, "imports against the layers (LAYERS, bottom first):\n  " + "\n  ".join(bad)
 
 
+def test_every_command_is_a_job_of_the_jobs_layer():
+    from pipeline import cli
+
+    assert set(cli.COMMANDS.values()) == set(JOBS), "every `colorize` command is one module of pipeline/jobs/"
+
+
 def test_the_layer_check_finds_planted_upward_sideways_and_unplaced_modules(tmp_path):
     root = _write(
         tmp_path,
@@ -346,7 +344,12 @@ def test_the_layer_check_finds_planted_upward_sideways_and_unplaced_modules(tmp_
             "pipeline/apply/__init__.py": "",
             "pipeline/apply/infer.py": "from pipeline.gan import cgan\n",
             "pipeline/video/__init__.py": "",
-            "pipeline/video/colorize.py": "from pipeline.apply import infer  # allowed: apply is below video\n",
+            "pipeline/video/colorize.py": "from pipeline.gan import cgan  # allowed: gan is below video\n",
+            "pipeline/jobs/__init__.py": "",
+            "pipeline/jobs/common/__init__.py": "",
+            "pipeline/jobs/common/per_input.py": "from pipeline.apply import infer\n",  # allowed: below the jobs
+            "pipeline/jobs/infer.py": "from pipeline.jobs.common import per_input\nfrom pipeline.apply import infer\n",
+            "pipeline/jobs/video.py": "def run():\n    from pipeline.jobs import infer  # a job importing a job\n",
             "pipeline/stray.py": "from pipeline.core import color\n",
             "bench/quality.py": "import ship\nfrom pipeline.gan import cgan\n",
             "bench/ship.py": "def main():\n    import quality\n",
@@ -360,8 +363,66 @@ def test_the_layer_check_finds_planted_upward_sideways_and_unplaced_modules(tmp_
     ]
     assert layer_violations(edges) == [
         "pipeline.core.color -> pipeline.gan.cgan: pipeline.gan is a layer above of pipeline.core",
+        "pipeline.jobs.video -> pipeline.jobs.infer: pipeline.jobs.infer is a peer in the same layer of "
+        "pipeline.jobs.video",
         "pipeline.stray: in no layer (place its unit in LAYERS)",
         "pipeline.train.trainer -> pipeline.apply.infer: pipeline.apply is a peer in the same layer of pipeline.train",
+    ]
+
+
+def public_faces(root: Path) -> Dict[str, Optional[Set[str]]]:
+    """{subpackage of pipeline/: the modules its ``__init__.py`` names in ``__all__``, None without one}."""
+    faces: Dict[str, Optional[Set[str]]] = {}
+    for init in sorted((root / "pipeline").glob("*/**/__init__.py")):
+        package = ".".join(init.parent.relative_to(root).parts)
+        if package in ("pipeline.assets", "pipeline.configs"):
+            continue  # package data, not code layers
+        found = None
+        for node in ast.parse(init.read_text()).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                found = set(ast.literal_eval(node.value))
+        faces[package] = found
+    return faces
+
+
+def face_violations(edges: Dict[str, Set[str]], faces: Dict[str, Optional[Set[str]]]) -> List[str]:
+    """Every subpackage without a face, and every import from outside a subpackage of a module its
+    face does not name."""
+    bad = {f"{package}: no __all__ in its __init__.py" for package, face in faces.items() if face is None}
+    for mod in sorted(edges):
+        for target in edges[mod]:
+            for package, face in faces.items():
+                inside = mod == package or mod.startswith(package + ".")
+                if face is None or inside or not target.startswith(package + "."):
+                    continue
+                name = target[len(package) + 1 :].split(".")[0]
+                if name not in face:
+                    bad.add(f"{mod} -> {target}: {name} is not in {package}'s face (its __init__.py __all__)")
+    return sorted(bad)
+
+
+def test_other_layers_use_only_a_subpackages_public_face(graph):
+    bad = face_violations(graph[0], public_faces(ROOT))
+    assert not bad, "imports past a public face:\n  " + "\n  ".join(bad)
+
+
+def test_the_face_check_finds_a_planted_private_import_and_a_missing_face(tmp_path):
+    root = _write(
+        tmp_path,
+        {
+            "pipeline/__init__.py": "",
+            "pipeline/video/__init__.py": '__all__ = ["colorize"]\n',
+            "pipeline/video/colorize.py": "from pipeline.video import temporal  # inside: fine\n",
+            "pipeline/video/temporal.py": "",
+            "pipeline/jobs/__init__.py": "",
+            "pipeline/jobs/video.py": "from pipeline.video import colorize\nfrom pipeline.video.temporal import x\n",
+        },
+    )
+    edges, _ = import_graph(root, ("pipeline",))
+    assert face_violations(edges, public_faces(root)) == [
+        "pipeline.jobs.video -> pipeline.video.temporal: temporal is not in pipeline.video's face (its __init__.py "
+        "__all__)",
+        "pipeline.jobs: no __all__ in its __init__.py",
     ]
 
 

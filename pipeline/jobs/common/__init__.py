@@ -1,0 +1,5 @@
+"""What several jobs share: ``flags`` (the flag groups and typed option pieces), ``command_help``
+(each command's description and examples), ``config_help`` (one line of help per config key),
+``per_input`` (the skeleton of the jobs with one output per input)."""
+
+__all__ = ["command_help", "config_help", "flags", "per_input"]

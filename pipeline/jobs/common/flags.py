@@ -12,6 +12,8 @@ hidden aliases (``hide``), so scripts written for them keep working.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from dataclasses import dataclass
 from typing import Optional
 
 SHIPPED = "shipped"  # --model's default: the model that ships inside the package
@@ -51,6 +53,23 @@ def hide(action: argparse.Action, *names: str) -> argparse.Action:
     assert action.option_strings[0] not in names, "the first name is the one help and usage show"
     action.hidden_names = tuple(names)
     return action
+
+
+@dataclass(kw_only=True)
+class S3Options:
+    """What ``add_s3_args`` gives: where s3:// URIs go."""
+
+    s3_endpoint: Optional[str] = None
+    s3_region: Optional[str] = None
+
+
+@dataclass(kw_only=True)
+class ModelOptions:
+    """What ``add_model_args`` gives: the generator to load and its temperature (None: its own)."""
+
+    model: str = SHIPPED
+    tracking_uri: Optional[str] = None
+    temperature: Optional[float] = None
 
 
 def add_s3_args(p: argparse.ArgumentParser) -> None:
@@ -151,3 +170,9 @@ def add_resize_arg(p: argparse.ArgumentParser, help: str) -> None:
     """--resize N (old name --size, hidden) into ``args.size``: each photo's short side, default 256."""
     resize = p.add_argument("--resize", "--size", dest="size", type=int, default=256, metavar="N", help=help)
     hide(resize, "--size")
+
+
+def options(cls, args: argparse.Namespace):
+    """A job's typed options (the dataclass ``cls``) from its parsed flags: each field from the flag
+    of its name, the field's own default where ``args`` lacks it (a namespace built by hand)."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})

@@ -1,19 +1,252 @@
-"""Jobs that write one output per input (``colorize infer``, ``colorize video``): is the input one
-file or many, where does each result go (``pipeline.runtime.outputs`` rules checked against what storage
-already holds), and the summary every such job prints. No Ray.
+"""The skeleton of the jobs that write one output per input (``colorize infer``, ``colorize video``):
+their shared flags and options, is the input one file or many, where each result goes
+(``pipeline.runtime.outputs`` rules checked against what storage already holds), the rerun rule, the
+single-file path in-process and the Ray path for many, stops, and the summary. A job gives only what
+is its own (a ``PerInputJob``): its target names, settings, one input's work, its Ray stages.
+
+Outputs keep the inputs' names (relative to the inputs' common folder) under ``--output``. Every
+name is planned before any work starts (``pipeline.runtime.outputs``): it cannot leave ``--output``,
+never replaces an input, two inputs never share one, and an existing output is kept unless
+``--overwrite`` (or, made with other settings, reported). An input that does not decode is skipped
+and reported by reason; every other input is still written.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import posixpath
-from typing import Callable, List, Optional, Set
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
 import pyarrow.fs as pafs
 
-from pipeline.core.skips import Skips
+from pipeline.config import check_range
+from pipeline.core import hints as hint_points
+from pipeline.core.hints import Hint, HintError
+from pipeline.core.skips import SKIP_MISSING, SKIP_WRITE_FAILED, Skips
 from pipeline.data import storage
+from pipeline.gan import model_ref, predict
+from pipeline.jobs.common import flags
 from pipeline.runtime import made_with, outputs
+from pipeline.runtime.stops import remove_partials
+
+SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
+COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
+
+
+@dataclass(kw_only=True)
+class Options(flags.ModelOptions, flags.S3Options):
+    """What every per-input job takes (``add_args``)."""
+
+    input: Optional[str] = None
+    input_flag: Optional[str] = None  # --input, the hidden spelling of INPUT
+    output: Optional[str] = None
+    size: Optional[int] = None
+    workers: Optional[int] = None
+    hint: List[Hint] = field(default_factory=list)
+    hints: Optional[str] = None
+    overwrite: bool = False
+
+
+def add_args(p: argparse.ArgumentParser, noun: str, own: Callable, hints_on: str) -> None:
+    """The flags of a job on ``noun`` inputs (photo, video); ``own(p)`` adds the job's own."""
+    flags.add_input_args(p, f"a {noun}, folder, list file (.txt) or s3://bucket/prefix")
+    flags.add_output_arg(
+        p,
+        f"output file (for one {noun}) or folder / s3:// prefix (default: {noun.upper()}-colour.EXT next to a "
+        f"{noun}, FOLDER-colour/ beside a folder)",
+    )
+    flags.add_model_args(p)
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help=f"working size: the short side the model sees, {SIZE_RANGE[0]} to {SIZE_RANGE[1]} "
+        "(default: the size the model was trained at, 128 for the shipped model)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="model actors (default: one per GPU, else CPUs/2 up to 4)")
+    own(p)
+    p.add_argument(
+        "--hint",
+        action="append",
+        type=_hint,
+        default=[],
+        metavar="X,Y,#RRGGBB",
+        help=f"a colour hint: the point X,Y (pixels of {hints_on} at its own size, from the top left) has "
+        "this colour; repeat for more points",
+    )
+    p.add_argument(
+        "--hints",
+        metavar="FILE.json",
+        default=None,
+        help='colour hints from a JSON file: [{"x": 10, "y": 20, "color": "#aa3300"}, ...]',
+    )
+    flags.add_overwrite_arg(p)
+    flags.add_s3_args(p)
+
+
+def _hint(text: str) -> Hint:
+    try:
+        return hint_points.parse_hint(text)
+    except HintError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def hints_of(o: Options) -> List[Hint]:
+    """The hints of --hint and --hints together (HintError for an unreadable file, bad entries, or
+    more than ``MAX_HINTS``); [] when neither is given."""
+    hints = list(o.hint)
+    if o.hints:
+        try:
+            with open(o.hints, "rb") as f:
+                text = f.read(1 << 20)
+        except OSError as e:
+            raise HintError(f"--hints {o.hints}: {e.strerror or type(e).__name__}") from None
+        try:
+            hints += hint_points.hints_from_json(text)
+        except HintError as e:
+            raise HintError(f"--hints {o.hints}: {e}") from None
+    if len(hints) > hint_points.MAX_HINTS:
+        raise HintError(f"{len(hints)} hints: at most {hint_points.MAX_HINTS}")
+    return hints
+
+
+class PerInputJob:
+    """What a per-input job gives the skeleton: its command, the noun of an input, how its results
+    are named and read back, and the work itself."""
+
+    command = ""  # "colorize infer"
+    noun = ""  # "photo"
+    suffix = ""  # put after a result's name (``outputs.plan``)
+    name: Callable = staticmethod(outputs.output_name)  # an input's result name: name(base, suffix)
+    read: Callable = None  # the settings a stored result records: read(fs, path)
+
+    def __init__(self, o: Options):
+        self.o = o
+
+    def target(self, src: str) -> str:
+        """Where one input's result goes (one input, in-process)."""
+        raise NotImplementedError
+
+    def settings(self, G, info: dict) -> dict:
+        """The settings a result records (``made_with``); the skeleton adds the hints."""
+        raise NotImplementedError
+
+    def about(self, G, info: dict) -> str:
+        """The run in a few words, for the summary line ("model X, T=0.38")."""
+        raise NotImplementedError
+
+    def one(self, G, info: dict, fs, path: str, out: str, s3, settings: dict, hints) -> tuple:
+        """One input in-process -> (what was written, "") or ("", why it was skipped)."""
+        raise NotImplementedError
+
+    def on_ray(self, G, info: dict, todo: List[outputs.Target], fs, s3, settings: dict) -> List[Dict[str, str]]:
+        """The planned inputs on Ray: one row {"path", "out", "skip", ...} per input (``ray_rows``)."""
+        raise NotImplementedError
+
+    def report(self, written: List[Dict[str, str]]) -> None:
+        """Anything to say about the written results, after the summary line."""
+
+
+def run(job: PerInputJob) -> int:
+    """The job on its input: one file in-process, or a folder / list / prefix on Ray."""
+    o = job.o
+    if o.size is not None:
+        check_range("--size", o.size, *SIZE_RANGE)
+    if o.workers is not None:
+        check_range("--workers", o.workers, 1, 1024)
+    o.input = flags.input_of(o)
+    hints = hints_of(o)
+    s3 = storage.S3Settings.from_env(endpoint=o.s3_endpoint, region=o.s3_region)
+    fs, paths, skipped = list_inputs(o.input, s3)
+    single = is_single_file(o.input, paths)
+    if hints and not single:
+        raise HintError(f"colour hints are points of one {job.noun}: give a single {job.noun} with --hint/--hints")
+    o.output = o.output or default_output(o.input, single, job.name, job.suffix or COLOUR_SUFFIX)
+    if single:
+        return _one(job, fs, paths[0], s3, hints)
+    listed = len(paths) + skipped.total
+    planned = plan(o.input, o.output, paths, s3, o.overwrite, name=job.name, suffix=job.suffix)
+    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    o.size = predict.working_size(G, o.size)
+    settings = job.settings(G, info)
+    planned = check_kept(planned, settings, s3, read=job.read)
+    skipped.add_all((t.path, t.skip) for t in planned if not t.out)
+    todo = [t for t in planned if t.out]
+    rows = job.on_ray(G, info, todo, fs, s3, settings) if todo else []
+    written = [r for r in rows if r["out"]]
+    skipped.add_all((r["path"], r["skip"].split(":")[0]) for r in rows if not r["out"])
+    print(f"{job.command}: {len(written)} of {listed} written to {storage.redact(o.output)} ({job.about(G, info)})")
+    job.report(written)
+    print_skips(skipped)
+    return exit_code(len(written), skipped, SKIP_WRITE_FAILED)
+
+
+def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint]) -> int:
+    """One input, in-process: its target checked before any work, kept on a rerun with the same settings."""
+    o = job.o
+    out = job.target(path)
+    storage.check_writable_parent(out, s3)
+    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    predict.check_takes_hints(G, hints)
+    o.size = predict.working_size(G, o.size)
+    settings = job.settings(G, info)
+    if hints:
+        settings["hints"] = [h.to_json() for h in hints]
+    if storage.exists(out, s3) and not o.overwrite:
+        return report_kept(job.command, out, settings, s3, read=job.read)
+    written, why = job.one(G, info, fs, path, out, s3, settings, hints)
+    if not written:
+        print(f"{job.command}: skipped {storage.redact(o.input)}: {why}")
+        return 1
+    print(f"{job.command}: wrote {storage.redact(out)} ({written})")
+    return 0
+
+
+def single_target(input_uri: str, output: str, src: str, is_file: bool, name: Callable) -> str:
+    """Where one input's result goes: ``output`` itself when ``is_file``, else a file named
+    ``name(basename)`` inside that folder. Never the input itself."""
+    src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
+    out = output
+    if canonical(out) != canonical(src_uri) and not is_file:
+        out = posixpath.join(out, name(posixpath.basename(src)))
+    if canonical(out) == canonical(src_uri):
+        raise storage.StorageError(
+            f"--output {storage.redact(out)} is the input itself: colorize never writes over "
+            "its input; give another file or folder"
+        )
+    return out
+
+
+def ray_rows(
+    todo: List[outputs.Target], G, info: dict, workers: Optional[int], stages: Callable, per_block: int = 1
+) -> List[dict]:
+    """Run ``stages(ray, ds, weights, actors, gpus) -> dataset`` over the planned inputs (rows
+    {"path", "out"}, ``per_block`` to a block; ``G``'s weights in the object store): every input's
+    row, a missing one counted as ``missing``. A stop or a failure ends the workers first, then
+    removes what they half-wrote."""
+    # Ray (and pipeline.data.sources, which imports it) here, not at the top: one input runs
+    # in-process and never pays the seconds that importing Ray takes.
+    import ray
+
+    from pipeline.data import sources
+
+    sources.ensure_ray()
+    sources.configure_io_retries()
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    actors = workers or (gpus if gpus else max(1, min(4, int(ray.cluster_resources().get("CPU", 2)) // 2)))
+    weights = ray.put((G.state_dict(), info["config"]))
+    items = [{"path": t.path, "out": t.out} for t in todo]
+    ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(todo) // per_block)))
+    try:
+        rows = stages(ray, ds, weights, min(len(todo), actors), gpus).take_all()
+    except BaseException:  # a stop or a failure: the workers go first, then what they left half-written
+        ray.shutdown()
+        remove_partials([t.out for t in todo])
+        raise
+    seen = {r["path"] for r in rows}
+    return rows + [{"path": t.path, "out": "", "skip": SKIP_MISSING} for t in todo if t.path not in seen]
 
 
 def list_inputs(uri: str, s3: storage.S3Settings):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline import run as run_py
+from pipeline.jobs import train as train_job
 from pipeline.runtime.outputs import temporary_outputs
 from pipeline.train import tracking
 
@@ -35,12 +35,12 @@ def test_run_py_warns_when_results_would_vanish_with_the_job(tmp_path, caplog):
     uri = tracking.resolve_uri(None, str(out))  # the default store: its folder is made
     assert out.is_dir() and uri == f"sqlite:///{out / 'mlflow.db'}"
     with caplog.at_level(logging.WARNING, logger="colorize.run"):
-        found = run_py.warn_if_temporary(str(out), "out/runs", uri, cwd=str(job_dir))
+        found = train_job.warn_if_temporary(str(out), "out/runs", uri, cwd=str(job_dir))
     assert found == ["--output", "train.storage_path", "tracking.uri"]
     text = caplog.text
     assert "temporary working dir" in text and "--output /a/lasting/folder" in text and "train.storage_path" in text
     caplog.clear()
-    assert run_py.warn_if_temporary("/data/out", "s3://b/runs", "http://mlflow:5000", cwd=str(job_dir)) == []
+    assert train_job.warn_if_temporary("/data/out", "s3://b/runs", "http://mlflow:5000", cwd=str(job_dir)) == []
     assert caplog.text == ""
 
 

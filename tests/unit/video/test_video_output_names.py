@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.data import storage
-from pipeline.video import colorize as video
+from pipeline.jobs import video
 
 
 @pytest.mark.parametrize("name", ["x.gif", "x.txt", "x.avi", "s3://b/x.webm"])

@@ -1,0 +1,46 @@
+"""``colorize export``: the generator as ONNX checked by onnxruntime, or in the form a model ships
+inside the package (``pipeline.apply.export`` does the work)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from pipeline.apply import export
+from pipeline.gan import model_ref
+from pipeline.jobs.common import flags
+
+
+@dataclass(kw_only=True)
+class Options(flags.ModelOptions):
+    onnx: Optional[str] = None
+    ship: Optional[str] = None
+    overwrite: bool = False
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """``colorize export`` arguments."""
+    flags.add_model_args(p)
+    out = p.add_mutually_exclusive_group(required=True)
+    onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
+    flags.hide(onnx, "--onnx")
+    out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
+    flags.add_overwrite_arg(p, "an .onnx file")
+
+
+def run(args) -> int:
+    o = flags.options(Options, args)
+    if o.ship:
+        size = export.ship(o.model, o.ship, o.tracking_uri, o.temperature)
+        print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
+        return 0
+    export.check_output(o.onnx)  # before the model loads and the export runs, not after
+    if os.path.exists(o.onnx) and not o.overwrite:
+        raise ValueError(f"--output {o.onnx} exists: --overwrite replaces it, or give another name")
+    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    export.export_onnx(G, o.onnx, o.temperature)
+    err = export.check_onnx(G, o.onnx, o.temperature)
+    print(f"colorize export: wrote {o.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
+    return 0

@@ -1,0 +1,137 @@
+"""``colorize train``, the end-to-end training job (``pipeline/run.py`` is its script entry, what
+``ray job submit --working-dir . -- python pipeline/run.py ...`` runs).
+
+Steps: make sure a colour prior exists (the given one, else the project's ``prior_probs.npy``, or
+recompute it on the training data with ``--recompute-prior``), train the cGAN on Ray Train with
+validation every epoch, record everything in MLflow, print where the results are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from pipeline import config as config_mod
+from pipeline import credentials
+from pipeline.data import storage
+from pipeline.jobs.common import command_help, flags
+from pipeline.runtime import outputs, stops
+
+log = logging.getLogger("colorize.run")
+
+
+@dataclass(kw_only=True)
+class Options:
+    config: Optional[str] = None
+    overrides: List[str] = field(default_factory=list)
+    out: str = "out"
+    recompute_prior: bool = False
+    address: Optional[str] = None
+
+
+def parse_args(argv=None, prog: Optional[str] = None) -> Options:
+    text = command_help.COMMANDS["train"]
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description=text.description,
+        epilog="examples:\n" + text.examples,
+        formatter_class=flags.HelpFormatter,
+    )
+    flags.add_config_args(p)
+    flags.add_output_arg(
+        p, "local folder for the run's MLflow store and sample grids when no server is set", default="out", dest="out"
+    )
+    p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
+    p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+    return flags.options(Options, p.parse_args(argv))
+
+
+def main(argv=None, prog: Optional[str] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv, prog)
+    stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
+    try:
+        return _main(args)
+    except (KeyboardInterrupt, stops.Stopped) as e:
+        print(stops.message("colorize train", e), file=sys.stderr)
+        return stops.EXIT_CODES[stops.signal_of(e)]
+
+
+def _main(args) -> int:
+    try:
+        credentials.refuse_in_args(args)
+        cfg = config_mod.load(args.config, args.overrides)
+    except (config_mod.ConfigError, credentials.CredentialsInUri) as e:
+        print(f"config error: {storage.redact(str(e))}", file=sys.stderr)
+        return 2
+    try:
+        return run(cfg, args)
+    except (storage.StorageError, FileNotFoundError, ValueError) as e:  # a user's data or settings, as the CLI
+        print(f"error: {storage.redact(str(e))}", file=sys.stderr)  # no user:secret@ or ?token in a message
+        return 2
+
+
+def run(cfg, args) -> int:
+    # Imported here, not at the top: parse errors and config errors answer before Ray and MLflow load.
+    from ray.train import TrainingFailedError
+
+    from pipeline.data import priors, sources
+    from pipeline.train import tracking, trainer
+
+    sources.ensure_ray(args.address)
+    s3 = storage.S3Settings.from_config(cfg.data)
+    out_dir = os.path.abspath(args.out)
+    prior, _, artifacts = priors.training_prior(cfg, s3, out_dir, args.recompute_prior)
+    run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
+    tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
+    warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
+    artifact_dir = os.path.join(out_dir, "mlartifacts")
+    try:
+        launched = trainer.launch(
+            cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts
+        )
+    except TrainingFailedError as e:  # Train V2 raises once FailureConfig's retries are spent
+        print(f"training failed: {storage.redact(str(e))}", file=sys.stderr)
+        print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run name {run_name!r})")
+        return 1
+    result = launched.result
+    m = result.metrics or {}
+    print("\n== colorize run", run_name)
+    data_line = storage.redact(", ".join(f"{k} {v}" for k, v in launched.info.items()))
+    print(f"data: {data_line}; skipped at training time {launched.skipped or 'none'}")
+    shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
+    print("final val metrics:", shown)
+    if result.checkpoint is not None:
+        print("latest checkpoint:", storage.redact(trainer.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
+    print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
+    if tracking_uri.startswith("sqlite:"):
+        print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")
+        print(f"  sample grids: {artifact_dir}/<run>/artifacts/samples/")
+    if result.error is not None:
+        print(f"training failed: {storage.redact(str(result.error))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def warn_if_temporary(out_dir: str, storage_path: str, tracking_uri: str, cwd: Optional[str] = None) -> List[str]:
+    """Warn when results would live in a Ray job's unpacked ``--working-dir`` (``ray job submit``
+    without ``--out``): Ray deletes it with the job's files. Returns what is affected."""
+    cwd = cwd or os.getcwd()
+    found = outputs.temporary_outputs(
+        {"--output": out_dir, "train.storage_path": storage_path, "tracking.uri": tracking_uri}, cwd
+    )
+    if found:
+        log.warning(
+            "%s %s inside this job's temporary working dir %s, which Ray deletes with the job: pass "
+            "--output /a/lasting/folder, set train.storage_path to s3://... (or a shared folder) and "
+            "tracking.uri to an MLflow server to keep the results",
+            ", ".join(found),
+            "is" if len(found) == 1 else "are",
+            cwd,
+        )
+    return found
