@@ -21,8 +21,7 @@ from PIL import Image
 from pipeline.config import ExperimentConfig
 from pipeline.core import color
 from pipeline.gan import checkpoint, model_io
-from pipeline.train.tracking import Tracker
-from pipeline.train.trainer import log_generator
+from pipeline.train.tracking import Tracker, log_generator
 from support import corpus
 from support.servers import free_port, stop_group, wait_for_port
 
