@@ -29,13 +29,13 @@ from PIL import Image
 from pipeline.core import hints as hint_points
 from pipeline.core import transforms
 from pipeline.gan import predict
-from pipeline.runtime import work_limits
+from pipeline.runtime import formats, work_limits
 
 COLUMN = "image"
 HINTS_COLUMN = "hints"
 SIZE_RANGE = (16, 2048)  # as colorize infer
 DEFAULT_SIZE = 256
-FORMATS = ("array", "png")
+FORMATS = ("array", *formats.written_by("model"))
 MAX_PIXELS = 50_000_000  # per image: a decompression bomb or a huge array is refused, not decoded
 
 

@@ -29,7 +29,9 @@ import posixpath
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set
 
-FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # kept as they are; anything else -> PNG
+from pipeline.runtime import formats
+
+FORMATS = formats.file_formats()  # kept as they are; anything else -> PNG
 
 UNSAFE_NAME = "unsafe_name"
 IN_OUTPUT = "in_output"

@@ -31,7 +31,7 @@ from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_TOO_LARGE
 from pipeline.gan import predict
-from pipeline.runtime import work_limits
+from pipeline.runtime import formats, work_limits
 
 # Limits (the defaults of `colorize serve`; its flags and the README say the same).
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # request body
@@ -40,8 +40,8 @@ DEFAULT_BODY_TIMEOUT_S = 60.0  # a whole request body must arrive within this (3
 DEFAULT_SIZE = 256
 SIZE_RANGE = (16, 1024)  # the working short side a request may ask for
 TEMPERATURE_RANGE = (0.01, 10.0)
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/tiff")
-FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
+IMAGE_TYPES = tuple(f.media_type for f in formats.IMAGES.values())  # what a request may send
+FORMATS = {name: (f.pil, f.media_type) for name, f in formats.written_by("serve").items()}  # what it may ask for
 # The JSON of MAX_HINTS points with room to spare: longer text is refused before it is parsed.
 MAX_HINTS_CHARS = 128 * hint_maps.MAX_HINTS
 SUGGEST_K = (1, 32)  # how many colours /suggest may be asked for

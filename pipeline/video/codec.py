@@ -33,6 +33,7 @@ import av
 import numpy as np
 
 from pipeline.core.transforms import DEFAULT_MAX_PIXELS
+from pipeline.runtime import formats
 
 CRF = "17"  # x264 constant quality: visually lossless for most footage
 
@@ -44,9 +45,7 @@ TOO_LARGE = "too_large"
 CORRUPT = "corrupt"
 ODD_SIZE = "odd_size_unsupported"
 
-# Containers kept as they are; any other input becomes Matroska, which takes any audio codec
-# (copying e.g. PCM audio into MP4 would fail).
-CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+CONTAINERS = formats.VIDEO_CONTAINERS  # kept as they are; any other input becomes Matroska
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp")
 # FFmpeg demuxers that read still images or text, not videos
 _NOT_VIDEO_FORMATS = ("image2", "tty", "lavfi")
