@@ -8,7 +8,7 @@ adversarial loss sees the decoded ab; the rebalanced cross-entropy sees the logi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -30,6 +30,13 @@ RANGES = {
 }
 
 
+def _key(default, help: str, by_preset: bool = True):
+    """A generator key: its default (the ``full`` preset's) and what it means, in a sentence a user
+    can act on (``colorize config``, docs/configuration.md). ``by_preset``: a config's ``model``
+    section leaves it null by default, so its preset's value holds."""
+    return field(default=default, metadata={"help": help, "by_preset": by_preset})
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     """The generator's shape, spelled once: the defaults are the ``full`` preset (GPUs); the other
@@ -40,18 +47,28 @@ class GeneratorConfig:
     starting at 64 for the same bottleneck width (logits sit at 1/4, so full-res width buys little).
     """
 
-    base_channels: int = 32
-    depth: int = 4
-    max_channels: int = 512
-    blocks_per_stage: int = 1
-    dilations: Tuple[int, ...] = (2, 4, 8)
-    attention_levels: Tuple[int, ...] = (3, 4)
-    logits_stride: int = 4  # the class head's resolution: 1/logits_stride of the input
-    dropout: float = 0.5
-    dropout_stages: int = 2
-    norm: str = "group"
-    temperature: float = 0.38  # annealed-mean T used in training and as the default at inference
-    hints: bool = False  # also takes colour hints: an ab map and its mask beside L (3 more input channels)
+    base_channels: int = _key(32, "channels of the first stage")
+    depth: int = _key(4, "down-sampling stages of the U-Net")
+    max_channels: int = _key(512, "cap on channels in deep stages")
+    blocks_per_stage: int = _key(1, "residual blocks per stage")
+    dilations: Tuple[int, ...] = _key((2, 4, 8), "dilation of each block in the bottleneck, e.g. [1, 2, 4]")
+    attention_levels: Tuple[int, ...] = _key((3, 4), "stages with self-attention (0 = deepest)")
+    # the class head's resolution: 1/logits_stride of the input
+    logits_stride: int = _key(4, "colour classes are predicted at 1/stride of the resolution (a power of 2)")
+    dropout: float = _key(0.5, "dropout in the decoder, the generator's noise")
+    dropout_stages: int = _key(2, "decoder stages with dropout")
+    norm: str = _key("group", "normalisation layer: group, batch, instance or none", by_preset=False)
+    # annealed-mean T used in training and as the default at inference
+    temperature: float = _key(
+        0.38, "decoding temperature T of the annealed mean: lower = more vivid; infer's default", by_preset=False
+    )
+    # also takes colour hints: an ab map and its mask beside L (3 more input channels)
+    hints: bool = _key(
+        False,
+        "the generator also takes colour hints (points whose colour the user gives); an L-only model's weights "
+        "start one with the hint channels at zero",
+        by_preset=False,
+    )
 
     def check(self) -> None:
         """ValueError naming the first key whose value cannot build a generator."""

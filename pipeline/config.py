@@ -49,38 +49,41 @@ class DataSection:
         _check(self.shuffle_buffer >= 0, f"{p}.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
 
-@dataclass(frozen=True)
-class ModelSection:
-    preset: str = "full"  # a GENERATOR_PRESETS name (full | small | tiny); the keys below override it
-    base_channels: Optional[int] = None
-    depth: Optional[int] = None
-    max_channels: Optional[int] = None
-    blocks_per_stage: Optional[int] = None
-    dilations: Optional[Tuple[int, ...]] = None
-    attention_levels: Optional[Tuple[int, ...]] = None
-    logits_stride: Optional[int] = None
-    dropout: Optional[float] = None
-    dropout_stages: Optional[int] = None
-    norm: str = "group"
-    temperature: float = 0.38  # annealed-mean T used in training and as the default at inference
-    hints: bool = False  # G also takes colour hints (an ab map and its mask); training samples them from the photo
-    d_base_channels: int = 64
-    d_layers: int = 3
-    d_spectral_norm: bool = True
+def _model_generator(self) -> GeneratorConfig:
+    """The generator's shape: the preset, then each generator key set here (not None)."""
+    return generator_config(self.preset, **{f.name: getattr(self, f.name) for f in fields(GeneratorConfig)})
 
-    def generator(self) -> GeneratorConfig:
-        """The generator's shape: the preset, then each generator key set here (not None)."""
-        return generator_config(self.preset, **{f.name: getattr(self, f.name) for f in fields(GeneratorConfig)})
 
-    def validate(self, p: str) -> None:
-        try:  # the shape's rules live with the model
-            self.generator().check()
-        except ValueError as e:
-            raise ConfigError(f"{p}.{e}") from None
-        _check(
-            1 <= self.d_base_channels <= 1024, f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}"
-        )
-        _check(1 <= self.d_layers <= 6, f"{p}.d_layers must be in [1, 6], got {self.d_layers}")
+def _model_validate(self, p: str) -> None:
+    try:  # the shape's rules live with the model
+        self.generator().check()
+    except ValueError as e:
+        raise ConfigError(f"{p}.{e}") from None
+    _check(1 <= self.d_base_channels <= 1024, f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}")
+    _check(1 <= self.d_layers <= 6, f"{p}.d_layers must be in [1, 6], got {self.d_layers}")
+
+
+def _generator_keys() -> List[Tuple[str, Any, Any]]:
+    """The generator's keys, named and explained once (``models.generator.GeneratorConfig``), as keys
+    of the model section: one the presets set is null unless given, so its preset's value holds."""
+    types = typing.get_type_hints(GeneratorConfig)
+    keys = []
+    for f in fields(GeneratorConfig):
+        by_preset = f.metadata["by_preset"]
+        default = field(default=None if by_preset else f.default, metadata=f.metadata)
+        keys.append((f.name, Optional[types[f.name]] if by_preset else types[f.name], default))
+    return keys
+
+
+# The model section: a preset name (GENERATOR_PRESETS: full | small | tiny), the generator's keys over
+# it, and the discriminator's shape.
+ModelSection = dataclasses.make_dataclass(
+    "ModelSection",
+    [("preset", str, "full"), *_generator_keys(), ("d_base_channels", int, 64), ("d_layers", int, 3)]
+    + [("d_spectral_norm", bool, True)],
+    frozen=True,
+    namespace={"__module__": __name__, "generator": _model_generator, "validate": _model_validate},
+)
 
 
 @dataclass(frozen=True)

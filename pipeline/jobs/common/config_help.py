@@ -1,6 +1,7 @@
 """What each configuration key means, in a sentence a user can act on: printed by
 ``colorize config`` and rendered into docs/configuration.md (``reference_markdown``). The keys and
-their defaults live in ``pipeline.config``; a test keeps this table and the dataclasses in step."""
+their defaults live in ``pipeline.config`` (the generator's keys and their help in
+``models.generator``); a test keeps this table and the dataclasses in step."""
 
 from __future__ import annotations
 
@@ -33,20 +34,6 @@ HELP: Dict[str, str] = {
     "data.s3_endpoint": "S3-compatible endpoint URL (MinIO, Ceph); null: AWS_ENDPOINT_URL or AWS",
     "data.s3_region": "S3 region; null: AWS_REGION",
     "model.preset": "the generator's size: tiny, small or full; the keys below override parts of it",
-    "model.base_channels": "channels of the first stage; null: the preset's",
-    "model.depth": "down-sampling stages of the U-Net; null: the preset's",
-    "model.max_channels": "cap on channels in deep stages; null: the preset's",
-    "model.blocks_per_stage": "residual blocks per stage; null: the preset's",
-    "model.dilations": "dilation of each block in the bottleneck, e.g. [1, 2, 4]; null: the preset's",
-    "model.attention_levels": "stages with self-attention (0 = deepest); null: the preset's",
-    "model.logits_stride": "colour classes are predicted at 1/stride of the resolution (a power of 2); "
-    "null: the preset's",
-    "model.dropout": "dropout in the decoder, the generator's noise; null: the preset's",
-    "model.dropout_stages": "decoder stages with dropout; null: the preset's",
-    "model.norm": "normalisation layer: group, batch, instance or none",
-    "model.temperature": "decoding temperature T of the annealed mean: lower = more vivid; infer's default",
-    "model.hints": "the generator also takes colour hints (points whose colour the user gives); "
-    "an L-only model's weights start one with the hint channels at zero",
     "model.d_base_channels": "channels of the discriminator's first layer",
     "model.d_layers": "strided layers of the PatchGAN discriminator (its patch size grows with them)",
     "model.d_spectral_norm": "spectral normalisation in the discriminator (steadier GAN training)",
@@ -99,6 +86,13 @@ HELP: Dict[str, str] = {
     "tracking.register_alias": "alias set on the new version, e.g. champion (needs register_as)",
     "tracking.sample_images": "photos in the sample grid logged each epoch",
 }
+# The generator's keys are explained where they are named, in models.generator.GeneratorConfig.
+HELP.update(
+    {
+        f"model.{f.name}": f.metadata["help"] + ("; null: the preset's" if f.metadata["by_preset"] else "")
+        for f in fields(config_mod.GeneratorConfig)
+    }
+)
 
 
 def keys() -> List[str]:

@@ -1,6 +1,7 @@
 """ExperimentConfig: YAML + --set, validation errors that name the key, conversions."""
 
 import dataclasses
+import re
 
 import pytest
 
@@ -75,3 +76,19 @@ def test_unknown_key_in_yaml(tmp_path):
 def test_run_py_prints_one_line_config_error(capsys):
     assert run_job.main(["--set", "train.batch_size=-2"]) == 2
     assert capsys.readouterr().err.strip() == "config error: train.batch_size must be >= 1, got -2"
+
+
+def test_the_generators_keys_are_named_once_where_the_generator_is():
+    """models.generator.GeneratorConfig names and explains each generator key; the config's model
+    section and its help take them from there (a key added to the generator is a config key with help)."""
+    from pipeline.jobs.common import config_help
+
+    names = [f.name for f in dataclasses.fields(GeneratorConfig)]
+    model = [f.name for f in dataclasses.fields(config.ModelSection)]
+    assert model == ["preset", *names, "d_base_channels", "d_layers", "d_spectral_norm"]
+    for f in dataclasses.fields(GeneratorConfig):
+        assert config_help.HELP[f"model.{f.name}"].startswith(f.metadata["help"])
+    for path in ("pipeline/config.py", "pipeline/jobs/common/config_help.py"):
+        text = (ROOT / path).read_text()
+        spelled = [n for n in names if re.search(rf"(?<!\w){n}\b", text)]
+        assert not [n for n in spelled if n not in ("hints", "temperature", "norm")], path  # words used elsewhere too
