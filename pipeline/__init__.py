@@ -57,13 +57,18 @@ def _is_sha(text: str) -> bool:
     return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
 
 
-def _version() -> str:
+def package_version() -> str:
+    """The installed distribution's version; "0+unknown" in a checkout that was never installed."""
     try:
         from importlib.metadata import version
 
-        v = version("colorize")
+        return version("colorize")
     except Exception:
-        v = "0+unknown"
+        return "0+unknown"
+
+
+def _version() -> str:
+    v = package_version()
     # A source checkout (pipeline/ at its top): add the commit so provenance names the exact code.
     sha = git_commit(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return f"{v}+g{sha[:SHORT_SHA]}" if sha else v

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from importlib import metadata
+
+from pipeline import package_version  # the one reading of the installed version
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def package_version() -> str:
-    try:
-        return metadata.version("colorize")
-    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
 
 
 def git_revision(root: str = _ROOT) -> str:
