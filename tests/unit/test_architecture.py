@@ -29,7 +29,8 @@ JOBS = tuple(
 LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("models",),  # pure torch; the generator's shape (GeneratorConfig) lives with it
     ("pipeline.credentials",),  # no imports from the project: config and storage refuse with it
-    ("pipeline", "pipeline.config", "pipeline.version", "pipeline.assets", "pipeline.configs"),
+    ("pipeline", "pipeline.config", "pipeline.assets", "pipeline.configs"),
+    ("pipeline.version",),  # `colorize --version`: the package's version and the checkout's revision
     ("pipeline.core",),  # colour science and geometry, pure numpy/torch: colour, hints, decoding, metrics, split
     ("pipeline.runtime",),  # run-time helpers: output names and the rerun rule, progress, stops, work limits
     ("pipeline.data",),  # storage, Ray Data sources and shards, the prior and prepare work
