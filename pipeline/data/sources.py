@@ -33,20 +33,82 @@ log = logging.getLogger(__name__)
 RAW, SHARDS = "raw images", "prepared shards"
 
 
+VERBOSE_ENV = "COLORIZE_VERBOSE"  # "1": Ray's own logs, bars and worker prefixes as Ray prints them
+
+# Loggers whose INFO/WARNING lines are Ray talking to itself: kept back unless verbose (errors still show).
+_RAY_CHATTER = {
+    "ray": logging.WARNING,
+    "ray.data": logging.WARNING,
+    "ray.train": logging.WARNING,
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # says token auth is on, every start
+}
+
+# Whether this process started the Ray it uses (a local Ray), as against attaching to a cluster,
+# and the address it then gave RAY_ADDRESS.
+_STARTED_LOCAL = {"value": False, "address": None}
+
+
+def verbose() -> bool:
+    """Whether the user asked for Ray's own logs (``--verbose`` sets ``COLORIZE_VERBOSE=1``)."""
+    return os.environ.get(VERBOSE_ENV, "") == "1"
+
+
+def quiet_ray() -> None:
+    """Ray prints what the user needs, not its own chatter: its loggers at WARNING (token-auth
+    notice at ERROR), C++ warnings of the processes a local Ray starts off, worker lines without
+    Ray's "(pid=...)" prefix, Ray Data's per-operator bars off. Nothing changes when verbose."""
+    if verbose():
+        return
+    for name, level in _RAY_CHATTER.items():
+        logging.getLogger(name).setLevel(level)
+    # read by the raylet and the workers a local Ray starts (they inherit this environment)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+    os.environ["RAY_DISABLE_WORKER_LOG_PREFIX"] = "1"
+    from ray._private import ray_constants  # read at import; the worker-log printer looks it up per batch
+
+    ray_constants.RAY_DISABLE_WORKER_LOG_PREFIX = True
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+
+
+def quiet_worker() -> None:
+    """In a Ray worker (Ray Train configures its loggers there): Ray Train's, Ray Data's and
+    MLflow's INFO lines and MLflow's download bars kept back, unless verbose."""
+    for name in ("ray.train", "ray.data", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+
+def started_local_ray() -> bool:
+    """Whether ``ensure_ray`` started a local Ray in this process (its resources are all there is)."""
+    return _STARTED_LOCAL["value"]
+
+
 def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Attach to a running cluster (``address``/``RAY_ADDRESS``, as under ``ray job submit``) or
-    start a local Ray with ``num_cpus`` logical CPUs."""
+    start a local Ray with ``num_cpus`` logical CPUs; quiet unless ``COLORIZE_VERBOSE=1``."""
     if ray.is_initialized():
         return
+    quiet_ray()
+    if _STARTED_LOCAL["address"] and os.environ.get("RAY_ADDRESS") == _STARTED_LOCAL["address"]:
+        del os.environ["RAY_ADDRESS"]  # ours, for a local Ray since shut down: not a cluster to attach to
+    # Python logging of this job's workers (Ray Train's and Ray Data's INFO lines) at WARNING unless verbose.
+    kw = {"log_to_driver": True, "logging_config": ray.LoggingConfig(log_level="INFO" if verbose() else "WARNING")}
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
-        ray.init(address=address, log_to_driver=True)
-    elif address == "local":  # always a fresh local instance, never a cluster left on this host
-        ray.init(address="local", num_cpus=num_cpus, log_to_driver=True)
+        ray.init(address=address, **kw)
+        _STARTED_LOCAL["value"] = False
     else:
-        # The dashboard stays on: it serves the State API that Train V2 needs (without it,
-        # endless PlacementGroupCleaner errors) and `ray job submit`.
-        ray.init(num_cpus=num_cpus, log_to_driver=True)
+        # "local": always a fresh local instance, never a cluster left on this host. Otherwise the
+        # dashboard stays on: it serves the State API that Train V2 needs (without it, endless
+        # PlacementGroupCleaner errors) and `ray job submit`.
+        ray.init(**({"address": "local"} if address == "local" else {}), num_cpus=num_cpus, **kw)
+        # Ray Train's own threads look Ray up by address: name this instance, never another Ray
+        # running on the same host ("Found multiple active Ray instances").
+        os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+        _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"])
     stops.reinstall()  # ray.init replaced the SIGTERM handler: a stop still unwinds through every cleanup
 
 

@@ -170,15 +170,18 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
         with tempfile.TemporaryDirectory() as tmp:
             ckpt, model_dir = os.path.join(tmp, "checkpoint"), os.path.join(tmp, "generator")
             checkpoint.save_generator(ckpt, G, step, epoch, cfg.to_dict())
-            mlflow.pyfunc.save_model(
-                model_dir,
-                python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
-                artifacts={"checkpoint": ckpt},
-                code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
-                signature=model_io.signature(G.temperature, cfg.data.resize),
-                input_example=model_io.input_example(),
-                pip_requirements=model_io.pip_requirements(),
-            )
+            with warnings.catch_warnings():
+                # MLflow suggests type hints on predict; the signature is given explicitly here
+                warnings.simplefilter("ignore", UserWarning)
+                mlflow.pyfunc.save_model(
+                    model_dir,
+                    python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
+                    artifacts={"checkpoint": ckpt},
+                    code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
+                    signature=model_io.signature(G.temperature, cfg.data.resize),
+                    input_example=model_io.input_example(),
+                    pip_requirements=model_io.pip_requirements(),
+                )
             client.log_artifacts(tracker.run_id, model_dir, "generator")
         name = cfg.tracking.register_as
         if name:

@@ -51,6 +51,7 @@ RAY_ALLOWED = {
     "pipeline.data.priors",
     "pipeline.data.prepare",
     "pipeline.train.trainer",
+    "pipeline.train.layout",
     "pipeline.apply.infer",
     "pipeline.video.colorize",
     "pipeline.serve.app",
