@@ -82,7 +82,7 @@ def test_infer_photo_rerun_rule(ckpt, photo, tmp_path, capsys):
 
 def test_infer_folder_rerun_rule(ckpt, tmp_path, capsys, monkeypatch):
     """A folder rerun reads each kept result's settings: other settings count as other_settings, exit 1."""
-    from pipeline.apply import infer as photos
+    from pipeline.apply import infer as apply_infer
     from pipeline.jobs import infer
 
     src = tmp_path / "in"
@@ -99,9 +99,11 @@ def test_infer_folder_rerun_rule(ckpt, tmp_path, capsys, monkeypatch):
         return [{"path": t.path, "out": t.out, "skip": ""} for t in todo]
 
     monkeypatch.setattr(infer, "_run_on_ray", fake_run)
-    same = photos.encode(corpus.photo(0, 24, 32), "p0.png", {**settings, "model": _ref(ckpt)})
+    same = apply_infer.encode(corpus.photo(0, 24, 32), "p0.png", {**settings, "model": _ref(ckpt)})
     (dst / "p0.png").write_bytes(same)
-    (dst / "p1.png").write_bytes(photos.encode(corpus.photo(1, 24, 32), "p1.png", {**settings, "temperature": 0.7}))
+    (dst / "p1.png").write_bytes(
+        apply_infer.encode(corpus.photo(1, 24, 32), "p1.png", {**settings, "temperature": 0.7})
+    )
     assert _infer(ckpt, str(src), "--temperature", "0.38") == 1
     out = capsys.readouterr().out
     assert "skipped 1 (exists)" in out and "skipped 1 (other_settings) (--overwrite replaces them)" in out
