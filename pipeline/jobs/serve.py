@@ -8,11 +8,30 @@ import logging
 import os
 import signal
 import threading
+from dataclasses import dataclass
+from typing import Optional
 
 from pipeline.jobs.common import flags
 from pipeline.serve import handling
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True)
+class Options:
+    model: str = flags.SHIPPED
+    tracking_uri: Optional[str] = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    replicas: int = 1
+    max_replicas: Optional[int] = None
+    max_bytes: int = handling.DEFAULT_MAX_BYTES
+    max_pixels: int = handling.DEFAULT_MAX_PIXELS
+    body_timeout_s: float = handling.DEFAULT_BODY_TIMEOUT_S
+    max_ongoing_requests: int = 16
+    max_queued_requests: int = 32
+    max_batch_size: int = 8
+    batch_wait_ms: float = 10.0
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
@@ -65,6 +84,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args = flags.options(Options, args)
     import ray
     from ray import serve
 

@@ -44,6 +44,12 @@ def parse_args(argv=None, prog: Optional[str] = None) -> Options:
         epilog="examples:\n" + text.examples,
         formatter_class=flags.HelpFormatter,
     )
+    add_args(p)
+    return flags.options(Options, p.parse_args(argv))
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    """``colorize train`` arguments (its own parser: ``python pipeline/run.py`` reads the same)."""
     flags.add_config_args(p)
     flags.add_output_arg(
         p, "local folder for the run's MLflow store and sample grids when no server is set", default="out", dest="out"
@@ -51,7 +57,6 @@ def parse_args(argv=None, prog: Optional[str] = None) -> Options:
     p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
     p.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress bars too")
-    return flags.options(Options, p.parse_args(argv))
 
 
 def main(argv=None, prog: Optional[str] = None) -> int:
