@@ -15,6 +15,7 @@ import html
 import io
 import json
 import os
+import posixpath
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Tuple
@@ -22,13 +23,13 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from pipeline.config import check_range
 from pipeline.core import color, geometry, metrics, scoring, transforms
 from pipeline.core.skips import SKIP_GREY, SKIP_MISSING, SKIP_UNREADABLE, Skips
 from pipeline.data import storage
 from pipeline.gan import model_ref, predict
-from pipeline.runtime import made_with, progress
+from pipeline.runtime import progress
 
+METRICS = "metrics.json"
 EXAMPLES_KEPT = 5  # skipped paths per reason in metrics.json
 METRIC_NAMES = ("auc", "auc_rebalanced", "cf_pred", "cf_true", "cf_gap", "psnr", "ssim", "top1", "top1_rebalanced")
 
@@ -116,23 +117,13 @@ def log_to_mlflow(run_id: str, tracking_uri: Optional[str], results: Dict, files
         client.log_artifact(run_id, f, "eval")
 
 
-def evaluate(args) -> int:
-    """The eval ``args`` (``pipeline.jobs.eval.Options``) ask for; its exit code."""
-    if args.size is not None:
-        check_range("--size", args.size, 16, 4096)  # >= the SSIM window; the crops are SIZE x SIZE
-    if args.limit is not None:
-        check_range("--limit", args.limit, 1, None)
-    check_range("--examples", args.examples, 0, 1000)
-    check_range("--batch", args.batch, 1, 4096)
+def evaluate(args, settings: dict, s3: storage.S3Settings) -> int:
+    """The eval ``args`` (``pipeline.jobs.eval.Options``) ask for, recording ``settings``
+    (``settings_of``); its exit code."""
     import torch
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    s3 = storage.S3Settings.from_env(endpoint=args.s3_endpoint, region=args.s3_region)
     refs = [args.model] + list(args.compare or [])
-    settings = _settings(args, refs)
-    mpath = os.path.join(args.out, "metrics.json")
-    if os.path.exists(mpath) and not getattr(args, "overwrite", False):  # the rerun rule (pipeline.made_with)
-        return made_with.report("colorize eval", args.out, _recorded_settings(mpath), settings)
     models = {}
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
         G, info = model_ref.resolve_generator(ref, args.tracking_uri, device=str(device))
@@ -164,7 +155,7 @@ def evaluate(args) -> int:
         "settings": settings,
     }
     os.makedirs(args.out, exist_ok=True)
-    mpath, hpath = os.path.join(args.out, "metrics.json"), os.path.join(args.out, "report.html")
+    mpath, hpath = os.path.join(args.out, METRICS), os.path.join(args.out, "report.html")
     with open(mpath, "w") as f:
         json.dump(doc, f, indent=1)
     numeric = {k: {m: v for m, v in r.items() if m in METRIC_NAMES} for k, r in results.items()}
@@ -182,7 +173,7 @@ def evaluate(args) -> int:
     return 0
 
 
-def _settings(args, refs: List[str]) -> dict:
+def settings_of(args, refs: List[str]) -> dict:
     """What decides an eval's figures: recorded in metrics.json, checked on a rerun."""
     return {
         "data": storage.redact(args.data),
@@ -194,11 +185,14 @@ def _settings(args, refs: List[str]) -> dict:
     }
 
 
-def _recorded_settings(path: str) -> Optional[dict]:
+def settings_at(fs, folder: str) -> Optional[dict]:
+    """The settings an eval in ``folder`` recorded in its metrics.json (None when it shows none;
+    OSError when it cannot be read)."""
+    with fs.open_input_stream(posixpath.join(folder, METRICS)) as f:
+        text = f.read()
     try:
-        with open(path) as f:
-            settings = json.load(f).get("settings")
-    except (OSError, ValueError, AttributeError):
+        settings = json.loads(text).get("settings")
+    except (ValueError, AttributeError):
         return None
     return settings if isinstance(settings, dict) else None
 

@@ -4,11 +4,14 @@ and ``report.html`` (``pipeline.apply.evaluate`` does the work)."""
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 from pipeline.apply import evaluate
-from pipeline.jobs.common import flags
+from pipeline.config import check_range
+from pipeline.data import storage
+from pipeline.jobs.common import flags, per_input
 
 
 @dataclass(kw_only=True)
@@ -55,4 +58,15 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    return evaluate.evaluate(flags.options(Options, args))
+    o = flags.options(Options, args)
+    if o.size is not None:
+        check_range("--size", o.size, 16, 4096)  # >= the SSIM window; the crops are SIZE x SIZE
+    if o.limit is not None:
+        check_range("--limit", o.limit, 1, None)
+    check_range("--examples", o.examples, 0, 1000)
+    check_range("--batch", o.batch, 1, 4096)
+    s3 = storage.S3Settings.from_env(endpoint=o.s3_endpoint, region=o.s3_region)
+    settings = evaluate.settings_of(o, [o.model, *o.compare])
+    if os.path.exists(os.path.join(o.out, evaluate.METRICS)) and not o.overwrite:  # the rerun rule, as per input
+        return per_input.report_kept("colorize eval", o.out, settings, s3, read=evaluate.settings_at)
+    return evaluate.evaluate(o, settings, s3)
