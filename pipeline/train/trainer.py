@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -394,6 +395,9 @@ def _report_epoch(
         ray.train.report(report, checkpoint=ck)
 
 
+SAMPLE_TILE = 256  # the sample grid's tiles are shown at least this many pixels high
+
+
 def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[float] = None) -> bytes:
     """PNG: one row per image, grey input | prediction | truth."""
     was = G.training
@@ -407,8 +411,12 @@ def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[f
     grey = np.repeat(grey_u8[..., None], 3, -1)
     truth = rgb.cpu().numpy()
     rows = [np.concatenate([gr, p, t], 1) for gr, p, t in zip(grey, pred, truth, strict=True)]
+    grid = Image.fromarray(np.concatenate(rows, 0))
+    scale = max(1, math.ceil(SAMPLE_TILE / max(1, truth.shape[1])))  # tiles large enough to judge colour
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
-    Image.fromarray(np.concatenate(rows, 0)).save(buf, "PNG")
+    grid.save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -455,6 +463,13 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
         with tempfile.TemporaryDirectory() as tmp:
             ckpt, model_dir = os.path.join(tmp, "checkpoint"), os.path.join(tmp, "generator")
             checkpoint.save_generator(ckpt, G, step, epoch, cfg.to_dict())
+            # the code the model runs, without the shipped model's weights (the checkpoint artifact
+            # is this model) and caches: another 19 MB copy of a model in every logged one otherwise
+            code = os.path.join(tmp, "code")
+            skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+            shutil.copytree(os.path.join(root, "pipeline"), os.path.join(code, "pipeline"), ignore=skip)
+            shutil.rmtree(os.path.join(code, "pipeline", "assets", "model"), ignore_errors=True)
+            shutil.copytree(os.path.join(root, "models"), os.path.join(code, "models"), ignore=skip)
             with warnings.catch_warnings():
                 # MLflow suggests type hints on predict; the signature is given explicitly here
                 warnings.simplefilter("ignore", UserWarning)
@@ -462,7 +477,7 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
                     model_dir,
                     python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
                     artifacts={"checkpoint": ckpt},
-                    code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
+                    code_paths=[os.path.join(code, "pipeline"), os.path.join(code, "models")],
                     signature=model_io.signature(G.temperature, cfg.data.resize),
                     input_example=model_io.input_example(),
                     pip_requirements=model_io.pip_requirements(),
@@ -536,6 +551,9 @@ def build_trainer(
         ),
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
         callbacks=callbacks,
+        # Ray Train's controller and workers print their errors only, unless verbose (its INFO lines
+        # are raw reports and checkpoint paths; the run prints its own progress)
+        logging_config=ray.train.LoggingConfig(log_level="INFO" if sources.verbose() else "ERROR"),
     )
     loop_config = {
         "cfg": cfg.to_dict(),
