@@ -54,7 +54,9 @@ def main(argv=None, prog: Optional[str] = None) -> int:
     try:
         return _main(args)
     except (KeyboardInterrupt, stops.Stopped) as e:
-        print(stops.message("colorize train", e), file=sys.stderr)
+        kept = getattr(args, "checkpoints_at", None)
+        where = f"; checkpoints so far are kept in {kept} (the same train.run_name resumes)" if kept else ""
+        print(stops.message("colorize train", e) + where, file=sys.stderr)
         return stops.EXIT_CODES[stops.signal_of(e)]
 
 
@@ -85,6 +87,7 @@ def run(cfg, args) -> int:
     out_dir = os.path.abspath(args.out)
     prior, _, artifacts = priors.training_prior(cfg, s3, out_dir, args.recompute_prior)
     run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
+    args.checkpoints_at = storage.redact(f"{cfg.train.storage_path.rstrip('/')}/{run_name}")
     tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
     warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
     artifact_dir = os.path.join(out_dir, "mlartifacts")

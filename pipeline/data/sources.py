@@ -61,8 +61,8 @@ def quiet_ray() -> None:
     without Ray's "(pid=...)" prefix, Ray Data's per-operator bars off. Nothing changes when verbose."""
     if verbose():
         return
-    for name, level in _CHATTER.items():
-        logging.getLogger(name).setLevel(level)
+    _quiet_loggers()
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its loggers' level at import
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # read by the workers a local Ray starts (inherited)
     os.environ["RAY_DISABLE_WORKER_LOG_PREFIX"] = "1"
     from ray._private import ray_constants  # read at import; the worker-log printer looks it up per batch
@@ -73,18 +73,30 @@ def quiet_ray() -> None:
     ctx.enable_operator_progress_bars = False
 
 
+def _quiet_loggers() -> None:
+    for name, level in _CHATTER.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def quiet_worker() -> None:
-    """In a Ray worker (Ray Train configures its loggers there): Ray Train's, Ray Data's and
-    MLflow's INFO lines and MLflow's download bars kept back, unless verbose."""
-    for name in ("ray.train", "ray.data", "mlflow"):
+    """In a Ray worker (Ray Train configures its loggers there): INFO lines kept back (Ray Train
+    logs raw reports through the root logger, Ray Data and MLflow through theirs), and MLflow's
+    download bars, unless verbose."""
+    for name in ("", "ray.train", "ray.data", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
 
 
 # Lines Ray's processes write about themselves, dropped from what a job prints unless verbose: C++
-# info/warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ...") and the
-# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start.
-_RAY_SELF_TALK = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] |max_restarts > 0\. If the arguments")
+# info/warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."), the
+# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, Ray
+# Data's note that its bars are off (we turned them off) and a deprecation inside Ray Train.
+_RAY_SELF_TALK = re.compile(
+    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] "
+    r"|max_restarts > 0\. If the arguments"
+    r"|^Progress bars (for operators )?disabled\. To enable"
+    r"|ExecutionOptions\.exclude_resources` is deprecated|^\s+self\.exclude_resources = exclude_resources$"
+)
 
 
 def _filter_worker_lines() -> None:
@@ -111,6 +123,14 @@ def started_local_ray() -> bool:
     return _STARTED_LOCAL["value"]
 
 
+def name_this_ray() -> None:
+    """Set up every worker process of a local Ray: RAY_ADDRESS names the instance it belongs to."""
+    try:
+        os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    except Exception as e:  # never fail a worker's start over it
+        log.debug("RAY_ADDRESS not set in this worker: %s", e)
+
+
 def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Attach to a running cluster (``address``/``RAY_ADDRESS``, as under ``ray job submit``) or
     start a local Ray with ``num_cpus`` logical CPUs; quiet unless ``COLORIZE_VERBOSE=1``."""
@@ -119,7 +139,7 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
     quiet_ray()
     if _STARTED_LOCAL["address"] and os.environ.get("RAY_ADDRESS") == _STARTED_LOCAL["address"]:
         del os.environ["RAY_ADDRESS"]  # ours, for a local Ray since shut down: not a cluster to attach to
-    kw = {"log_to_driver": True}
+    kw = {"log_to_driver": True, "logging_level": logging.INFO if verbose() else logging.WARNING}
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
         ray.init(address=address, **kw)
@@ -127,13 +147,15 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
     else:
         # "local": always a fresh local instance, never a cluster left on this host. Otherwise the
         # dashboard stays on: it serves the State API that Train V2 needs (without it, endless
-        # PlacementGroupCleaner errors) and `ray job submit`.
-        ray.init(**({"address": "local"} if address == "local" else {}), num_cpus=num_cpus, **kw)
-        # Ray Train's own threads look Ray up by address: name this instance, never another Ray
+        # PlacementGroupCleaner errors) and `ray job submit`. Ray Train's own threads (driver and
+        # workers) look Ray up by address: every process names this instance, never another Ray
         # running on the same host ("Found multiple active Ray instances").
+        hook = {"worker_process_setup_hook": f"{__name__}.name_this_ray"}
+        ray.init(**({"address": "local"} if address == "local" else {}), num_cpus=num_cpus, runtime_env=hook, **kw)
         os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
         _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"])
     if not verbose():
+        _quiet_loggers()  # ray.init set its own logger's level ("Started a local Ray instance ...")
         _filter_worker_lines()
     stops.reinstall()  # ray.init replaced the SIGTERM handler: a stop still unwinds through every cleanup
 

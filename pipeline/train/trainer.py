@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -48,7 +49,10 @@ log = logging.getLogger(__name__)
 def to_tensors(raw: Dict[str, np.ndarray]) -> Dict[str, Any]:
     """A numpy batch from Ray Data -> tensors for the image planes, ids kept as a list of str."""
     planes = ("rgb", "L", "ab")
-    out: Dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items() if k in planes}
+    # Ray hands read-only arrays: copied (a batch is small) rather than given to torch as writable
+    out: Dict[str, Any] = {
+        k: torch.from_numpy(np.require(v, requirements=("C", "W"))) for k, v in raw.items() if k in planes
+    }
     out["id"] = [str(i) for i in raw.get("id", [])]
     return out
 
@@ -650,7 +654,7 @@ def launch(
             init=init,
             steps_per_epoch=layout.steps_per_epoch(cfg, info.get("train_files")),
         )
-        result = trainer.fit()
+        result = fit_interruptibly(trainer)
         skipped = _skip_counts(collector)
         tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
     except BaseException:
@@ -659,6 +663,32 @@ def launch(
     # Train V1 (RAY_TRAIN_V2_ENABLED=0) hands a failure back as result.error instead of raising.
     tracker.finish("FINISHED" if result.error is None else "FAILED")
     return Launched(result, run_id, info, skipped, cfg)
+
+
+def fit_interruptibly(trainer: TorchTrainer):
+    """``trainer.fit()``, from a helper thread when called on the main thread: Ctrl-C (and SIGTERM,
+    ``pipeline.core.stops``) then reaches the caller as KeyboardInterrupt / Stopped, so the job
+    says it stopped and exits 130 / 143 with its checkpoints kept. On the main thread Ray Train
+    installs its own SIGINT handler, which ends the process with status 1 and no word. Stopping
+    this process ends the run's workers with it (a local Ray goes down with its driver; on a
+    cluster, the job's actors end with their driver)."""
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()  # Tune's trials: Ray Train adds no handler off the main thread either
+    box: Dict[str, Any] = {}
+
+    def fit():
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # handed to the main thread as it is
+            box["error"] = e
+
+    thread = threading.Thread(target=fit, name="colorize-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def with_model_of(
