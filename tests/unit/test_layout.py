@@ -14,20 +14,21 @@ def cfg(**train):
     return ExperimentConfig.from_dict({"train": train})
 
 
-def test_an_unset_layout_on_a_two_cpu_laptop_leaves_the_data_half_a_cpu():
+def test_an_unset_layout_on_a_two_cpu_laptop_leaves_the_data_a_cpu_and_trains_on_both_cores():
     got = layout.fit(cfg(), LAPTOP)
-    assert (got.train.num_workers, got.train.cpus_per_worker) == (1, 1.5)
+    assert (got.train.num_workers, got.train.cpus_per_worker, got.train.threads) == (1, 1.0, 2)
     assert layout.problem(got, LAPTOP) is None
+    assert layout.fit(cfg(threads=1), LAPTOP).train.threads == 1  # a set thread count stays
 
 
 def test_an_unset_layout_fits_bigger_nodes_and_gpu_clusters():
     cpu = layout.fitted(cfg(), [{"CPU": 16.0}, {"CPU": 16.0}])
-    assert (cpu.train.num_workers, cpu.train.cpus_per_worker) == (2, 12.0)
+    assert (cpu.train.num_workers, cpu.train.cpus_per_worker, cpu.train.threads) == (2, 12.0, 16)
     gpu = layout.fitted(cfg(use_gpu=True), [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}])
     assert (gpu.train.num_workers, gpu.train.cpus_per_worker) == (8, 1.0)
     assert layout.problem(gpu, [{"CPU": 16.0, "GPU": 4.0}, {"CPU": 16.0, "GPU": 4.0}]) is None
     two = layout.fitted(cfg(num_workers=2), LAPTOP)  # workers given, CPUs fitted: they share the node
-    assert two.train.cpus_per_worker == 0.75 and layout.problem(two, LAPTOP) is None
+    assert (two.train.cpus_per_worker, two.train.threads) == (0.5, 1) and layout.problem(two, LAPTOP) is None
 
 
 def test_workers_that_take_every_cpu_are_refused_naming_the_setting():
@@ -35,7 +36,9 @@ def test_workers_that_take_every_cpu_are_refused_naming_the_setting():
     with pytest.raises(layout.LayoutError) as e:
         layout.fit(cfg(num_workers=2, cpus_per_worker=1.0), LAPTOP)
     msg = str(e.value)
-    assert "train.cpus_per_worker" in msg and "leave none for reading the data" in msg and "\n" not in msg
+    assert "train.cpus_per_worker" in msg and "leave 0 of" in msg and "\n" not in msg
+    with pytest.raises(layout.LayoutError, match="leave 0.5 of"):  # starved Ray Data's reads, measured
+        layout.fit(cfg(num_workers=1, cpus_per_worker=1.5), LAPTOP)
 
 
 def test_workers_that_do_not_fit_at_all_are_refused():
