@@ -47,7 +47,7 @@ _CHATTER = {
 
 # Whether this process started the Ray it uses (a local Ray), as against attaching to a cluster,
 # and the address it then gave RAY_ADDRESS.
-_STARTED_LOCAL = {"value": False, "address": None}
+_STARTED_LOCAL = {"value": False, "address": None, "previous": None}
 
 
 def verbose() -> bool:
@@ -138,7 +138,10 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
         return
     quiet_ray()
     if _STARTED_LOCAL["address"] and os.environ.get("RAY_ADDRESS") == _STARTED_LOCAL["address"]:
-        del os.environ["RAY_ADDRESS"]  # ours, for a local Ray since shut down: not a cluster to attach to
+        # ours, for a local Ray since shut down: not a cluster to attach to; what was there before returns
+        os.environ.pop("RAY_ADDRESS")
+        if _STARTED_LOCAL["previous"] is not None:
+            os.environ["RAY_ADDRESS"] = _STARTED_LOCAL["previous"]
     kw = {"log_to_driver": True, "logging_level": logging.INFO if verbose() else logging.WARNING}
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
@@ -152,8 +155,9 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
         # running on the same host ("Found multiple active Ray instances").
         hook = {"worker_process_setup_hook": f"{__name__}.name_this_ray"}
         ray.init(**({"address": "local"} if address == "local" else {}), num_cpus=num_cpus, runtime_env=hook, **kw)
+        previous = os.environ.get("RAY_ADDRESS")
         os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
-        _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"])
+        _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"], previous=previous)
     if not verbose():
         _quiet_loggers()  # ray.init set its own logger's level ("Started a local Ray instance ...")
         _filter_worker_lines()
