@@ -89,11 +89,13 @@ def quiet_worker() -> None:
 
 # Lines Ray's processes write about themselves, dropped from what a job prints unless verbose: C++
 # info/warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."), the
-# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, Ray
+# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, the
+# raylet's note that it started more workers than it expected (Ray Data's fractional tasks), Ray
 # Data's note that its bars are off (we turned them off) and a deprecation inside Ray Train.
 _RAY_SELF_TALK = re.compile(
     r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] "
     r"|max_restarts > 0\. If the arguments"
+    r"|PYTHON worker processes have been started on node"
     r"|^Progress bars (for operators )?disabled\. To enable"
     r"|ExecutionOptions\.exclude_resources` is deprecated|^\s+self\.exclude_resources = exclude_resources$"
 )

@@ -30,8 +30,10 @@ class LayoutError(ValueError):
 
 def cpus_per_data_task(cfg: ExperimentConfig) -> float:
     """CPUs per Ray Data task: fractional when training runs on CPUs, sharing the machine with
-    the data pipeline (workers holding every CPU would starve the reads and hang the job)."""
-    return 1.0 if cfg.train.use_gpu else 0.25
+    the data pipeline (workers holding every CPU would starve the reads and hang the job). Half a
+    CPU, not less: each concurrent task is a worker process of its own that imports the pipeline
+    (with torch), and on a small machine a dozen of them cost more than the reads they do."""
+    return 1.0 if cfg.train.use_gpu else 0.5
 
 
 def cluster_nodes() -> List[Dict[str, float]]:
