@@ -5,7 +5,7 @@ hangs without a word. So an unset layout (``train.num_workers`` / ``train.cpus_p
 is fitted to the cluster, leaving the data pipeline its share of each node, and a layout that the
 cluster cannot run is refused before Ray Train starts, in one line that names the setting to change.
 
-The arithmetic is plain Python over the nodes' resources (``cluster_nodes`` reads them from Ray).
+The arithmetic is plain Python over the nodes' resources (``sources.cluster_nodes`` reads them from Ray).
 """
 
 from __future__ import annotations
@@ -34,13 +34,6 @@ def cpus_per_data_task(cfg: ExperimentConfig) -> float:
     CPU, not less: each concurrent task is a worker process of its own that imports the pipeline
     (with torch), and on a small machine a dozen of them cost more than the reads they do."""
     return 1.0 if cfg.train.use_gpu else 0.5
-
-
-def cluster_nodes() -> List[Dict[str, float]]:
-    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
-    import ray
-
-    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
 def _data_reserve(node_cpus: float) -> float:

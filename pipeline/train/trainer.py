@@ -631,7 +631,7 @@ def launch(
     if cfg.train.init_from:
         init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
         cfg = with_model_of(cfg, init_config, given)
-    cfg = layout.fit(cfg, layout.cluster_nodes(), strict=sources.started_local_ray())
+    cfg = layout.fit(cfg, sources.cluster_nodes(), strict=sources.started_local_ray())
     run_id = tracking.start_or_resume_run(
         tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
     )
