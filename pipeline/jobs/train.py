@@ -34,6 +34,7 @@ class Options:
     address: Optional[str] = None
     verbose: bool = False
     given: Optional[FrozenSet[str]] = None  # the keys the config file and --set give (config.given_keys)
+    checkpoints_at: Optional[str] = None  # where this run's checkpoints go, once known (said on a stop)
 
 
 def parse_args(argv=None, prog: Optional[str] = None) -> Options:
@@ -68,7 +69,9 @@ def main(argv=None, prog: Optional[str] = None) -> int:
     try:
         return _main(args)
     except (KeyboardInterrupt, stops.Stopped) as e:
-        print(stops.message("colorize train", e), file=sys.stderr)
+        kept = args.checkpoints_at
+        where = f"; checkpoints so far are kept in {kept} (the same train.run_name resumes)" if kept else ""
+        print(stops.message("colorize train", e) + where, file=sys.stderr)
         return stops.EXIT_CODES[stops.signal_of(e)]
 
 
@@ -99,6 +102,7 @@ def run(cfg, args) -> int:
     out_dir = os.path.abspath(args.out)
     prior, _, artifacts = priors.training_prior(cfg, s3, out_dir, args.recompute_prior)
     run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
+    args.checkpoints_at = storage.redact(f"{cfg.train.storage_path.rstrip('/')}/{run_name}")
     tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
     warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
     artifact_dir = os.path.join(out_dir, "mlartifacts")

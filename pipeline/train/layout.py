@@ -5,7 +5,7 @@ hangs without a word. So an unset layout (``train.num_workers`` / ``train.cpus_p
 is fitted to the cluster, leaving the data pipeline its share of each node, and a layout that the
 cluster cannot run is refused before Ray Train starts, in one line that names the setting to change.
 
-The arithmetic is plain Python over the nodes' resources (``cluster_nodes`` reads them from Ray).
+The arithmetic is plain Python over the nodes' resources (``sources.cluster_nodes`` reads them from Ray).
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ from typing import Dict, List, Optional
 
 from pipeline.config import ExperimentConfig
 
-# Of each node's CPUs, Ray Data's reads keep this share (at least DATA_MIN_CPUS) when training runs on CPUs.
+# Of each node's CPUs, Ray Data's reads keep this share (at least DATA_MIN_CPUS) when training runs
+# on CPUs. Ray Data's streaming executor schedules nothing on less than about one CPU of budget
+# beside the workers (measured with Ray 2.60 on 2 CPUs: a 1.5-CPU worker starved the reads, two
+# 0.5-CPU workers did not), so a layout must leave a whole CPU to the data.
 DATA_CPU_SHARE = 0.25
-DATA_MIN_CPUS = 0.5
+DATA_MIN_CPUS = 1.0
 
 
 class LayoutError(ValueError):
@@ -27,15 +30,10 @@ class LayoutError(ValueError):
 
 def cpus_per_data_task(cfg: ExperimentConfig) -> float:
     """CPUs per Ray Data task: fractional when training runs on CPUs, sharing the machine with
-    the data pipeline (workers holding every CPU would starve the reads and hang the job)."""
-    return 1.0 if cfg.train.use_gpu else 0.25
-
-
-def cluster_nodes() -> List[Dict[str, float]]:
-    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
-    import ray
-
-    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    the data pipeline (workers holding every CPU would starve the reads and hang the job). Half a
+    CPU, not less: each concurrent task is a worker process of its own that imports the pipeline
+    (with torch), and on a small machine a dozen of them cost more than the reads they do."""
+    return 1.0 if cfg.train.use_gpu else 0.5
 
 
 def _data_reserve(node_cpus: float) -> float:
@@ -45,8 +43,10 @@ def _data_reserve(node_cpus: float) -> float:
 def fitted(cfg: ExperimentConfig, nodes: List[Dict[str, float]]) -> ExperimentConfig:
     """``cfg`` with an unset ``num_workers`` / ``cpus_per_worker`` filled for ``nodes``: with
     ``use_gpu`` one worker per GPU and 1 CPU each; on CPUs one worker per node with at least one
-    CPU, each taking its node's CPUs less the data pipeline's share (a 2-CPU laptop: 1 worker, 1.5
-    CPUs, 2 torch threads)."""
+    CPU, each reserving its node's CPUs less the data pipeline's share, and (``train.threads``
+    unset) running as many torch threads as its node has CPUs per worker: Ray Data's tasks on
+    prepared shards are light, and a reservation is not a thread count (a 2-CPU laptop: 1
+    worker reserving 1 CPU, 2 torch threads)."""
     t = cfg.train
     if t.num_workers is not None and t.cpus_per_worker is not None:
         return cfg
@@ -59,6 +59,9 @@ def fitted(cfg: ExperimentConfig, nodes: List[Dict[str, float]]) -> ExperimentCo
         smallest = min(cpu_nodes) if cpu_nodes else 1.0
         per_node = max(1, math.ceil(workers / max(1, len(cpu_nodes))))
         cpus = t.cpus_per_worker or max(0.25, math.floor((smallest - _data_reserve(smallest)) / per_node * 4) / 4)
+        if t.threads is None:
+            threads = max(1, int(smallest // per_node))
+            return cfg.replace({"train.num_workers": workers, "train.cpus_per_worker": cpus, "train.threads": threads})
     return cfg.replace({"train.num_workers": workers, "train.cpus_per_worker": cpus})
 
 
@@ -84,12 +87,17 @@ def problem(cfg: ExperimentConfig, nodes: List[Dict[str, float]]) -> Optional[st
             f"({total_cpus:g} CPUs, {sum(n.get('GPU', 0.0) for n in nodes):g} GPUs): "
             f"lower train.cpus_per_worker or train.num_workers {unset}"
         )
-    data = cpus_per_data_task(cfg)
-    if max((n.get("CPU", 0.0) for n in free), default=0.0) < data - 1e-9:
+    left = total_cpus - placed * t.cpus_per_worker
+    if not t.use_gpu and left < DATA_MIN_CPUS - 1e-9:
         return (
-            f"{layout} take all {total_cpus:g} CPUs of this Ray cluster and leave none for reading the data "
-            f"(a Ray Data task needs {data:g}): set train.cpus_per_worker lower, e.g. "
-            f"{max(0.25, t.cpus_per_worker - data):g} {unset}"
+            f"{layout} leave {left:g} of this Ray cluster's {total_cpus:g} CPUs for reading the data, and "
+            f"Ray Data needs about {DATA_MIN_CPUS:g}: set train.cpus_per_worker lower, e.g. "
+            f"{max(0.25, (total_cpus - DATA_MIN_CPUS) / t.num_workers):g} {unset}"
+        )
+    if max((n.get("CPU", 0.0) for n in free), default=0.0) < cpus_per_data_task(cfg) - 1e-9:
+        return (
+            f"{layout} take all {total_cpus:g} CPUs of this Ray cluster and leave none for reading the data: "
+            f"set train.cpus_per_worker lower {unset}"
         )
     return None
 

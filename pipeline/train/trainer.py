@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
@@ -46,7 +47,10 @@ log = logging.getLogger(__name__)
 def to_tensors(raw: Dict[str, np.ndarray]) -> Dict[str, Any]:
     """A numpy batch from Ray Data -> tensors for the image planes, ids kept as a list of str."""
     planes = ("rgb", "L", "ab")
-    out: Dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items() if k in planes}
+    # Ray hands read-only arrays: copied (a batch is small) rather than given to torch as writable
+    out: Dict[str, Any] = {
+        k: torch.from_numpy(np.require(v, requirements=("C", "W"))) for k, v in raw.items() if k in planes
+    }
     out["id"] = [str(i) for i in raw.get("id", [])]
     return out
 
@@ -204,10 +208,13 @@ class _Run:
 
     def end_epoch(self, gan, epoch: int, step: int, epoch_steps: int, clock, start_val) -> None:
         val, seconds = self.validate(gan)
+        t = time.perf_counter()
         self._report(gan, val, epoch, step, epoch_steps, clock, start_val, f"epoch {epoch + 1}", seconds)
         if self.rank == 0:
-            if clock.steps:
-                self.tracker.metrics({"train/img_per_s": clock.img_per_s()}, step)
+            # where an epoch's wall time goes: its steps, validation, the checkpoint and report
+            times = {"train/steps_s": clock.seconds, "train/val_s": seconds}
+            times["train/checkpoint_s"] = time.perf_counter() - t
+            self.tracker.metrics(times | ({"train/img_per_s": clock.img_per_s()} if clock.steps else {}), step)
             if self.samples is not None:
                 grid = sample_grid(gan.generator(), self.samples, self.device)
                 self.tracker.image(grid, f"samples/epoch_{epoch:03d}.png")
@@ -393,6 +400,9 @@ def _report_epoch(
         ray.train.report(report, checkpoint=ck)
 
 
+SAMPLE_TILE = 256  # the sample grid's tiles are shown at least this many pixels high
+
+
 def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[float] = None) -> bytes:
     """PNG: one row per image, grey input | prediction | truth."""
     was = G.training
@@ -406,8 +416,12 @@ def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[f
     grey = np.repeat(grey_u8[..., None], 3, -1)
     truth = rgb.cpu().numpy()
     rows = [np.concatenate([gr, p, t], 1) for gr, p, t in zip(grey, pred, truth, strict=True)]
+    grid = Image.fromarray(np.concatenate(rows, 0))
+    scale = max(1, math.ceil(SAMPLE_TILE / max(1, truth.shape[1])))  # tiles large enough to judge colour
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
-    Image.fromarray(np.concatenate(rows, 0)).save(buf, "PNG")
+    grid.save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -481,6 +495,9 @@ def build_trainer(
         ),
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
         callbacks=callbacks,
+        # Ray Train's controller and workers print their errors only, unless verbose (its INFO lines
+        # are raw reports and checkpoint paths; the run prints its own progress)
+        logging_config=ray.train.LoggingConfig(log_level="INFO" if sources.verbose() else "ERROR"),
     )
     loop_config = {
         "cfg": cfg.to_dict(),
@@ -551,7 +568,7 @@ def launch(
     if cfg.train.init_from:
         init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
         cfg = with_model_of(cfg, init_config, given)
-    cfg = layout.fit(cfg, layout.cluster_nodes(), strict=sources.started_local_ray())
+    cfg = layout.fit(cfg, sources.cluster_nodes(), strict=sources.started_local_ray())
     run_id = tracking.start_or_resume_run(
         tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
     )
@@ -577,7 +594,7 @@ def launch(
             init=init,
             steps_per_epoch=layout.steps_per_epoch(cfg, info.get("train_files")),
         )
-        result = trainer.fit()
+        result = fit_interruptibly(trainer)
         skipped = _skip_counts(collector)
         tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
     except BaseException:
@@ -586,6 +603,32 @@ def launch(
     # Train V1 (RAY_TRAIN_V2_ENABLED=0) hands a failure back as result.error instead of raising.
     tracker.finish("FINISHED" if result.error is None else "FAILED")
     return Launched(result, run_id, info, skipped, cfg)
+
+
+def fit_interruptibly(trainer: TorchTrainer):
+    """``trainer.fit()``, from a helper thread when called on the main thread: Ctrl-C (and SIGTERM,
+    ``pipeline.runtime.stops``) then reaches the caller as KeyboardInterrupt / Stopped, so the job
+    says it stopped and exits 130 / 143 with its checkpoints kept. On the main thread Ray Train
+    installs its own SIGINT handler, which ends the process with status 1 and no word. Stopping
+    this process ends the run's workers with it (a local Ray goes down with its driver; on a
+    cluster, the job's actors end with their driver)."""
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()  # Tune's trials: Ray Train adds no handler off the main thread either
+    box: Dict[str, Any] = {}
+
+    def fit():
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # handed to the main thread as it is
+            box["error"] = e
+
+    thread = threading.Thread(target=fit, name="colorize-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def with_model_of(

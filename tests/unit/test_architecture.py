@@ -51,7 +51,6 @@ RAY_ALLOWED = {
     "pipeline.data.priors",
     "pipeline.data.prepare",
     "pipeline.train.trainer",
-    "pipeline.train.layout",
     "pipeline.apply.infer",
     "pipeline.video.colorize",
     "pipeline.serve.app",
