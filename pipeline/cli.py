@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from typing import List, Optional
 
-from pipeline import command_help
+from pipeline import cli_args, command_help, extras
 from pipeline.cli_args import HelpFormatter
 
 # subcommand -> job module, in the order `colorize --help` lists them (what people do first, first).
@@ -46,7 +45,7 @@ class _Version(argparse.Action):
 def command_parser(sub, name: str) -> argparse.ArgumentParser:
     """The subparser of ``name``, with its description and examples (no arguments yet)."""
     text = command_help.COMMANDS[name]
-    return sub.add_parser(
+    p = sub.add_parser(
         name,
         help=text.summary,
         description=text.description,
@@ -54,6 +53,9 @@ def command_parser(sub, name: str) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         add_help=name not in FORWARDED,
     )
+    if name not in FORWARDED:
+        cli_args.add_verbose_arg(p)
+    return p
 
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
@@ -74,17 +76,23 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
+    cli_args.set_verbosity(cli_args.wants_verbose(argv))  # before any job's imports: Ray reads it then
     from pipeline.core import stops
 
     stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
+    command = "colorize " + argv[0] if argv else "colorize"
     try:
         return _main(argv)
     except (KeyboardInterrupt, stops.Stopped) as e:
-        command = "colorize " + argv[0] if argv else "colorize"
         print(stops.message(command, e), file=sys.stderr)
         return stops.EXIT_CODES[stops.signal_of(e)]
+    except ModuleNotFoundError as e:  # the light install: a command (or a kind of input) needs an extra
+        line = extras.missing(argv[0] if argv else "", e)
+        if line is None:
+            raise
+        print(f"{command}: error: {line}", file=sys.stderr)
+        return 2
 
 
 def _main(argv: List[str]) -> int:

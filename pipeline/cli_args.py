@@ -12,7 +12,9 @@ hidden aliases (``hide``), so scripts written for them keep working.
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+import logging
+import os
+from typing import List, Optional
 
 SHIPPED = "shipped"  # --model's default: the model that ships inside the package
 
@@ -151,3 +153,33 @@ def add_resize_arg(p: argparse.ArgumentParser, help: str) -> None:
     """--resize N (old name --size, hidden) into ``args.size``: each photo's short side, default 256."""
     resize = p.add_argument("--resize", "--size", dest="size", type=int, default=256, metavar="N", help=help)
     hide(resize, "--size")
+
+
+VERBOSE_FLAG = "--verbose"
+VERBOSE_ENV = "COLORIZE_VERBOSE"  # "1": Ray's own logs too (pipeline.data.sources.ensure_ray reads it)
+OWN_LOGGERS = ("pipeline", "models", "tune")  # what colorize itself says at INFO, verbose or not
+
+
+def add_verbose_arg(p: argparse.ArgumentParser) -> None:
+    """--verbose: every command's; ``set_verbosity`` acts on it before the job's imports."""
+    p.add_argument(
+        VERBOSE_FLAG,
+        action="store_true",
+        help="also show what the libraries underneath say (Ray, PyTorch, ONNX): for a bug report",
+    )
+
+
+def wants_verbose(argv: List[str]) -> bool:
+    """Whether ``argv`` asks for --verbose (read before parsing: Ray reads the setting at import)."""
+    return VERBOSE_FLAG in argv[: argv.index("--")] if "--" in argv else VERBOSE_FLAG in argv
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Logging for a command: colorize's own INFO lines always; the libraries' INFO lines (and
+    Ray's, through ``VERBOSE_ENV``) only when verbose, else their warnings and errors."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)

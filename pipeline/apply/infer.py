@@ -254,18 +254,14 @@ def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = t
     return rows
 
 
-class ModelActor:
-    """Ray Data actor: one generator per actor. Rows with "x" -> the same rows with "ab"
-    (k, 2, h, w) float32 for k temperatures, "x" dropped. Inputs of one working size go through G
-    together (photos of one shape share a size)."""
+class BatchModel:
+    """The model stage: rows with "x" -> the same rows with "ab" (k, 2, h, w) float32 for k
+    temperatures, "x" dropped. Inputs of one working size go through G together (photos of one
+    shape share a size)."""
 
-    def __init__(self, weights: list, temperatures: list):
-        import ray  # not at the top: see _run_on_ray
-
-        state, config = ray.get(weights[0])
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.G = checkpoint.generator_from_state(state, config).to(self.device)
-        self.temperatures = temperatures
+    def __init__(self, G, temperatures: list, device=None):
+        self.G, self.temperatures = G, temperatures
+        self.device = device or torch.device("cpu")
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, list]:
         xs, skips = list(batch["x"]), list(batch["skip"])
@@ -282,6 +278,17 @@ class ModelActor:
         return {"path": list(batch["path"]), "out": list(batch["out"]), "skip": skips, "L": list(batch["L"]), "ab": ab}
 
 
+class ModelActor(BatchModel):
+    """Ray Data actor: ``BatchModel`` with one generator per actor (a GPU when it has one)."""
+
+    def __init__(self, weights: list, temperatures: list):
+        import ray  # not at the top: see _run_on_ray
+
+        state, config = ray.get(weights[0])
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(checkpoint.generator_from_state(state, config).to(device), temperatures, device)
+
+
 def finish(
     batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] = None, settings: Optional[dict] = None
 ) -> Dict[str, List[str]]:
@@ -294,7 +301,9 @@ def finish(
         if skip:
             target = ""
         else:
-            rgbs = [predict.join_full(L, torch.from_numpy(np.ascontiguousarray(a))) for a in ab]
+            # copies: Ray hands read-only arrays, which torch.from_numpy warns about
+            L = np.array(L, np.float32)
+            rgbs = [predict.join_full(L, torch.from_numpy(np.array(a, np.float32))) for a in ab]
             rgb = grid_sheet(L, rgbs, grid) if grid else rgbs[0]
             try:
                 storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
@@ -333,7 +342,7 @@ def run(args) -> int:
     todo = [t for t in planned if t.out]
     written = 0
     if todo:
-        rows = _run_on_ray(G, info, todo, fs, args, s3, settings)
+        rows = _run_folder(G, info, todo, fs, args, s3, settings)
         written = sum(1 for r in rows if r["out"])
         skipped.add_all((r["path"], r["skip"].split(":")[0]) for r in rows if not r["out"])
     print(
@@ -408,6 +417,35 @@ def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target
     """Every input's output path (or why it gets none), decided before any work starts."""
     suffix = GRID_SUFFIX if getattr(args, "grid", None) else ""
     return per_input.plan(args.input, args.output, paths, s3, args.overwrite, suffix=suffix)
+
+
+def _run_folder(
+    G, info, todo: List[outputs.Target], fs, args, s3: storage.S3Settings, settings: Optional[dict] = None
+) -> List[Dict[str, str]]:
+    """Colorize the planned inputs: on Ray Data when Ray is installed, else here, in this process
+    (the light install), through the same three stages."""
+    try:
+        import ray  # noqa: F401  (only whether it is there)
+    except ModuleNotFoundError:
+        return _run_here(G, todo, fs, args, s3, settings)
+    return _run_on_ray(G, info, todo, fs, args, s3, settings)
+
+
+def _run_here(
+    G, todo: List[outputs.Target], fs, args, s3: storage.S3Settings, settings: Optional[dict] = None
+) -> List[Dict[str, str]]:
+    """The planned inputs one batch at a time in this process: read/decode, the model, join/write."""
+    grid = getattr(args, "grid", None)
+    model = BatchModel(G, list(grid) if grid else [args.temperature])
+    batch, rows = getattr(args, "batch", 16), []
+    with progress.bar(len(todo), "colorize", "photo") as bar:  # each write is atomic: a stop leaves no part
+        for i in range(0, len(todo), batch):
+            part = todo[i : i + batch]
+            decoded = read_decode({"path": [t.path for t in part], "out": [t.out for t in part]}, fs, args.size)
+            done = finish(model(decoded), s3.to_dict(), grid, settings)
+            rows += [dict(zip(done, values, strict=True)) for values in zip(*done.values(), strict=True)]
+            bar.update(len(part))
+    return rows
 
 
 def _run_on_ray(

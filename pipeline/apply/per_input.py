@@ -9,11 +9,10 @@ import os
 import posixpath
 from typing import Callable, List, Optional, Set
 
-import pyarrow.fs as pafs
-
 from pipeline.core import made_with, outputs
 from pipeline.core.skips import Skips
 from pipeline.data import storage
+from pipeline.data.storage import pafs  # pyarrow's, or its local stand-in in the light install
 
 
 def list_inputs(uri: str, s3: storage.S3Settings):

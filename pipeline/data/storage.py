@@ -1,10 +1,11 @@
 """Where data lives: local folders, list files, ``s3://`` prefixes, the built-in sample photos.
 
-No Ray here. Filesystems are pyarrow's (what Ray Data reads with). ``S3Settings`` (endpoint, region,
-timeouts) are built once at an entry point and passed down: every function here takes them, and an
-``s3://`` URI that arrives with ``s3=None`` raises ``MissingS3Settings`` (a forgotten argument must
-not quietly fall back to the environment and drop a configured region). Credentials come from the
-standard AWS chain: this module never sees, prints or stores them.
+No Ray here. Filesystems are pyarrow's (what Ray Data reads with); without pyarrow (the light
+install) local files go through ``local_files``, the same interface, and ``s3://`` asks for it.
+``S3Settings`` (endpoint, region, timeouts) are built once at an entry point and passed down: every
+function here takes them, and an ``s3://`` URI that arrives with ``s3=None`` raises
+``MissingS3Settings`` (a forgotten argument must not quietly fall back to the environment and drop
+a configured region). Credentials come from the standard AWS chain: this module never sees, prints or stores them.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from collections import deque
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-import pyarrow.fs as pafs
-
 from pipeline import credentials
 from pipeline.core import split
 from pipeline.core.skips import SKIP_BAD_NAME, SKIP_DUPLICATE, SKIP_MISSING, SKIP_SYMLINK_LOOP, SKIP_UNREADABLE, Skips
+
+try:
+    import pyarrow.fs as pafs
+except ModuleNotFoundError:  # the light install: local files only
+    from pipeline.data import local_files as pafs
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +123,8 @@ def is_s3(uri: str) -> bool:
 
 
 def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
+    import pyarrow.fs as pafs  # named here: without pyarrow, a ModuleNotFoundError that asks for it
+
     kwargs = dict(
         connect_timeout=settings.connect_timeout,
         request_timeout=settings.request_timeout,
