@@ -6,8 +6,10 @@ card to complete): what ``pipeline/assets/model`` holds."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import warnings
 from typing import Optional
 
 import numpy as np
@@ -15,7 +17,7 @@ import torch
 
 from models.generator import ABPredictor
 from pipeline import cli_args
-from pipeline.core import outputs
+from pipeline.core import made_with, outputs
 from pipeline.data import storage
 from pipeline.gan import checkpoint, model_ref
 
@@ -49,24 +51,62 @@ def check_output(path: str) -> None:
         raise ValueError(f"--output {path}: {problem}")
 
 
-def export_onnx(G, path: str, temperature: Optional[float] = None, opset: int = 18) -> None:
+@contextlib.contextmanager
+def _exporter_quiet():
+    """The exporter's own chatter (skipped torchvision ops, deprecations) unless --verbose."""
+    if os.environ.get(cli_args.VERBOSE_ENV) == "1":
+        yield
+        return
+    exporter = logging.getLogger("torch.onnx")
+    level = exporter.level
+    exporter.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        exporter.setLevel(level)
+
+
+def export_onnx(
+    G, path: str, temperature: Optional[float] = None, opset: int = 18, settings: Optional[dict] = None
+) -> None:
+    """``G`` as ONNX at ``path``; ``settings`` (``made_with``) recorded in its metadata."""
     model = ABPredictor(G.cpu().eval(), temperature).eval()
     dims = {
         0: torch.export.Dim("batch", max=4096),
         2: torch.export.Dim("height", min=16, max=16384),
         3: torch.export.Dim("width", min=16, max=16384),
     }
-    torch.onnx.export(
-        model,
-        (torch.randn(1, 1, 64, 96),),
-        path,
-        input_names=["L"],
-        output_names=["ab"],
-        dynamic_shapes={"L": dims},
-        opset_version=opset,
-        dynamo=True,
-        verbose=False,
-    )
+    with _exporter_quiet():
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 1, 64, 96),),
+            path,
+            input_names=["L"],
+            output_names=["ab"],
+            dynamic_shapes={"L": dims},
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    if settings:
+        import onnx
+
+        graph = onnx.load(path)
+        graph.metadata_props.add(key=made_with.KEY, value=made_with.comment(settings))
+        onnx.save(graph, path)
+
+
+def onnx_settings(path: str) -> Optional[dict]:
+    """The settings an .onnx file records (``export_onnx``); None when it records none or is no ONNX."""
+    import onnx
+
+    try:
+        graph = onnx.load(path, load_external_data=False)
+    except Exception:  # not an ONNX file: it records nothing we wrote
+        return None
+    return next((made_with.from_comment(p.value) for p in graph.metadata_props if p.key == made_with.KEY), None)
 
 
 def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 72, 120), seed: int = 0) -> float:
@@ -127,10 +167,11 @@ def run(args) -> int:
         print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
         return 0
     check_output(args.onnx)  # before the model loads and the export runs, not after
-    if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):
-        raise ValueError(f"--output {args.onnx} exists: --overwrite replaces it, or give another name")
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    export_onnx(G, args.onnx, args.temperature)
+    settings = {"model": str(info["ref"]), "temperature": round(float(args.temperature or G.temperature), 6)}
+    if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):  # the rerun rule
+        return made_with.report("colorize export", args.onnx, onnx_settings(args.onnx), settings)
+    export_onnx(G, args.onnx, args.temperature, settings=settings)
     err = check_onnx(G, args.onnx, args.temperature)
     print(f"colorize export: wrote {args.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
     return 0

@@ -105,7 +105,8 @@ def _runs_inside(folder: str) -> List[str]:
 
 def _not_a_model(ref: str, root: str) -> ModelNotFound:
     runs = _runs_inside(root)
-    named = f"; it holds {len(runs)} that are: " + ", ".join(runs[:MAX_NAMED]) if runs else ""
+    more = f" and {len(runs) - MAX_NAMED} more" if len(runs) > MAX_NAMED else ""
+    named = f"; give one of those inside it: {', '.join(runs[:MAX_NAMED])}{more}" if runs else ""
     return ModelNotFound(
         f"model {ref}: no checkpoint in {root}: it is not a checkpoint folder ({checkpoint.STATE} inside), "
         f"a model folder or a training run folder ({RUN_CHECKPOINT_PREFIX}* folders inside){named}"

@@ -16,5 +16,6 @@ def test_export_onnx_dynamic_size(ckpt, tmp_path):
     assert export.check_onnx(G, str(onnx_path), 0.3, shape=(1, 1, 41, 97)) < 0.05
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"L": np.zeros((3, 1, 128, 64), np.float32)})[0].shape == (3, 2, 128, 64)
+    assert export.onnx_settings(str(onnx_path)) == {"model": str(ckpt), "temperature": 0.3}  # a rerun keeps it
     with pytest.raises(ValueError, match="disagrees"):
         export.check_onnx(builder.build_generator({"preset": "tiny"}), str(onnx_path), 0.3)

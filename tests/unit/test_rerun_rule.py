@@ -149,8 +149,29 @@ def test_eval_rerun_rule(ckpt, tmp_path, capsys):
 def test_export_never_replaces_a_file(ckpt, tmp_path, capsys):
     onnx = tmp_path / "g.onnx"
     onnx.write_bytes(b"mine")
-    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 2
-    assert "--overwrite" in capsys.readouterr().err and onnx.read_bytes() == b"mine"
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 0  # records no settings: kept
+    assert "--overwrite" in capsys.readouterr().out and onnx.read_bytes() == b"mine"
+
+
+def _onnx_made_with(path, settings):
+    """A (graphless) ONNX file that records ``settings`` as ``export`` does."""
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_model(helper.make_graph([], "g", [], []))
+    graph.metadata_props.add(key=made_with.KEY, value=made_with.comment(settings))
+    onnx.save(graph, str(path))
+    return path.read_bytes()
+
+
+def test_export_rerun_keeps_a_result_made_with_the_same_settings(ckpt, tmp_path, capsys):
+    onnx = tmp_path / "g.onnx"
+    before = _onnx_made_with(onnx, {"model": str(ckpt), "temperature": 0.38})
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 0
+    assert "made with the same settings" in capsys.readouterr().out
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx), "--temperature", "0.5"]) == 1
+    assert "temperature 0.38 (now 0.5)" in capsys.readouterr().err
+    assert onnx.read_bytes() == before
 
 
 def test_prepare_rerun_rule(tmp_path, capsys):
