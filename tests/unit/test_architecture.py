@@ -24,7 +24,15 @@ SCRIPT_FOLDERS = ("bench",)
 LAYERS: Tuple[Tuple[str, ...], ...] = (
     ("models",),  # pure torch; the generator's shape (GeneratorConfig) lives with it
     ("pipeline.credentials",),  # no imports from the project: config and storage refuse with it
-    ("pipeline", "pipeline.config", "pipeline.cli_args", "pipeline.assets", "pipeline.configs", "pipeline.version"),
+    (
+        "pipeline",
+        "pipeline.config",
+        "pipeline.cli_args",
+        "pipeline.extras",
+        "pipeline.assets",
+        "pipeline.configs",
+        "pipeline.version",
+    ),
     ("pipeline.config_help", "pipeline.command_help"),
     ("pipeline.core",),  # pure numpy/torch: colour, geometry, split, skips, output names, metrics, decoding
     ("pipeline.data",),  # storage, Ray Data sources and shards, the priors and prepare jobs
