@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import posixpath
 from typing import Dict, List, Optional, Sequence
 
@@ -37,7 +38,7 @@ from pipeline.config import check_range
 from pipeline.core import color, made_with, outputs, progress, transforms
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
-from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE
+from pipeline.core.skips import SKIP_MISSING, SKIP_NOT_IMAGE, SKIP_UNREADABLE
 from pipeline.core.stops import remove_partials
 from pipeline.core.work_limits import TooMuchWork, check_encoded
 from pipeline.data import storage
@@ -188,11 +189,13 @@ def colorize_file(
     grid: Optional[Sequence[float]] = None,
     show_progress: bool = False,
     hints: Optional[Sequence[Hint]] = None,
+    keep_alpha: bool = False,
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
     the comparison sheet at those temperatures (``grid_sheet``). ``show_progress``: a bar of the
     steps for photos big enough to take a while. ``hints``: points of this photo (HintError when
-    one lies outside it)."""
+    one lies outside it). ``keep_alpha``: a photo with transparency comes back (H, W, 4), its
+    alpha channel as it was."""
     try:
         check_encoded(data, size, max_pixels)
     except TooMuchWork as e:
@@ -210,7 +213,7 @@ def colorize_file(
         if not grid:
             rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device, hints))
             steps.update()
-            return rgb, None
+            return (with_alpha(rgb, d.alpha) if keep_alpha else rgb), None
         x = torch.from_numpy(predict.working_input(L, size))[None]
         hint_map = predict.working_hints(G, hints, *L.shape, x)
         rgbs = []
@@ -220,16 +223,30 @@ def colorize_file(
         return grid_sheet(L, rgbs, grid), None
 
 
+def with_alpha(rgb: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
+    """``rgb`` with the source's alpha channel as a fourth one, when it had one of the same size."""
+    if alpha is None or alpha.shape != rgb.shape[:2]:
+        return rgb
+    return np.dstack([rgb, alpha])
+
+
+def keeps_alpha(name: str) -> bool:
+    """Whether a result named ``name`` can hold transparency (PNG; JPEG has none)."""
+    return FORMATS.get(posixpath.splitext(name)[1].lower(), "PNG") == "PNG"
+
+
 _NONE = np.zeros((1, 1), np.float32)  # the L / input of a skipped row (Ray's tensor columns want an array)
+_OPAQUE = np.zeros((1, 1), np.uint8)  # the alpha of a photo without transparency
 
 
 def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = transforms.DEFAULT_MAX_PIXELS):
     """CPU stage: rows {"path", "out"} -> {"path", "out", "skip", "L" (H, W) float32 full
-    resolution, "x" (1, h, w) the model's input at the working size}. A file that cannot be read or
-    decoded keeps its row, with a skip reason and placeholder arrays."""
-    rows: Dict[str, list] = {"path": [], "out": [], "skip": [], "L": [], "x": []}
+    resolution, "x" (1, h, w) the model's input at the working size, "alpha" (H, W) uint8 of a
+    photo with transparency}. A file that cannot be read or decoded keeps its row, with a skip
+    reason and placeholder arrays."""
+    rows: Dict[str, list] = {"path": [], "out": [], "skip": [], "L": [], "x": [], "alpha": []}
     for path, out in zip(batch["path"], batch["out"], strict=True):
-        skip, L, x = "", _NONE, _NONE[None]
+        skip, L, x, alpha = "", _NONE, _NONE[None], _OPAQUE
         try:
             with fs.open_input_stream(path) as f:
                 data = f.read()
@@ -249,7 +266,8 @@ def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = t
             else:
                 L = predict.photo_L(d.rgb)
                 x = predict.working_input(L, size)
-        for k, v in (("path", path), ("out", out), ("skip", skip), ("L", L), ("x", x)):
+                alpha = _OPAQUE if d.alpha is None else d.alpha
+        for k, v in (("path", path), ("out", out), ("skip", skip), ("L", L), ("x", x), ("alpha", alpha)):
             rows[k].append(v)
     return rows
 
@@ -275,7 +293,8 @@ class BatchModel:
             outs = [predict.predict_ab_batch(self.G, x, t, self.device).cpu().numpy() for t in self.temperatures]
             for j, i in enumerate(idx):
                 ab[i] = np.stack([o[j] for o in outs])
-        return {"path": list(batch["path"]), "out": list(batch["out"]), "skip": skips, "L": list(batch["L"]), "ab": ab}
+        rows = {k: list(batch[k]) for k in ("path", "out", "L", "alpha") if k in batch}
+        return {**rows, "skip": skips, "ab": ab}
 
 
 class ModelActor(BatchModel):
@@ -296,8 +315,9 @@ def finish(
     and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written)."""
     s3_settings = storage.S3Settings.from_dict(s3)
     res: Dict[str, List[str]] = {"path": [], "out": [], "skip": []}
-    cols = (batch["path"], batch["out"], batch["skip"], batch["L"], batch["ab"])
-    for path, target, skip, L, ab in zip(*cols, strict=True):
+    alphas = batch["alpha"] if "alpha" in batch else [None] * len(batch["path"])
+    cols = (batch["path"], batch["out"], batch["skip"], batch["L"], batch["ab"], alphas)
+    for path, target, skip, L, ab, alpha in zip(*cols, strict=True):
         if skip:
             target = ""
         else:
@@ -305,6 +325,8 @@ def finish(
             L = np.array(L, np.float32)
             rgbs = [predict.join_full(L, torch.from_numpy(np.array(a, np.float32))) for a in ab]
             rgb = grid_sheet(L, rgbs, grid) if grid else rgbs[0]
+            if not grid and keeps_alpha(target):
+                rgb = with_alpha(rgb, alpha)
             try:
                 storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
             except (storage.StorageError, OSError) as e:
@@ -379,9 +401,13 @@ def _one_photo(args, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint
         print(f"colorize infer: skipped {storage.redact(args.input)}: {SKIP_UNREADABLE} ({why})")
         return 1
     grid = getattr(args, "grid", None)
-    rgb, skip = colorize_file(G, data, args.size, args.temperature, grid=grid, show_progress=True, hints=hints)
+    rgb, skip = colorize_file(
+        G, data, args.size, args.temperature, grid=grid, show_progress=True, hints=hints, keep_alpha=keeps_alpha(out)
+    )
     if rgb is None:
-        print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}")
+        video = skip == SKIP_NOT_IMAGE and posixpath.splitext(path)[1].lower() in outputs.VIDEO_SUFFIXES
+        advice = f": a video? colorize video {args.input}" if video else ""
+        print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}{advice}")
         return 1
     try:
         storage.write_bytes_atomic(out, encode(rgb, out, settings), s3)
@@ -397,20 +423,27 @@ def _shown_t(args, G) -> str:
 
 
 def _single_target(input_uri: str, output: str, src: str, suffix: str = "") -> str:
-    """Where one photo's result goes: ``--output`` itself when it names a PNG/JPEG file, else a file
-    of the input's name inside that folder. Never the input itself."""
+    """Where one photo's result goes: ``--output`` itself when it names a PNG/JPEG file; the same
+    name as PNG when it names a file of another picture format (``astro.tif`` -> ``astro.png``);
+    else a file of the input's name inside that folder. Never the input itself."""
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
-    if (
-        per_input.canonical(out) != per_input.canonical(src_uri) and posixpath.splitext(out)[1].lower() not in FORMATS
-    ):  # a folder
-        out = posixpath.join(out, output_name(posixpath.basename(src), suffix))
+    if per_input.canonical(out) != per_input.canonical(src_uri):
+        ext = posixpath.splitext(out.rstrip("/"))[1].lower()
+        if ext in Image.registered_extensions() and not out.endswith("/") and not _is_local_folder(out):
+            out = output_name(out)  # a file: PNG and JPEG as named, other picture formats become PNG
+        elif ext not in FORMATS or out.endswith("/"):  # a folder
+            out = posixpath.join(out, output_name(posixpath.basename(src), suffix))
     if per_input.canonical(out) == per_input.canonical(src_uri):
         raise storage.StorageError(
             f"--output {storage.redact(out)} is the input itself: colorize never writes over "
             "its input; give another file or folder"
         )
     return out
+
+
+def _is_local_folder(uri: str) -> bool:
+    return not storage.is_s3(uri) and os.path.isdir(os.path.expanduser(uri))
 
 
 def _plan(args, paths: List[str], s3: storage.S3Settings) -> List[outputs.Target]:

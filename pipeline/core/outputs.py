@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set
 
 FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # kept as they are; anything else -> PNG
+# what `colorize video` takes (and `colorize infer` points to it for)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp")
 
 UNSAFE_NAME = "unsafe_name"
 IN_OUTPUT = "in_output"

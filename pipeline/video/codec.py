@@ -32,6 +32,7 @@ from typing import Callable, Optional, Tuple
 import av
 import numpy as np
 
+from pipeline.core import outputs
 from pipeline.core.transforms import DEFAULT_MAX_PIXELS
 
 CRF = "17"  # x264 constant quality: visually lossless for most footage
@@ -47,7 +48,7 @@ ODD_SIZE = "odd_size_unsupported"
 # Containers kept as they are; any other input becomes Matroska, which takes any audio codec
 # (copying e.g. PCM audio into MP4 would fail).
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp")
+VIDEO_SUFFIXES = outputs.VIDEO_SUFFIXES
 # FFmpeg demuxers that read still images or text, not videos
 _NOT_VIDEO_FORMATS = ("image2", "tty", "lavfi")
 
