@@ -53,8 +53,6 @@ def command_parser(sub, name: str) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         add_help=name not in FORWARDED,
     )
-    if name not in FORWARDED:
-        cli_args.add_verbose_arg(p)
     return p
 
 
@@ -72,6 +70,7 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
         p = command_parser(sub, name)
         if name not in FORWARDED and (commands is None or name in commands):
             importlib.import_module(module).add_args(p)
+            cli_args.add_verbose_arg(p)
     return parser
 
 
@@ -106,6 +105,7 @@ def _main(argv: List[str]) -> int:
         print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
         return 2
     try:
+        cli_args.settle_data(args)
         credentials.refuse_in_args(args)
         return importlib.import_module(COMMANDS[args.command]).run(args)
     except (StorageError, ValueError) as e:  # ConfigError and ModelNotFound are ValueErrors

@@ -19,9 +19,16 @@ from typing import List, Optional
 SHIPPED = "shipped"  # --model's default: the model that ships inside the package
 
 
+HELP_WIDTH = 100  # the descriptions' and examples' own width (they keep their line breaks)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and examples keep their line breaks; every option with a meaningful default
-    shows it; option names marked hidden (old spellings) do not appear."""
+    """Descriptions and examples keep their line breaks; options wrap at the same width; every
+    option with a meaningful default shows it; option names marked hidden (old spellings) do not
+    appear."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 26, width=None):
+        super().__init__(prog, indent_increment, max_help_position, width=HELP_WIDTH)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -120,19 +127,42 @@ def add_output_arg(
     return hide(action, "--out")
 
 
+DATA_POSITIONAL, DATA_DEFAULT = "data_positional", "data_default"  # add_data_arg's, until settle_data
+
+
 def add_data_arg(p: argparse.ArgumentParser, help: str, default: Optional[str] = None) -> argparse.Action:
-    """--input (alias --data, hidden): the photos a dataset job reads; the value lands in ``args.data``."""
+    """INPUT as a positional or ``--input`` (alias ``--data``, hidden), as infer and video take it:
+    the photos a dataset job reads. ``settle_data`` puts the one given into ``args.data``."""
+    p.add_argument(DATA_POSITIONAL, nargs="?", default=None, metavar="INPUT", help=help)
     action = p.add_argument(
-        "--input", "--data", dest="data", default=default, required=default is None, metavar="INPUT", help=help
+        "--input", "--data", dest="data", default=None, metavar="INPUT", help=f"the same as INPUT{_default(default)}"
     )
+    p.set_defaults(**{DATA_DEFAULT: default})
     return hide(action, "--data")
+
+
+def _default(default: Optional[str]) -> str:
+    return f" (default: {default})" if default else ""
+
+
+def settle_data(args: argparse.Namespace) -> None:
+    """``args.data`` from INPUT or --input (their default when neither is given); ValueError (one
+    line) for two different ones or none where one is needed. Nothing for jobs without them."""
+    if not hasattr(args, DATA_POSITIONAL):
+        return
+    positional, flag = getattr(args, DATA_POSITIONAL), args.data
+    if positional and flag and positional != flag:
+        raise ValueError(f"two inputs given ({positional} and --input {flag}): give one")
+    args.data = positional or flag or getattr(args, DATA_DEFAULT)
+    if not args.data:
+        raise ValueError("no input: give a folder, list file (.txt) or s3:// prefix of photos")
 
 
 def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "outputs") -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help=f"replace {what} that already exist (default: keep them; a rerun with other settings stops)",
+        help=f"replace {what} already there (default: keep them; a rerun with other settings stops)",
     )
 
 

@@ -96,8 +96,8 @@ def parse_hint(text: str) -> Hint:
 
 
 def hints_from_json(doc) -> List[Hint]:
-    """A JSON list (text or parsed) of ``{"x": .., "y": .., "color": "#rrggbb"}`` -> Hints; HintError
-    naming the first bad entry. At most ``MAX_HINTS``."""
+    """A JSON list (text or parsed) of ``{"x": .., "y": .., "color": "#rrggbb"}`` (or ``"colour"``)
+    -> Hints; HintError naming the first bad entry. At most ``MAX_HINTS``."""
     if isinstance(doc, (str, bytes)):
         try:
             doc = json.loads(doc)
@@ -112,6 +112,10 @@ def hints_from_json(doc) -> List[Hint]:
     out = []
     for i, item in enumerate(doc):
         where = f"hint {i}"
+        if isinstance(item, dict) and "colour" in item:  # colorize's own spelling elsewhere
+            if "color" in item:
+                raise HintError(f'{where}: give "color" or "colour", not both')
+            item = {("color" if k == "colour" else k): v for k, v in item.items()}
         if not isinstance(item, dict) or not {"x", "y", "color"} <= set(item):
             raise HintError(f'{where}: give {{"x": .., "y": .., "color": "#rrggbb"}}, got {item!r:.80}')
         unknown = sorted(set(item) - {"x", "y", "color"})
