@@ -212,6 +212,11 @@ class Ingress:
             return _refusal(e)
         return Response(out, media_type="image/png")
 
+    @api.get("/favicon.ico")
+    async def favicon(self):
+        data = (resources.files("pipeline.assets") / "favicon.ico").read_bytes()
+        return Response(data, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
+
     @api.get("/examples")
     async def examples(self):
         return {"examples": sorted(EXAMPLES)}
