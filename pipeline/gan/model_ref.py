@@ -7,9 +7,11 @@ A local reference is looked at, not searched: the folder itself, then the ``chec
 directly inside it. A folder holding more than that (an output folder with MLflow's copies of
 models inside) is refused with the run folders it holds named, never guessed from.
 
-The best checkpoint of a run is the one with the highest validation objective its ``meta.json``
-records (``objective``, higher is better); checkpoints without one rank below, by step. Every
-load says in one line which checkpoint it used (``describe``).
+The best checkpoint of a run is the one training kept as best: the highest ``score`` its
+``meta.json`` records (the validation objective, less a penalty when a fine-tune's checkpoint is
+worse than its start: ``pipeline.core.metrics.checkpoint_score``), else its ``objective``
+(higher is better); checkpoints with neither rank below, by step. Every load says in one line
+which checkpoint it used (``describe``).
 
 MLflow references are downloaded and read as plain checkpoint files with ``weights_only=True``:
 nothing pickled runs, whatever the registry holds.
@@ -62,10 +64,13 @@ def _meta_or_empty(directory: str) -> dict:
 
 
 def rank(directory: str) -> tuple:
-    """How good a checkpoint is, for ``max``: a recorded objective first (higher is better; one
-    without ranks below all with one), then the step (a step that is not a number counts as none)."""
+    """How good a checkpoint is, for ``max``: a recorded score, else objective, first (higher is
+    better; one without ranks below all with one), then the step (a step that is not a number
+    counts as none)."""
     meta = _meta_or_empty(directory)
-    objective, step = _number(meta.get("objective")), _number(meta.get("step"))
+    score = _number(meta.get("score"))
+    objective = score if score is not None else _number(meta.get("objective"))
+    step = _number(meta.get("step"))
     return (objective is not None, objective or 0.0, step if step is not None else -math.inf)
 
 

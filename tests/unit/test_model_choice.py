@@ -35,6 +35,16 @@ def test_a_run_folder_gives_its_best_checkpoint_by_objective(ckpt, tmp_path, cap
     assert f"model: {run / 'checkpoint_000001'} (step 40, epoch 0, objective 0.55)" in said
 
 
+def test_the_score_training_kept_by_wins_over_a_higher_raw_objective(ckpt, tmp_path):
+    """A fine-tune's epoch that bought its objective with oversaturation scores below its start
+    (metrics.checkpoint_score): the run folder gives the start, as training kept it."""
+    run = tmp_path / "run"
+    _checkpoint(ckpt, run / "checkpoint_000000", step=0, epoch=-1, objective=16.5, score=16.5)
+    _checkpoint(ckpt, run / "checkpoint_000001", step=40, epoch=0, objective=28.6, score=28.6 - 1000)
+    _, info = model_ref.resolve_generator(str(run))
+    assert info["checkpoint"] == str(run / "checkpoint_000000")
+
+
 def test_without_objectives_the_highest_numeric_step_wins_and_odd_steps_are_no_traceback(ckpt, tmp_path):
     run = tmp_path / "run"
     _checkpoint(ckpt, run / "checkpoint_a", step=5, epoch=0)
