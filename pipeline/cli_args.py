@@ -12,7 +12,7 @@ hidden aliases (``hide``), so scripts written for them keep working.
 from __future__ import annotations
 
 import argparse
-from typing import Optional
+from typing import List, Optional
 
 SHIPPED = "shipped"  # --model's default: the model that ships inside the package
 
@@ -151,3 +151,25 @@ def add_resize_arg(p: argparse.ArgumentParser, help: str) -> None:
     """--resize N (old name --size, hidden) into ``args.size``: each photo's short side, default 256."""
     resize = p.add_argument("--resize", "--size", dest="size", type=int, default=256, metavar="N", help=help)
     hide(resize, "--size")
+
+
+# Flags whose values may start with "-" (a hint at x = -0): argparse takes such a word for an option.
+DASH_VALUED = ("--hint",)
+
+
+def attach_values(argv: List[str], flags=DASH_VALUED) -> List[str]:
+    """``["--hint", "-0,-0,#000"]`` -> ``["--hint=-0,-0,#000"]`` for ``flags``, so that argparse reads a
+    value that starts with "-" as the flag's value, not as an unknown option. Words after ``--`` stay."""
+    out: List[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        if word in flags and i + 1 < len(argv):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out

@@ -33,7 +33,7 @@ from PIL import Image, ImageDraw
 
 from pipeline import cli_args
 from pipeline.apply import per_input
-from pipeline.config import check_range
+from pipeline.config import ConfigError, check_range, check_temperature
 from pipeline.core import color, made_with, outputs, progress, transforms
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
@@ -140,9 +140,12 @@ def _temperatures(text: str) -> List[float]:
         ts = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected temperatures like 0.2,0.38,0.7, got {text!r}") from None
-    if not ts or len(ts) > 16 or any(not t > 0 for t in ts):
-        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures > 0, got {text!r}")
-    return ts
+    if not ts or len(ts) > 16:
+        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures, got {text!r}")
+    try:
+        return [check_temperature(t, "--grid temperatures") for t in ts]
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def grid_sheet(L: np.ndarray, rgbs: Sequence[np.ndarray], temperatures: Sequence[float]) -> np.ndarray:

@@ -77,9 +77,11 @@ def _coordinate(value, name: str, where: str) -> float:
     try:
         v = float(value)
     except ValueError:
-        raise HintError(f"{where}: {name} must be a number, got {value!r}") from None
+        raise HintError(f"{where}: {name} must be a number, got {value!r:.40}") from None
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        v = math.inf
     if not math.isfinite(v):
-        raise HintError(f"{where}: {name} must be a finite number, got {value!r}")
+        raise HintError(f"{where}: {name} must be a finite number, got {value!r:.40}")
     return v
 
 

@@ -12,7 +12,7 @@ size; empty or null for none.
 
 Each comes back the same size with its own L (colour inputs are made grey first), as a uint8
 (H, W, 3) array, or PNG bytes with ``format="png"`` (base64 in MLflow's JSON answer).
-``params``: ``temperature`` (> 0, lower = more vivid), ``size`` (the working short side),
+``params``: ``temperature`` (0.01..10, lower = more vivid), ``size`` (the working short side),
 ``format`` ("array" or "png").
 """
 
@@ -26,6 +26,7 @@ from typing import Any, List, Optional
 import numpy as np
 from PIL import Image
 
+from pipeline.config import ConfigError, check_temperature
 from pipeline.core import hints as hint_points
 from pipeline.core import transforms, work_limits
 from pipeline.gan import predict
@@ -152,8 +153,10 @@ def options(params: Optional[dict], default_temperature: float, default_size: in
     except (TypeError, ValueError):
         raise BadImage(f"temperature must be a number, size an integer: {params}") from None
     fmt = str(_given(params, "format", "array")).lower()
-    if not 0 < t < float("inf"):  # also refuses nan
-        raise BadImage(f"temperature must be a finite number > 0, got {t}")
+    try:
+        t = check_temperature(t)
+    except ConfigError as e:
+        raise BadImage(str(e)) from None
     if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
         raise BadImage(f"size must be {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
     if fmt not in FORMATS:

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import os
 from importlib import resources
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 import ray
@@ -33,6 +33,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from pipeline.gan import predict
 from pipeline.serve import handling
@@ -166,28 +167,39 @@ class Ingress:
 
     async def _body(self, request: Request) -> Tuple[bytes, Optional[str]]:
         """The image bytes: the raw body (image/*) or the first file of a multipart form; and the
-        form's ``hints`` field (JSON text), None when there is none."""
+        form's ``hints`` field (JSON text), None when there is none. Reading stops at ``max_bytes``
+        whatever the framing (a length, chunks, a form's file part): 413."""
         length = request.headers.get("content-length")
         handling.check_length(int(length) if length and length.isdigit() else None, self.max_bytes)
         ctype = request.headers.get("content-type")
         if handling.media_type(ctype) == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=8, max_part_size=self.max_bytes)
-            hints = form.get("hints")
-            if hints is not None and not isinstance(hints, str):
-                raise handling.RequestError(400, "the form's 'hints' field must be text (JSON), not a file")
-            for value in form.values():
-                if hasattr(value, "read"):
-                    data = await value.read()
-                    handling.check_length(len(data), self.max_bytes)
-                    return data, hints
-            raise handling.RequestError(400, "multipart form without a file field (send the photo as 'image')")
+            parser = MultiPartParser(
+                request.headers, self._capped(request), max_files=1, max_fields=8, max_part_size=self.max_bytes
+            )
+            try:
+                form = await parser.parse()
+            except MultiPartException as e:
+                raise handling.RequestError(400, e.message) from None
+            try:
+                hints = form.get("hints")
+                if hints is not None and not isinstance(hints, str):
+                    raise handling.RequestError(400, "the form's 'hints' field must be text (JSON), not a file")
+                for value in form.values():
+                    if hasattr(value, "read"):
+                        return await value.read(), hints
+                raise handling.RequestError(400, "multipart form without a file field (send the photo as 'image')")
+            finally:
+                await form.close()  # its spooled file goes now, not when the request object is collected
         handling.check_content_type(ctype)
-        chunks, n = [], 0
+        return b"".join([chunk async for chunk in self._capped(request)]), None
+
+    async def _capped(self, request: Request) -> AsyncIterator[bytes]:
+        """The request body's chunks, RequestError 413 as soon as more than ``max_bytes`` came."""
+        n = 0
         async for chunk in request.stream():
             n += len(chunk)
             handling.check_length(n, self.max_bytes)
-            chunks.append(chunk)
-        return b"".join(chunks), None
+            yield chunk
 
     async def _bounded_body(self, request: Request) -> Tuple[bytes, Optional[str]]:
         """``_body`` within the upload slots and the body deadline: 503 when every slot is taken,

@@ -26,6 +26,7 @@ from PIL import Image
 
 from models.generator import HINT_CHANNELS
 from models.scaling import L_to_input, input_to_L
+from pipeline.config import ConfigError, check_temperature
 from pipeline.core import color, geometry, transforms, work_limits
 from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
@@ -38,7 +39,6 @@ DEFAULT_MAX_PIXELS = 25_000_000  # decoded width x height (a 25 MP photo: ~1.5 G
 DEFAULT_BODY_TIMEOUT_S = 60.0  # a whole request body must arrive within this (32 MiB at ~4 Mbit/s)
 DEFAULT_SIZE = 256
 SIZE_RANGE = (16, 1024)  # the working short side a request may ask for
-TEMPERATURE_RANGE = (0.01, 10.0)
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/tiff")
 FORMATS = {"png": ("PNG", "image/png"), "jpeg": ("JPEG", "image/jpeg"), "webp": ("WEBP", "image/webp")}
 # The JSON of MAX_HINTS points with room to spare: longer text is refused before it is parsed.
@@ -91,8 +91,10 @@ def parse_params(
         s = default_size if size in (None, "") else int(size)
     except ValueError:
         raise RequestError(400, f"temperature must be a number, size an integer: {temperature!r}, {size!r}") from None
-    if not (TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]):  # also refuses nan
-        raise RequestError(400, f"temperature must be in {TEMPERATURE_RANGE[0]}..{TEMPERATURE_RANGE[1]}, got {t}")
+    try:
+        t = check_temperature(t)
+    except ConfigError as e:
+        raise RequestError(400, str(e)) from None
     if not (SIZE_RANGE[0] <= s <= SIZE_RANGE[1]):
         raise RequestError(400, f"size must be in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {s}")
     f = (fmt or "png").lower()

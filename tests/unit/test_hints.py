@@ -62,6 +62,8 @@ def test_flag_form_and_json_form_read_the_same():
         ('[{"x": 1, "y": 2, "color": "#fff"}, {"x": "a", "y": 2, "color": "#fff"}]', "hint 1: x must be a number"),
         ('[{"x": 1, "y": NaN, "color": "#fff"}]', "finite"),
         ('[{"x": true, "y": 2, "color": "#fff"}]', "x must be a number"),
+        ('[{"x": ' + "9" * 400 + ', "y": 1, "color": "#fff"}]', "hint 0: x must be a finite number"),
+        ('[{"x": 1, "y": -' + "9" * 400 + ', "color": "#fff"}]', "hint 0: y must be a finite number"),
         ('[{"x": 1, "y": 2, "color": "#fff", "size": 3}]', "unknown keys"),
         (json.dumps([{"x": 0, "y": 0, "color": "#fff"}] * 257), "at most 256"),
     ],
@@ -214,6 +216,7 @@ def test_infer_follows_hints_and_records_them(hint_model, tmp_path, capsys):
     "flags, says",
     [
         (["--hint", "64,10,#ff0000"], "outside the photo"),  # x in [0, 64)
+        (["--hint", "-1,10,#ff0000"], "outside the photo"),  # a value starting with "-" is still the flag's
         (["--hint", "10,10,crimson"], "not a colour"),
         (["--hint", "10,10"], "X,Y,#rrggbb"),
         (["--hints", "missing.json"], "No such file"),
@@ -226,6 +229,16 @@ def test_bad_hints_are_one_clear_line(hint_model, tmp_path, capsys, flags, says)
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_hint_written_with_minus_zero_is_a_hint(hint_model, tmp_path):
+    folder, _, _ = hint_model
+    out = tmp_path / "o.png"
+    assert (
+        cli.main(["infer", str(_photo(tmp_path)), "--model", str(folder), "--hint", "-0,-0,#000", "--output", str(out)])
+        == 0
+    )
+    assert made_with.read_photo_settings(out.read_bytes())["hints"] == [{"x": 0.0, "y": 0.0, "color": "#000000"}]
 
 
 def _exit_code(argv) -> int:
