@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import posixpath
 from typing import Dict, List, Optional, Sequence
 
@@ -286,10 +287,15 @@ class ModelActor:
 
 
 def finish(
-    batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] = None, settings: Optional[dict] = None
+    batch: Dict[str, np.ndarray],
+    s3: dict,
+    grid: Optional[List[float]] = None,
+    settings: Optional[dict] = None,
+    overwrite: bool = True,
 ) -> Dict[str, List[str]]:
     """CPU stage: join each row's ab with its full-resolution L (keep-L gamut fit in torch), encode
-    and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written)."""
+    and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written).
+    Without ``overwrite`` a target that another run wrote meanwhile is kept (skip ``exists``)."""
     s3_settings = storage.S3Settings.from_dict(s3)
     res: Dict[str, List[str]] = {"path": [], "out": [], "skip": []}
     cols = (batch["path"], batch["out"], batch["skip"], batch["L"], batch["ab"])
@@ -300,7 +306,9 @@ def finish(
             rgbs = [predict.join_full(L, torch.from_numpy(np.ascontiguousarray(a))) for a in ab]
             rgb = grid_sheet(L, rgbs, grid) if grid else rgbs[0]
             try:
-                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
+                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings, exclusive=not overwrite)
+            except FileExistsError:
+                skip, target = outputs.EXISTS, ""
             except (storage.StorageError, OSError) as e:
                 skip, target = f"{WRITE_FAILED}: {storage.redact(str(e))[:200]}", ""
         res["path"].append(str(path))
@@ -377,8 +385,10 @@ def _one_photo(args, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint
     if rgb is None:
         print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}")
         return 1
-    try:
-        storage.write_bytes_atomic(out, encode(rgb, out, settings), s3)
+    try:  # created exclusively: a result another run wrote meanwhile follows the rerun rule
+        storage.write_bytes_atomic(out, encode(rgb, out, settings), s3, exclusive=not args.overwrite)
+    except FileExistsError:
+        return per_input.report_kept("colorize infer", out, settings, s3)
     except OSError as e:
         raise storage.StorageError(f"cannot write {storage.redact(out)}: {e.strerror or type(e).__name__}") from None
     print(f"colorize infer: wrote {storage.redact(out)} (model {info['ref']}, T={_shown_t(args, G)})")
@@ -391,13 +401,12 @@ def _shown_t(args, G) -> str:
 
 
 def _single_target(input_uri: str, output: str, src: str, suffix: str = "") -> str:
-    """Where one photo's result goes: ``--output`` itself when it names a PNG/JPEG file, else a file
-    of the input's name inside that folder. Never the input itself."""
+    """Where one photo's result goes: ``--output`` itself when it names a PNG/JPEG file, else (or when
+    a folder has that name) a file of the input's name inside that folder. Never the input itself."""
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
-    if (
-        per_input.canonical(out) != per_input.canonical(src_uri) and posixpath.splitext(out)[1].lower() not in FORMATS
-    ):  # a folder
+    folder = posixpath.splitext(out)[1].lower() not in FORMATS or (not storage.is_s3(out) and os.path.isdir(out))
+    if per_input.canonical(out) != per_input.canonical(src_uri) and folder:
         out = posixpath.join(out, output_name(posixpath.basename(src), suffix))
     if per_input.canonical(out) == per_input.canonical(src_uri):
         raise storage.StorageError(
@@ -449,7 +458,7 @@ def _run_on_ray(
     )
     ds = ds.map_batches(
         finish,
-        fn_kwargs=dict(s3=s3.to_dict(), grid=grid, settings=settings),
+        fn_kwargs=dict(s3=s3.to_dict(), grid=grid, settings=settings, overwrite=args.overwrite),
         batch_size=4,
         num_cpus=0.5,
         batch_format="numpy",
