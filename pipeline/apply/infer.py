@@ -51,6 +51,7 @@ output_name = outputs.output_name
 WRITE_FAILED = "write_failed"
 GRID_SUFFIX = "-grid"
 COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
+MAX_HINTS_FILE = 1 << 20  # bytes of a --hints file: MAX_HINTS points take a few KiB
 SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
 
 
@@ -99,9 +100,13 @@ def hints_of(args) -> List[Hint]:
     if path:
         try:
             with open(path, "rb") as f:
-                text = f.read(1 << 20)
+                text = f.read(MAX_HINTS_FILE + 1)
         except OSError as e:
             raise HintError(f"--hints {path}: {e.strerror or type(e).__name__}") from None
+        if len(text) > MAX_HINTS_FILE:
+            raise HintError(
+                f"--hints {path}: too large, over {MAX_HINTS_FILE >> 20} MiB (at most {hint_points.MAX_HINTS} hints)"
+            )
         try:
             hints += hint_points.hints_from_json(text)
         except HintError as e:

@@ -71,7 +71,9 @@ def rows(model_input: Any) -> List[Any]:
 
 def row_hints(model_input: Any, n: int) -> List[Optional[list]]:
     """Each row's hints (a list of ``Hint`` or None) from the optional ``hints`` column of a
-    DataFrame or dict input; BadImage naming the row when they are not hints."""
+    DataFrame or dict input: one entry per row whenever the images are rows (a list, even of one),
+    the image's own hints when ``image`` is a single image; BadImage naming the row when they are
+    not hints."""
     column = None
     try:
         import pandas as pd
@@ -81,8 +83,9 @@ def row_hints(model_input: Any, n: int) -> List[Optional[list]]:
     except ImportError:
         pass
     if isinstance(model_input, dict) and HINTS_COLUMN in model_input:
-        v = model_input[HINTS_COLUMN]
-        column = list(v) if n != 1 and isinstance(v, (list, tuple)) else [v]
+        v = model_input[HINTS_COLUMN]  # one value per row when the images are rows (as ``rows`` reads them)
+        per_row = isinstance(model_input.get(COLUMN), (list, tuple)) and isinstance(v, (list, tuple))
+        column = list(v) if per_row else [v]
     if column is None:
         return [None] * n
     if len(column) != n:
