@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from typing import Dict
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 from PIL import Image
-from serve_load import free_port, stop
+from serve_load import free_port, start, stop
 
 from pipeline.core import work_limits
 from pipeline.serve import handling
@@ -82,29 +83,6 @@ def session_rss(sid: int) -> Dict[str, int]:
     return out
 
 
-def start(model: str, port: int, log_path: str):
-    import subprocess
-
-    from serve_load import ROOT
-
-    env = dict(os.environ, RAY_ADDRESS="local", RAY_USAGE_STATS_ENABLED="0")
-    argv = [sys.executable, "-m", "pipeline.cli", "serve", "--model", model, "--port", str(port)]
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"colorize serve exited ({proc.returncode}); see {log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"colorize serve not ready after 300 s; see {log_path}")
-
-
 def post(url: str, data: bytes) -> object:
     req = urllib.request.Request(url, data=data, headers={"Content-Type": "image/jpeg"}, method="POST")
     try:
@@ -131,7 +109,8 @@ def main() -> int:
     size = largest_size(w, h, args.max_pixels, args.max_working_pixels)
     with tempfile.TemporaryDirectory(prefix="serve-memory-") as tmp:
         port = free_port()
-        proc = start(args.model, port, os.path.join(tmp, "serve.log"))
+        limits = argparse.Namespace(max_ongoing=16, max_queued=32, body_timeout_s=60.0)  # the service's defaults
+        proc = start(args.model, port, 8, limits, os.path.join(tmp, "serve.log"))
         peaks: Dict[str, int] = Counter()
         done = threading.Event()
 

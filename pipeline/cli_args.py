@@ -86,7 +86,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             type=float,
             default=None,
             metavar="T",
-            help="colour temperature T > 0: lower = more vivid, higher = more muted (default: the model's own)",
+            help="colour temperature T, 0.01 to 10: lower = more vivid, higher = more muted (default: the model's own)",
         ),
         "--saturation",
     )

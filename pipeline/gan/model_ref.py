@@ -38,7 +38,8 @@ def _newest_checkpoint(root: str) -> Optional[str]:
     for d, _, files in os.walk(root):
         if checkpoint.STATE in files:
             step = checkpoint.load_meta(d).get("step", -1)
-            found.append((step, d))
+            ordered = isinstance(step, (int, float)) and not isinstance(step, bool) and step == step
+            found.append((step if ordered else -1, d))  # a step that is no number ranks last
     return max(found)[1] if found else None
 
 

@@ -163,7 +163,7 @@ class Ingress:
         self.colorizer = colorizer
         self.max_bytes, self.max_pixels, self.body_timeout_s = max_bytes, max_pixels, body_timeout_s
         self.max_working_pixels = max_working_pixels
-        # Photos decoded (or encoded) at once: each full-size photo costs ~8 bytes a pixel while it is.
+        # Photos decoded (or encoded) at once: a 25 MP photo costs ~0.5 GB while it is.
         self.cpu_work = asyncio.Semaphore(CPU_WORK_SLOTS)
         # Bodies being received at once: fewer than the requests this replica takes, so that clients
         # that send slowly (or never finish) cannot take every slot from /healthz and the rest.

@@ -147,3 +147,20 @@ def test_a_config_that_asks_for_a_huge_model_is_refused_before_it_is_allocated(c
     assert "weights do not fit its config.json" in r.stderr and "Traceback" not in r.stderr
     peak = int(r.stdout.split("PEAK_MB")[1])
     assert peak < 1500, f"{peak} MB resident to refuse a 5 KB checkpoint"
+
+
+def test_a_run_whose_checkpoints_record_steps_of_other_types_still_resolves(ckpt, tmp_path, capsys):
+    """meta.json steps 5 and "abc" (and null): the numbered one is the newest, no TypeError."""
+    import json
+
+    from PIL import Image
+
+    run = tmp_path / "run"
+    for name, step in (("a", 5), ("b", "abc"), ("c", None)):
+        shutil.copytree(ckpt, run / name)
+        meta = json.loads((run / name / "meta.json").read_text())
+        (run / name / "meta.json").write_text(json.dumps({**meta, "step": step}))
+    src = tmp_path / "a.png"
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(src)
+    assert cli.main(["infer", str(src), "--model", str(run), "--output", str(tmp_path / "o.png")]) == 0
+    assert "Traceback" not in capsys.readouterr().err and (tmp_path / "o.png").is_file()
