@@ -8,13 +8,15 @@ Two deployments:
   ``handling.colorize_batch`` runs one forward per working shape (and temperature) in it, requests
   with and without hints alike. ``suggest`` is the palette of one point (``predict.suggest_colours``).
   Its ``max_ongoing_requests`` and ``max_queued_requests`` bound the work in flight: past them a
-  call fails with BackPressureError.
+  call fails with BackPressureError. Its memory is bounded by the working pixels it holds at once
+  (``pixels_in_flight``, batches and ``suggest`` together): a call that does not fit beside them
+  gets ``handling.Busy`` back at once.
 - ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body and the hints, decodes and
   makes the network input (CPU, in threads), calls the Colorizer, joins the ab with the photo's own
   L and encodes (CPU); ``/suggest`` answers the model's likeliest colours at a point of the photo.
   Refusals are JSON ``{"error": ...}`` with 400/404/405/413/415, 408 when a body takes longer than
-  ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue or the ingress's upload
-  slots are full.
+  ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue, its pixel budget or the
+  ingress's upload slots are full.
 
 ``app_builder(args)`` is the import path for Serve config files; ``colorize serve`` calls it too.
 """
