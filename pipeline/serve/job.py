@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.data.sources import ensure_ray
     from pipeline.gan import model_ref
-    from pipeline.serve import app
+    from pipeline.serve import app, proxy
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     # A missing or broken model is one line now, not Serve's retries and tracebacks after Ray starts;
     # the replicas load their own copy.
     model_ref.resolve_generator(args.model, args.tracking_uri)
+    os.environ.setdefault(proxy.ENV, proxy.CALLBACK)  # read by Serve's HTTP proxy, started below with Ray
     ensure_ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler

@@ -113,3 +113,12 @@ def test_the_answer_says_how_far_the_result_is_from_each_hint(service):
     assert h["x-hints"] == "2"
     far = [float(d) for d in h["x-hint-distances"].split(",")]
     assert len(far) == 2 and all(0 <= d < 300 for d in far)
+
+
+def test_a_query_string_too_long_for_the_proxy_is_a_json_400(service):
+    """Serve's HTTP proxy refuses a request line over ~64 KB before the service sees it; in JSON too."""
+    hints = json.dumps([{"x": 1, "y": 1, "color": "#ffffff"}] * 2000)
+    status, h, body = http(f"{service}/colorize?hints={urllib.parse.quote(hints)}", photo(), PNG)
+    assert status == 400 and h["content-type"] == "application/json", body[:300]
+    assert json.loads(body) == {"error": json.loads(body)["error"], "status": 400} and "64 KB" in body.decode()
+    assert http(service + "/healthz")[0] == 200
