@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 from typing import Optional
 
 import numpy as np
@@ -85,6 +86,20 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
     return err
 
 
+def _export_in_place(G, path: str, temperature: Optional[float]) -> float:
+    """``export_onnx`` and ``check_onnx`` in a temporary folder beside ``path``, under its final name
+    (the graph names its weights file after itself), then the files moved into place, the graph
+    last: a failed export or check leaves nothing. -> the check's error."""
+    parent = os.path.dirname(os.path.abspath(path))
+    with tempfile.TemporaryDirectory(dir=parent, prefix="." + os.path.basename(path) + ".") as work:
+        graph = os.path.join(work, os.path.basename(path))
+        export_onnx(G, graph, temperature)
+        err = check_onnx(G, graph, temperature)
+        for name in sorted(os.listdir(work), key=lambda n: n == os.path.basename(path)):
+            os.replace(os.path.join(work, name), os.path.join(parent, name))
+    return err
+
+
 def ship(
     ref: str,
     directory: str,
@@ -153,7 +168,6 @@ def run(args) -> int:
     if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):
         raise ValueError(f"--output {args.onnx} exists: --overwrite replaces it, or give another name")
     G, info = model_ref.resolve_generator(args.model, args.tracking_uri)
-    export_onnx(G, args.onnx, args.temperature)
-    err = check_onnx(G, args.onnx, args.temperature)
+    err = _export_in_place(G, args.onnx, args.temperature)
     print(f"colorize export: wrote {args.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
     return 0
