@@ -8,6 +8,7 @@ all import them from below without a cycle.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Dict
 
 import torch
@@ -38,6 +39,11 @@ class EMA:
         self.decay = float(decay)
         self.updates = 0
         self.module = copy.deepcopy(unwrap(model)).requires_grad_(False).eval()
+
+    def settle(self) -> None:
+        """Skip the warm-up: the average starts from trained weights (a fine-tune), which the first
+        updates must not wash out towards a few steps of the live model."""
+        self.updates = max(self.updates, math.ceil((10 * self.decay - 1) / (1 - self.decay)))
 
     def rate(self) -> float:
         """The decay the next update uses (warm-up included)."""

@@ -14,7 +14,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 import yaml
 
@@ -131,31 +131,39 @@ class OptimSection:
 class TrainSection:
     epochs: int = 10
     batch_size: int = 16  # per worker
-    num_workers: int = 2
+    num_workers: Optional[int] = None  # null: fit the cluster (one per GPU; on CPUs one per node)
     use_gpu: bool = False
-    cpus_per_worker: float = 1.0
+    cpus_per_worker: Optional[float] = None  # null: fit the cluster, leaving Ray Data its share
     placement_strategy: str = "PACK"  # PACK | SPREAD (one worker per node where possible)
     storage_path: str = "out/runs"  # local folder or s3://bucket/prefix
     run_name: Optional[str] = None  # same name again: resume from its latest checkpoint
     num_to_keep: int = 2
     max_failures: int = 1
-    amp: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | bf16 (also on CPU: ~2x on AMX/AVX512-BF16) | off
+    amp: str = "auto"  # auto: bf16 on GPU, fp32 on CPU | bf16 (on CPUs only with AMX/AVX512-BF16) | off
     threads: Optional[int] = None  # torch threads per worker on CPU; null: the worker's CPUs (at least 1)
     init_from: Optional[str] = None  # start G (and D when saved) from: shipped | checkpoint folder | runs:/ | models:/
     log_every: int = 10
     max_steps_per_epoch: Optional[int] = None
     audit_ids_dir: Optional[str] = None  # folder or s3:// prefix: each worker writes the ids it trained on per epoch
     ema_decay: float = 0.999  # EMA of G's weights (what validation, served checkpoints, infer and eval use); 0: off
+    freeze_bn: str = "auto"  # auto: G's BatchNorm frozen when fine-tuning on batches < 8 | on | off
     compile: str = "auto"  # torch.compile of G and D (pipeline.gan.builder): auto = on on CUDA, off on CPU | on | off
     # colour hints of a hint model (model.hints), drawn from each training photo (pipeline.core.hints):
     hint_stop: float = 0.125  # the point count is geometric: after each point, stop with this probability
-    hint_none: float = 0.0  # the share of photos trained with no hints at all, besides the count's own zeros
+    hint_none: float = 0.25  # the share of photos trained with no hints at all, besides the count's own zeros
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"{p}.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.num_workers >= 1, f"{p}.num_workers must be >= 1, got {self.num_workers}")
-        _check(self.cpus_per_worker > 0, f"{p}.cpus_per_worker must be > 0")
+        _check(
+            self.num_workers is None or self.num_workers >= 1,
+            f"{p}.num_workers must be >= 1 or null (fit the cluster), got {self.num_workers}",
+        )
+        _check(
+            self.cpus_per_worker is None or self.cpus_per_worker > 0,
+            f"{p}.cpus_per_worker must be > 0 or null (fit the cluster), got {self.cpus_per_worker}",
+        )
+        _check(self.freeze_bn in ("auto", "on", "off"), f"{p}.freeze_bn must be auto, on or off: {self.freeze_bn!r}")
         _check(
             self.placement_strategy in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"),
             f"{p}.placement_strategy must be PACK, SPREAD, STRICT_PACK or STRICT_SPREAD",
@@ -375,6 +383,15 @@ def load(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> E
     except credentials.CredentialsInUri as e:
         raise ConfigError(str(e)) from None
     return cfg
+
+
+def given_keys(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> FrozenSet[str]:
+    """The dotted keys a YAML file and ``--set`` items set (whatever their values): what a run asked
+    for, as against the defaults (``train.init_from`` keeps the starting model's own temperature
+    and working scale unless the run sets them)."""
+    d = (read_yaml(path, "config file") or {}) if path else {}
+    keys = {f"{section}.{k}" for section, values in d.items() if isinstance(values, dict) for k in values}
+    return frozenset(keys | set(parse_overrides(overrides or [])))
 
 
 def read_yaml(path: str, what: str) -> Any:

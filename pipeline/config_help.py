@@ -71,17 +71,18 @@ HELP: Dict[str, str] = {
     "optim.grad_clip": "largest gradient norm of G and D; null: no clipping",
     "train.epochs": "passes over the training photos",
     "train.batch_size": "photos per step on each worker (the global batch is this times the workers)",
-    "train.num_workers": "Ray Train workers (one per GPU on a GPU cluster)",
+    "train.num_workers": "Ray Train workers; null: fit the cluster (one per GPU with use_gpu, else one per node)",
     "train.use_gpu": "one GPU per worker",
-    "train.cpus_per_worker": "CPUs each worker reserves; keep it fractional on small machines so "
-    "Ray Data's decoding still gets CPU",
+    "train.cpus_per_worker": "CPUs each worker reserves; null: fit the cluster, leaving Ray Data a quarter of "
+    "each node (at least half a CPU); a layout that leaves the data no CPU is refused before training",
     "train.placement_strategy": "where workers go: PACK (few nodes) or SPREAD (one per node), or STRICT_ forms",
     "train.storage_path": "where checkpoints go: a folder or s3://bucket/prefix (runs in <run name>/)",
     "train.run_name": "the run's name; the same name again resumes it from its latest checkpoint; "
     "null: colorize-<date>-<time>",
     "train.num_to_keep": "checkpoints kept per run (the newest)",
     "train.max_failures": "times lost workers are restarted from the last checkpoint (-1: always)",
-    "train.amp": "mixed precision: auto (bf16 on GPUs, fp32 on CPUs), bf16 (also on CPUs: ~2x with AMX) or off",
+    "train.amp": "mixed precision: auto (bf16 on GPUs, fp32 on CPUs), bf16 (also on CPUs with AMX or "
+    "AVX512-BF16: ~2x; fp32 on other CPUs, where bf16 is emulated and slow) or off",
     "train.threads": "torch threads per CPU worker; null: the worker's CPUs",
     "train.init_from": "start from these weights: shipped, a checkpoint or run folder, runs:/ or models:/; "
     "null: from scratch",
@@ -89,6 +90,8 @@ HELP: Dict[str, str] = {
     "train.max_steps_per_epoch": "cap on steps per epoch (quick runs); null: every photo once",
     "train.audit_ids_dir": "folder or s3:// prefix where each worker writes the photo ids it trained on",
     "train.ema_decay": "moving average of G's weights, the model validation and infer use (0: off)",
+    "train.freeze_bn": "G's BatchNorm statistics frozen: auto (when fine-tuning with init_from on batches "
+    "under 8), on or off",
     "train.compile": "torch.compile G and D: auto (on with CUDA), on or off",
     "train.hint_stop": "hints of a hint model are drawn from each photo's true colours: a geometric number "
     "of points, stopping after each with this probability (Zhang et al. 2017: 1/8)",

@@ -41,17 +41,22 @@ def parse_args(argv=None, prog: Optional[str] = None):
     )
     p.add_argument("--recompute-prior", action="store_true", help="recompute the prior on data.train first")
     p.add_argument("--address", default=None, help="Ray address (default: RAY_ADDRESS or a local Ray)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's own logs and progress bars too")
     return p.parse_args(argv)
 
 
 def main(argv=None, prog: Optional[str] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv, prog)
+    if args.verbose:
+        os.environ["COLORIZE_VERBOSE"] = "1"
     stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
     try:
         return _main(args)
     except (KeyboardInterrupt, stops.Stopped) as e:
-        print(stops.message("colorize train", e), file=sys.stderr)
+        kept = getattr(args, "checkpoints_at", None)
+        where = f"; checkpoints so far are kept in {kept} (the same train.run_name resumes)" if kept else ""
+        print(stops.message("colorize train", e) + where, file=sys.stderr)
         return stops.EXIT_CODES[stops.signal_of(e)]
 
 
@@ -59,6 +64,7 @@ def _main(args) -> int:
     try:
         credentials.refuse_in_args(args)
         cfg = config_mod.load(args.config, args.overrides)
+        args.given = config_mod.given_keys(args.config, args.overrides)
     except (config_mod.ConfigError, credentials.CredentialsInUri) as e:
         print(f"config error: {storage.redact(str(e))}", file=sys.stderr)
         return 2
@@ -81,34 +87,61 @@ def run(cfg, args) -> int:
     out_dir = os.path.abspath(args.out)
     prior, _, artifacts = priors.training_prior(cfg, s3, out_dir, args.recompute_prior)
     run_name = cfg.train.run_name or time.strftime("colorize-%Y%m%d-%H%M%S")
+    args.checkpoints_at = storage.redact(f"{cfg.train.storage_path.rstrip('/')}/{run_name}")
     tracking_uri = tracking.resolve_uri(cfg.tracking.uri, out_dir)
     warn_if_temporary(out_dir, cfg.train.storage_path, tracking_uri)
     artifact_dir = os.path.join(out_dir, "mlartifacts")
+    started = time.time()
     try:
         launched = trainer.launch(
-            cfg, prior, s3, tracking_uri, run_name, artifact_dir=artifact_dir, artifacts=artifacts
+            cfg,
+            prior,
+            s3,
+            tracking_uri,
+            run_name,
+            artifact_dir=artifact_dir,
+            artifacts=artifacts,
+            given=getattr(args, "given", None),
         )
     except TrainingFailedError as e:  # Train V2 raises once FailureConfig's retries are spent
         print(f"training failed: {storage.redact(str(e))}", file=sys.stderr)
         print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run name {run_name!r})")
         return 1
-    result = launched.result
-    m = result.metrics or {}
-    print("\n== colorize run", run_name)
+    summary(launched, run_name, tracking_uri, artifact_dir, time.time() - started)
+    if launched.result.error is not None:
+        print(f"training failed: {storage.redact(str(launched.result.error))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def summary(launched, run_name: str, tracking_uri: str, artifact_dir: str, seconds: float) -> None:
+    """The run's closing lines: the data, the best checkpoint and its figures against the start,
+    training speed and wall time, where everything is."""
+    from pipeline.train import progress, trainer
+
+    cfg, result = launched.cfg, launched.result
+    print(f"\n== colorize run {run_name} ({progress.duration(seconds)})")
     data_line = storage.redact(", ".join(f"{k} {v}" for k, v in launched.info.items()))
     print(f"data: {data_line}; skipped at training time {launched.skipped or 'none'}")
-    shown = {k: round(v, 3) for k, v in m.items() if k.startswith("val_") and isinstance(v, float)}
-    print("final val metrics:", shown)
+    m = result.metrics or {}
+    if "train_img_per_s" in m:
+        print(f"training speed: {m['train_img_per_s']:.1f} img/s (last epoch's steps; validation excluded)")
+    best = launched.best()
+    if best is not None:
+        ckpt, bm = best
+        val = {k[len("val_") :]: v for k, v in bm.items() if k.startswith("val_")}
+        what = "the start (no epoch did better)" if bm.get("epoch") == -1 else f"epoch {bm.get('epoch', 0) + 1}"
+        print(f"best checkpoint: {what}: {storage.redact(trainer.storage_uri(ckpt.path, cfg.train.storage_path))}")
+        print(f"  {progress.figures(val)}")
+        start = {k[len("start_") :]: v for k, v in bm.items() if k.startswith("start_")}
+        if start and bm.get("epoch") != -1:
+            print(f"  the start: {progress.figures(start)}")
     if result.checkpoint is not None:
         print("latest checkpoint:", storage.redact(trainer.storage_uri(result.checkpoint.path, cfg.train.storage_path)))
     print(f"MLflow: {storage.redact(tracking_uri)} (experiment {cfg.tracking.experiment!r}, run {launched.run_id})")
     if tracking_uri.startswith("sqlite:"):
         print(f"  browse with: mlflow ui --backend-store-uri {tracking_uri}")
         print(f"  sample grids: {artifact_dir}/<run>/artifacts/samples/")
-    if result.error is not None:
-        print(f"training failed: {storage.redact(str(result.error))}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def warn_if_temporary(out_dir: str, storage_path: str, tracking_uri: str, cwd: Optional[str] = None) -> List[str]:

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -134,3 +134,30 @@ OBJECTIVE_CF_WEIGHT = 0.5
 def selection_objective(auc_rebalanced: float, cf_gap: float, cf_weight: float = OBJECTIVE_CF_WEIGHT) -> float:
     """Higher is better: rebalanced AuC (%) minus ``cf_weight`` x |CF(pred) - CF(truth)|."""
     return float(auc_rebalanced) - cf_weight * float(cf_gap)
+
+
+# A fine-tune (``train.init_from``) may not buy its objective with what the objective does not see.
+# Against the run's start (scored as candidate zero), a checkpoint that loses more than these ranks
+# below every one that does not, the start included: a run that only gets worse returns its start.
+NO_WORSE_THAN_START = {"psnr": 0.3, "auc": 0.5, "cf_gap": 2.0}  # dB, AuC %, colourfulness
+WORSE_THAN_START_PENALTY = 1000.0
+
+
+def worse_than(val: Dict[str, float], start: Dict[str, float]) -> List[str]:
+    """What of ``val`` is worse than ``start`` beyond ``NO_WORSE_THAN_START`` (empty: no worse)."""
+    tol = NO_WORSE_THAN_START
+    out = []
+    if val["psnr"] < start["psnr"] - tol["psnr"]:
+        out.append(f"PSNR {val['psnr']:.2f} < {start['psnr']:.2f} - {tol['psnr']}")
+    if val["auc"] < start["auc"] - tol["auc"]:
+        out.append(f"AuC {val['auc']:.2f} < {start['auc']:.2f} - {tol['auc']}")
+    if val["cf_gap"] > start["cf_gap"] + tol["cf_gap"]:
+        out.append(f"colourfulness gap {val['cf_gap']:.2f} > {start['cf_gap']:.2f} + {tol['cf_gap']}")
+    return out
+
+
+def checkpoint_score(val: Dict[str, float], start: Optional[Dict[str, float]] = None) -> float:
+    """What training keeps its best checkpoint by (higher is better): the selection objective,
+    less ``WORSE_THAN_START_PENALTY`` when ``start`` is given and ``val`` is worse than it."""
+    score = selection_objective(val["auc_rebalanced"], val["cf_gap"])
+    return score - WORSE_THAN_START_PENALTY if start is not None and worse_than(val, start) else score

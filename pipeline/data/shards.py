@@ -68,14 +68,22 @@ def shards_dataset(
     columns: Optional[List[str]] = None,
     shuffle_seed: Optional[int] = None,
     manifest: Optional[dict] = None,
+    num_cpus: float = 1.0,
 ) -> ray.data.Dataset:
     """A Ray Dataset over the manifest's shards, one block per shard file (file order shuffled per
-    epoch when a seed is given)."""
+    epoch when a seed is given), each read task reserving ``num_cpus`` (fractional beside training
+    workers on CPUs: a read that needs a whole CPU the workers hold never starts)."""
     manifest = manifest or read_manifest(uri, s3)
     fs, files = shard_files(uri, manifest, s3)
     # FileShuffleConfig is reseeded after each execution: a new file order every epoch.
     shuffle = FileShuffleConfig(seed=shuffle_seed) if shuffle_seed is not None else None
-    ds = ray.data.read_parquet(files, filesystem=fs, shuffle=shuffle, override_num_blocks=max(1, len(files)))
+    ds = ray.data.read_parquet(
+        files,
+        filesystem=fs,
+        shuffle=shuffle,
+        override_num_blocks=max(1, len(files)),
+        ray_remote_args={"num_cpus": num_cpus},
+    )
     return ds.select_columns(columns) if columns else ds
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import pyarrow.fs as pafs
@@ -32,20 +33,130 @@ log = logging.getLogger(__name__)
 RAW, SHARDS = "raw images", "prepared shards"
 
 
+VERBOSE_ENV = "COLORIZE_VERBOSE"  # "1": Ray's own logs, bars and worker prefixes as Ray prints them
+
+# Loggers whose INFO/WARNING lines are the libraries talking to themselves: kept back unless verbose
+# (errors still show).
+_CHATTER = {
+    "mlflow": logging.WARNING,  # "Creating initial MLflow database tables...", artifact downloads
+    "ray": logging.WARNING,
+    "ray.data": logging.WARNING,
+    "ray.train": logging.WARNING,
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,  # says token auth is on, every start
+}
+
+# Whether this process started the Ray it uses (a local Ray), as against attaching to a cluster,
+# and the address it then gave RAY_ADDRESS.
+_STARTED_LOCAL = {"value": False, "address": None}
+
+
+def verbose() -> bool:
+    """Whether the user asked for Ray's own logs (``--verbose`` sets ``COLORIZE_VERBOSE=1``)."""
+    return os.environ.get(VERBOSE_ENV, "") == "1"
+
+
+def quiet_ray() -> None:
+    """Ray prints what the user needs, not its own chatter: its loggers and MLflow's at WARNING
+    (the token-auth notice at ERROR), Ray Data's in the workers of a local Ray too, worker lines
+    without Ray's "(pid=...)" prefix, Ray Data's per-operator bars off. Nothing changes when verbose."""
+    if verbose():
+        return
+    _quiet_loggers()
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its loggers' level at import
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")  # read by the workers a local Ray starts (inherited)
+    os.environ["RAY_DISABLE_WORKER_LOG_PREFIX"] = "1"
+    from ray._private import ray_constants  # read at import; the worker-log printer looks it up per batch
+
+    ray_constants.RAY_DISABLE_WORKER_LOG_PREFIX = True
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+
+
+def _quiet_loggers() -> None:
+    for name, level in _CHATTER.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def quiet_worker() -> None:
+    """In a Ray worker (Ray Train configures its loggers there): INFO lines kept back (Ray Train
+    logs raw reports through the root logger, Ray Data and MLflow through theirs), and MLflow's
+    download bars, unless verbose."""
+    for name in ("", "ray.train", "ray.data", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+
+
+# Lines Ray's processes write about themselves, dropped from what a job prints unless verbose: C++
+# info/warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."), the
+# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, Ray
+# Data's note that its bars are off (we turned them off) and a deprecation inside Ray Train.
+_RAY_SELF_TALK = re.compile(
+    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] "
+    r"|max_restarts > 0\. If the arguments"
+    r"|^Progress bars (for operators )?disabled\. To enable"
+    r"|ExecutionOptions\.exclude_resources` is deprecated|^\s+self\.exclude_resources = exclude_resources$"
+)
+
+
+def _filter_worker_lines() -> None:
+    """Put a filter before Ray's printer of worker output on the driver (after ``ray.init``):
+    ``_RAY_SELF_TALK`` lines go. Best effort: if Ray's printer moved, its output stays as it is."""
+    try:
+        from ray._private import worker as ray_worker
+
+        dispatcher = ray_worker.global_worker_stdstream_dispatcher
+
+        def printer(data):
+            lines = [line for line in data.get("lines", []) if not _RAY_SELF_TALK.search(line)]
+            if lines:
+                ray_worker.print_to_stdstream({**data, "lines": lines}, ignore_prefix=True)
+
+        dispatcher.remove_handler("ray_print_logs")
+        dispatcher.add_handler("ray_print_logs", printer)
+    except (AttributeError, ImportError, KeyError) as e:
+        log.debug("worker output unfiltered: %s", e)
+
+
+def started_local_ray() -> bool:
+    """Whether ``ensure_ray`` started a local Ray in this process (its resources are all there is)."""
+    return _STARTED_LOCAL["value"]
+
+
+def name_this_ray() -> None:
+    """Set up every worker process of a local Ray: RAY_ADDRESS names the instance it belongs to."""
+    try:
+        os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
+    except Exception as e:  # never fail a worker's start over it
+        log.debug("RAY_ADDRESS not set in this worker: %s", e)
+
+
 def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) -> None:
     """Attach to a running cluster (``address``/``RAY_ADDRESS``, as under ``ray job submit``) or
-    start a local Ray with ``num_cpus`` logical CPUs."""
+    start a local Ray with ``num_cpus`` logical CPUs; quiet unless ``COLORIZE_VERBOSE=1``."""
     if ray.is_initialized():
         return
+    quiet_ray()
+    if _STARTED_LOCAL["address"] and os.environ.get("RAY_ADDRESS") == _STARTED_LOCAL["address"]:
+        del os.environ["RAY_ADDRESS"]  # ours, for a local Ray since shut down: not a cluster to attach to
+    kw = {"log_to_driver": True, "logging_level": logging.INFO if verbose() else logging.WARNING}
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
-        ray.init(address=address, log_to_driver=True)
-    elif address == "local":  # always a fresh local instance, never a cluster left on this host
-        ray.init(address="local", num_cpus=num_cpus, log_to_driver=True)
+        ray.init(address=address, **kw)
+        _STARTED_LOCAL["value"] = False
     else:
-        # The dashboard stays on: it serves the State API that Train V2 needs (without it,
-        # endless PlacementGroupCleaner errors) and `ray job submit`.
-        ray.init(num_cpus=num_cpus, log_to_driver=True)
+        # "local": always a fresh local instance, never a cluster left on this host. Otherwise the
+        # dashboard stays on: it serves the State API that Train V2 needs (without it, endless
+        # PlacementGroupCleaner errors) and `ray job submit`. Ray Train's own threads (driver and
+        # workers) look Ray up by address: every process names this instance, never another Ray
+        # running on the same host ("Found multiple active Ray instances").
+        hook = {"worker_process_setup_hook": f"{__name__}.name_this_ray"}
+        ray.init(**({"address": "local"} if address == "local" else {}), num_cpus=num_cpus, runtime_env=hook, **kw)
+        os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+        _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"])
+    if not verbose():
+        _quiet_loggers()  # ray.init set its own logger's level ("Started a local Ray instance ...")
+        _filter_worker_lines()
     stops.reinstall()  # ray.init replaced the SIGTERM handler: a stop still unwinds through every cleanup
 
 
@@ -212,13 +323,16 @@ class Source:
         ensure_ray()
         return read_paths(self.fs, paths, self.uri, num_cpus, files_per_block, shuffle_files=shuffle)
 
-    def rows(self, columns: Optional[List[str]] = None, shuffle_seed: Optional[int] = None) -> ray.data.Dataset:
-        """Prepared sources: the shards' rows (file order shuffled per epoch with a seed)."""
+    def rows(
+        self, columns: Optional[List[str]] = None, shuffle_seed: Optional[int] = None, num_cpus: float = 1.0
+    ) -> ray.data.Dataset:
+        """Prepared sources: the shards' rows (file order shuffled per epoch with a seed), each
+        read task reserving ``num_cpus``."""
         if not self.prepared:
             raise ValueError(f"{storage.redact(self.uri)} holds raw files, not prepared shards")
         ensure_ray()
         return shards.shards_dataset(
-            self.uri, self.s3, columns=columns, shuffle_seed=shuffle_seed, manifest=self.manifest
+            self.uri, self.s3, columns=columns, shuffle_seed=shuffle_seed, manifest=self.manifest, num_cpus=num_cpus
         )
 
     def crops(self, data_cfg, part: Part, train: bool, collector=None, cpus_per_task: float = 1.0) -> ray.data.Dataset:
@@ -251,7 +365,7 @@ class Source:
                 storage.redact(self.uri),
                 size,
             )
-        ds = self.rows(shards.TRAINING_COLUMNS, shuffle_seed=data_cfg.seed if train else None)
+        ds = self.rows(shards.TRAINING_COLUMNS, shuffle_seed=data_cfg.seed if train else None, num_cpus=cpus_per_task)
         # whole blocks (one shard file each): read and crop fuse into one task, only crops are shipped
         return ds.map_batches(
             shards.ShardCrops(data_cfg.crop, train, data_cfg.flip, part),

@@ -57,6 +57,7 @@ class GAN:
     opt_d: torch.optim.Optimizer
     ema: Optional[EMA]
     hint_rng: Optional[np.random.Generator] = None
+    frozen_bn: bool = False  # G's BatchNorm layers use and keep their running statistics (``freezes_batchnorm``)
 
     def generator(self) -> Generator:
         """The generator the product uses (validation, samples, serving, infer, eval): the EMA
@@ -67,6 +68,23 @@ class GAN:
         """Weight of the adversarial term at ``step``: ramps 0 -> 1 over ``loss.adv_warmup_steps``."""
         warm = self.cfg.loss.adv_warmup_steps
         return min(1.0, step / warm) if warm else 1.0
+
+    def d_learns(self, step: int) -> bool:
+        """Whether D trains at ``step``: from ``D_LEAD_STEPS`` (at most the whole warm-up) before G
+        hears from it, so the first adversarial gradients G gets come from a D that has learnt
+        something (a fresh D's first opinions are noise, and G follows them into strong colour casts)."""
+        if self.cfg.loss.lambda_adv <= 0:
+            return False
+        warm = self.cfg.loss.adv_warmup_steps
+        return step >= warm - min(warm, D_LEAD_STEPS)
+
+    def train_mode(self) -> None:
+        """G in training mode; its BatchNorm layers in eval mode when ``frozen_bn``."""
+        self.G.train()
+        if self.frozen_bn:
+            for m in self.G.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
 
     def with_hints(self, batch: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """``batch`` plus "hints" (B,3,H,W) drawn from its true ab when G takes hints
@@ -92,11 +110,11 @@ class GAN:
         as device tensors (no host sync)."""
         adv_scale = self.adv_scale(step)
         batch = self.with_hints(batch)
-        self.G.train()
+        self.train_mode()
         with autocast(batch["L"].device, self.cfg.train.amp):
             out = self.G(batch["L"], hints=batch.get("hints"))
         stats = {}
-        if self.cfg.loss.lambda_adv * adv_scale > 0:
+        if self.d_learns(step):
             stats.update(self.d_step(batch, fake_ab=out[1], sync=sync, loss_scale=loss_scale))
         stats.update(self.g_step(batch, class_weights, out=out, adv_scale=adv_scale, sync=sync, loss_scale=loss_scale))
         if self.ema is not None:
@@ -149,7 +167,7 @@ class GAN:
         """
         L, loss_cfg = batch["L"], self.cfg.loss
         mask = batch["colour_mask"] if loss_cfg.mask_grey else None
-        self.G.train()
+        self.train_mode()
         lambda_adv = loss_cfg.lambda_adv * adv_scale
         with autocast(L.device, self.cfg.train.amp):
             logits, ab = self.G(L, hints=batch.get("hints")) if out is None else out
@@ -172,6 +190,20 @@ class GAN:
             return losses.gan_loss(d(L, ab), True, self.cfg.loss.gan, for_discriminator=False)
         finally:
             d.requires_grad_(True).train(was_training)
+
+
+# D trains this many steps (at most the whole warm-up) before the adversarial term reaches G.
+D_LEAD_STEPS = 200
+# Per-worker batches below this many photos give BatchNorm statistics too noisy to train on or to
+# keep (a fine-tune on batches of 2 replaced a trained model's statistics within ~20 steps).
+BN_MIN_BATCH = 8
+
+
+def freezes_batchnorm(cfg: ExperimentConfig) -> bool:
+    """``train.freeze_bn``: on, off, or auto = when a run starts from trained weights
+    (``train.init_from``) with per-worker batches under ``BN_MIN_BATCH`` photos."""
+    mode = cfg.train.freeze_bn
+    return mode == "on" or (mode == "auto" and bool(cfg.train.init_from) and cfg.train.batch_size < BN_MIN_BATCH)
 
 
 def _clip(params, max_norm: Optional[float]) -> None:
@@ -217,4 +249,4 @@ def build(cfg: ExperimentConfig, device: torch.device, bins: Optional[np.ndarray
     ema = EMA(G, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None  # an eager copy
     if compile_enabled(cfg, device):
         compile_modules(G, D)
-    return GAN(cfg, G, D, opt_g, opt_d, ema)
+    return GAN(cfg, G, D, opt_g, opt_d, ema, frozen_bn=freezes_batchnorm(cfg))

@@ -200,6 +200,7 @@ def apply_init(gan: GAN, init: Dict[str, Any]) -> bool:
     G.load_state_dict(G.widen_state(init[GENERATOR_KEY]))
     if gan.ema is not None:
         gan.ema.module.load_state_dict(G.widen_state(init[EMA_KEY]))
+        gan.ema.settle()  # the average goes on from the trained weights at its full decay
     D = unwrap(gan.D)
     saved = init.get("discriminator")
     ours = D.state_dict()

@@ -14,9 +14,14 @@ import io
 import logging
 import math
 import os
+import shutil
+import sys
 import tempfile
+import threading
+import time
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import ray
@@ -32,7 +37,7 @@ from pipeline.config import ExperimentConfig
 from pipeline.core import color, metrics
 from pipeline.data import sources, storage
 from pipeline.gan import builder, checkpoint, model_ref, steps
-from pipeline.train import tracking
+from pipeline.train import layout, progress, tracking
 from pipeline.train.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -44,7 +49,10 @@ log = logging.getLogger(__name__)
 def to_tensors(raw: Dict[str, np.ndarray]) -> Dict[str, Any]:
     """A numpy batch from Ray Data -> tensors for the image planes, ids kept as a list of str."""
     planes = ("rgb", "L", "ab")
-    out: Dict[str, Any] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items() if k in planes}
+    # Ray hands read-only arrays: copied (a batch is small) rather than given to torch as writable
+    out: Dict[str, Any] = {
+        k: torch.from_numpy(np.require(v, requirements=("C", "W"))) for k, v in raw.items() if k in planes
+    }
     out["id"] = [str(i) for i in raw.get("id", [])]
     return out
 
@@ -133,8 +141,10 @@ def even_batches(
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
     """Ray Train entry: config = {"cfg": ExperimentConfig dict, "prior": list, "tracking_uri",
-    "run_id", "s3": S3Settings dict}."""
+    "run_id", "s3": S3Settings dict, "init": train.init_from's weights or None, "steps_per_epoch"}."""
     cfg = ExperimentConfig.from_dict(config["cfg"])
+    if not config.get("verbose"):
+        sources.quiet_worker()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = rtt.get_device()
@@ -147,47 +157,108 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     if config.get("init") is not None:  # train.init_from; a resumed run's checkpoint overrides it below
         d_loaded = checkpoint.apply_init(gan, config["init"])
         if rank == 0:
-            log.warning("started from %s (discriminator %s)", config["init_from"], "too" if d_loaded else "fresh")
+            say(f"started from {config['init_from']} (discriminator {'too' if d_loaded else 'fresh'})")
     gan.G, gan.D = rtt.prepare_model(gan.G), rtt.prepare_model(gan.D)  # DDP when world > 1
-    start_epoch, step = _resume(gan, device, rank, tracker)
+    start_epoch, step, start_val = _resume(gan, device, rank, tracker)
     prior_np = np.asarray(config["prior"])  # (Q,)
     prior = torch.tensor(prior_np, dtype=torch.float64, device=device)
     weights = steps.class_weights_tensor(prior_np, cfg.loss, device)
     _tag_worker_nodes(rank, tracker)
-    samples = None  # rank 0's first validation images, drawn again every epoch
+    run = _Run(cfg, config, rank, world, device, prior, tracker)
+    if config.get("init") is not None and start_epoch == 0 and step == 0:
+        start_val = run.score_the_start(gan)  # candidate zero: a run that only gets worse returns its start
     for epoch in range(start_epoch, cfg.train.epochs):
-        step, epoch_steps, ids = train_epoch(gan, cfg, epoch, step, weights, device, rank, world, tracker)
+        step, epoch_steps, ids, clock = train_epoch(gan, cfg, epoch, step, weights, device, rank, world, tracker, run)
         if cfg.train.audit_ids_dir:
             _write_ids(cfg.train.audit_ids_dir, epoch, rank, ids, s3)
-        keep = cfg.tracking.sample_images if (rank == 0 and samples is None) else 0
-        val, kept = validate(gan.generator(), ray.train.get_dataset_shard("val"), cfg, prior, device, keep)
-        samples = kept if samples is None else samples
-        _report_epoch(gan, val, epoch, step, epoch_steps, config, rank)
-        if rank == 0:
-            _log_epoch(tracker, gan.generator(), val, samples, epoch, step, device)
+        run.end_epoch(gan, epoch, step, epoch_steps, clock, start_val)
     if rank == 0 and tracker.active:
         log_generator(tracker, gan.generator(), cfg, step, cfg.train.epochs - 1)
+
+
+def say(line: str) -> None:
+    """A line for the person watching the run: rank 0's stdout, which Ray forwards to the driver
+    (written, not printed: Ray Train routes a worker's print through its loggers as well)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class _Run:
+    """One worker's run-wide state between epochs: validation, reports with checkpoints, the
+    sample grids and the best score so far (rank 0 prints and logs; every rank validates and reports)."""
+
+    def __init__(self, cfg: ExperimentConfig, config: Dict[str, Any], rank: int, world: int, device, prior, tracker):
+        self.cfg, self.config, self.rank, self.world = cfg, config, rank, world
+        self.device, self.prior, self.tracker = device, prior, tracker
+        self.samples: Optional[torch.Tensor] = None  # rank 0's first validation images, drawn again every epoch
+        self.best: Optional[Tuple[float, str]] = None  # (score, what) of the best checkpoint so far
+
+    def validate(self, gan: builder.GAN) -> Tuple[Dict[str, float], float]:
+        """(val metrics of the generator the product uses, seconds); keeps the first sample images."""
+        t = time.perf_counter()
+        keep = self.cfg.tracking.sample_images if (self.rank == 0 and self.samples is None) else 0
+        shard = ray.train.get_dataset_shard("val")
+        val, kept = validate(gan.generator(), shard, self.cfg, self.prior, self.device, keep)
+        self.samples = kept if self.samples is None else self.samples
+        return val, time.perf_counter() - t
+
+    def score_the_start(self, gan: builder.GAN) -> Dict[str, float]:
+        """Validate the weights the run starts from and report them as the first checkpoint (epoch -1)."""
+        val, seconds = self.validate(gan)
+        self._report(gan, val, -1, 0, 0, None, val, "the start", seconds)
+        return val
+
+    def end_epoch(self, gan, epoch: int, step: int, epoch_steps: int, clock, start_val) -> None:
+        val, seconds = self.validate(gan)
+        self._report(gan, val, epoch, step, epoch_steps, clock, start_val, f"epoch {epoch + 1}", seconds)
+        if self.rank == 0:
+            if clock.steps:
+                self.tracker.metrics({"train/img_per_s": clock.img_per_s()}, step)
+            if self.samples is not None:
+                grid = sample_grid(gan.generator(), self.samples, self.device)
+                self.tracker.image(grid, f"samples/epoch_{epoch:03d}.png")
+
+    def _report(self, gan, val, epoch, step, epoch_steps, clock, start_val, what: str, seconds: float) -> None:
+        score = metrics.checkpoint_score(val, start_val if epoch >= 0 else None)
+        if self.best is None or score > self.best[0]:
+            self.best = (score, what)
+            note = "best so far"
+        else:
+            note = f"best: {self.best[1]}"
+        worse = metrics.worse_than(val, start_val) if (start_val is not None and epoch >= 0) else []
+        if worse:
+            note += "; worse than the start (" + "; ".join(worse) + ")"
+        if self.rank == 0:
+            if val["images"] == 0:
+                log.warning("the validation set yielded no usable image: val metrics are NaN (check data.val)")
+            say(progress.val_line(what, val, seconds, note))
+            self.tracker.metrics({f"val/{k}": v for k, v in val.items()} | {"epoch": epoch, "val/score": score}, step)
+        extra = {"score": score, "start": start_val}
+        if clock is not None and clock.steps:
+            extra["train_img_per_s"] = clock.img_per_s()
+        _report_epoch(gan, val, epoch, step, epoch_steps, self.config, self.rank, extra)
 
 
 def cpu_threads(cfg: ExperimentConfig) -> int:
     """torch threads of a CPU worker: ``train.threads``, else the CPUs Ray gave it (at least 1).
     Ray sets OMP_NUM_THREADS from the worker's CPUs; a worker whose Ray Data reads are light
     (prepared shards) can use more threads than its CPU reservation: set ``train.threads``."""
-    return cfg.train.threads or max(1, math.ceil(cfg.train.cpus_per_worker))
+    return cfg.train.threads or max(1, math.ceil(cfg.train.cpus_per_worker or 1))
 
 
-def _resume(gan: builder.GAN, device, rank: int, tracker: Tracker) -> Tuple[int, int]:
-    """(first epoch, step) to train from: after the checkpoint Ray Train hands this run (a rerun
-    of the same run name, or a restart after a failure), else (0, 0)."""
+def _resume(gan: builder.GAN, device, rank: int, tracker: Tracker) -> Tuple[int, int, Optional[Dict[str, float]]]:
+    """(first epoch, step, the start's val figures) to train from: after the checkpoint Ray Train
+    hands this run (a rerun of the same run name, or a restart after a failure), else (0, 0, None)."""
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
-        return 0, 0
+        return 0, 0, None
     with ckpt.as_directory() as d:
         state = checkpoint.restore(d, gan, map_location=device)
+        start_val = checkpoint.load_meta(d).get("start")
     if rank == 0:
-        log.warning("resumed from checkpoint: epoch %d, step %d", state["epoch"], state["step"])
+        say(f"resumed from checkpoint: epoch {state['epoch'] + 1}, step {state['step']}")
         tracker.metrics({"train/resumed_from_epoch": state["epoch"]}, state["step"])
-    return state["epoch"] + 1, state["step"]
+    return state["epoch"] + 1, state["step"], start_val
 
 
 def train_epoch(
@@ -200,28 +271,38 @@ def train_epoch(
     rank: int,
     world: int,
     tracker: Tracker,
-) -> Tuple[int, int, List[str]]:
-    """One pass over this worker's train shard -> (step after it, steps this epoch, ids trained on)."""
+    run: Optional[_Run] = None,
+) -> Tuple[int, int, List[str], progress.EpochClock]:
+    """One pass over this worker's train shard -> (step after it, steps this epoch, ids trained on,
+    the epoch's clock: training crops per second from the first batch on, validation excluded)."""
     shard = ray.train.get_dataset_shard("train")
     rows = shard.iter_batches(
         batch_size=cfg.train.batch_size,
         batch_format="numpy",
+        prefetch_batches=2,  # the next batches are read while the step runs
         local_shuffle_buffer_size=cfg.data.shuffle_buffer or None,
         local_shuffle_seed=(cfg.data.seed * 1000 + epoch) * 1000 + rank,
     )
     stride = unwrap(gan.G).logits_stride
+    per_epoch = (run.config.get("steps_per_epoch") if run else None) or None
+    clock = progress.EpochClock(cfg.train.batch_size * world)
     n, ids = 0, []
     for batch, loss_scale in even_batches(
         map(to_tensors, rows), world, cfg.train.max_steps_per_epoch, lambda: _filler(cfg.data.crop)
     ):
+        if n == 0:  # the clock starts at the first batch: the data pipeline's start-up is not a step's time
+            clock = progress.EpochClock(cfg.train.batch_size * world)
         if loss_scale:
             ids += batch["id"]
         b = steps.step_batch(batch, stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
         stats = gan.train_step(b, step, weights, loss_scale=loss_scale)
         step, n = step + 1, n + 1
+        clock.step_done()
         if rank == 0 and step % cfg.train.log_every == 0:
-            tracker.metrics({f"train/{k}": float(v) for k, v in stats.items()}, step)
-    return step, n, ids
+            losses = {k: float(v) for k, v in stats.items()}
+            tracker.metrics({f"train/{k}": v for k, v in losses.items()}, step)
+            say(progress.step_line(epoch, cfg.train.epochs, n, per_epoch, losses, clock))
+    return step, n, ids, clock
 
 
 def _all_reduce(sums: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -282,34 +363,43 @@ def _accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], tr
 
 
 def _report_epoch(
-    gan: builder.GAN, val: Dict[str, float], epoch: int, step: int, epoch_steps: int, config: Dict[str, Any], rank: int
+    gan: builder.GAN,
+    val: Dict[str, float],
+    epoch: int,
+    step: int,
+    epoch_steps: int,
+    config: Dict[str, Any],
+    rank: int,
+    extra: Optional[Dict[str, Any]] = None,
 ) -> None:
-    """``ray.train.report`` of the epoch's metrics with rank 0's checkpoint (every rank calls it)."""
+    """``ray.train.report`` of the epoch's metrics with rank 0's checkpoint (every rank calls it).
+    ``extra``: "score" (what the best checkpoint is kept by), "start" (the start's val figures,
+    kept in the checkpoint so a resumed run still compares with them), "train_img_per_s"."""
+    extra = extra or {}
     report = {f"val_{k}": v for k, v in val.items()}
     report.update({"epoch": epoch, "step": step, "train_steps_epoch": epoch_steps})
+    report["val_score"] = extra.get("score", val["objective"])
+    if "train_img_per_s" in extra:
+        report["train_img_per_s"] = extra["train_img_per_s"]
+    if extra.get("start"):  # the start's figures beside every epoch's, for the run's summary
+        shown = ("auc", "auc_rebalanced", "psnr", "cf_gap", "objective")
+        report.update({f"start_{k}": extra["start"][k] for k in shown})
     with tempfile.TemporaryDirectory() as tmp:
         ck = None
         if rank == 0:
-            checkpoint.save(tmp, gan, step, epoch, config["cfg"], {"mlflow_run_id": config.get("run_id")})
+            meta = {
+                "mlflow_run_id": config.get("run_id"),
+                "objective": val["objective"],
+                "score": report["val_score"],
+                "val": {k: v for k, v in val.items() if isinstance(v, float)},
+                "start": extra.get("start"),
+            }
+            checkpoint.save(tmp, gan, step, epoch, config["cfg"], meta)
             ck = ray.train.Checkpoint.from_directory(tmp)
         ray.train.report(report, checkpoint=ck)
 
 
-def _log_epoch(
-    tracker: Tracker,
-    G: Generator,
-    val: Dict[str, float],
-    samples: Optional[torch.Tensor],
-    epoch: int,
-    step: int,
-    device,
-) -> None:
-    """Rank 0: the val metrics and a sample grid of ``G`` into MLflow."""
-    if val["images"] == 0:
-        log.warning("the validation set yielded no usable image: val metrics are NaN (check data.val / skipped counts)")
-    tracker.metrics({f"val/{k}": v for k, v in val.items()} | {"epoch": epoch}, step)
-    if samples is not None:
-        tracker.image(sample_grid(G, samples, device), f"samples/epoch_{epoch:03d}.png")
+SAMPLE_TILE = 256  # the sample grid's tiles are shown at least this many pixels high
 
 
 def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[float] = None) -> bytes:
@@ -325,8 +415,12 @@ def sample_grid(G: Generator, rgb: torch.Tensor, device, temperature: Optional[f
     grey = np.repeat(grey_u8[..., None], 3, -1)
     truth = rgb.cpu().numpy()
     rows = [np.concatenate([gr, p, t], 1) for gr, p, t in zip(grey, pred, truth, strict=True)]
+    grid = Image.fromarray(np.concatenate(rows, 0))
+    scale = max(1, math.ceil(SAMPLE_TILE / max(1, truth.shape[1])))  # tiles large enough to judge colour
+    if scale > 1:
+        grid = grid.resize((grid.width * scale, grid.height * scale), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
-    Image.fromarray(np.concatenate(rows, 0)).save(buf, "PNG")
+    grid.save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -373,15 +467,25 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
         with tempfile.TemporaryDirectory() as tmp:
             ckpt, model_dir = os.path.join(tmp, "checkpoint"), os.path.join(tmp, "generator")
             checkpoint.save_generator(ckpt, G, step, epoch, cfg.to_dict())
-            mlflow.pyfunc.save_model(
-                model_dir,
-                python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
-                artifacts={"checkpoint": ckpt},
-                code_paths=[os.path.join(root, "pipeline"), os.path.join(root, "models")],
-                signature=model_io.signature(G.temperature, cfg.data.resize),
-                input_example=model_io.input_example(),
-                pip_requirements=model_io.pip_requirements(),
-            )
+            # the code the model runs, without the shipped model's weights (the checkpoint artifact
+            # is this model) and caches: another 19 MB copy of a model in every logged one otherwise
+            code = os.path.join(tmp, "code")
+            skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+            shutil.copytree(os.path.join(root, "pipeline"), os.path.join(code, "pipeline"), ignore=skip)
+            shutil.rmtree(os.path.join(code, "pipeline", "assets", "model"), ignore_errors=True)
+            shutil.copytree(os.path.join(root, "models"), os.path.join(code, "models"), ignore=skip)
+            with warnings.catch_warnings():
+                # MLflow suggests type hints on predict; the signature is given explicitly here
+                warnings.simplefilter("ignore", UserWarning)
+                mlflow.pyfunc.save_model(
+                    model_dir,
+                    python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
+                    artifacts={"checkpoint": ckpt},
+                    code_paths=[os.path.join(code, "pipeline"), os.path.join(code, "models")],
+                    signature=model_io.signature(G.temperature, cfg.data.resize),
+                    input_example=model_io.input_example(),
+                    pip_requirements=model_io.pip_requirements(),
+                )
             client.log_artifacts(tracker.run_id, model_dir, "generator")
         name = cfg.tracking.register_as
         if name:
@@ -399,12 +503,6 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
 
 
 # ----------------------------------------------------------------------------- driver side
-
-
-def cpus_per_data_task(cfg: ExperimentConfig) -> float:
-    """CPUs per Ray Data task: fractional when training runs on CPUs, sharing the machine with
-    the data pipeline (workers holding every CPU would starve the reads and hang the job)."""
-    return 1.0 if cfg.train.use_gpu else 0.25
 
 
 def storage_for(path: str, s3: storage.S3Settings):
@@ -437,6 +535,7 @@ def build_trainer(
     s3: storage.S3Settings,
     callbacks=None,
     init: Optional[Dict[str, Any]] = None,
+    steps_per_epoch: Optional[int] = None,
 ) -> TorchTrainer:
     storage_path, fs = storage_for(cfg.train.storage_path, s3)
     scaling_config = ScalingConfig(
@@ -449,9 +548,16 @@ def build_trainer(
         name=run_name,
         storage_path=storage_path,
         storage_filesystem=fs,
-        checkpoint_config=CheckpointConfig(num_to_keep=cfg.train.num_to_keep),
+        # the best checkpoints by val_score (the selection objective, guarded against the start of a
+        # fine-tune), besides the latest one, which Ray Train always keeps for resuming
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=cfg.train.num_to_keep, checkpoint_score_attribute="val_score", checkpoint_score_order="max"
+        ),
         failure_config=FailureConfig(max_failures=cfg.train.max_failures),
         callbacks=callbacks,
+        # Ray Train's controller and workers print their errors only, unless verbose (its INFO lines
+        # are raw reports and checkpoint paths; the run prints its own progress)
+        logging_config=ray.train.LoggingConfig(log_level="INFO" if sources.verbose() else "ERROR"),
     )
     loop_config = {
         "cfg": cfg.to_dict(),
@@ -461,6 +567,8 @@ def build_trainer(
         "s3": s3.to_dict(),
         "init": init,  # weights of train.init_from (checkpoint.init_weights), shipped to the workers
         "init_from": storage.redact(cfg.train.init_from or ""),
+        "steps_per_epoch": steps_per_epoch,
+        "verbose": sources.verbose(),  # for the progress lines (an estimate: files, not decoded photos)
     }
     return TorchTrainer(
         train_loop_per_worker,
@@ -481,6 +589,13 @@ class Launched:
     run_id: Optional[str]
     info: Dict[str, Any]
     skipped: Dict[str, int]
+    cfg: Optional[ExperimentConfig] = None  # the config the run trained with (model of init_from, layout fitted)
+
+    def best(self) -> Optional[Tuple[Any, Dict[str, Any]]]:
+        """(checkpoint, its reported metrics) with the highest val_score among those kept, the
+        start of a fine-tune included (None when nothing was reported)."""
+        kept = [(c, m) for c, m in (self.result.best_checkpoints or []) if "val_score" in m]
+        return max(kept, key=lambda cm: cm[1]["val_score"]) if kept else None
 
 
 def launch(
@@ -494,6 +609,7 @@ def launch(
     tags: Optional[Dict[str, Any]] = None,
     artifacts: Sequence[Tuple[str, str]] = (),
     callbacks=None,
+    given: Optional[FrozenSet[str]] = None,
 ) -> Launched:
     """One tracked Ray Train run: start (or resume, by name) its MLflow run with the flat config as
     params, add ``tags`` and ``artifacts`` ((local path, artifact folder) pairs), read the
@@ -504,11 +620,15 @@ def launch(
     the MLflow run as FAILED: a run never stays RUNNING because its driver gave up.
 
     With ``train.init_from`` the weights are read here, once, and the model section comes from
-    that checkpoint (its weights fix the architecture)."""
+    that checkpoint (its weights fix the architecture). ``given``: the dotted keys the user set
+    (``config.given_keys``); the starting model's temperature and working scale are kept unless
+    given, and an unset worker layout fits the cluster (None: every key counts as given).
+    A layout the cluster cannot run (``layout.LayoutError``) stops here, before any Ray Train work."""
     init = None
     if cfg.train.init_from:
         init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
-        cfg = with_model_of(cfg, init_config)
+        cfg = with_model_of(cfg, init_config, given)
+    cfg = layout.fit(cfg, layout.cluster_nodes(), strict=sources.started_local_ray())
     run_id = tracking.start_or_resume_run(
         tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
     )
@@ -519,7 +639,7 @@ def launch(
         for path, folder in artifacts:
             tracker.artifact(path, folder)
         train_ds, val_ds, collector, info = sources.training_datasets(
-            cfg.data, s3, cpus_per_task=cpus_per_data_task(cfg)
+            cfg.data, s3, cpus_per_task=layout.cpus_per_data_task(cfg)
         )
         tracker.tags({k: str(v) for k, v in info.items()})
         trainer = build_trainer(
@@ -532,8 +652,9 @@ def launch(
             s3,
             callbacks=callbacks,
             init=init,
+            steps_per_epoch=layout.steps_per_epoch(cfg, info.get("train_files")),
         )
-        result = trainer.fit()
+        result = fit_interruptibly(trainer)
         skipped = _skip_counts(collector)
         tracker.metrics({f"data/skipped_{k}": v for k, v in skipped.items()}, 0)
     except BaseException:
@@ -541,20 +662,57 @@ def launch(
         raise
     # Train V1 (RAY_TRAIN_V2_ENABLED=0) hands a failure back as result.error instead of raising.
     tracker.finish("FINISHED" if result.error is None else "FAILED")
-    return Launched(result, run_id, info, skipped)
+    return Launched(result, run_id, info, skipped, cfg)
 
 
-def with_model_of(cfg: ExperimentConfig, checkpoint_config: Dict[str, Any]) -> ExperimentConfig:
+def fit_interruptibly(trainer: TorchTrainer):
+    """``trainer.fit()``, from a helper thread when called on the main thread: Ctrl-C (and SIGTERM,
+    ``pipeline.core.stops``) then reaches the caller as KeyboardInterrupt / Stopped, so the job
+    says it stopped and exits 130 / 143 with its checkpoints kept. On the main thread Ray Train
+    installs its own SIGINT handler, which ends the process with status 1 and no word. Stopping
+    this process ends the run's workers with it (a local Ray goes down with its driver; on a
+    cluster, the job's actors end with their driver)."""
+    if threading.current_thread() is not threading.main_thread():
+        return trainer.fit()  # Tune's trials: Ray Train adds no handler off the main thread either
+    box: Dict[str, Any] = {}
+
+    def fit():
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # handed to the main thread as it is
+            box["error"] = e
+
+    thread = threading.Thread(target=fit, name="colorize-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+def with_model_of(
+    cfg: ExperimentConfig, checkpoint_config: Dict[str, Any], given: Optional[FrozenSet[str]] = None
+) -> ExperimentConfig:
     """``cfg`` with the model section of a checkpoint's config (``train.init_from``), said in one
-    line when it differs from the one asked for."""
-    model = ExperimentConfig.from_dict({"model": checkpoint_config.get("model", {})}).model
-    # the shape comes from the weights; how the run decodes and how much noise it trains with stay its own
-    model = dataclasses.replace(model, temperature=cfg.model.temperature, dropout=cfg.model.dropout)
+    line when it differs from the one asked for. The checkpoint's temperature and working scale
+    (``data.resize``) are kept unless the run sets them (``given``; None: the run's own are kept)."""
+    start = ExperimentConfig.from_dict({k: checkpoint_config[k] for k in ("model", "data") if k in checkpoint_config})
+    model = start.model
+    # the shape comes from the weights; how much noise the run trains with stays its own
+    model = dataclasses.replace(model, dropout=cfg.model.dropout)
+    if given is None or "model.temperature" in given:
+        model = dataclasses.replace(model, temperature=cfg.model.temperature)
     # a run may add hints to an L-only model (its hint channels start at zero); weights with hints keep them
     model = dataclasses.replace(model, hints=model.hints or cfg.model.hints)
     if model != cfg.model:
         log.warning("train.init_from: the model section comes from the checkpoint (preset %s)", model.preset)
-    return dataclasses.replace(cfg, model=model)
+    data = cfg.data
+    if given is not None and "data.resize" not in given and "data" in checkpoint_config:
+        data = dataclasses.replace(data, resize=start.data.resize, crop=min(data.crop, start.data.resize))
+        if data.resize != cfg.data.resize:
+            log.warning("train.init_from: photos read at the model's own scale, short side %d", data.resize)
+    return dataclasses.replace(cfg, model=model, data=data)
 
 
 def _skip_counts(collector) -> Dict[str, int]:

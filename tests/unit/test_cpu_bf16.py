@@ -44,14 +44,33 @@ def _losses(amp: str):
     return out
 
 
-def test_amp_settings_on_cpu():
+@pytest.fixture
+def bf16_hardware(monkeypatch):
+    """This CPU taken as one with bf16 hardware: the numerics of the bf16 path are the same where
+    it is emulated, only slower."""
+    monkeypatch.setattr(steps, "cpu_has_fast_bf16", lambda: True)
+
+
+def test_amp_settings_on_cpu(bf16_hardware):
     cpu = torch.device("cpu")
     assert steps.uses_bf16(cpu, "bf16") and not steps.uses_bf16(cpu, "off")
     assert not steps.uses_bf16(cpu, "auto")  # a CPU run is fp32 unless asked
     assert steps.uses_bf16(torch.device("cuda"), "auto")
 
 
-def test_bf16_step_matches_fp32_on_cpu():
+def test_bf16_asked_on_a_cpu_without_bf16_hardware_trains_in_fp32(monkeypatch, caplog):
+    """Emulated bf16 is ~10x slower than fp32: the step stays fp32 and the run says why, once."""
+    monkeypatch.setattr(steps, "cpu_has_fast_bf16", lambda: False)
+    steps._say_fp32_once.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert not steps.uses_bf16(torch.device("cpu"), "bf16")
+        assert not steps.uses_bf16(torch.device("cpu"), "bf16")
+    said = [r.getMessage() for r in caplog.records if "no bf16 hardware" in r.getMessage()]
+    assert len(said) == 1 and "fp32" in said[0]
+    assert steps.uses_bf16(torch.device("cuda"), "bf16")  # GPUs are not affected
+
+
+def test_bf16_step_matches_fp32_on_cpu(bf16_hardware):
     fp32, bf16 = _losses("off"), _losses("bf16")
     for k in LOSSES:
         e, b = [s[k] for s in fp32], [s[k] for s in bf16]
@@ -64,7 +83,7 @@ def test_bf16_step_matches_fp32_on_cpu():
 
 
 @pytest.mark.parametrize("amp", ["off", "bf16"])
-def test_the_step_really_runs_in_the_asked_precision(amp):
+def test_the_step_really_runs_in_the_asked_precision(amp, bf16_hardware):
     torch.manual_seed(0)
     gan = builder.build(_cfg(amp), torch.device("cpu"))
     seen = []

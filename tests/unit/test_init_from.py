@@ -101,3 +101,70 @@ def test_the_ema_averages_batchnorm_statistics_and_copies_counts():
     live = net[1].running_mean
     torch.testing.assert_close(ema.module[1].running_mean, before + 0.1 * (live - before))
     assert int(ema.module[1].num_batches_tracked) == int(net[1].num_batches_tracked) == 1
+
+
+# ----------------------------------------------------------------------------- fine-tuning that only improves
+
+
+def test_a_fine_tune_keeps_the_starting_models_temperature_and_scale_unless_the_run_sets_them():
+    start = ExperimentConfig.from_dict({"model": {**TINY["model"], "temperature": 0.85}, "data": {"resize": 128}})
+    run = ExperimentConfig.from_dict({"model": {"preset": "small"}})  # temperature 0.38 and resize 256 by default
+    got = with_model_of(run, start.to_dict(), given=frozenset())
+    assert (got.model.temperature, got.data.resize) == (0.85, 128)
+    asked = run.replace({"model.temperature": 0.5, "data.resize": 192})
+    got = with_model_of(asked, start.to_dict(), given=frozenset({"model.temperature", "data.resize"}))
+    assert (got.model.temperature, got.data.resize) == (0.5, 192)
+
+
+def test_the_average_of_a_fine_tune_goes_on_from_the_trained_weights_at_full_decay(tmp_path):
+    """After init_from, the EMA (what validation, checkpoints and infer use) moves by (1 - decay)
+    of G's change per step, not by the warm-up's ~80 % that made a few small-batch steps of the
+    live generator the shipped result."""
+    src = trained()
+    checkpoint.save(str(tmp_path), src, step=3, epoch=0, config=src.cfg.to_dict())
+    init, _, _ = model_ref.load_init(str(tmp_path))
+    dst = gan(seed=1)
+    checkpoint.apply_init(dst, init)
+    assert dst.ema.rate() == pytest.approx(dst.cfg.train.ema_decay)
+    before = {k: v.clone() for k, v in dst.ema.module.state_dict().items() if v.is_floating_point()}
+    g_before = {k: v.clone() for k, v in dst.G.state_dict().items() if v.is_floating_point()}
+    rgb = torch.from_numpy(np.random.default_rng(5).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+    dst.train_step(steps.batch_from_rgb(rgb, logits_stride=2), 0, torch.ones(dst.G.num_bins))
+    g_after = dst.G.state_dict()
+    for k, v in dst.ema.module.state_dict().items():
+        if k in before:
+            moved, g_moved = (v - before[k]).abs().max(), (g_after[k] - g_before[k]).abs().max()
+            assert moved <= (1 - dst.cfg.train.ema_decay) * g_moved + 1e-6, k
+
+
+def test_batchnorm_statistics_are_frozen_when_fine_tuning_on_small_batches():
+    cfg = ExperimentConfig.from_dict(
+        {"model": {**TINY["model"], "norm": "batch"}, "train": {"batch_size": 2, "init_from": "shipped"}}
+    )
+    assert builder.freezes_batchnorm(cfg)
+    assert not builder.freezes_batchnorm(cfg.replace({"train.batch_size": 16}))
+    assert not builder.freezes_batchnorm(cfg.replace({"train.init_from": None}))  # from scratch: BN learns
+    assert builder.freezes_batchnorm(cfg.replace({"train.batch_size": 16, "train.freeze_bn": "on"}))
+    g = gan(0, cfg)
+    bns = [m for m in g.G.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in bns]
+    rgb = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+    g.train_step(steps.batch_from_rgb(rgb, logits_stride=2), 0, torch.ones(g.G.num_bins))
+    for m, (mean, var) in zip(bns, stats, strict=True):
+        assert torch.equal(m.running_mean, mean) and torch.equal(m.running_var, var)
+    assert g.G.training  # the rest of G trains (dropout on)
+
+
+def test_the_discriminator_learns_before_the_generator_hears_from_it():
+    cfg = ExperimentConfig.from_dict({**TINY, "loss": {"lambda_adv": 0.1, "adv_warmup_steps": 600}})
+    g = gan(0, cfg)
+    assert g.adv_scale(0) == 0 and not g.d_learns(0)
+    assert g.d_learns(600 - builder.D_LEAD_STEPS) and g.adv_scale(600 - builder.D_LEAD_STEPS) < 1
+    short = gan(0, cfg.replace({"loss.adv_warmup_steps": 20}))
+    assert short.d_learns(0)  # a warm-up shorter than the lead: D trains from the first step
+    d_before = {k: v.clone() for k, v in unwrap(short.D).state_dict().items()}
+    rgb = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8))
+    stats = short.train_step(steps.batch_from_rgb(rgb, logits_stride=2), 0, torch.ones(short.G.num_bins))
+    assert "d_loss" in stats and float(stats["g_adv"]) == 0.0
+    assert any(not torch.equal(d_before[k], v) for k, v in unwrap(short.D).state_dict().items())
