@@ -82,7 +82,7 @@ def shards_dataset(
         filesystem=fs,
         shuffle=shuffle,
         override_num_blocks=max(1, len(files)),
-        ray_remote_args={"num_cpus": num_cpus},
+        num_cpus=num_cpus,
     )
     return ds.select_columns(columns) if columns else ds
 

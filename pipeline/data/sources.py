@@ -47,7 +47,7 @@ _CHATTER = {
 
 # Whether this process started the Ray it uses (a local Ray), as against attaching to a cluster,
 # and the address it then gave RAY_ADDRESS.
-_STARTED_LOCAL = {"value": False, "address": None}
+_STARTED_LOCAL = {"value": False, "address": None, "previous": None}
 
 
 def verbose() -> bool:
@@ -89,11 +89,13 @@ def quiet_worker() -> None:
 
 # Lines Ray's processes write about themselves, dropped from what a job prints unless verbose: C++
 # info/warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."), the
-# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, Ray
+# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, the
+# raylet's note that it started more workers than it expected (Ray Data's fractional tasks), Ray
 # Data's note that its bars are off (we turned them off) and a deprecation inside Ray Train.
 _RAY_SELF_TALK = re.compile(
     r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] "
     r"|max_restarts > 0\. If the arguments"
+    r"|PYTHON worker processes have been started on node"
     r"|^Progress bars (for operators )?disabled\. To enable"
     r"|ExecutionOptions\.exclude_resources` is deprecated|^\s+self\.exclude_resources = exclude_resources$"
 )
@@ -118,6 +120,11 @@ def _filter_worker_lines() -> None:
         log.debug("worker output unfiltered: %s", e)
 
 
+def cluster_nodes() -> List[dict]:
+    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
 def started_local_ray() -> bool:
     """Whether ``ensure_ray`` started a local Ray in this process (its resources are all there is)."""
     return _STARTED_LOCAL["value"]
@@ -138,7 +145,10 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
         return
     quiet_ray()
     if _STARTED_LOCAL["address"] and os.environ.get("RAY_ADDRESS") == _STARTED_LOCAL["address"]:
-        del os.environ["RAY_ADDRESS"]  # ours, for a local Ray since shut down: not a cluster to attach to
+        # ours, for a local Ray since shut down: not a cluster to attach to; what was there before returns
+        os.environ.pop("RAY_ADDRESS")
+        if _STARTED_LOCAL["previous"] is not None:
+            os.environ["RAY_ADDRESS"] = _STARTED_LOCAL["previous"]
     kw = {"log_to_driver": True, "logging_level": logging.INFO if verbose() else logging.WARNING}
     address = address or os.environ.get("RAY_ADDRESS")
     if address and address != "local":
@@ -152,8 +162,9 @@ def ensure_ray(address: Optional[str] = None, num_cpus: Optional[int] = None) ->
         # running on the same host ("Found multiple active Ray instances").
         hook = {"worker_process_setup_hook": f"{__name__}.name_this_ray"}
         ray.init(**({"address": "local"} if address == "local" else {}), num_cpus=num_cpus, runtime_env=hook, **kw)
+        previous = os.environ.get("RAY_ADDRESS")
         os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
-        _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"])
+        _STARTED_LOCAL.update(value=True, address=os.environ["RAY_ADDRESS"], previous=previous)
     if not verbose():
         _quiet_loggers()  # ray.init set its own logger's level ("Started a local Ray instance ...")
         _filter_worker_lines()

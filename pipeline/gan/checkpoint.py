@@ -85,14 +85,24 @@ def half_state(G) -> Dict[str, torch.Tensor]:
 
 
 def save_shipped(
-    directory: str, G, config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None, max_bytes: int = SHIP_MAX_BYTES
+    directory: str,
+    G,
+    config: Dict[str, Any],
+    meta: Optional[Dict[str, Any]] = None,
+    max_bytes: int = SHIP_MAX_BYTES,
+    D=None,
 ) -> int:
     """The form a model ships in: a generator checkpoint of ``G`` (give it ``GAN.generator()``, the
-    EMA) with fp16 weights, loadable with ``weights_only=True`` like any checkpoint. Refuses
-    (ValueError, nothing left behind) a state over ``max_bytes``; reads it back before returning its size."""
+    EMA) with fp16 weights, loadable with ``weights_only=True`` like any checkpoint. With ``D``,
+    the discriminator too (fp16): a resume point that the next stage of a long training continues
+    from with ``train.init_from`` (G, its average and D; fresh optimisers). Refuses (ValueError,
+    nothing left behind) a state over ``max_bytes``; reads it back before returning its size."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, STATE)
-    torch.save({GENERATOR_KEY: half_state(G), "step": int((meta or {}).get("step", 0)), "epoch": 0}, path)
+    state = {GENERATOR_KEY: half_state(G), "step": int((meta or {}).get("step", 0)), "epoch": 0}
+    if D is not None:
+        state["discriminator"] = half_state(D)
+    torch.save(state, path)
     size = os.path.getsize(path)
     if size > max_bytes:
         os.remove(path)

@@ -5,7 +5,7 @@ hangs without a word. So an unset layout (``train.num_workers`` / ``train.cpus_p
 is fitted to the cluster, leaving the data pipeline its share of each node, and a layout that the
 cluster cannot run is refused before Ray Train starts, in one line that names the setting to change.
 
-The arithmetic is plain Python over the nodes' resources (``cluster_nodes`` reads them from Ray).
+The arithmetic is plain Python over the nodes' resources (``sources.cluster_nodes`` reads them from Ray).
 """
 
 from __future__ import annotations
@@ -30,15 +30,10 @@ class LayoutError(ValueError):
 
 def cpus_per_data_task(cfg: ExperimentConfig) -> float:
     """CPUs per Ray Data task: fractional when training runs on CPUs, sharing the machine with
-    the data pipeline (workers holding every CPU would starve the reads and hang the job)."""
-    return 1.0 if cfg.train.use_gpu else 0.25
-
-
-def cluster_nodes() -> List[Dict[str, float]]:
-    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
-    import ray
-
-    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    the data pipeline (workers holding every CPU would starve the reads and hang the job). Half a
+    CPU, not less: each concurrent task is a worker process of its own that imports the pipeline
+    (with torch), and on a small machine a dozen of them cost more than the reads they do."""
+    return 1.0 if cfg.train.use_gpu else 0.5
 
 
 def _data_reserve(node_cpus: float) -> float:

@@ -33,15 +33,17 @@ class EpochClock:
 
     def __init__(self, crops_per_step: int):
         self.crops_per_step = crops_per_step
-        self.start = time.perf_counter()
+        self.start = self.last = time.perf_counter()
         self.steps = 0
 
     def step_done(self) -> None:
         self.steps += 1
+        self.last = time.perf_counter()
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.start
+        """From the clock's start to the end of the last step (what comes after is not a step's time)."""
+        return self.last - self.start
 
     def img_per_s(self) -> float:
         """Crops per second over this epoch's steps so far (all workers)."""

@@ -210,10 +210,13 @@ class _Run:
 
     def end_epoch(self, gan, epoch: int, step: int, epoch_steps: int, clock, start_val) -> None:
         val, seconds = self.validate(gan)
+        t = time.perf_counter()
         self._report(gan, val, epoch, step, epoch_steps, clock, start_val, f"epoch {epoch + 1}", seconds)
         if self.rank == 0:
-            if clock.steps:
-                self.tracker.metrics({"train/img_per_s": clock.img_per_s()}, step)
+            # where an epoch's wall time goes: its steps, validation, the checkpoint and report
+            times = {"train/steps_s": clock.seconds, "train/val_s": seconds}
+            times["train/checkpoint_s"] = time.perf_counter() - t
+            self.tracker.metrics(times | ({"train/img_per_s": clock.img_per_s()} if clock.steps else {}), step)
             if self.samples is not None:
                 grid = sample_grid(gan.generator(), self.samples, self.device)
                 self.tracker.image(grid, f"samples/epoch_{epoch:03d}.png")
@@ -628,7 +631,7 @@ def launch(
     if cfg.train.init_from:
         init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
         cfg = with_model_of(cfg, init_config, given)
-    cfg = layout.fit(cfg, layout.cluster_nodes(), strict=sources.started_local_ray())
+    cfg = layout.fit(cfg, sources.cluster_nodes(), strict=sources.started_local_ray())
     run_id = tracking.start_or_resume_run(
         tracking_uri, cfg.tracking.experiment, run_name, cfg.flat(), artifact_dir=artifact_dir
     )
