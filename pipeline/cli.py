@@ -97,13 +97,18 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _main(argv: List[str]) -> int:
     if argv[:1] and argv[0] in FORWARDED:
         return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:], prog=f"colorize {argv[0]}")
-    args = build_parser(commands=argv[:1]).parse_args(argv)
+    args = build_parser(commands=argv[:1]).parse_args(cli_args.attach_values(argv))
     from pipeline import credentials
     from pipeline.data.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
-    if getattr(args, "temperature", None) is not None and args.temperature <= 0:
-        print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
-        return 2
+    if getattr(args, "temperature", None) is not None:
+        from pipeline.config import ConfigError, check_temperature
+
+        try:
+            check_temperature(args.temperature, "--temperature")
+        except ConfigError as e:
+            print(f"colorize {args.command}: error: {e}", file=sys.stderr)
+            return 2
     try:
         cli_args.settle_data(args)
         credentials.refuse_in_args(args)

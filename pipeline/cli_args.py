@@ -95,7 +95,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             type=float,
             default=None,
             metavar="T",
-            help="colour temperature T > 0: lower = more vivid, higher = more muted (default: the model's own)",
+            help="colour temperature T, 0.01 to 10: lower = more vivid, higher = more muted (default: the model's own)",
         ),
         "--saturation",
     )
@@ -213,3 +213,25 @@ def set_verbosity(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO)
+
+
+# Flags whose values may start with "-" (a hint at x = -0): argparse takes such a word for an option.
+DASH_VALUED = ("--hint",)
+
+
+def attach_values(argv: List[str], flags=DASH_VALUED) -> List[str]:
+    """``["--hint", "-0,-0,#000"]`` -> ``["--hint=-0,-0,#000"]`` for ``flags``, so that argparse reads a
+    value that starts with "-" as the flag's value, not as an unknown option. Words after ``--`` stay."""
+    out: List[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        if word in flags and i + 1 < len(argv):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import logging
 import os
+import tempfile
 import warnings
 from typing import Optional
 
@@ -17,6 +18,7 @@ import torch
 
 from models.generator import ABPredictor
 from pipeline import cli_args
+from pipeline.config import check_temperature
 from pipeline.core import made_with, outputs
 from pipeline.data import storage
 from pipeline.gan import checkpoint, model_ref
@@ -31,7 +33,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
     cli_args.hide(onnx, "--onnx")
     out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
-    cli_args.add_overwrite_arg(p, "an .onnx file")
+    cli_args.add_overwrite_arg(p, "an .onnx file or a --ship folder")
 
 
 def check_output(path: str) -> None:
@@ -124,26 +126,62 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
     return err
 
 
-def ship(ref: str, directory: str, tracking_uri: Optional[str] = None, temperature: Optional[float] = None) -> int:
+def _export_in_place(G, path: str, temperature: Optional[float], settings: Optional[dict] = None) -> float:
+    """``export_onnx`` and ``check_onnx`` in a temporary folder beside ``path``, under its final name
+    (the graph names its weights file after itself), then the files moved into place, the graph
+    last: a failed export or check leaves nothing. -> the check's error."""
+    parent = os.path.dirname(os.path.abspath(path))
+    with tempfile.TemporaryDirectory(dir=parent, prefix="." + os.path.basename(path) + ".") as work:
+        graph = os.path.join(work, os.path.basename(path))
+        export_onnx(G, graph, temperature, settings=settings)
+        err = check_onnx(G, graph, temperature)
+        for name in sorted(os.listdir(work), key=lambda n: n == os.path.basename(path)):
+            os.replace(os.path.join(work, name), os.path.join(parent, name))
+    return err
+
+
+def ship(
+    ref: str,
+    directory: str,
+    tracking_uri: Optional[str] = None,
+    temperature: Optional[float] = None,
+    overwrite: bool = False,
+) -> int:
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
     with a MODEL_CARD.md that says where it came from; -> bytes of the weights. ``temperature``
-    (chosen on validation photos) becomes the model's own default."""
+    (chosen on validation photos) becomes the model's own default. The folder is filled under a
+    temporary name and moved into place complete; one that holds anything is kept unless ``overwrite``."""
     if "://" in directory:
         raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
-    if os.path.exists(os.path.join(directory, checkpoint.STATE)):
-        raise ValueError(f"--ship {directory}: a model is already there (remove it first)")
+    _check_ship_target(directory, overwrite)  # before the model loads, and again as it moves into place
     G, info = model_ref.resolve_generator(ref, tracking_uri)
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
     config = info["config"]
     if temperature is not None:
-        config = {**config, "model": {**config["model"], "temperature": float(temperature)}}
+        config = {
+            **config,
+            "model": {**config["model"], "temperature": check_temperature(temperature, "--temperature")},
+        }
         info = {**info, "config": config}
-    size = checkpoint.save_shipped(directory, G, config, meta)
-    card = os.path.join(directory, "MODEL_CARD.md")
-    if not os.path.exists(card):
-        with open(card, "w") as f:
-            f.write(model_card(info, size))
+    try:
+        with storage.local_folder_in_place(directory, overwrite) as tmp:
+            size = checkpoint.save_shipped(tmp, G, config, meta)
+            with open(os.path.join(tmp, "MODEL_CARD.md"), "w") as f:
+                f.write(model_card(info, size))
+    except FileExistsError:  # appeared while the model was written (another run)
+        _check_ship_target(directory, overwrite)  # says what is there
+        raise ValueError(f"--ship {directory}: something else is there now: give another name") from None
     return size
+
+
+def _check_ship_target(directory: str, overwrite: bool) -> None:
+    """ValueError when ``--ship DIR`` may not be written: a file, or a folder holding anything
+    (without ``overwrite``)."""
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"--ship {directory}: a file is there, not a folder: give another name")
+    if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
+        what = "a model is" if os.path.exists(os.path.join(directory, checkpoint.STATE)) else "files are"
+        raise ValueError(f"--ship {directory}: {what} already there (--overwrite replaces the folder)")
 
 
 def model_card(info: dict, size: int) -> str:
@@ -163,7 +201,7 @@ def model_card(info: dict, size: int) -> str:
 
 def run(args) -> int:
     if args.ship:
-        size = ship(args.model, args.ship, args.tracking_uri, args.temperature)
+        size = ship(args.model, args.ship, args.tracking_uri, args.temperature, getattr(args, "overwrite", False))
         print(f"colorize export: wrote {args.ship} from {args.model} ({size / 1e6:.1f} MB of fp16 weights)")
         return 0
     check_output(args.onnx)  # before the model loads and the export runs, not after
@@ -171,7 +209,6 @@ def run(args) -> int:
     settings = {"model": str(info["ref"]), "temperature": round(float(args.temperature or G.temperature), 6)}
     if os.path.exists(args.onnx) and not getattr(args, "overwrite", False):  # the rerun rule
         return made_with.report("colorize export", args.onnx, onnx_settings(args.onnx), settings)
-    export_onnx(G, args.onnx, args.temperature, settings=settings)
-    err = check_onnx(G, args.onnx, args.temperature)
+    err = _export_in_place(G, args.onnx, args.temperature, settings)
     print(f"colorize export: wrote {args.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
     return 0

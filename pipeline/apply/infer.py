@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 
 from pipeline import cli_args
 from pipeline.apply import per_input
-from pipeline.config import check_range
+from pipeline.config import ConfigError, check_range, check_temperature
 from pipeline.core import color, made_with, outputs, progress, transforms
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
@@ -51,6 +51,7 @@ output_name = outputs.output_name
 WRITE_FAILED = "write_failed"
 GRID_SUFFIX = "-grid"
 COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
+MAX_HINTS_FILE = 1 << 20  # bytes of a --hints file: MAX_HINTS points take a few KiB
 SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
 
 
@@ -99,9 +100,13 @@ def hints_of(args) -> List[Hint]:
     if path:
         try:
             with open(path, "rb") as f:
-                text = f.read(1 << 20)
+                text = f.read(MAX_HINTS_FILE + 1)
         except OSError as e:
             raise HintError(f"--hints {path}: {e.strerror or type(e).__name__}") from None
+        if len(text) > MAX_HINTS_FILE:
+            raise HintError(
+                f"--hints {path}: too large, over {MAX_HINTS_FILE >> 20} MiB (at most {hint_points.MAX_HINTS} hints)"
+            )
         try:
             hints += hint_points.hints_from_json(text)
         except HintError as e:
@@ -141,9 +146,12 @@ def _temperatures(text: str) -> List[float]:
         ts = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected temperatures like 0.2,0.38,0.7, got {text!r}") from None
-    if not ts or len(ts) > 16 or any(not t > 0 for t in ts):
-        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures > 0, got {text!r}")
-    return ts
+    if not ts or len(ts) > 16:
+        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures, got {text!r}")
+    try:
+        return [check_temperature(t, "--grid temperatures") for t in ts]
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def grid_sheet(L: np.ndarray, rgbs: Sequence[np.ndarray], temperatures: Sequence[float]) -> np.ndarray:
@@ -309,10 +317,15 @@ class ModelActor(BatchModel):
 
 
 def finish(
-    batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] = None, settings: Optional[dict] = None
+    batch: Dict[str, np.ndarray],
+    s3: dict,
+    grid: Optional[List[float]] = None,
+    settings: Optional[dict] = None,
+    overwrite: bool = True,
 ) -> Dict[str, List[str]]:
     """CPU stage: join each row's ab with its full-resolution L (keep-L gamut fit in torch), encode
-    and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written)."""
+    and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written).
+    Without ``overwrite`` a target that another run wrote meanwhile is kept (skip ``exists``)."""
     s3_settings = storage.S3Settings.from_dict(s3)
     res: Dict[str, List[str]] = {"path": [], "out": [], "skip": []}
     alphas = batch["alpha"] if "alpha" in batch else [None] * len(batch["path"])
@@ -328,7 +341,9 @@ def finish(
             if not grid and keeps_alpha(target):
                 rgb = with_alpha(rgb, alpha)
             try:
-                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
+                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings, exclusive=not overwrite)
+            except FileExistsError:
+                skip, target = outputs.EXISTS, ""
             except (storage.StorageError, OSError) as e:
                 skip, target = f"{WRITE_FAILED}: {storage.redact(str(e))[:200]}", ""
         res["path"].append(str(path))
@@ -409,8 +424,10 @@ def _one_photo(args, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint
         advice = f": a video? colorize video {args.input}" if video else ""
         print(f"colorize infer: skipped {storage.redact(args.input)}: {skip}{advice}")
         return 1
-    try:
-        storage.write_bytes_atomic(out, encode(rgb, out, settings), s3)
+    try:  # created exclusively: a result another run wrote meanwhile follows the rerun rule
+        storage.write_bytes_atomic(out, encode(rgb, out, settings), s3, exclusive=not args.overwrite)
+    except FileExistsError:
+        return per_input.report_kept("colorize infer", out, settings, s3)
     except OSError as e:
         raise storage.StorageError(f"cannot write {storage.redact(out)}: {e.strerror or type(e).__name__}") from None
     print(f"colorize infer: wrote {storage.redact(out)} (model {info['ref']}, T={_shown_t(args, G)})")
@@ -425,14 +442,16 @@ def _shown_t(args, G) -> str:
 def _single_target(input_uri: str, output: str, src: str, suffix: str = "") -> str:
     """Where one photo's result goes: ``--output`` itself when it names a PNG/JPEG file; the same
     name as PNG when it names a file of another picture format (``astro.tif`` -> ``astro.png``);
-    else a file of the input's name inside that folder. Never the input itself."""
+    else (or when a folder has that name) a file of the input's name inside that folder. Never the
+    input itself."""
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
     if per_input.canonical(out) != per_input.canonical(src_uri):
         ext = posixpath.splitext(out.rstrip("/"))[1].lower()
-        if ext in Image.registered_extensions() and not out.endswith("/") and not _is_local_folder(out):
+        folder = out.endswith("/") or _is_local_folder(out)
+        if ext in Image.registered_extensions() and not folder:
             out = output_name(out)  # a file: PNG and JPEG as named, other picture formats become PNG
-        elif ext not in FORMATS or out.endswith("/"):  # a folder
+        elif ext not in FORMATS or folder:  # a folder
             out = posixpath.join(out, output_name(posixpath.basename(src), suffix))
     if per_input.canonical(out) == per_input.canonical(src_uri):
         raise storage.StorageError(
@@ -517,7 +536,7 @@ def _run_on_ray(
     )
     ds = ds.map_batches(
         finish,
-        fn_kwargs=dict(s3=s3.to_dict(), grid=grid, settings=settings),
+        fn_kwargs=dict(s3=s3.to_dict(), grid=grid, settings=settings, overwrite=args.overwrite),
         batch_size=4,
         num_cpus=0.5,
         batch_format="numpy",

@@ -12,6 +12,7 @@ def test_export_onnx_dynamic_size(ckpt, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     onnx_path = tmp_path / "g.onnx"
     assert cli.main(["export", "--model", str(ckpt), "--onnx", str(onnx_path), "--saturation", "0.3"]) == 0
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # made in a temporary folder, moved
     G, _ = model_ref.resolve_generator(str(ckpt))
     assert export.check_onnx(G, str(onnx_path), 0.3, shape=(1, 1, 41, 97)) < 0.05
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
