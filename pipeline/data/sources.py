@@ -139,6 +139,11 @@ def _filter_worker_lines() -> None:
         log.debug("worker output unfiltered: %s", e)
 
 
+def cluster_nodes() -> List[dict]:
+    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
 def started_local_ray() -> bool:
     """Whether ``ensure_ray`` started a local Ray in this process (its resources are all there is)."""
     return _STARTED_LOCAL["value"]
