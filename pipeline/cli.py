@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from typing import List, Optional
 
-from pipeline.jobs.common import command_help
+from pipeline.jobs.common import command_help, extras, flags
 from pipeline.jobs.common.flags import HelpFormatter
 
 # subcommand -> job module, in the order `colorize --help` lists them (what people do first, first).
@@ -35,7 +34,7 @@ class _Version(argparse.Action):
 def command_parser(sub, name: str) -> argparse.ArgumentParser:
     """The subparser of ``name``, with its description and examples (no arguments yet)."""
     text = command_help.COMMANDS[name]
-    return sub.add_parser(
+    p = sub.add_parser(
         name,
         help=text.summary,
         description=text.description,
@@ -43,6 +42,7 @@ def command_parser(sub, name: str) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
         add_help=name not in FORWARDED,
     )
+    return p
 
 
 def build_parser(commands=None) -> argparse.ArgumentParser:
@@ -59,34 +59,47 @@ def build_parser(commands=None) -> argparse.ArgumentParser:
         p = command_parser(sub, name)
         if name not in FORWARDED and (commands is None or name in commands):
             importlib.import_module(module).add_args(p)
+            flags.add_verbose_arg(p)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
+    flags.set_verbosity(flags.wants_verbose(argv))  # before any job's imports: Ray reads it then
     from pipeline.runtime import stops
 
     stops.install()  # SIGTERM unwinds like Ctrl-C: every cleanup runs
+    command = "colorize " + argv[0] if argv else "colorize"
     try:
         return _main(argv)
     except (KeyboardInterrupt, stops.Stopped) as e:
-        command = "colorize " + argv[0] if argv else "colorize"
         print(stops.message(command, e), file=sys.stderr)
         return stops.EXIT_CODES[stops.signal_of(e)]
+    except ModuleNotFoundError as e:  # the light install: a command (or a kind of input) needs an extra
+        line = extras.missing(argv[0] if argv else "", e)
+        if line is None:
+            raise
+        print(f"{command}: error: {line}", file=sys.stderr)
+        return 2
 
 
 def _main(argv: List[str]) -> int:
     if argv[:1] and argv[0] in FORWARDED:
         return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:], prog=f"colorize {argv[0]}")
-    args = build_parser(commands=argv[:1]).parse_args(argv)
+    args = build_parser(commands=argv[:1]).parse_args(flags.attach_values(argv))
     from pipeline import credentials
     from pipeline.data.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
-    if getattr(args, "temperature", None) is not None and args.temperature <= 0:
-        print(f"colorize {args.command}: error: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
-        return 2
+    if getattr(args, "temperature", None) is not None:
+        from pipeline.config import ConfigError, check_temperature
+
+        try:
+            check_temperature(args.temperature, "--temperature")
+        except ConfigError as e:
+            print(f"colorize {args.command}: error: {e}", file=sys.stderr)
+            return 2
     try:
+        flags.settle_data(args)
         credentials.refuse_in_args(args)
         return importlib.import_module(COMMANDS[args.command]).run(args)
     except (StorageError, ValueError) as e:  # ConfigError and ModelNotFound are ValueErrors

@@ -59,6 +59,7 @@ def _model_validate(self, p: str) -> None:
         self.generator().check()
     except ValueError as e:
         raise ConfigError(f"{p}.{e}") from None
+    check_temperature(self.temperature, f"{p}.temperature")
     _check(1 <= self.d_base_channels <= 1024, f"{p}.d_base_channels must be in [1, 1024], got {self.d_base_channels}")
     _check(1 <= self.d_layers <= 6, f"{p}.d_layers must be in [1, 6], got {self.d_layers}")
 
@@ -239,6 +240,24 @@ class ExperimentConfig:
 def _check(ok: bool, msg: str) -> None:
     if not ok:
         raise ConfigError(msg)
+
+
+# Annealed-mean temperatures anyone may ask for. Below the floor log p / T overflows float32 (at
+# 1e-300 every pixel decodes to NaN: a black picture); above 10 the mean is flat grey already.
+TEMPERATURE_RANGE = (0.01, 10.0)
+
+
+def check_temperature(value, what: str = "temperature") -> float:
+    """``value`` as a temperature in ``TEMPERATURE_RANGE``, or ConfigError naming ``what``: the one
+    rule for every place a temperature enters (flags, configs, checkpoints, MLflow params, requests)."""
+    lo, hi = TEMPERATURE_RANGE
+    try:
+        t = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what} must be a number in {lo:g}..{hi:g}, got {value!r:.40}") from None
+    if not lo <= t <= hi:  # also refuses nan and inf
+        raise ConfigError(f"{what} must be in {lo:g}..{hi:g}, got {value!r:.40}")
+    return t
 
 
 def check_range(name: str, value, lo=None, hi=None) -> None:

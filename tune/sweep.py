@@ -13,7 +13,7 @@
 - Resume: the same ``--name`` again restores the sweep (``Tuner.restore``): finished trials are
   kept, unfinished ones continue from their last checkpoint, errored ones are retried. A failing
   trial never ends the sweep. Only a state this sweep's driver wrote is restored (Tune unpickles
-  it): ``tune.state_guard`` checks it against the digests recorded under ``--out``
+  it): ``tune.state_guard`` checks it against the digests recorded under ``--output``
   (``--trust-storage`` skips the check).
 - The parent run is closed FAILED when the sweep raises (Ctrl-C included) or no trial finishes.
 """
@@ -339,7 +339,7 @@ def _new_tuner(sw: Sweep, args, trainable, param_space) -> tune.Tuner:
 
 
 def _write_best_config(sw: Sweep, best) -> str:
-    """best_config.yaml under --out: the base config with the best trial's sampled keys, which
+    """best_config.yaml under --output: the base config with the best trial's sampled keys, which
     ``pipeline/run.py --config`` takes as is; credentials never go into it (redacted)."""
     sampled = {k: v for k, v in best.config.items() if not k.startswith("_")}
     best_cfg = ExperimentConfig.from_dict(sw.base.to_dict()).replace(sampled)

@@ -154,13 +154,15 @@ def evaluate(args, settings: dict, s3: storage.S3Settings) -> int:
         "results": results,
         "settings": settings,
     }
-    os.makedirs(args.out, exist_ok=True)
     mpath, hpath = os.path.join(args.out, METRICS), os.path.join(args.out, "report.html")
-    with open(mpath, "w") as f:
-        json.dump(doc, f, indent=1)
     numeric = {k: {m: v for m, v in r.items() if m in METRIC_NAMES} for k, r in results.items()}
-    with open(hpath, "w") as f:
-        f.write(report_html(numeric, examples, f"colorize eval: {storage.redact(args.data)} ({len(truths)} photos)"))
+    page = report_html(numeric, examples, f"colorize eval: {storage.redact(args.data)} ({len(truths)} photos)")
+    # Each file whole or not at all, metrics.json last: it is what a rerun keeps as a finished eval.
+    for path, text in ((hpath, page), (mpath, json.dumps(doc, indent=1))):
+        try:
+            storage.write_bytes_atomic(path, text.encode("utf-8"), None)
+        except OSError as e:
+            raise storage.StorageError(f"cannot write {path}: {e.strerror or type(e).__name__}") from None
     run_id = args.run_id or os.environ.get("MLFLOW_RUN_ID")
     if run_id:
         log_to_mlflow(run_id, args.tracking_uri, numeric, [mpath, hpath])

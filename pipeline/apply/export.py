@@ -5,17 +5,21 @@ card to complete): what ``pipeline/assets/model`` holds."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
+import warnings
 from typing import Optional
 
 import numpy as np
 import torch
 
 from models.generator import ABPredictor
+from pipeline.config import check_temperature
 from pipeline.data import storage
 from pipeline.gan import checkpoint, model_ref
-from pipeline.runtime import outputs
+from pipeline.runtime import made_with, outputs, progress
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +41,62 @@ def check_output(path: str) -> None:
         raise ValueError(f"--output {path}: {problem}")
 
 
-def export_onnx(G, path: str, temperature: Optional[float] = None, opset: int = 18) -> None:
+@contextlib.contextmanager
+def _exporter_quiet():
+    """The exporter's own chatter (skipped torchvision ops, deprecations) unless --verbose."""
+    if os.environ.get(progress.VERBOSE_ENV) == "1":
+        yield
+        return
+    exporter = logging.getLogger("torch.onnx")
+    level = exporter.level
+    exporter.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        exporter.setLevel(level)
+
+
+def export_onnx(
+    G, path: str, temperature: Optional[float] = None, opset: int = 18, settings: Optional[dict] = None
+) -> None:
+    """``G`` as ONNX at ``path``; ``settings`` (``made_with``) recorded in its metadata."""
     model = ABPredictor(G.cpu().eval(), temperature).eval()
     dims = {
         0: torch.export.Dim("batch", max=4096),
         2: torch.export.Dim("height", min=16, max=16384),
         3: torch.export.Dim("width", min=16, max=16384),
     }
-    torch.onnx.export(
-        model,
-        (torch.randn(1, 1, 64, 96),),
-        path,
-        input_names=["L"],
-        output_names=["ab"],
-        dynamic_shapes={"L": dims},
-        opset_version=opset,
-        dynamo=True,
-        verbose=False,
-    )
+    with _exporter_quiet():
+        torch.onnx.export(
+            model,
+            (torch.randn(1, 1, 64, 96),),
+            path,
+            input_names=["L"],
+            output_names=["ab"],
+            dynamic_shapes={"L": dims},
+            opset_version=opset,
+            dynamo=True,
+            verbose=False,
+        )
+    if settings:
+        import onnx
+
+        graph = onnx.load(path)
+        graph.metadata_props.add(key=made_with.KEY, value=made_with.comment(settings))
+        onnx.save(graph, path)
+
+
+def onnx_settings(path: str) -> Optional[dict]:
+    """The settings an .onnx file records (``export_onnx``); None when it records none or is no ONNX."""
+    import onnx
+
+    try:
+        graph = onnx.load(path, load_external_data=False)
+    except Exception:  # not an ONNX file: it records nothing we wrote
+        return None
+    return next((made_with.from_comment(p.value) for p in graph.metadata_props if p.key == made_with.KEY), None)
 
 
 def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 72, 120), seed: int = 0) -> float:
@@ -72,26 +114,62 @@ def check_onnx(G, path: str, temperature: Optional[float] = None, shape=(2, 1, 7
     return err
 
 
-def ship(ref: str, directory: str, tracking_uri: Optional[str] = None, temperature: Optional[float] = None) -> int:
+def _export_in_place(G, path: str, temperature: Optional[float], settings: Optional[dict] = None) -> float:
+    """``export_onnx`` and ``check_onnx`` in a temporary folder beside ``path``, under its final name
+    (the graph names its weights file after itself), then the files moved into place, the graph
+    last: a failed export or check leaves nothing. -> the check's error."""
+    parent = os.path.dirname(os.path.abspath(path))
+    with tempfile.TemporaryDirectory(dir=parent, prefix="." + os.path.basename(path) + ".") as work:
+        graph = os.path.join(work, os.path.basename(path))
+        export_onnx(G, graph, temperature, settings=settings)
+        err = check_onnx(G, graph, temperature)
+        for name in sorted(os.listdir(work), key=lambda n: n == os.path.basename(path)):
+            os.replace(os.path.join(work, name), os.path.join(parent, name))
+    return err
+
+
+def ship(
+    ref: str,
+    directory: str,
+    tracking_uri: Optional[str] = None,
+    temperature: Optional[float] = None,
+    overwrite: bool = False,
+) -> int:
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
     with a MODEL_CARD.md that says where it came from; -> bytes of the weights. ``temperature``
-    (chosen on validation photos) becomes the model's own default."""
+    (chosen on validation photos) becomes the model's own default. The folder is filled under a
+    temporary name and moved into place complete; one that holds anything is kept unless ``overwrite``."""
     if "://" in directory:
         raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
-    if os.path.exists(os.path.join(directory, checkpoint.STATE)):
-        raise ValueError(f"--ship {directory}: a model is already there (remove it first)")
+    _check_ship_target(directory, overwrite)  # before the model loads, and again as it moves into place
     G, info = model_ref.resolve_generator(ref, tracking_uri)
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
     config = info["config"]
     if temperature is not None:
-        config = {**config, "model": {**config["model"], "temperature": float(temperature)}}
+        config = {
+            **config,
+            "model": {**config["model"], "temperature": check_temperature(temperature, "--temperature")},
+        }
         info = {**info, "config": config}
-    size = checkpoint.save_shipped(directory, G, config, meta)
-    card = os.path.join(directory, "MODEL_CARD.md")
-    if not os.path.exists(card):
-        with open(card, "w") as f:
-            f.write(model_card(info, size))
+    try:
+        with storage.local_folder_in_place(directory, overwrite) as tmp:
+            size = checkpoint.save_shipped(tmp, G, config, meta)
+            with open(os.path.join(tmp, "MODEL_CARD.md"), "w") as f:
+                f.write(model_card(info, size))
+    except FileExistsError:  # appeared while the model was written (another run)
+        _check_ship_target(directory, overwrite)  # says what is there
+        raise ValueError(f"--ship {directory}: something else is there now: give another name") from None
     return size
+
+
+def _check_ship_target(directory: str, overwrite: bool) -> None:
+    """ValueError when ``--ship DIR`` may not be written: a file, or a folder holding anything
+    (without ``overwrite``)."""
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"--ship {directory}: a file is there, not a folder: give another name")
+    if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
+        what = "a model is" if os.path.exists(os.path.join(directory, checkpoint.STATE)) else "files are"
+        raise ValueError(f"--ship {directory}: {what} already there (--overwrite replaces the folder)")
 
 
 def model_card(info: dict, size: int) -> str:

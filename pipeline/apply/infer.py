@@ -1,17 +1,18 @@
 """A trained generator on photos: one photo's bytes in-process (``colorize_file``), and the three
-stages of the Ray Data pipeline that ``colorize infer`` runs on many, CPU -> GPU -> CPU:
+stages that ``colorize infer`` runs on many, on Ray Data or (without Ray) in this process,
+CPU -> GPU -> CPU:
 
 1. CPU tasks (``read_decode``): read each file's bytes straight through the pyarrow file system (the
    listing already knows the files: no second stat per path, as ``read_binary_files`` would do on
    S3), decode, take L at full resolution and the model's input at the working size;
-2. model actors (``ModelActor``, a GPU each when the cluster has GPUs): ab for a batch of inputs,
-   grouped by working size so that each group is one pass through G;
+2. the model (``BatchModel``; on Ray ``ModelActor``, a GPU each when the cluster has GPUs): ab for a
+   batch of inputs, grouped by working size so that each group is one pass through G;
 3. CPU tasks (``finish``): ab upsampled and joined with the full-resolution L, fitted to the gamut
    keeping L (``color.lab_to_rgb_u8``, vectorised torch), encoded and written.
 
 A grid is, instead of the colour photo, a comparison sheet per photo: its L and its colorization at
 each temperature side by side, labelled (named ``<name>-grid.<ext>``). PNG and JPEG keep their
-format, anything else becomes PNG.
+format, anything else becomes PNG; a photo with transparency keeps its alpha in a PNG.
 """
 
 from __future__ import annotations
@@ -55,11 +56,13 @@ def colorize_file(
     grid: Optional[Sequence[float]] = None,
     show_progress: bool = False,
     hints: Optional[Sequence[Hint]] = None,
+    keep_alpha: bool = False,
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
     the comparison sheet at those temperatures (``pictures.grid_sheet``). ``show_progress``: a bar of the
     steps for photos big enough to take a while. ``hints``: points of this photo (HintError when
-    one lies outside it)."""
+    one lies outside it). ``keep_alpha``: a photo with transparency comes back (H, W, 4), its
+    alpha channel as it was."""
     try:
         check_encoded(data, size, max_pixels)
     except TooMuchWork as e:
@@ -77,7 +80,7 @@ def colorize_file(
         if not grid:
             rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device, hints))
             steps.update()
-            return rgb, None
+            return (with_alpha(rgb, d.alpha) if keep_alpha else rgb), None
         x = torch.from_numpy(predict.working_input(L, size))[None]
         hint_map = predict.working_hints(G, hints, *L.shape, x)
         rgbs = []
@@ -87,16 +90,30 @@ def colorize_file(
         return pictures.grid_sheet(L, rgbs, grid), None
 
 
+def with_alpha(rgb: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
+    """``rgb`` with the source's alpha channel as a fourth one, when it had one of the same size."""
+    if alpha is None or alpha.shape != rgb.shape[:2]:
+        return rgb
+    return np.dstack([rgb, alpha])
+
+
+def keeps_alpha(name: str) -> bool:
+    """Whether a result named ``name`` can hold transparency (PNG; JPEG has none)."""
+    return outputs.FORMATS.get(posixpath.splitext(name)[1].lower(), "PNG") == "PNG"
+
+
 _NONE = np.zeros((1, 1), np.float32)  # the L / input of a skipped row (Ray's tensor columns want an array)
+_OPAQUE = np.zeros((1, 1), np.uint8)  # the alpha of a photo without transparency
 
 
 def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = transforms.DEFAULT_MAX_PIXELS):
     """CPU stage: rows {"path", "out"} -> {"path", "out", "skip", "L" (H, W) float32 full
-    resolution, "x" (1, h, w) the model's input at the working size}. A file that cannot be read or
-    decoded keeps its row, with a skip reason and placeholder arrays."""
-    rows: Dict[str, list] = {"path": [], "out": [], "skip": [], "L": [], "x": []}
+    resolution, "x" (1, h, w) the model's input at the working size, "alpha" (H, W) uint8 of a
+    photo with transparency}. A file that cannot be read or decoded keeps its row, with a skip
+    reason and placeholder arrays."""
+    rows: Dict[str, list] = {"path": [], "out": [], "skip": [], "L": [], "x": [], "alpha": []}
     for path, out in zip(batch["path"], batch["out"], strict=True):
-        skip, L, x = "", _NONE, _NONE[None]
+        skip, L, x, alpha = "", _NONE, _NONE[None], _OPAQUE
         try:
             with fs.open_input_stream(path) as f:
                 data = f.read()
@@ -116,23 +133,20 @@ def read_decode(batch: Dict[str, np.ndarray], fs, size: int, max_pixels: int = t
             else:
                 L = predict.photo_L(d.rgb)
                 x = predict.working_input(L, size)
-        for k, v in (("path", path), ("out", out), ("skip", skip), ("L", L), ("x", x)):
+                alpha = _OPAQUE if d.alpha is None else d.alpha
+        for k, v in (("path", path), ("out", out), ("skip", skip), ("L", L), ("x", x), ("alpha", alpha)):
             rows[k].append(v)
     return rows
 
 
-class ModelActor:
-    """Ray Data actor: one generator per actor. Rows with "x" -> the same rows with "ab"
-    (k, 2, h, w) float32 for k temperatures, "x" dropped. Inputs of one working size go through G
-    together (photos of one shape share a size)."""
+class BatchModel:
+    """The model stage: rows with "x" -> the same rows with "ab" (k, 2, h, w) float32 for k
+    temperatures, "x" dropped. Inputs of one working size go through G together (photos of one
+    shape share a size)."""
 
-    def __init__(self, weights: list, temperatures: list):
-        import ray  # not at the top: one photo runs without Ray
-
-        state, config = ray.get(weights[0])
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.G = checkpoint.generator_from_state(state, config).to(self.device)
-        self.temperatures = temperatures
+    def __init__(self, G, temperatures: list, device=None):
+        self.G, self.temperatures = G, temperatures
+        self.device = device or torch.device("cpu")
 
     def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, list]:
         xs, skips = list(batch["x"]), list(batch["skip"])
@@ -146,25 +160,49 @@ class ModelActor:
             outs = [predict.predict_ab_batch(self.G, x, t, self.device).cpu().numpy() for t in self.temperatures]
             for j, i in enumerate(idx):
                 ab[i] = np.stack([o[j] for o in outs])
-        return {"path": list(batch["path"]), "out": list(batch["out"]), "skip": skips, "L": list(batch["L"]), "ab": ab}
+        rows = {k: list(batch[k]) for k in ("path", "out", "L", "alpha") if k in batch}
+        return {**rows, "skip": skips, "ab": ab}
+
+
+class ModelActor(BatchModel):
+    """Ray Data actor: ``BatchModel`` with one generator per actor (a GPU when it has one)."""
+
+    def __init__(self, weights: list, temperatures: list):
+        import ray  # not at the top: one photo runs without Ray
+
+        state, config = ray.get(weights[0])
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        super().__init__(checkpoint.generator_from_state(state, config).to(device), temperatures, device)
 
 
 def finish(
-    batch: Dict[str, np.ndarray], s3: dict, grid: Optional[List[float]] = None, settings: Optional[dict] = None
+    batch: Dict[str, np.ndarray],
+    s3: dict,
+    grid: Optional[List[float]] = None,
+    settings: Optional[dict] = None,
+    overwrite: bool = True,
 ) -> Dict[str, List[str]]:
     """CPU stage: join each row's ab with its full-resolution L (keep-L gamut fit in torch), encode
-    and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written)."""
+    and write to its planned target -> {"path", "out", "skip"} ("out" empty when not written).
+    Without ``overwrite`` a target that another run wrote meanwhile is kept (skip ``exists``)."""
     s3_settings = storage.S3Settings.from_dict(s3)
     res: Dict[str, List[str]] = {"path": [], "out": [], "skip": []}
-    cols = (batch["path"], batch["out"], batch["skip"], batch["L"], batch["ab"])
-    for path, target, skip, L, ab in zip(*cols, strict=True):
+    alphas = batch["alpha"] if "alpha" in batch else [None] * len(batch["path"])
+    cols = (batch["path"], batch["out"], batch["skip"], batch["L"], batch["ab"], alphas)
+    for path, target, skip, L, ab, alpha in zip(*cols, strict=True):
         if skip:
             target = ""
         else:
-            rgbs = [predict.join_full(L, torch.from_numpy(np.ascontiguousarray(a))) for a in ab]
+            # copies: Ray hands read-only arrays, which torch.from_numpy warns about
+            L = np.array(L, np.float32)
+            rgbs = [predict.join_full(L, torch.from_numpy(np.array(a, np.float32))) for a in ab]
             rgb = pictures.grid_sheet(L, rgbs, grid) if grid else rgbs[0]
+            if not grid and keeps_alpha(target):
+                rgb = with_alpha(rgb, alpha)
             try:
-                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings)
+                storage.write_bytes_atomic(target, encode(rgb, target, settings), s3_settings, exclusive=not overwrite)
+            except FileExistsError:
+                skip, target = outputs.EXISTS, ""
             except (storage.StorageError, OSError) as e:
                 skip, target = f"{SKIP_WRITE_FAILED}: {storage.redact(str(e))[:200]}", ""
         res["path"].append(str(path))

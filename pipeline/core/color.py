@@ -556,9 +556,11 @@ def annealed_mean(probs: Array, T: float = 0.38, dim: int = -1, logits: bool = F
     The output has 2 channels (a, b) on ``dim``. The maths is ``models.scaling.annealed_mean``
     (what the generator decodes with); numpy in, float32 numpy out.
     """
-    if T <= 0:
-        raise ValueError(f"annealing temperature must be > 0, got {T}")
     import torch  # here, not at the top: workers that only bin pixels never import torch
+
+    from pipeline.config import check_temperature  # imports the models (torch) too
+
+    T = check_temperature(T, "annealing temperature")
 
     from models.scaling import annealed_mean as decode  # importing models/ imports torch too
 

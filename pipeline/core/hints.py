@@ -77,9 +77,11 @@ def _coordinate(value, name: str, where: str) -> float:
     try:
         v = float(value)
     except ValueError:
-        raise HintError(f"{where}: {name} must be a number, got {value!r}") from None
+        raise HintError(f"{where}: {name} must be a number, got {value!r:.40}") from None
+    except OverflowError:  # an integer of hundreds of digits: no float holds it
+        v = math.inf
     if not math.isfinite(v):
-        raise HintError(f"{where}: {name} must be a finite number, got {value!r}")
+        raise HintError(f"{where}: {name} must be a finite number, got {value!r:.40}")
     return v
 
 
@@ -96,8 +98,8 @@ def parse_hint(text: str) -> Hint:
 
 
 def hints_from_json(doc) -> List[Hint]:
-    """A JSON list (text or parsed) of ``{"x": .., "y": .., "color": "#rrggbb"}`` -> Hints; HintError
-    naming the first bad entry. At most ``MAX_HINTS``."""
+    """A JSON list (text or parsed) of ``{"x": .., "y": .., "color": "#rrggbb"}`` (or ``"colour"``)
+    -> Hints; HintError naming the first bad entry. At most ``MAX_HINTS``."""
     if isinstance(doc, (str, bytes)):
         try:
             doc = json.loads(doc)
@@ -112,6 +114,10 @@ def hints_from_json(doc) -> List[Hint]:
     out = []
     for i, item in enumerate(doc):
         where = f"hint {i}"
+        if isinstance(item, dict) and "colour" in item:  # colorize's own spelling elsewhere
+            if "color" in item:
+                raise HintError(f'{where}: give "color" or "colour", not both')
+            item = {("color" if k == "colour" else k): v for k, v in item.items()}
         if not isinstance(item, dict) or not {"x", "y", "color"} <= set(item):
             raise HintError(f'{where}: give {{"x": .., "y": .., "color": "#rrggbb"}}, got {item!r:.80}')
         unknown = sorted(set(item) - {"x", "y", "color"})
@@ -149,12 +155,32 @@ def hint_map(hints: Sequence[Hint], H: int, W: int, h: int, w: int, patch: int =
     earlier one where they overlap. Points must lie inside the photo (``check_hints``)."""
     out = np.zeros((HINT_CHANNELS, h, w), np.float32)
     for hint in hints:
-        cy, cx = min(h - 1, int(hint.y * h / H)), min(w - 1, int(hint.x * w / W))
-        y0, x0 = max(0, cy - patch // 2), max(0, cx - patch // 2)
+        rows, cols = _patch(hint, H, W, h, w, patch)
         a, b = hint.ab()
-        out[0, y0 : cy + patch - patch // 2, x0 : cx + patch - patch // 2] = a / AB_SCALE
-        out[1, y0 : cy + patch - patch // 2, x0 : cx + patch - patch // 2] = b / AB_SCALE
-        out[2, y0 : cy + patch - patch // 2, x0 : cx + patch - patch // 2] = 1.0
+        out[0, rows, cols] = a / AB_SCALE
+        out[1, rows, cols] = b / AB_SCALE
+        out[2, rows, cols] = 1.0
+    return out
+
+
+def _patch(hint: Hint, H: int, W: int, h: int, w: int, patch: int) -> Tuple[slice, slice]:
+    """The rows and columns of ``hint``'s square at the working size h x w of an H x W photo."""
+    cy, cx = min(h - 1, int(hint.y * h / H)), min(w - 1, int(hint.x * w / W))
+    y0, x0 = max(0, cy - patch // 2), max(0, cx - patch // 2)
+    return slice(y0, cy + patch - patch // 2), slice(x0, cx + patch - patch // 2)
+
+
+def distances(hints: Sequence[Hint], ab: np.ndarray, H: int, W: int, patch: int = PATCH) -> List[float]:
+    """How far a result is from each hint: the distance in the ab plane between the hint's colour
+    and the mean ab of the result over the hint's patch. ``ab`` (2, h, w) in Lab units at the
+    working size of an H x W photo (the model's output, before upsampling). A followed hint is a
+    few units away; one the model ignored keeps the distance it had without hints."""
+    _, h, w = ab.shape
+    out = []
+    for hint in hints:
+        rows, cols = _patch(hint, H, W, h, w, patch)
+        got = ab[:, rows, cols].reshape(2, -1).mean(1)
+        out.append(float(np.hypot(*(got - np.array(hint.ab())))))
     return out
 
 

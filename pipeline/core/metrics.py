@@ -161,3 +161,18 @@ def checkpoint_score(val: Dict[str, float], start: Optional[Dict[str, float]] = 
     less ``WORSE_THAN_START_PENALTY`` when ``start`` is given and ``val`` is worse than it."""
     score = selection_objective(val["auc_rebalanced"], val["cf_gap"])
     return score - WORSE_THAN_START_PENALTY if start is not None and worse_than(val, start) else score
+
+
+# The purple-magenta cast: pixels of Lab hue 290-350 degrees with chroma above 10, where an
+# annealed mean between opposite modes (red-orange and blue) lands.
+PURPLE_HUES = (290.0, 350.0)
+PURPLE_MIN_CHROMA = 10.0
+
+
+def purple_share(ab: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Per image: the share of pixels of ``ab`` (Lab units, a and b along ``dim``) in the purple
+    hues with chroma above ``PURPLE_MIN_CHROMA``. ab (B,2,H,W) -> (B,)."""
+    a, b = ab.select(dim, 0).double(), ab.select(dim, 1).double()
+    hue = torch.rad2deg(torch.atan2(b, a)) % 360
+    hit = (hue >= PURPLE_HUES[0]) & (hue <= PURPLE_HUES[1]) & (torch.hypot(a, b) > PURPLE_MIN_CHROMA)
+    return hit.flatten(1).double().mean(1)

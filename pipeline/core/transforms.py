@@ -1,7 +1,8 @@
 """Per-image transforms that Ray Data's map_batches calls: decode, resize, bins. Pure (no Ray).
 
 Decoding never raises on bad input: it returns a reason, and the caller counts it. Odd but valid
-images are converted, not dropped: CMYK, 16-bit, palette, RGBA (composited on white), EXIF-rotated.
+images are converted, not dropped: CMYK, 16-bit, palette, RGBA (composited on white; the alpha kept
+beside the RGB at full size, for results that keep it), EXIF-rotated.
 Every per-file step returns ``(rows, skipped)``, ``skipped`` a list of (path, reason) pairs
 (``pipeline.core.skips``; ``pipeline.data.sources.ReportSkips`` hands them to the job's collector).
 """
@@ -35,6 +36,17 @@ DEFAULT_MAX_PIXELS = 64_000_000
 class Decoded:
     rgb: Optional[np.ndarray]  # (H, W, 3) uint8 sRGB, None when skipped
     skip: Optional[str] = None  # one of SKIP_REASONS when skipped
+    alpha: Optional[np.ndarray] = None  # (H, W) uint8 when the picture has transparency (full size only)
+
+
+def _alpha(img: Image.Image) -> Optional[np.ndarray]:
+    """The picture's alpha channel, None when it has none or is opaque everywhere."""
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode not in ("RGBA", "LA", "PA", "RGBa", "La"):
+        return None
+    alpha = np.asarray(img.getchannel("A"), dtype=np.uint8)
+    return None if alpha.min() == 255 else np.ascontiguousarray(alpha)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -91,6 +103,7 @@ def decode_image(
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb_img = _to_rgb(img)
+            alpha = _alpha(img) if size is None else None
             if size is not None:
                 rgb_img = geometry.resize_short_side(rgb_img, size)
             rgb = np.asarray(rgb_img, dtype=np.uint8)
@@ -102,7 +115,7 @@ def decode_image(
         return Decoded(None, SKIP_CORRUPT)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         return Decoded(None, SKIP_CORRUPT)
-    return Decoded(np.ascontiguousarray(rgb))
+    return Decoded(np.ascontiguousarray(rgb), alpha=alpha)
 
 
 def bin_histogram_of(rgb: np.ndarray) -> np.ndarray:

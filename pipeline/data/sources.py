@@ -89,29 +89,48 @@ def quiet_worker() -> None:
 
 
 # Lines Ray's processes write about themselves, dropped from what a job prints unless verbose: C++
-# info/warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."), the
-# "max_restarts > 0" notice Ray Train's own actors raise as an error line at every start, the
-# raylet's note that it started more workers than it expected (Ray Data's fractional tasks), Ray
-# Data's note that its bars are off (we turned them off) and a deprecation inside Ray Train.
+# log lines below FATAL ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."; the real errors
+# of a run reach it as Python exceptions), the "max_restarts > 0" notice Ray Train's own actors
+# raise at every start, the raylet's note that it started more workers than it expected (Ray
+# Data's fractional tasks), Ray Data's note that its bars are off (we turned them off) and a
+# deprecation inside Ray Train.
 _RAY_SELF_TALK = re.compile(
-    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] "
+    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IWE] \d+ \d+\] "
     r"|max_restarts > 0\. If the arguments"
     r"|PYTHON worker processes have been started on node"
     r"|^Progress bars (for operators )?disabled\. To enable"
     r"|ExecutionOptions\.exclude_resources` is deprecated|^\s+self\.exclude_resources = exclude_resources$"
 )
+# A traceback Ray Data's prefetch threads print when an epoch stops reading before the end of its
+# data (train.max_steps_per_epoch): from its first line to its last, dropped as a whole.
+_RAY_DATA_STOP_TRACE = (re.compile(r"^Exception in thread pool-\d+/completion-signaler"), "InterruptedError")
+
+
+def _without_self_talk(lines: List[str], state: dict) -> List[str]:
+    """``lines`` of one process's output less ``_RAY_SELF_TALK`` and Ray Data's stop traceback
+    (``state`` carries "inside that traceback" from one batch of lines to the next)."""
+    kept = []
+    for line in lines:
+        if state.get("skipping"):
+            state["skipping"] = line.strip() != _RAY_DATA_STOP_TRACE[1]
+        elif _RAY_DATA_STOP_TRACE[0].search(line):
+            state["skipping"] = True
+        elif not _RAY_SELF_TALK.search(line):
+            kept.append(line)
+    return kept
 
 
 def _filter_worker_lines() -> None:
     """Put a filter before Ray's printer of worker output on the driver (after ``ray.init``):
-    ``_RAY_SELF_TALK`` lines go. Best effort: if Ray's printer moved, its output stays as it is."""
+    ``_without_self_talk``. Best effort: if Ray's printer moved, its output stays as it is."""
     try:
         from ray._private import worker as ray_worker
 
         dispatcher = ray_worker.global_worker_stdstream_dispatcher
+        states: dict = {}
 
         def printer(data):
-            lines = [line for line in data.get("lines", []) if not _RAY_SELF_TALK.search(line)]
+            lines = _without_self_talk(data.get("lines", []), states.setdefault(data.get("pid"), {}))
             if lines:
                 ray_worker.print_to_stdstream({**data, "lines": lines}, ignore_prefix=True)
 

@@ -1,14 +1,16 @@
 """Where data lives: local folders, list files, ``s3://`` prefixes, the built-in sample photos.
 
-No Ray here. Filesystems are pyarrow's (what Ray Data reads with). ``S3Settings`` (endpoint, region,
-timeouts) are built once at an entry point and passed down: every function here takes them, and an
-``s3://`` URI that arrives with ``s3=None`` raises ``MissingS3Settings`` (a forgotten argument must
-not quietly fall back to the environment and drop a configured region). Credentials come from the
-standard AWS chain: this module never sees, prints or stores them.
+No Ray here. Filesystems are pyarrow's (what Ray Data reads with); without pyarrow (the light
+install) local files go through ``local_files``, the same interface, and ``s3://`` asks for it.
+``S3Settings`` (endpoint, region, timeouts) are built once at an entry point and passed down: every
+function here takes them, and an ``s3://`` URI that arrives with ``s3=None`` raises
+``MissingS3Settings`` (a forgotten argument must not quietly fall back to the environment and drop
+a configured region). Credentials come from the standard AWS chain: this module never sees, prints or stores them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -20,13 +22,16 @@ import stat
 import tempfile
 from collections import deque
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
-
-import pyarrow.fs as pafs
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from pipeline import credentials
 from pipeline.core import split
 from pipeline.core.skips import SKIP_BAD_NAME, SKIP_DUPLICATE, SKIP_MISSING, SKIP_SYMLINK_LOOP, SKIP_UNREADABLE, Skips
+
+try:
+    import pyarrow.fs as pafs
+except ModuleNotFoundError:  # the light install: local files only
+    from pipeline.data import local_files as pafs
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +125,8 @@ def is_s3(uri: str) -> bool:
 
 
 def s3_filesystem(settings: S3Settings) -> pafs.S3FileSystem:
+    import pyarrow.fs as pafs  # named here: without pyarrow, a ModuleNotFoundError that asks for it
+
     kwargs = dict(
         connect_timeout=settings.connect_timeout,
         request_timeout=settings.request_timeout,
@@ -390,34 +397,79 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings]) -> None:
+def write_bytes_atomic(uri: str, data: bytes, s3: Optional[S3Settings], exclusive: bool = False) -> None:
     """Write a whole file so that readers see the old content or the new, never a partial one.
 
-    Local: temp file in the same folder, fsync, rename. S3: a single PUT (an object appears only
-    when its upload completes).
+    Local: temp file in the same folder, fsync, then into place (``local_file_in_place``). S3: a
+    single PUT (an object appears only when its upload completes). ``exclusive``: FileExistsError
+    when something is at ``uri`` by the time the file is complete (two runs at once: the second one
+    follows the rerun rule instead of replacing the first one's result); local files only.
     """
     fs, path = resolve(uri, s3)
     if isinstance(fs, pafs.LocalFileSystem):
-        parent = os.path.dirname(path) or "."
-        os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
+        with local_file_in_place(path, exclusive) as tmp:
+            with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
         return
     try:
         with fs.open_output_stream(path) as f:
             f.write(data)
     except OSError as e:
         raise StorageError(f"cannot write {uri}: {_short(e)}") from None
+
+
+@contextlib.contextmanager
+def local_file_in_place(path: str, exclusive: bool = False) -> Iterator[str]:
+    """A temporary name beside ``path`` for the block to write; when the block completes, the file
+    becomes ``path`` in one step, with the permissions a plain open() gives. Replaced when there,
+    unless ``exclusive``: then placed with link(2), which fails (FileExistsError) when anything is
+    at ``path``, so two writers never replace each other. On any failure the temporary file goes."""
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would honour the umask
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def local_folder_in_place(path: str, overwrite: bool = False) -> Iterator[str]:
+    """A fresh temporary folder beside ``path`` for the block to fill; when the block completes it
+    becomes ``path`` in one step: readers never see a half-written folder, and a failure leaves
+    nothing behind. FileExistsError when ``path`` exists by then (a file, or a folder holding
+    anything) unless ``overwrite`` (then what was there is replaced, a file never)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(os.path.abspath(path)) + ".", suffix=".tmp")
+    old = None
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+        if os.path.isdir(path) and not os.path.islink(path) and (overwrite or not os.listdir(path)):
+            old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".old")
+            os.replace(path, os.path.join(old, "was"))  # out of the way; removed once the new one is in
+        try:
+            os.rename(tmp, path)  # fails when anything is (still) at path: never merged or replaced
+        except OSError as e:
+            if old:  # put back what was there
+                os.replace(os.path.join(old, "was"), path)
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR) or os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "exists", path) from None
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 COPY_CHUNK = 8 << 20  # streamed copies between storage and local files, this much at a time

@@ -85,14 +85,24 @@ def half_state(G) -> Dict[str, torch.Tensor]:
 
 
 def save_shipped(
-    directory: str, G, config: Dict[str, Any], meta: Optional[Dict[str, Any]] = None, max_bytes: int = SHIP_MAX_BYTES
+    directory: str,
+    G,
+    config: Dict[str, Any],
+    meta: Optional[Dict[str, Any]] = None,
+    max_bytes: int = SHIP_MAX_BYTES,
+    D=None,
 ) -> int:
     """The form a model ships in: a generator checkpoint of ``G`` (give it ``GAN.generator()``, the
-    EMA) with fp16 weights, loadable with ``weights_only=True`` like any checkpoint. Refuses
-    (ValueError, nothing left behind) a state over ``max_bytes``; reads it back before returning its size."""
+    EMA) with fp16 weights, loadable with ``weights_only=True`` like any checkpoint. With ``D``,
+    the discriminator too (fp16): a resume point that the next stage of a long training continues
+    from with ``train.init_from`` (G, its average and D; fresh optimisers). Refuses (ValueError,
+    nothing left behind) a state over ``max_bytes``; reads it back before returning its size."""
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, STATE)
-    torch.save({GENERATOR_KEY: half_state(G), "step": int((meta or {}).get("step", 0)), "epoch": 0}, path)
+    state = {GENERATOR_KEY: half_state(G), "step": int((meta or {}).get("step", 0)), "epoch": 0}
+    if D is not None:
+        state["discriminator"] = half_state(D)
+    torch.save(state, path)
     size = os.path.getsize(path)
     if size > max_bytes:
         os.remove(path)
@@ -211,12 +221,30 @@ def apply_init(gan: GAN, init: Dict[str, Any]) -> bool:
 
 
 def generator_from_state(generator_state: Dict[str, Any], config: Dict[str, Any]) -> Generator:
-    """A generator in eval mode from its state dict (with its own ``bins``) and the run's config dict."""
+    """A generator in eval mode from its state dict (with its own ``bins``) and the run's config dict.
+    ValueError, before any memory is allocated, when the weights do not fit the config."""
     cfg = ExperimentConfig.from_dict(config)
-    G = build_generator(cfg.model, bins=generator_state["bins"].cpu().numpy())
+    bins = generator_state["bins"].cpu().numpy()
+    check_fits(generator_state, cfg.model, bins)
+    G = build_generator(cfg.model, bins=bins)
     G.load_state_dict(generator_state)
     G.working_size = cfg.data.resize  # the scale it was trained at: inference's default working size
     return G.eval()
+
+
+def check_fits(generator_state: Dict[str, Any], model_cfg, bins) -> None:
+    """ValueError unless ``generator_state`` holds exactly the tensors, of exactly the shapes, of the
+    generator ``model_cfg`` describes. Built on the meta device (shapes, no storage): a small file
+    whose config.json asks for a huge model is refused without allocating it."""
+    with torch.device("meta"):
+        wanted = build_generator(model_cfg, bins=bins).state_dict()
+    if set(wanted) != set(generator_state):
+        missing, extra = sorted(set(wanted) - set(generator_state)), sorted(set(generator_state) - set(wanted))
+        raise ValueError(f"{len(missing)} tensors missing (e.g. {missing[:1]}), {len(extra)} unexpected")
+    for k, v in wanted.items():
+        got = getattr(generator_state[k], "shape", None)
+        if got is None or tuple(got) != tuple(v.shape):
+            raise ValueError(f"{k}: shape {tuple(got) if got is not None else None}, the config makes {tuple(v.shape)}")
 
 
 def load_generator(directory: str, map_location="cpu") -> Generator:

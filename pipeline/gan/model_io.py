@@ -12,7 +12,7 @@ size; empty or null for none.
 
 Each comes back the same size with its own L (colour inputs are made grey first), as a uint8
 (H, W, 3) array, or PNG bytes with ``format="png"`` (base64 in MLflow's JSON answer).
-``params``: ``temperature`` (> 0, lower = more vivid), ``size`` (the working short side),
+``params``: ``temperature`` (0.01..10, lower = more vivid), ``size`` (the working short side),
 ``format`` ("array" or "png").
 """
 
@@ -26,6 +26,7 @@ from typing import Any, List, Optional
 import numpy as np
 from PIL import Image
 
+from pipeline.config import ConfigError, check_temperature
 from pipeline.core import hints as hint_points
 from pipeline.core import transforms
 from pipeline.gan import predict
@@ -71,7 +72,9 @@ def rows(model_input: Any) -> List[Any]:
 
 def row_hints(model_input: Any, n: int) -> List[Optional[list]]:
     """Each row's hints (a list of ``Hint`` or None) from the optional ``hints`` column of a
-    DataFrame or dict input; BadImage naming the row when they are not hints."""
+    DataFrame or dict input: one entry per row whenever the images are rows (a list, even of one),
+    the image's own hints when ``image`` is a single image; BadImage naming the row when they are
+    not hints."""
     column = None
     try:
         import pandas as pd
@@ -81,8 +84,9 @@ def row_hints(model_input: Any, n: int) -> List[Optional[list]]:
     except ImportError:
         pass
     if isinstance(model_input, dict) and HINTS_COLUMN in model_input:
-        v = model_input[HINTS_COLUMN]
-        column = list(v) if n != 1 and isinstance(v, (list, tuple)) else [v]
+        v = model_input[HINTS_COLUMN]  # one value per row when the images are rows (as ``rows`` reads them)
+        per_row = isinstance(model_input.get(COLUMN), (list, tuple)) and isinstance(v, (list, tuple))
+        column = list(v) if per_row else [v]
     if column is None:
         return [None] * n
     if len(column) != n:
@@ -153,8 +157,10 @@ def options(params: Optional[dict], default_temperature: float, default_size: in
     except (TypeError, ValueError):
         raise BadImage(f"temperature must be a number, size an integer: {params}") from None
     fmt = str(_given(params, "format", "array")).lower()
-    if not 0 < t < float("inf"):  # also refuses nan
-        raise BadImage(f"temperature must be a finite number > 0, got {t}")
+    try:
+        t = check_temperature(t)
+    except ConfigError as e:
+        raise BadImage(str(e)) from None
     if not SIZE_RANGE[0] <= size <= SIZE_RANGE[1]:
         raise BadImage(f"size must be {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {size}")
     if fmt not in FORMATS:

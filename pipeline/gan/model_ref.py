@@ -1,6 +1,17 @@
-"""Find a trained generator from what a user types: a checkpoint folder, a Ray Train run folder
-(its newest checkpoint), an MLflow ``runs:/<id>/<path>`` URI or a registered ``models:/name@alias``
-(or ``models:/name/<version>``).
+"""Find a trained generator from what a user types: a checkpoint folder (``state.pt`` inside), a
+model folder (the shipped form), a training run folder (Ray Train's, ``checkpoint_*`` folders
+directly inside: its best checkpoint), an MLflow ``runs:/<id>/<path>`` URI or a registered
+``models:/name@alias`` (or ``models:/name/<version>``).
+
+A local reference is looked at, not searched: the folder itself, then the ``checkpoint_*`` folders
+directly inside it. A folder holding more than that (an output folder with MLflow's copies of
+models inside) is refused with the run folders it holds named, never guessed from.
+
+The best checkpoint of a run is the one training kept as best: the highest ``score`` its
+``meta.json`` records (the validation objective, less a penalty when a fine-tune's checkpoint is
+worse than its start: ``pipeline.core.metrics.checkpoint_score``), else its ``objective``
+(higher is better); checkpoints with neither rank below, by step. Every load says in one line
+which checkpoint it used (``describe``).
 
 MLflow references are downloaded and read as plain checkpoint files with ``weights_only=True``:
 nothing pickled runs, whatever the registry holds.
@@ -8,10 +19,12 @@ nothing pickled runs, whatever the registry holds.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
+import sys
 import tempfile
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 from models import Generator
 from pipeline.gan import checkpoint
@@ -32,14 +45,100 @@ def _short(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
 
 
-def _newest_checkpoint(root: str) -> Optional[str]:
-    """The folder holding ``state.pt`` under ``root`` with the highest saved step."""
-    found = []
-    for d, _, files in os.walk(root):
-        if checkpoint.STATE in files:
-            step = checkpoint.load_meta(d).get("step", -1)
-            found.append((step, d))
-    return max(found)[1] if found else None
+RUN_CHECKPOINT_PREFIX = "checkpoint_"  # Ray Train's checkpoint folders inside a run folder
+MAX_NAMED = 3  # run folders named in the message for a folder that holds runs
+
+
+def _number(value) -> Optional[float]:
+    """A finite int or float from meta.json (bools, strings, NaN and the rest: None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _meta_or_empty(directory: str) -> dict:
+    try:
+        return checkpoint.load_meta(directory)
+    except checkpoint.NotACheckpoint:  # an unreadable meta.json ranks like one that says nothing
+        return {}
+
+
+def rank(directory: str) -> tuple:
+    """How good a checkpoint is, for ``max``: a recorded score, else objective, first (higher is
+    better; one without ranks below all with one), then the step (a step that is not a number
+    counts as none)."""
+    meta = _meta_or_empty(directory)
+    score = _number(meta.get("score"))
+    objective = score if score is not None else _number(meta.get("objective"))
+    step = _number(meta.get("step"))
+    return (objective is not None, objective or 0.0, step if step is not None else -math.inf)
+
+
+def run_checkpoints(folder: str) -> List[str]:
+    """The ``checkpoint_*`` folders directly inside ``folder`` that hold a ``state.pt``."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = [os.path.join(folder, n) for n in names if n.startswith(RUN_CHECKPOINT_PREFIX)]
+    return [d for d in found if os.path.isfile(os.path.join(d, checkpoint.STATE))]
+
+
+def best_checkpoint(folders: List[str]) -> str:
+    """The best of ``folders`` by ``rank`` (the later name wins a tie: Ray names them in order)."""
+    return max(reversed(folders), key=rank)
+
+
+def checkpoint_in(folder: str) -> Optional[str]:
+    """The checkpoint ``folder`` names: itself when it holds ``state.pt``, else the best of the run
+    checkpoints directly inside it; None when it is neither."""
+    if os.path.isfile(os.path.join(folder, checkpoint.STATE)):
+        return folder
+    found = run_checkpoints(folder)
+    return best_checkpoint(found) if found else None
+
+
+def _runs_inside(folder: str) -> List[str]:
+    """Run folders one level below ``folder`` (for the message when ``folder`` is not one itself)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    subs = [os.path.join(folder, n) for n in names]
+    return [d for d in subs if os.path.isdir(d) and checkpoint_in(d)]
+
+
+def _not_a_model(ref: str, root: str) -> ModelNotFound:
+    runs = _runs_inside(root)
+    more = f" and {len(runs) - MAX_NAMED} more" if len(runs) > MAX_NAMED else ""
+    named = f"; give one of those inside it: {', '.join(runs[:MAX_NAMED])}{more}" if runs else ""
+    return ModelNotFound(
+        f"model {ref}: no checkpoint in {root}: it is not a checkpoint folder ({checkpoint.STATE} inside), "
+        f"a model folder or a training run folder ({RUN_CHECKPOINT_PREFIX}* folders inside){named}"
+    )
+
+
+def _download_checkpoint(root: str) -> Optional[str]:
+    """The checkpoint inside an MLflow download (our own temporary folder, a few files deep)."""
+    found = [d for d, _, files in os.walk(root) if checkpoint.STATE in files]
+    return best_checkpoint(found) if found else None
+
+
+MORE = ("step", "epoch", "objective")  # what describe says of a checkpoint, when known
+
+
+def describe(info: dict) -> str:
+    """One line naming the checkpoint a command uses: where, step, epoch, objective when known."""
+    known = [
+        f"{key} {info[key]:.4g}" if key == "objective" else f"{key} {info[key]}"
+        for key in MORE
+        if info.get(key) is not None
+    ]
+    return f"model: {info['checkpoint']}" + (f" ({', '.join(known)})" if known else "")
+
+
+def _announce(info: dict) -> None:
+    print(describe(info), file=sys.stderr)
 
 
 def _registry_source(ref: str, uri: str) -> str:
@@ -99,15 +198,20 @@ def local_checkpoint(ref: str, tracking_uri: Optional[str] = None) -> str:
             root = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=dst, tracking_uri=uri)
         except (MlflowException, OSError) as e:
             raise ModelNotFound(f"model {ref} not found in MLflow at {uri}: {_short(e)}") from None
-    else:
-        root = os.path.abspath(os.path.expanduser(ref))
-        if not os.path.exists(root):
-            raise ModelNotFound(
-                f"model {ref} not found: no such folder (give a checkpoint folder, runs:/... or models:/...)"
-            )
-    found = _newest_checkpoint(root)
+        found = _download_checkpoint(root)
+        if found is None:
+            shutil.rmtree(dst, ignore_errors=True)
+            raise ModelNotFound(f"model {ref}: no checkpoint ({checkpoint.STATE}) in what MLflow holds for it")
+        return found
+    root = os.path.abspath(os.path.expanduser(ref))
+    if not os.path.isdir(root):
+        why = "not a folder" if os.path.exists(root) else "no such folder"
+        raise ModelNotFound(
+            f"model {ref} not found: {why} (give a checkpoint, model or training run folder, runs:/... or models:/...)"
+        )
+    found = checkpoint_in(root)
     if found is None:
-        raise ModelNotFound(f"model {ref}: no checkpoint ({checkpoint.STATE}) under {root}")
+        raise _not_a_model(ref, root)
     return found
 
 
@@ -125,9 +229,24 @@ def resolve_generator(ref: str, tracking_uri: Optional[str] = None, device: str 
         download = _download_root(path) if is_mlflow_ref(ref) else None
         if download:  # the download served its purpose: G, its config and meta are in memory
             shutil.rmtree(download, ignore_errors=True)
-    shown = ref if is_mlflow_ref(ref) else path
-    info = {"ref": ref, "checkpoint": shown, "config": config, "step": meta.get("step"), "temperature": G.temperature}
+    info = {
+        "ref": ref,
+        "checkpoint": _shown(ref, path),
+        "config": config,
+        **_meta_info(meta),
+        "temperature": G.temperature,
+    }
+    _announce(info)
     return G, info
+
+
+def _shown(ref: str, path: str) -> str:
+    return ref if is_mlflow_ref(ref) else path
+
+
+def _meta_info(meta: dict) -> dict:
+    """step, epoch and objective of a checkpoint's meta.json, as recorded (None when absent)."""
+    return {"step": meta.get("step"), "epoch": meta.get("epoch"), "objective": _number(meta.get("objective"))}
 
 
 def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict, str]:
@@ -136,7 +255,7 @@ def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict,
     path = local_checkpoint(ref, tracking_uri)
     try:
         init = checkpoint.init_weights(checkpoint.load_state(path))
-        config = checkpoint.load_config(path)
+        config, meta = checkpoint.load_config(path), _meta_or_empty(path)
         checkpoint.generator_from_state(init[checkpoint.EMA_KEY], config)  # the weights fit their config
     except checkpoint.NotACheckpoint as e:
         raise ModelNotFound(f"train.init_from {ref}: {e}") from None
@@ -146,6 +265,7 @@ def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict,
         download = _download_root(path) if is_mlflow_ref(ref) else None
         if download:
             shutil.rmtree(download, ignore_errors=True)
+    _announce({"checkpoint": _shown(ref, path), **_meta_info(meta)})
     return init, config, (ref if is_mlflow_ref(ref) or ref == SHIPPED else path)
 
 

@@ -11,6 +11,7 @@ from typing import Optional
 from pipeline.apply import export
 from pipeline.gan import model_ref
 from pipeline.jobs.common import flags
+from pipeline.runtime import made_with
 
 
 @dataclass(kw_only=True)
@@ -27,20 +28,20 @@ def add_args(p: argparse.ArgumentParser) -> None:
     onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
     flags.hide(onnx, "--onnx")
     out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
-    flags.add_overwrite_arg(p, "an .onnx file")
+    flags.add_overwrite_arg(p, "an .onnx file or a --ship folder")
 
 
 def run(args) -> int:
     o = flags.options(Options, args)
     if o.ship:
-        size = export.ship(o.model, o.ship, o.tracking_uri, o.temperature)
+        size = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite)
         print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
         return 0
     export.check_output(o.onnx)  # before the model loads and the export runs, not after
-    if os.path.exists(o.onnx) and not o.overwrite:
-        raise ValueError(f"--output {o.onnx} exists: --overwrite replaces it, or give another name")
     G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
-    export.export_onnx(G, o.onnx, o.temperature)
-    err = export.check_onnx(G, o.onnx, o.temperature)
+    settings = {"model": str(info["ref"]), "temperature": round(float(o.temperature or G.temperature), 6)}
+    if os.path.exists(o.onnx) and not o.overwrite:  # the rerun rule
+        return made_with.report("colorize export", o.onnx, export.onnx_settings(o.onnx), settings)
+    err = export._export_in_place(G, o.onnx, o.temperature, settings)
     print(f"colorize export: wrote {o.onnx} from {info['ref']}; onnxruntime vs torch max |Δab| = {err:.2e}")
     return 0

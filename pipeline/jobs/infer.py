@@ -8,16 +8,19 @@ its colorization at each temperature side by side, labelled (named ``<name>-grid
 from __future__ import annotations
 
 import argparse
+import os
 import posixpath
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
+
+from PIL import Image
 
 from pipeline.apply import infer
-from pipeline.config import check_range
-from pipeline.core.skips import SKIP_UNREADABLE
+from pipeline.config import ConfigError, check_range, check_temperature
+from pipeline.core.skips import SKIP_NOT_IMAGE, SKIP_UNREADABLE
 from pipeline.data import storage
 from pipeline.jobs.common import flags, per_input
-from pipeline.runtime import made_with, outputs
+from pipeline.runtime import made_with, outputs, progress
 
 
 @dataclass(kw_only=True)
@@ -48,9 +51,12 @@ def _temperatures(text: str) -> List[float]:
         ts = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected temperatures like 0.2,0.38,0.7, got {text!r}") from None
-    if not ts or len(ts) > 16 or any(not t > 0 for t in ts):
-        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures > 0, got {text!r}")
-    return ts
+    if not ts or len(ts) > 16:
+        raise argparse.ArgumentTypeError(f"expected 1 to 16 temperatures, got {text!r}")
+    try:
+        return [check_temperature(t, "--grid temperatures") for t in ts]
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run(args) -> int:
@@ -69,10 +75,17 @@ class Photos(per_input.PerInputJob):
         self.temperatures = list(o.grid or [o.temperature])
 
     def target(self, src: str) -> str:
-        is_file = posixpath.splitext(self.o.output)[1].lower() in outputs.FORMATS
-        return per_input.single_target(
-            self.o.input, self.o.output, src, is_file, lambda b: outputs.output_name(b, self.suffix)
-        )
+        """``--output`` itself when it names a PNG/JPEG file; the same name as PNG when it names a file
+        of another picture format (``astro.tif`` -> ``astro.png``); else (or when a folder has that
+        name) a file of the input's name inside that folder."""
+
+        def as_file(out: str) -> Optional[str]:
+            ext = posixpath.splitext(out.rstrip("/"))[1].lower()
+            folder = out.endswith("/") or (not storage.is_s3(out) and os.path.isdir(os.path.expanduser(out)))
+            return outputs.output_name(out) if ext in Image.registered_extensions() and not folder else None
+
+        name = lambda base: outputs.output_name(base, self.suffix)  # noqa: E731
+        return per_input.single_target(self.o.input, self.o.output, src, as_file, name)
 
     def settings(self, G, info) -> dict:
         temperatures = list(self.o.grid or [self.o.temperature or G.temperature])
@@ -90,19 +103,54 @@ class Photos(per_input.PerInputJob):
         except OSError as e:
             return "", f"{SKIP_UNREADABLE} ({e.strerror or type(e).__name__})"
         o = self.o
-        rgb, skip = infer.colorize_file(G, data, o.size, o.temperature, grid=o.grid, show_progress=True, hints=hints)
+        rgb, skip = infer.colorize_file(
+            G,
+            data,
+            o.size,
+            o.temperature,
+            grid=o.grid,
+            show_progress=True,
+            hints=hints,
+            keep_alpha=infer.keeps_alpha(out),
+        )
         if rgb is None:
-            return "", skip
-        try:
-            storage.write_bytes_atomic(out, infer.encode(rgb, out, settings), s3)
+            video = skip == SKIP_NOT_IMAGE and posixpath.splitext(path)[1].lower() in outputs.VIDEO_SUFFIXES
+            return "", skip + (f": a video? colorize video {o.input}" if video else "")
+        try:  # created exclusively: a result another run wrote meanwhile follows the rerun rule
+            storage.write_bytes_atomic(out, infer.encode(rgb, out, settings), s3, exclusive=not o.overwrite)
+        except FileExistsError:
+            raise  # the skeleton's rerun rule
         except OSError as e:
-            raise storage.StorageError(
-                f"cannot write {storage.redact(out)}: {e.strerror or type(e).__name__}"
-            ) from None
+            why = e.strerror or type(e).__name__
+            raise storage.StorageError(f"cannot write {storage.redact(out)}: {why}") from None
         return self.about(G, info), ""
 
-    def on_ray(self, G, info, todo, fs, s3, settings):
-        return _run_on_ray(G, info, todo, fs, self.o, s3, settings)
+    def many(self, G, info, todo, fs, s3, settings):
+        return _run_folder(G, info, todo, fs, self.o, s3, settings)
+
+
+def _run_folder(G, info, todo: List[outputs.Target], fs, o: Options, s3: storage.S3Settings, settings=None):
+    """The planned photos on Ray Data when Ray is installed, else here, in this process (the light
+    install), through the same three stages."""
+    try:
+        import ray  # noqa: F401  (only whether it is there)
+    except ModuleNotFoundError:
+        return _run_here(G, todo, fs, o, s3, settings)
+    return _run_on_ray(G, info, todo, fs, o, s3, settings)
+
+
+def _run_here(G, todo: List[outputs.Target], fs, o: Options, s3: storage.S3Settings, settings=None) -> List[Dict]:
+    """The planned photos one batch at a time in this process: read/decode, the model, join/write."""
+    model = infer.BatchModel(G, list(o.grid) if o.grid else [o.temperature])
+    rows: List[Dict] = []
+    with progress.bar(len(todo), "colorize", "photo") as bar:  # each write is atomic: a stop leaves no part
+        for i in range(0, len(todo), o.batch):
+            part = todo[i : i + o.batch]
+            decoded = infer.read_decode({"path": [t.path for t in part], "out": [t.out for t in part]}, fs, o.size)
+            done = infer.finish(model(decoded), s3.to_dict(), o.grid, settings, overwrite=o.overwrite)
+            rows += [dict(zip(done, values, strict=True)) for values in zip(*done.values(), strict=True)]
+            bar.update(len(part))
+    return rows
 
 
 def _run_on_ray(G, info, todo: List[outputs.Target], fs, o: Options, s3: storage.S3Settings, settings=None):
@@ -122,7 +170,7 @@ def _run_on_ray(G, info, todo: List[outputs.Target], fs, o: Options, s3: storage
             num_gpus=1 if gpus else 0,
             num_cpus=1 if not gpus else 0.5,
         )
-        finish = dict(s3=s3.to_dict(), grid=o.grid, settings=settings)
+        finish = dict(s3=s3.to_dict(), grid=o.grid, settings=settings, overwrite=o.overwrite)
         return ds.map_batches(infer.finish, fn_kwargs=finish, batch_size=4, num_cpus=0.5, batch_format="numpy")
 
     return per_input.ray_rows(todo, G, info, o.workers, stages, per_block=8)

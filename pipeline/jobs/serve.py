@@ -27,6 +27,8 @@ class Options:
     max_replicas: Optional[int] = None
     max_bytes: int = handling.DEFAULT_MAX_BYTES
     max_pixels: int = handling.DEFAULT_MAX_PIXELS
+    max_working_pixels: int = handling.DEFAULT_MAX_WORKING_PIXELS
+    pixels_in_flight: int = handling.DEFAULT_PIXELS_IN_FLIGHT
     body_timeout_s: float = handling.DEFAULT_BODY_TIMEOUT_S
     max_ongoing_requests: int = 16
     max_queued_requests: int = 32
@@ -60,6 +62,20 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help=f"largest photo, width x height; larger: 413 (default {handling.DEFAULT_MAX_PIXELS})",
     )
     p.add_argument(
+        "--max-working-pixels",
+        type=int,
+        default=handling.DEFAULT_MAX_WORKING_PIXELS,
+        help="most pixels one request may give the model at its working size; more: 413 "
+        f"(default {handling.DEFAULT_MAX_WORKING_PIXELS}, a 2:1 photo at size 1024)",
+    )
+    p.add_argument(
+        "--pixels-in-flight",
+        type=int,
+        default=handling.DEFAULT_PIXELS_IN_FLIGHT,
+        help="most working pixels a model replica holds at once, all requests together: what bounds its "
+        f"memory; more: 503 (default {handling.DEFAULT_PIXELS_IN_FLIGHT})",
+    )
+    p.add_argument(
         "--body-timeout-s",
         type=float,
         default=handling.DEFAULT_BODY_TIMEOUT_S,
@@ -90,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pipeline.data.sources import ensure_ray
     from pipeline.gan import model_ref
-    from pipeline.serve import app
+    from pipeline.serve import app, proxy
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1..65535, got {args.port}")
@@ -105,12 +121,15 @@ def run(args: argparse.Namespace) -> int:
         "batch_wait_timeout_s": args.batch_wait_ms / 1000.0,
         "max_bytes": args.max_bytes,
         "max_pixels": args.max_pixels,
+        "max_working_pixels": args.max_working_pixels,
+        "pixels_in_flight": args.pixels_in_flight,
         "body_timeout_s": args.body_timeout_s,
     }
     app.settings(app_args)  # bad values fail here, before Ray starts
     # A missing or broken model is one line now, not Serve's retries and tracebacks after Ray starts;
     # the replicas load their own copy.
     model_ref.resolve_generator(args.model, args.tracking_uri)
+    os.environ.setdefault(proxy.ENV, proxy.CALLBACK)  # read by Serve's HTTP proxy, started below with Ray
     ensure_ray()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler

@@ -46,7 +46,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--trust-storage",
         action="store_true",
-        help="restore the sweep's saved Tune state even if it does not match the digests recorded under --out "
+        help="restore the sweep's saved Tune state even if it does not match the digests recorded under --output "
         "(Tune unpickles it: only for storage nobody else can write)",
     )
 

@@ -58,7 +58,8 @@ def _single_target(input_uri: str, output: str, src: str) -> str:
             f"--output {storage.redact(output)}: colorize video writes {', '.join(codec.CONTAINERS)} files; "
             "give such a name, or a folder"
         )
-    return per_input.single_target(input_uri, output, src, bool(ext) and not is_folder, codec.video_name)
+    as_file = lambda out: out if ext and not is_folder else None  # noqa: E731
+    return per_input.single_target(input_uri, output, src, as_file, codec.video_name)
 
 
 class Videos(per_input.PerInputJob):
@@ -92,7 +93,7 @@ class Videos(per_input.PerInputJob):
         fps = r.frames / max(1e-9, time.perf_counter() - t0)
         return f"{video.describe(r)}; {fps:.1f} frames/s; {self.about(G, info)}", ""
 
-    def on_ray(self, G, info, todo, fs, s3, settings):
+    def many(self, G, info, todo, fs, s3, settings):
         work_root = tempfile.mkdtemp(prefix="colorize-video-")  # every actor's temporary folders, removed as one
         kwargs = dict(input_uri=self.o.input, opts=self.opts(settings=settings), s3=s3.to_dict(), work_root=work_root)
 

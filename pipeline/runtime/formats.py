@@ -26,6 +26,8 @@ IMAGES: Dict[str, ImageFormat] = {
 # Video containers kept as they are (extension -> PyAV's container); any other input becomes
 # Matroska, which takes any audio codec (copying e.g. PCM audio into MP4 would fail).
 VIDEO_CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# What `colorize video` takes as a video (and `colorize infer` points a video given to it there).
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp")
 
 
 def written_by(place: str) -> Dict[str, ImageFormat]:

@@ -32,6 +32,7 @@ from typing import Dict, Iterable, List, Optional, Set
 from pipeline.runtime import formats
 
 FORMATS = formats.file_formats()  # kept as they are; anything else -> PNG
+VIDEO_SUFFIXES = formats.VIDEO_SUFFIXES  # what `colorize video` takes (and `colorize infer` points to it for)
 
 UNSAFE_NAME = "unsafe_name"
 IN_OUTPUT = "in_output"

@@ -33,3 +33,6 @@ def frames_callback(b: tqdm) -> Callable[[int, int], None]:
         b.update(done - b.n)
 
     return update
+
+
+VERBOSE_ENV = "COLORIZE_VERBOSE"  # "1": what the libraries underneath say too (Ray, PyTorch, ONNX): --verbose

@@ -39,9 +39,12 @@ class TooMuchWork(ValueError):
         self.reason = reason
 
 
-def check_shape(height: int, width: int, size: Optional[int], max_pixels: int) -> Tuple[int, int]:
+def check_shape(
+    height: int, width: int, size: Optional[int], max_pixels: int, max_working: int = MAX_WORKING_PIXELS
+) -> Tuple[int, int]:
     """The working shape (h, w) of a ``height`` x ``width`` photo at working size ``size`` (None: its
-    own), or TooMuchWork naming the bound it is over."""
+    own), or TooMuchWork naming the bound it is over (``max_working``: a caller's tighter bound on
+    working pixels, as the online service's per request)."""
     from pipeline.core.skips import SKIP_TOO_LARGE
 
     if height * width > max_pixels:
@@ -52,16 +55,16 @@ def check_shape(height: int, width: int, size: Optional[int], max_pixels: int) -
             TOO_THIN, f"{width}x{height} is too thin: the long side may be at most {MAX_ASPECT}x the short side"
         )
     h, w = geometry.short_side_shape(height, width, size)
-    if h * w > MAX_WORKING_PIXELS:
+    if h * w > max_working:
         raise TooMuchWork(
             TOO_MUCH_WORK,
-            f"{width}x{height} at working size {size} is {w}x{h}, over the limit of {MAX_WORKING_PIXELS} "
+            f"{width}x{height} at working size {size} is {w}x{h}, over the limit of {max_working} "
             "working pixels: ask for a smaller size",
         )
     return h, w
 
 
-def check_encoded(data: bytes, size: Optional[int], max_pixels: int) -> None:
+def check_encoded(data: bytes, size: Optional[int], max_pixels: int, max_working: int = MAX_WORKING_PIXELS) -> None:
     """``check_shape`` on the size an encoded image's header states, before anything is decoded. Bytes
     that are no image pass: decoding says what is wrong with them."""
     try:
@@ -70,4 +73,4 @@ def check_encoded(data: bytes, size: Optional[int], max_pixels: int) -> None:
             width, height = Image.open(io.BytesIO(data)).size
     except Exception:  # noqa: BLE001 - not an image PIL reads: the decoder's skip reason says so
         return
-    check_shape(height, width, size, max_pixels)
+    check_shape(height, width, size, max_pixels, max_working)

@@ -8,13 +8,15 @@ Two deployments:
   ``handling.colorize_batch`` runs one forward per working shape (and temperature) in it, requests
   with and without hints alike. ``suggest`` is the palette of one point (``predict.suggest_colours``).
   Its ``max_ongoing_requests`` and ``max_queued_requests`` bound the work in flight: past them a
-  call fails with BackPressureError.
+  call fails with BackPressureError. Its memory is bounded by the working pixels it holds at once
+  (``pixels_in_flight``, batches and ``suggest`` together): a call that does not fit beside them
+  gets ``handling.Busy`` back at once.
 - ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body and the hints, decodes and
   makes the network input (CPU, in threads), calls the Colorizer, joins the ab with the photo's own
   L and encodes (CPU); ``/suggest`` answers the model's likeliest colours at a point of the photo.
   Refusals are JSON ``{"error": ...}`` with 400/404/405/413/415, 408 when a body takes longer than
-  ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue or the ingress's upload
-  slots are full.
+  ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue, its pixel budget or the
+  ingress's upload slots are full.
 
 ``app_builder(args)`` is the import path for Serve config files; ``colorize serve`` calls it too.
 """
@@ -23,7 +25,7 @@ import asyncio
 import collections
 import os
 from importlib import resources
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 import numpy as np
 import ray
@@ -33,7 +35,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException, MultiPartParser
 
+from pipeline.core import hints as hint_maps
 from pipeline.gan import predict
 from pipeline.serve import handling
 
@@ -53,9 +57,16 @@ DEFAULTS: Dict[str, Any] = {
     "batch_wait_timeout_s": 0.01,
     "max_bytes": handling.DEFAULT_MAX_BYTES,
     "max_pixels": handling.DEFAULT_MAX_PIXELS,
+    "max_working_pixels": handling.DEFAULT_MAX_WORKING_PIXELS,  # per request at its working size; more: 413
+    "pixels_in_flight": handling.DEFAULT_PIXELS_IN_FLIGHT,  # per model replica, all requests together; more: 503
     "body_timeout_s": handling.DEFAULT_BODY_TIMEOUT_S,  # a body slower than this: 408 (slow clients hold no slot)
     "num_gpus": None,  # per Colorizer replica; None: 1 when the cluster has GPUs, else 0
 }
+
+
+# Photos the ingress decodes or encodes at once (threads): the rest wait their turn, in memory only
+# as the bytes they came as.
+CPU_WORK_SLOTS = 4
 
 
 def _error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -76,7 +87,14 @@ def _overloaded() -> JSONResponse:
 class Colorizer:
     """The model: network inputs (h, w) at the working size -> ab (2, h, w), batched."""
 
-    def __init__(self, model: str, tracking_uri: Optional[str], max_batch_size: int, batch_wait_timeout_s: float):
+    def __init__(
+        self,
+        model: str,
+        tracking_uri: Optional[str],
+        max_batch_size: int,
+        batch_wait_timeout_s: float,
+        pixels_in_flight: int = handling.DEFAULT_PIXELS_IN_FLIGHT,
+    ):
         from pipeline.gan.model_ref import resolve_generator
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -87,6 +105,7 @@ class Colorizer:
         self.info["working_size"] = predict.working_size(self.G)  # the size= a request gets by default
         self.info["hints"] = predict.takes_hints(self.G)
         self.batch_sizes: collections.Counter = collections.Counter()
+        self.budget = handling.PixelBudget(pixels_in_flight)  # what bounds this replica's memory
         self.run.set_max_batch_size(max_batch_size)
         self.run.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
@@ -100,14 +119,26 @@ class Colorizer:
         # In a thread: the replica's event loop keeps taking requests (and filling the next batch).
         return await asyncio.to_thread(handling.colorize_batch, self.G, xs, temps, self.device, hints)
 
-    async def __call__(self, x: np.ndarray, temperature: float, hints: Optional[np.ndarray] = None) -> np.ndarray:
-        """x (h, w) and a hint map (3, h, w) or None -> ab (2, h, w)."""
-        return await self.run((x, temperature, hints))
+    async def __call__(self, x: np.ndarray, temperature: float, hints: Optional[np.ndarray] = None):
+        """x (h, w) and a hint map (3, h, w) or None -> ab (2, h, w); ``handling.Busy`` when the
+        replica's pixel budget has no room for x now."""
+        if not self.budget.take(x.size):
+            return handling.Busy()
+        try:
+            return await self.run((x, temperature, hints))
+        finally:
+            self.budget.give(x.size)
 
-    async def suggest(self, s: handling.SuggestInput, k: int) -> List[dict]:
-        """The k likeliest colours at one point (one request, not batched: a click, not a stream)."""
-        size = min(s.L.shape)  # s.L is at the working size already: no second resize
-        return await asyncio.to_thread(predict.suggest_colours, self.G, s.L, s.x, s.y, size, s.hints, k)
+    async def suggest(self, s: handling.SuggestInput, k: int):
+        """The k likeliest colours at one point (one request, not batched: a click, not a stream);
+        ``handling.Busy`` as ``__call__``."""
+        if not self.budget.take(s.L.size):
+            return handling.Busy()
+        try:
+            size = min(s.L.shape)  # s.L is at the working size already: no second resize
+            return await asyncio.to_thread(predict.suggest_colours, self.G, s.L, s.x, s.y, size, s.hints, k)
+        finally:
+            self.budget.give(s.L.size)
 
 
 api = FastAPI(title="colorize", docs_url=None, redoc_url=None, openapi_url=None)
@@ -129,9 +160,13 @@ class Ingress:
         max_pixels: int,
         body_timeout_s: float = handling.DEFAULT_BODY_TIMEOUT_S,
         max_uploads: int = 64,
+        max_working_pixels: int = handling.DEFAULT_MAX_WORKING_PIXELS,
     ):
         self.colorizer = colorizer
         self.max_bytes, self.max_pixels, self.body_timeout_s = max_bytes, max_pixels, body_timeout_s
+        self.max_working_pixels = max_working_pixels
+        # Photos decoded (or encoded) at once: a 25 MP photo costs ~0.5 GB while it is.
+        self.cpu_work = asyncio.Semaphore(CPU_WORK_SLOTS)
         # Bodies being received at once: fewer than the requests this replica takes, so that clients
         # that send slowly (or never finish) cannot take every slot from /healthz and the rest.
         self.uploads = asyncio.Semaphore(max_uploads)
@@ -160,34 +195,46 @@ class Ingress:
             "limits": {
                 "max_bytes": self.max_bytes,
                 "max_pixels": self.max_pixels,
+                "max_working_pixels": self.max_working_pixels,
                 "body_timeout_s": self.body_timeout_s,
             },
         }
 
     async def _body(self, request: Request) -> Tuple[bytes, Optional[str]]:
         """The image bytes: the raw body (image/*) or the first file of a multipart form; and the
-        form's ``hints`` field (JSON text), None when there is none."""
+        form's ``hints`` field (JSON text), None when there is none. Reading stops at ``max_bytes``
+        whatever the framing (a length, chunks, a form's file part): 413."""
         length = request.headers.get("content-length")
         handling.check_length(int(length) if length and length.isdigit() else None, self.max_bytes)
         ctype = request.headers.get("content-type")
         if handling.media_type(ctype) == "multipart/form-data":
-            form = await request.form(max_files=1, max_fields=8, max_part_size=self.max_bytes)
-            hints = form.get("hints")
-            if hints is not None and not isinstance(hints, str):
-                raise handling.RequestError(400, "the form's 'hints' field must be text (JSON), not a file")
-            for value in form.values():
-                if hasattr(value, "read"):
-                    data = await value.read()
-                    handling.check_length(len(data), self.max_bytes)
-                    return data, hints
-            raise handling.RequestError(400, "multipart form without a file field (send the photo as 'image')")
+            parser = MultiPartParser(
+                request.headers, self._capped(request), max_files=1, max_fields=8, max_part_size=self.max_bytes
+            )
+            try:
+                form = await parser.parse()
+            except MultiPartException as e:
+                raise handling.RequestError(400, e.message) from None
+            try:
+                hints = form.get("hints")
+                if hints is not None and not isinstance(hints, str):
+                    raise handling.RequestError(400, "the form's 'hints' field must be text (JSON), not a file")
+                for value in form.values():
+                    if hasattr(value, "read"):
+                        return await value.read(), hints
+                raise handling.RequestError(400, "multipart form without a file field (send the photo as 'image')")
+            finally:
+                await form.close()  # its spooled file goes now, not when the request object is collected
         handling.check_content_type(ctype)
-        chunks, n = [], 0
+        return b"".join([chunk async for chunk in self._capped(request)]), None
+
+    async def _capped(self, request: Request) -> AsyncIterator[bytes]:
+        """The request body's chunks, RequestError 413 as soon as more than ``max_bytes`` came."""
+        n = 0
         async for chunk in request.stream():
             n += len(chunk)
             handling.check_length(n, self.max_bytes)
-            chunks.append(chunk)
-        return b"".join(chunks), None
+            yield chunk
 
     async def _bounded_body(self, request: Request) -> Tuple[bytes, Optional[str]]:
         """``_body`` within the upload slots and the body deadline: 503 when every slot is taken,
@@ -212,6 +259,11 @@ class Ingress:
             return _refusal(e)
         return Response(out, media_type="image/png")
 
+    @api.get("/favicon.ico")
+    async def favicon(self):
+        data = (resources.files("pipeline.assets") / "favicon.ico").read_bytes()
+        return Response(data, media_type="image/x-icon", headers={"Cache-Control": "max-age=86400"})
+
     @api.get("/examples")
     async def examples(self):
         return {"examples": sorted(EXAMPLES)}
@@ -234,7 +286,10 @@ class Ingress:
             if query_hints is not None:
                 raise handling.RequestError(400, "hints given twice: send them in the query or in the form, not both")
             hints = handling.parse_hints(form_hints, model["hints"])
-        prepared = await asyncio.to_thread(handling.prepare, data, size, self.max_pixels, hints)
+        async with self.cpu_work:
+            prepared = await asyncio.to_thread(
+                handling.prepare, data, size, self.max_pixels, hints, self.max_working_pixels
+            )
         return prepared, hints
 
     @api.post("/colorize")
@@ -247,7 +302,10 @@ class Ingress:
             )
             prepared, hints = await self._photo_and_hints(request, model, size)
             ab = await self.colorizer.remote(prepared.x, temperature, prepared.hints)
-            out = await asyncio.to_thread(handling.finish, prepared, ab, fmt)
+            if isinstance(ab, handling.Busy):
+                raise handling.RequestError(503, ab.message)
+            async with self.cpu_work:
+                out = await asyncio.to_thread(handling.finish, prepared, ab, fmt)
         except handling.RequestError as e:
             return _refusal(e)
         except BackPressureError:  # any call to the model's bounded queue, the first describe() included
@@ -255,6 +313,9 @@ class Ingress:
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
         headers["X-Hints"] = str(len(hints))
+        if hints:  # per hint, in order: how far the result's colour is from it (ab units; a few = followed)
+            far = hint_maps.distances(hints, ab, H, W)
+            headers["X-Hint-Distances"] = ",".join(f"{d:.1f}" for d in far)
         return Response(out, media_type=handling.FORMATS[fmt][1], headers=headers)
 
     @api.post("/suggest")
@@ -271,6 +332,8 @@ class Ingress:
             prepared, hints = await self._photo_and_hints(request, model, size)
             s = handling.suggest_input(prepared, x, y, hints)
             colors = await self.colorizer.suggest.remote(s, k)
+            if isinstance(colors, handling.Busy):
+                raise handling.RequestError(503, colors.message)
         except handling.RequestError as e:
             return _refusal(e)
         except BackPressureError:
@@ -305,10 +368,21 @@ def settings(args: Optional[dict]) -> dict:
     s.update({k: v for k, v in (args or {}).items() if v is not None})
     if not s["model"]:
         raise ValueError("colorize serve: args.model is required (checkpoint folder, runs:/..., models:/...)")
-    for k in ("replicas", "max_ongoing_requests", "max_queued_requests", "max_batch_size", "max_bytes", "max_pixels"):
+    for k in (
+        "replicas",
+        "max_ongoing_requests",
+        "max_queued_requests",
+        "max_batch_size",
+        "max_bytes",
+        "max_pixels",
+        "max_working_pixels",
+        "pixels_in_flight",
+    ):
         s[k] = int(s[k])
         if s[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {s[k]}")
+    if s["pixels_in_flight"] < s["max_working_pixels"]:  # else the largest request could never run
+        raise ValueError(f"pixels_in_flight must be >= max_working_pixels ({s['max_working_pixels']})")
     if s["max_replicas"] is not None:
         s["max_replicas"] = int(s["max_replicas"])
         if s["max_replicas"] < s["replicas"]:
@@ -347,7 +421,7 @@ def app_builder(args: Optional[dict] = None):
         max_queued_requests=s["max_queued_requests"],
         ray_actor_options={"num_cpus": cpus, "num_gpus": gpus},
         **STOPPING,
-    ).bind(s["model"], s["tracking_uri"], s["max_batch_size"], s["batch_wait_timeout_s"])
+    ).bind(s["model"], s["tracking_uri"], s["max_batch_size"], s["batch_wait_timeout_s"], s["pixels_in_flight"])
     # The HTTP side takes more at once than the model (it decodes and encodes meanwhile), so the
     # model's bounded queue is what overflows first and the client gets its JSON 503; the ingress's
     # own bound (beyond which Serve's proxy answers a plain-text 503) keeps a wide margin over it,
@@ -361,4 +435,4 @@ def app_builder(args: Optional[dict] = None):
         max_queued_requests=4 * inflight + 16,
         ray_actor_options={"num_cpus": 0.25},
         **STOPPING,
-    ).bind(colorizer, s["max_bytes"], s["max_pixels"], s["body_timeout_s"], 2 * inflight)
+    ).bind(colorizer, s["max_bytes"], s["max_pixels"], s["body_timeout_s"], 2 * inflight, s["max_working_pixels"])

@@ -26,6 +26,7 @@ from PIL import Image
 
 from models.generator import HINT_CHANNELS
 from models.scaling import L_to_input, input_to_L
+from pipeline.config import ConfigError, check_temperature
 from pipeline.core import color, geometry, transforms
 from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
@@ -38,8 +39,13 @@ DEFAULT_MAX_BYTES = 32 * 1024 * 1024  # request body
 DEFAULT_MAX_PIXELS = 25_000_000  # decoded width x height (a 25 MP photo: ~1.5 GB of float Lab at most)
 DEFAULT_BODY_TIMEOUT_S = 60.0  # a whole request body must arrive within this (32 MiB at ~4 Mbit/s)
 DEFAULT_SIZE = 256
+# The model replica's memory grows with the working pixels it has in flight (~0.7 GB per million on
+# a CPU for the shipped model: activations, not weights). One request may ask for a 2:1 photo at the
+# largest size; everything in flight in a replica (batches and /suggest together) for two of those.
+# docs/serving-in-production.md has the measured peak.
+DEFAULT_MAX_WORKING_PIXELS = 1024 * 2048
+DEFAULT_PIXELS_IN_FLIGHT = 2 * DEFAULT_MAX_WORKING_PIXELS
 SIZE_RANGE = (16, 1024)  # the working short side a request may ask for
-TEMPERATURE_RANGE = (0.01, 10.0)
 IMAGE_TYPES = tuple(f.media_type for f in formats.IMAGES.values())  # what a request may send
 FORMATS = {name: (f.pil, f.media_type) for name, f in formats.written_by("serve").items()}  # what it may ask for
 # The JSON of MAX_HINTS points with room to spare: longer text is refused before it is parsed.
@@ -92,8 +98,10 @@ def parse_params(
         s = default_size if size in (None, "") else int(size)
     except ValueError:
         raise RequestError(400, f"temperature must be a number, size an integer: {temperature!r}, {size!r}") from None
-    if not (TEMPERATURE_RANGE[0] <= t <= TEMPERATURE_RANGE[1]):  # also refuses nan
-        raise RequestError(400, f"temperature must be in {TEMPERATURE_RANGE[0]}..{TEMPERATURE_RANGE[1]}, got {t}")
+    try:
+        t = check_temperature(t)
+    except ConfigError as e:
+        raise RequestError(400, str(e)) from None
     if not (SIZE_RANGE[0] <= s <= SIZE_RANGE[1]):
         raise RequestError(400, f"size must be in {SIZE_RANGE[0]}..{SIZE_RANGE[1]}, got {s}")
     f = (fmt or "png").lower()
@@ -139,17 +147,23 @@ def parse_point(x: Optional[str], y: Optional[str], k: Optional[str]) -> Tuple[f
 class Prepared:
     """The CPU half of one request before the model: the photo's L, its model input and hint map."""
 
-    L: np.ndarray  # (H, W) float64, 0..100, the photo's own lightness
+    L: np.ndarray  # (H, W) float32, 0..100, the photo's own lightness
     x: np.ndarray  # (h, w) float32, the network input at the working size
     hints: Optional[np.ndarray] = None  # (3, h, w) float32 hint map at the working size; None: no hints
 
 
-def prepare(data: bytes, size: int, max_pixels: int, hints: Sequence[Hint] = ()) -> Prepared:
+def prepare(
+    data: bytes,
+    size: int,
+    max_pixels: int,
+    hints: Sequence[Hint] = (),
+    max_working: int = DEFAULT_MAX_WORKING_PIXELS,
+) -> Prepared:
     """Image bytes (and hints: points of that photo) -> Prepared; RequestError 413 (over a work
-    bound: ``work_limits``, checked on the header before anything is decoded) or 400 (not a
-    readable image, a hint outside the photo)."""
+    bound: ``work_limits`` with ``max_working`` working pixels, checked on the header before
+    anything is decoded) or 400 (not a readable image, a hint outside the photo)."""
     try:
-        work_limits.check_encoded(data, size, max_pixels)
+        work_limits.check_encoded(data, size, max_pixels, max_working)
     except work_limits.TooMuchWork as e:
         raise RequestError(413, f"image refused: {e}") from None
     d = transforms.decode_image(data, size=None, max_pixels=max_pixels)
@@ -157,7 +171,7 @@ def prepare(data: bytes, size: int, max_pixels: int, hints: Sequence[Hint] = ())
         if d.skip == SKIP_TOO_LARGE:
             raise RequestError(413, f"image is over the limit of {max_pixels} pixels")
         raise RequestError(400, f"not a readable image ({d.skip})")
-    L = color.rgb_to_lab(d.rgb)[..., 0].astype(np.float64)
+    L = predict.photo_L(d.rgb)  # float32, in row chunks: no full-size Lab of a 25 MP photo
     x = working_input(L, size)
     return Prepared(L, x, working_hint_map(hints, L.shape, x.shape))
 
@@ -178,6 +192,31 @@ def check_hint_points(hints: Sequence[Hint], H: int, W: int) -> None:
         hint_maps.check_hints(hints, W, H)
     except HintError as e:
         raise RequestError(400, str(e)) from None
+
+
+@dataclass(frozen=True)
+class Busy:
+    """What the model replica answers instead of a result when its pixel budget is spent: a 503."""
+
+    message: str = "overloaded: the model has as many pixels in flight as it may, retry shortly"
+
+
+class PixelBudget:
+    """The working pixels a model replica has in flight, batches and /suggest together, at most
+    ``limit``: what bounds its memory however the requests arrive. Used from one event loop."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used = limit, 0
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` pixels: False (nothing reserved) when they do not fit beside those in flight."""
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
 
 
 @dataclass
@@ -218,7 +257,7 @@ def grey_png(data: bytes, max_pixels: int) -> bytes:
         if d.skip == SKIP_TOO_LARGE:
             raise RequestError(413, f"image is over the limit of {max_pixels} pixels")
         raise RequestError(400, f"not a readable image ({d.skip})")
-    L = color.rgb_to_lab(d.rgb)[..., 0]
+    L = predict.photo_L(d.rgb)
     return encode(color.lab_to_rgb_u8(np.stack([L, np.zeros_like(L), np.zeros_like(L)], -1)), "png")
 
 

@@ -321,14 +321,7 @@ def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, de
     hold unequal val rows."""
     was = G.training
     G.eval()
-    # Every key exists on every rank, in the same order: the all-reduce below must match up even
-    # when a rank's shard holds no validation rows.
-    sums = {
-        k: torch.zeros((), dtype=torch.float64, device=device)
-        for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images")
-    }
-    sums["err_hist"] = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64, device=device)
-    sums["err_hist_rebal"] = torch.zeros_like(sums["err_hist"])
+    sums = empty_sums(device)
     kept: List[torch.Tensor] = []
     with torch.no_grad():
         for raw in shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy"):
@@ -340,14 +333,26 @@ def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, de
             b = batches.step_batch(batch, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
             with batches.autocast(device, cfg.train.amp):
                 logits, ab = G(b["L"])
-            _accumulate(sums, logits, ab, b, rgb.to(device), prior)
+            accumulate(sums, logits, ab, b, rgb.to(device), prior)
     G.train(was)
     val = metrics.summarise(_all_reduce(sums))
     val["objective"] = metrics.selection_objective(val["auc_rebalanced"], val["cf_gap"])
     return val, (torch.cat(kept) if kept else None)
 
 
-def _accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], truth_u8: torch.Tensor, prior) -> None:
+def empty_sums(device) -> Dict[str, torch.Tensor]:
+    """The sums validation accumulates (``accumulate``), zero. Every key exists on every rank, in
+    the same order: the all-reduce must match up even when a rank's shard holds no validation rows."""
+    sums = {
+        k: torch.zeros((), dtype=torch.float64, device=device)
+        for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images")
+    }
+    sums["err_hist"] = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64, device=device)
+    sums["err_hist_rebal"] = torch.zeros_like(sums["err_hist"])
+    return sums
+
+
+def accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], truth_u8: torch.Tensor, prior) -> None:
     """Add one val batch's losses, AuC histograms, colourfulness and PSNR to ``sums``."""
     sums["ce"] += losses.rebalanced_ce(logits, b["target"]).double()
     sums["l1"] += losses.l1(ab, b["ab"]).double()

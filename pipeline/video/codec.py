@@ -46,7 +46,7 @@ CORRUPT = "corrupt"
 ODD_SIZE = "odd_size_unsupported"
 
 CONTAINERS = formats.VIDEO_CONTAINERS  # kept as they are; any other input becomes Matroska
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv", ".3gp")
+VIDEO_SUFFIXES = formats.VIDEO_SUFFIXES
 # FFmpeg demuxers that read still images or text, not videos
 _NOT_VIDEO_FORMATS = ("image2", "tty", "lavfi")
 
@@ -141,17 +141,19 @@ def transcode(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: Optional[Callable[[int, int], None]] = None,
     comment: Optional[str] = None,
+    threads: Tuple[int, int] = (0, 0),
 ) -> Result:
     """Colorize ``src`` into ``dst`` (local paths) frame by frame with ``fn`` (see the module doc);
-    ``comment`` goes into the output container's comment tag."""
+    ``comment`` goes into the output container's comment tag. ``threads``: (decoder, encoder)
+    threads, 0 for FFmpeg's own choice (``pipeline.video.threads`` sizes them for the machine)."""
     inp = _open(src)
     try:
-        return _transcode(inp, src, dst, fn, max_pixels, progress, comment)
+        return _transcode(inp, src, dst, fn, max_pixels, progress, comment, threads)
     finally:
         inp.close()
 
 
-def _transcode(inp, src, dst, fn, max_pixels, progress, comment=None) -> Result:
+def _transcode(inp, src, dst, fn, max_pixels, progress, comment=None, threads=(0, 0)) -> Result:
     vin = inp.streams.video[0]
     W, H = vin.codec_context.width, vin.codec_context.height
     if W * H > max_pixels:
@@ -159,6 +161,8 @@ def _transcode(inp, src, dst, fn, max_pixels, progress, comment=None) -> Result:
     if min(W, H) < 8:
         raise VideoError("too_small", f"{W}x{H}: fewer than 8 pixels on a side")
     vin.thread_type = "AUTO"
+    if threads[0]:
+        vin.codec_context.thread_count = threads[0]
     audio_in = list(inp.streams.audio)
     declared = int(vin.frames or 0)
     rate = vin.average_rate or vin.guessed_rate or Fraction(25)
@@ -176,7 +180,7 @@ def _transcode(inp, src, dst, fn, max_pixels, progress, comment=None) -> Result:
         out = av.open(tmp, "w", format=fmt)
         if comment:
             out.metadata["comment"] = comment
-        vout = _video_stream(out, vin, codec, pix_fmt, rate, W, H, rotation)
+        vout = _video_stream(out, vin, codec, pix_fmt, rate, W, H, rotation, threads[1])
         amap = {a.index: out.add_stream_from_template(a) for a in audio_in}
         n, corrupt, last_pts = 0, False, None
         streams = [vin, *audio_in]
@@ -256,7 +260,7 @@ def _umask() -> int:
     return m
 
 
-def _video_stream(out, vin, codec, pix_fmt, rate, W, H, rotation):
+def _video_stream(out, vin, codec, pix_fmt, rate, W, H, rotation, threads=0):
     vout = out.add_stream(codec, rate=rate)
     vout.width, vout.height, vout.pix_fmt = W, H, pix_fmt
     vout.time_base = vin.time_base
@@ -265,6 +269,8 @@ def _video_stream(out, vin, codec, pix_fmt, rate, W, H, rotation):
         vout.options = {"crf": CRF, "preset": "veryfast"}
     else:
         vout.options = {"qscale": "2"}
+    if threads:
+        vout.codec_context.thread_count = threads
     if rotation:
         vout.set_display_rotation(rotation)
     return vout

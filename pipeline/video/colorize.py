@@ -28,7 +28,7 @@ from pipeline.data import storage
 from pipeline.gan import predict
 from pipeline.runtime import made_with
 from pipeline.runtime.work_limits import TooMuchWork, check_shape
-from pipeline.video import codec, temporal
+from pipeline.video import codec, temporal, threads
 
 TEMPORAL = ("flow", "none")
 
@@ -117,7 +117,10 @@ def colorize_video(
         hints = stored_hints(hints, *codec.frame_geometry(src))
     colorizer = FrameColorizer(G, size, temperature, mode, device, hints)
     comment = made_with.comment(settings) if settings else None
-    return codec.transcode(src, dst, colorizer, progress=progress, comment=comment)
+    pools = threads.share()  # the model, flow and codecs sized together for the machine
+    return codec.transcode(
+        src, dst, colorizer, progress=progress, comment=comment, threads=(pools.decode, pools.encode)
+    )
 
 
 def stored_hints(hints: Sequence[Hint], width: int, height: int, rotation: int) -> List[Hint]:

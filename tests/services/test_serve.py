@@ -71,6 +71,12 @@ def test_healthz_and_page(service):
     assert info["model"]["temperature"] == OWN_TEMPERATURE
 
 
+def test_favicon(service):
+    status, headers, body = http(service + "/favicon.ico")
+    assert status == 200 and headers["content-type"] == "image/x-icon"
+    assert Image.open(io.BytesIO(body)).format == "ICO"
+
+
 def test_examples_are_served_and_nothing_else(service):
     status, _, body = http(service + "/examples")
     names = json.loads(body)["examples"]
@@ -243,6 +249,34 @@ def test_page_in_headless_chromium(service, browser, tmp_path):
     wait_done(browser, "temperature 1.5")
     dull = shown_image(browser)
     assert dull.shape == vivid.shape and chroma(dull) < chroma(vivid) - 1, (chroma(dull), chroma(vivid))
+
+
+@pytest.mark.parametrize("screen", [(1280, 900), (390, 844)], ids=["laptop", "phone"])
+def test_photo_and_result_are_seen_without_scrolling(service, browser, tmp_path, screen):
+    width, height = screen
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 500},
+    )
+    photo = tmp_path / "portrait.jpg"
+    photo.write_bytes(grey_photo(800, 1000, "JPEG"))  # tall: the hardest shape to keep in view
+    browser.get(service + "/")
+    wait_connected(browser)
+    browser.find_element("id", "file").send_keys(str(photo))
+    wait_done(browser, "800 x 1000")
+    boxes = browser.execute_script(
+        "const box = (id) => { const r = document.getElementById(id).getBoundingClientRect();"
+        " return [r.left, r.top, r.right, r.bottom]; };"
+        "return {grey: box('grey'), result: box('result'), temperature: box('temperature'),"
+        " window: [0, 0, window.innerWidth, window.innerHeight], scrolled: window.scrollY};"
+    )
+    shot = tmp_path / f"page-{width}x{height}.png"
+    browser.save_screenshot(str(shot))
+    left, top, right, bottom = boxes["result"]
+    assert boxes["scrolled"] == 0 and boxes["grey"] == boxes["result"], boxes
+    assert 0 <= left and 0 <= top and right <= width and bottom <= height, (boxes, str(shot))
+    assert (right - left) * (bottom - top) > 0.25 * width * height * 0.5, boxes  # not shrunk to a stamp
+    assert 0 <= boxes["temperature"][1] and boxes["temperature"][3] <= height, boxes  # its control too
 
 
 def test_page_previews_tiff_keyboard_paste_size_check_examples_split(service, browser, tmp_path):

@@ -55,6 +55,7 @@ RAY_ALLOWED = {
     "pipeline.video.colorize",
     "pipeline.serve.app",
     "pipeline.jobs.common.per_input",
+    "pipeline.jobs.infer",  # whether Ray is installed: a folder runs in-process without it
     "pipeline.jobs.serve",
     "pipeline.jobs.train",
 }

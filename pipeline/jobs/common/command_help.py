@@ -82,8 +82,8 @@ Turn colour photos grey, colour them with each model, and score the result again
 beside the all-grey baseline: AuC of the colour error (raw and rebalanced), colourfulness and its
 gap, PSNR, SSIM. Writes metrics.json and report.html (examples side by side) to --output.""",
         """\
-  colorize eval --input my-colour-photos/
-  colorize eval --input photos/ --compare out/runs/my-run --output out/eval-mine
+  colorize eval my-colour-photos/
+  colorize eval photos/ --compare out/runs/my-run --output out/eval-mine
   colorize eval --input s3://bucket/test-photos/ --limit 200 --size 256""",
     ),
     "export": CommandHelp(
@@ -92,8 +92,8 @@ gap, PSNR, SSIM. Writes metrics.json and report.html (examples side by side) to 
 Write the generator as an ONNX file (L in, ab out, any batch and size) and check it with
 onnxruntime against PyTorch. Needs the `export` extra: pip install 'colorize[export]'.""",
         """\
-  colorize export --onnx colorizer.onnx
-  colorize export --model out/runs/my-run --onnx my-run.onnx --temperature 0.3""",
+  colorize export --output colorizer.onnx
+  colorize export --model out/runs/my-run --output my-run.onnx --temperature 0.3""",
     ),
     "train": CommandHelp(
         "train a model on your photos (Ray Train, MLflow)",
@@ -127,7 +127,7 @@ colour bins per photo) plus manifest.json to --output. Train many epochs on them
 --set data.train=OUTPUT; `colorize priors --input OUTPUT` counts colours without decoding.
 Unreadable files are skipped and counted, never fatal.""",
         """\
-  colorize prepare --input photos/ --output prepared/
+  colorize prepare photos/ --output prepared/
   colorize prepare --input s3://bucket/photos/ --output s3://bucket/prepared/ --resize 256""",
     ),
     "priors": CommandHelp(
@@ -138,7 +138,7 @@ write the prior (.npy), its provenance (.json) and a picture of it on the ab pla
 --output. Train with it through --set loss.prior=OUTPUT. The project's own prior is never replaced
 unless you pass --overwrite.""",
         """\
-  colorize priors --input my-photos/ --output out/my-prior.npy
+  colorize priors my-photos/ --output out/my-prior.npy
   colorize priors --input s3://bucket/photos/ --output s3://bucket/priors/prior_probs.npy --resize 256""",
     ),
     "config": CommandHelp(

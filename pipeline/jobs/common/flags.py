@@ -13,15 +13,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
+import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import List, Optional
 
 SHIPPED = "shipped"  # --model's default: the model that ships inside the package
 
 
+HELP_WIDTH = 100  # the descriptions' and examples' own width (they keep their line breaks)
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and examples keep their line breaks; every option with a meaningful default
-    shows it; option names marked hidden (old spellings) do not appear."""
+    """Descriptions and examples keep their line breaks; options wrap at the same width; every
+    option with a meaningful default shows it; option names marked hidden (old spellings) do not
+    appear."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 26, width=None):
+        super().__init__(prog, indent_increment, max_help_position, width=HELP_WIDTH)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -105,7 +114,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             type=float,
             default=None,
             metavar="T",
-            help="colour temperature T > 0: lower = more vivid, higher = more muted (default: the model's own)",
+            help="colour temperature T, 0.01 to 10: lower = more vivid, higher = more muted (default: the model's own)",
         ),
         "--saturation",
     )
@@ -137,19 +146,42 @@ def add_output_arg(
     return hide(action, "--out")
 
 
+DATA_POSITIONAL, DATA_DEFAULT = "data_positional", "data_default"  # add_data_arg's, until settle_data
+
+
 def add_data_arg(p: argparse.ArgumentParser, help: str, default: Optional[str] = None) -> argparse.Action:
-    """--input (alias --data, hidden): the photos a dataset job reads; the value lands in ``args.data``."""
+    """INPUT as a positional or ``--input`` (alias ``--data``, hidden), as infer and video take it:
+    the photos a dataset job reads. ``settle_data`` puts the one given into ``args.data``."""
+    p.add_argument(DATA_POSITIONAL, nargs="?", default=None, metavar="INPUT", help=help)
     action = p.add_argument(
-        "--input", "--data", dest="data", default=default, required=default is None, metavar="INPUT", help=help
+        "--input", "--data", dest="data", default=None, metavar="INPUT", help=f"the same as INPUT{_default(default)}"
     )
+    p.set_defaults(**{DATA_DEFAULT: default})
     return hide(action, "--data")
+
+
+def _default(default: Optional[str]) -> str:
+    return f" (default: {default})" if default else ""
+
+
+def settle_data(args: argparse.Namespace) -> None:
+    """``args.data`` from INPUT or --input (their default when neither is given); ValueError (one
+    line) for two different ones or none where one is needed. Nothing for jobs without them."""
+    if not hasattr(args, DATA_POSITIONAL):
+        return
+    positional, flag = getattr(args, DATA_POSITIONAL), args.data
+    if positional and flag and positional != flag:
+        raise ValueError(f"two inputs given ({positional} and --input {flag}): give one")
+    args.data = positional or flag or getattr(args, DATA_DEFAULT)
+    if not args.data:
+        raise ValueError("no input: give a folder, list file (.txt) or s3:// prefix of photos")
 
 
 def add_overwrite_arg(p: argparse.ArgumentParser, what: str = "outputs") -> None:
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help=f"replace {what} that already exist (default: keep them; a rerun with other settings stops)",
+        help=f"replace {what} already there (default: keep them; a rerun with other settings stops)",
     )
 
 
@@ -176,3 +208,55 @@ def options(cls, args: argparse.Namespace):
     """A job's typed options (the dataclass ``cls``) from its parsed flags: each field from the flag
     of its name, the field's own default where ``args`` lacks it (a namespace built by hand)."""
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+
+
+VERBOSE_FLAG = "--verbose"
+VERBOSE_ENV = "COLORIZE_VERBOSE"  # = pipeline.runtime.progress.VERBOSE_ENV: Ray's own logs too (sources reads it)
+OWN_LOGGERS = ("pipeline", "models", "tune")  # what colorize itself says at INFO, verbose or not
+
+
+def add_verbose_arg(p: argparse.ArgumentParser) -> None:
+    """--verbose: every command's; ``set_verbosity`` acts on it before the job's imports."""
+    p.add_argument(
+        VERBOSE_FLAG,
+        action="store_true",
+        help="also show what the libraries underneath say (Ray, PyTorch, ONNX): for a bug report",
+    )
+
+
+def wants_verbose(argv: List[str]) -> bool:
+    """Whether ``argv`` asks for --verbose (read before parsing: Ray reads the setting at import)."""
+    return VERBOSE_FLAG in argv[: argv.index("--")] if "--" in argv else VERBOSE_FLAG in argv
+
+
+def set_verbosity(verbose: bool) -> None:
+    """Logging for a command: colorize's own INFO lines always; the libraries' INFO lines (and
+    Ray's, through ``VERBOSE_ENV``) only when verbose, else their warnings and errors."""
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
+# Flags whose values may start with "-" (a hint at x = -0): argparse takes such a word for an option.
+DASH_VALUED = ("--hint",)
+
+
+def attach_values(argv: List[str], flags=DASH_VALUED) -> List[str]:
+    """``["--hint", "-0,-0,#000"]`` -> ``["--hint=-0,-0,#000"]`` for ``flags``, so that argparse reads a
+    value that starts with "-" as the flag's value, not as an unknown option. Words after ``--`` stay."""
+    out: List[str] = []
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            return out + argv[i:]
+        if word in flags and i + 1 < len(argv):
+            out.append(f"{word}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(word)
+        i += 1
+    return out

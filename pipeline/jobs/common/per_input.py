@@ -19,18 +19,18 @@ import posixpath
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
-import pyarrow.fs as pafs
-
 from pipeline.config import check_range
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_MISSING, SKIP_WRITE_FAILED, Skips
 from pipeline.data import storage
+from pipeline.data.storage import pafs  # pyarrow's, or its local stand-in in the light install
 from pipeline.gan import model_ref, predict
 from pipeline.jobs.common import flags
 from pipeline.runtime import made_with, outputs
 from pipeline.runtime.stops import remove_partials
 
+MAX_HINTS_FILE = 1 << 20  # bytes of a --hints file: MAX_HINTS points take a few KiB
 SIZE_RANGE = (16, 2048)  # working short side: below, nothing to see; above, the model's activations outgrow memory
 COLOUR_SUFFIX = "-colour"  # old.jpg -> old-colour.jpg when no --output is given
 
@@ -100,9 +100,13 @@ def hints_of(o: Options) -> List[Hint]:
     if o.hints:
         try:
             with open(o.hints, "rb") as f:
-                text = f.read(1 << 20)
+                text = f.read(MAX_HINTS_FILE + 1)
         except OSError as e:
             raise HintError(f"--hints {o.hints}: {e.strerror or type(e).__name__}") from None
+        if len(text) > MAX_HINTS_FILE:
+            raise HintError(
+                f"--hints {o.hints}: too large, over {MAX_HINTS_FILE >> 20} MiB (at most {hint_points.MAX_HINTS} hints)"
+            )
         try:
             hints += hint_points.hints_from_json(text)
         except HintError as e:
@@ -138,11 +142,12 @@ class PerInputJob:
         raise NotImplementedError
 
     def one(self, G, info: dict, fs, path: str, out: str, s3, settings: dict, hints) -> tuple:
-        """One input in-process -> (what was written, "") or ("", why it was skipped)."""
+        """One input in-process -> (what was written, "") or ("", why it was skipped);
+        FileExistsError when another run wrote ``out`` meanwhile (then the rerun rule answers)."""
         raise NotImplementedError
 
-    def on_ray(self, G, info: dict, todo: List[outputs.Target], fs, s3, settings: dict) -> List[Dict[str, str]]:
-        """The planned inputs on Ray: one row {"path", "out", "skip", ...} per input (``ray_rows``)."""
+    def many(self, G, info: dict, todo: List[outputs.Target], fs, s3, settings: dict) -> List[Dict[str, str]]:
+        """The planned inputs (on Ray: ``ray_rows``): one row {"path", "out", "skip", ...} per input."""
         raise NotImplementedError
 
     def report(self, written: List[Dict[str, str]]) -> None:
@@ -174,7 +179,7 @@ def run(job: PerInputJob) -> int:
     planned = check_kept(planned, settings, s3, read=job.read)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
     todo = [t for t in planned if t.out]
-    rows = job.on_ray(G, info, todo, fs, s3, settings) if todo else []
+    rows = job.many(G, info, todo, fs, s3, settings) if todo else []
     written = [r for r in rows if r["out"]]
     skipped.add_all((r["path"], r["skip"].split(":")[0]) for r in rows if not r["out"])
     print(f"{job.command}: {len(written)} of {listed} written to {storage.redact(o.output)} ({job.about(G, info)})")
@@ -196,7 +201,10 @@ def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequenc
         settings["hints"] = [h.to_json() for h in hints]
     if storage.exists(out, s3) and not o.overwrite:
         return report_kept(job.command, out, settings, s3, read=job.read)
-    written, why = job.one(G, info, fs, path, out, s3, settings, hints)
+    try:
+        written, why = job.one(G, info, fs, path, out, s3, settings, hints)
+    except FileExistsError:  # written by another run meanwhile: as if it had been there
+        return report_kept(job.command, out, settings, s3, read=job.read)
     if not written:
         print(f"{job.command}: skipped {storage.redact(o.input)}: {why}")
         return 1
@@ -204,13 +212,13 @@ def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequenc
     return 0
 
 
-def single_target(input_uri: str, output: str, src: str, is_file: bool, name: Callable) -> str:
-    """Where one input's result goes: ``output`` itself when ``is_file``, else a file named
-    ``name(basename)`` inside that folder. Never the input itself."""
+def single_target(input_uri: str, output: str, src: str, as_file: Callable, name: Callable) -> str:
+    """Where one input's result goes: ``as_file(output)`` when that names a file (None: a folder),
+    else a file named ``name(basename)`` inside the folder ``output``. Never the input itself."""
     src_uri = ("s3://" + src) if storage.is_s3(input_uri) else src
     out = output
-    if canonical(out) != canonical(src_uri) and not is_file:
-        out = posixpath.join(out, name(posixpath.basename(src)))
+    if canonical(out) != canonical(src_uri):
+        out = as_file(out) or posixpath.join(out, name(posixpath.basename(src)))
     if canonical(out) == canonical(src_uri):
         raise storage.StorageError(
             f"--output {storage.redact(out)} is the input itself: colorize never writes over "

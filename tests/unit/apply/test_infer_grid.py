@@ -38,9 +38,10 @@ def test_grid_writes_one_labelled_sheet_per_photo(ckpt, tmp_path, capsys):
     assert chroma[0] < 3 < chroma[2] < chroma[1]  # grey L, then more vivid at the lower temperature
     assert (sheet[:band] < 128).any()  # a label is drawn above the panels
     assert not (tmp_path / "o" / "p.jpg").exists()
-    with pytest.raises(SystemExit):  # argparse refuses a temperature <= 0
-        cli.main([*argv, "--grid", "0,1"])
-    assert "temperatures > 0" in capsys.readouterr().err
+    for bad in ("0,1", "0.3,nan", "1e-300"):  # argparse refuses a temperature outside the shared range
+        with pytest.raises(SystemExit):
+            cli.main([*argv, "--grid", bad])
+        assert "--grid temperatures must be in 0.01..10" in capsys.readouterr().err
 
 
 def test_grid_names_follow_the_output_rules_with_a_suffix():

@@ -32,3 +32,14 @@ def test_a_real_improvement_wins_and_small_losses_are_tolerated():
 def test_without_a_start_the_score_is_the_objective():
     v = val(auc_rebalanced=40.0, psnr=10.0)
     assert metrics.checkpoint_score(v) == v["objective"]
+
+
+def test_the_purple_share_counts_saturated_purple_only():
+    import torch
+
+    ab = torch.zeros(2, 2, 2, 2)
+    ab[0, :, 0, 0] = torch.tensor([30.0, -30.0])  # hue 315: purple
+    ab[0, :, 0, 1] = torch.tensor([3.0, -3.0])  # purple hue, chroma 4: grey-ish, not counted
+    ab[0, :, 1, 0] = torch.tensor([0.0, -40.0])  # hue 270: blue
+    ab[1, :, :, :] = torch.tensor([20.0, -10.0])[:, None, None]  # hue 333: all purple
+    assert metrics.purple_share(ab).tolist() == [0.25, 1.0]

@@ -63,6 +63,8 @@ def test_flag_form_and_json_form_read_the_same():
         ('[{"x": 1, "y": 2, "color": "#fff"}, {"x": "a", "y": 2, "color": "#fff"}]', "hint 1: x must be a number"),
         ('[{"x": 1, "y": NaN, "color": "#fff"}]', "finite"),
         ('[{"x": true, "y": 2, "color": "#fff"}]', "x must be a number"),
+        ('[{"x": ' + "9" * 400 + ', "y": 1, "color": "#fff"}]', "hint 0: x must be a finite number"),
+        ('[{"x": 1, "y": -' + "9" * 400 + ', "color": "#fff"}]', "hint 0: y must be a finite number"),
         ('[{"x": 1, "y": 2, "color": "#fff", "size": 3}]', "unknown keys"),
         (json.dumps([{"x": 0, "y": 0, "color": "#fff"}] * 257), "at most 256"),
     ],
@@ -215,18 +217,33 @@ def test_infer_follows_hints_and_records_them(hint_model, tmp_path, capsys):
     "flags, says",
     [
         (["--hint", "64,10,#ff0000"], "outside the photo"),  # x in [0, 64)
+        (["--hint", "-1,10,#ff0000"], "outside the photo"),  # a value starting with "-" is still the flag's
         (["--hint", "10,10,crimson"], "not a colour"),
         (["--hint", "10,10"], "X,Y,#rrggbb"),
         (["--hints", "missing.json"], "No such file"),
+        (["--hints", "big.json"], "too large, over 1 MiB"),
     ],
 )
 def test_bad_hints_are_one_clear_line(hint_model, tmp_path, capsys, flags, says):
     folder, _, _ = hint_model
     photo = _photo(tmp_path)
+    # valid JSON, one hint, padded past the limit: refused by size, not as "not JSON" from a cut read
+    (tmp_path / "big.json").write_text('[{"x": 1, "y": 1, "color": "#fff"}' + " " * (1 << 20) + "]")
+    flags = [str(tmp_path / f) if f.endswith(".json") else f for f in flags]
     assert _exit_code(["infer", str(photo), "--model", str(folder), *flags, "--output", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_hint_written_with_minus_zero_is_a_hint(hint_model, tmp_path):
+    folder, _, _ = hint_model
+    out = tmp_path / "o.png"
+    assert (
+        cli.main(["infer", str(_photo(tmp_path)), "--model", str(folder), "--hint", "-0,-0,#000", "--output", str(out)])
+        == 0
+    )
+    assert made_with.read_photo_settings(out.read_bytes())["hints"] == [{"x": 0.0, "y": 0.0, "color": "#000000"}]
 
 
 def _exit_code(argv) -> int:
@@ -267,6 +284,19 @@ def test_the_mlflow_model_takes_a_hints_column(hint_model, tmp_path):
     assert [c["name"] for c in sig] == ["image", "hints"] and sig[1].get("required") is False
 
 
+def test_the_mlflow_hints_column_is_per_row_for_one_image_as_for_many():
+    one = [{"x": 3, "y": 4, "color": "#2060ff"}]
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    for model_input, n in [
+        ({"image": [rgb], "hints": [json.dumps(one)]}, 1),
+        ({"image": [rgb, rgb], "hints": [None, one]}, 2),
+    ]:
+        assert model_io.row_hints(model_input, n)[-1] == hints.hints_from_json(one), model_input
+    assert model_io.row_hints({"image": rgb, "hints": one}, 1) == [hints.hints_from_json(one)]  # one image, not rows
+    with pytest.raises(model_io.BadImage, match="row 0"):  # a row's hints are a list of points, not one point
+        model_io.row_hints({"image": [rgb], "hints": one}, 1)
+
+
 def test_suggestions_are_the_models_likeliest_colours_at_the_point(hint_model, tmp_path):
     folder, _, _ = hint_model
     G = checkpoint.load_generator(str(folder))
@@ -279,3 +309,13 @@ def test_suggestions_are_the_models_likeliest_colours_at_the_point(hint_model, t
     assert red[0]["color"] != plain[0]["color"]  # the palette listens to the hints placed so far
     with pytest.raises(HintError, match="outside"):
         predict.suggest_colours(G, L, 64, 1, size=32)
+
+
+def test_distances_say_how_far_the_result_is_from_each_hint():
+    red, grey = hints.Hint(10, 10, (255, 0, 0)), hints.Hint(70, 30, (128, 128, 128))
+    ab = np.zeros((2, 20, 40), np.float32)  # the working size of an 80 x 40 photo: grey everywhere
+    a, b = red.ab()
+    ab[0, :10, :10], ab[1, :10, :10] = a, b  # red around the red hint's point (5, 5 at working size)
+    far = hints.distances([red, grey], ab, 40, 80)
+    assert far[0] < 1e-3 and far[1] < 0.5  # both followed
+    assert hints.distances([hints.Hint(70, 30, (255, 0, 0))], ab, 40, 80)[0] == pytest.approx(np.hypot(a, b), rel=1e-5)

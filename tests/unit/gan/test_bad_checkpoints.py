@@ -110,3 +110,59 @@ def test_a_spoilt_checkpoint_is_one_line(ckpt, tmp_path, capsys, spoil, why):
         assert "weights_only" not in err and "Traceback" not in err
     assert not os.path.exists(MARKER), "loading the checkpoint ran its code"
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "g.onnx").exists()
+
+
+# Run in a child under a 6 GB address-space cap: its peak resident memory is what loading cost.
+_PEAK_OF_LOADING = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30))
+from pipeline import cli
+code = cli.main(sys.argv[1:])
+print("PEAK_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+sys.exit(code)
+"""
+
+
+def test_a_config_that_asks_for_a_huge_model_is_refused_before_it_is_allocated(ckpt, tmp_path):
+    """A few KB of weights (only the colour bins) with a config.json for a model of tens of GB: its
+    shapes are checked on the meta device, so the refusal costs no more memory than the import."""
+    import json
+    import subprocess
+    import sys
+
+    d = tmp_path / "huge"
+    d.mkdir()
+    bins = torch.load(ckpt / "state.pt", weights_only=True)["generator"]["bins"]
+    torch.save({"generator": {"bins": bins}, "step": 1, "epoch": 0}, d / "state.pt")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["model"].update(base_channels=1024, max_channels=4096, depth=6, blocks_per_stage=4)
+    (d / "config.json").write_text(json.dumps(config))
+    src = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(src)
+    argv = ["infer", str(src), "--model", str(d), "--output", str(tmp_path / "o.png")]
+    r = subprocess.run([sys.executable, "-c", _PEAK_OF_LOADING, *argv], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "weights do not fit its config.json" in r.stderr and "Traceback" not in r.stderr
+    peak = int(r.stdout.split("PEAK_MB")[1])
+    assert peak < 1500, f"{peak} MB resident to refuse a 5 KB checkpoint"
+
+
+def test_a_run_whose_checkpoints_record_steps_of_other_types_still_resolves(ckpt, tmp_path, capsys):
+    """meta.json steps 5 and "abc" (and null): the numbered one is the newest, no TypeError."""
+    import json
+
+    from PIL import Image
+
+    run = tmp_path / "run"
+    for name, step in (("checkpoint_a", 5), ("checkpoint_b", "abc"), ("checkpoint_c", None)):
+        shutil.copytree(ckpt, run / name)
+        meta = json.loads((run / name / "meta.json").read_text())
+        (run / name / "meta.json").write_text(json.dumps({**meta, "step": step}))
+    src = tmp_path / "a.png"
+    Image.new("RGB", (16, 16), (90, 120, 30)).save(src)
+    assert cli.main(["infer", str(src), "--model", str(run), "--output", str(tmp_path / "o.png")]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and (tmp_path / "o.png").is_file()
+    assert f"model: {run / 'checkpoint_a'}" in err  # the numbered step wins

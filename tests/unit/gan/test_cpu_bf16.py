@@ -59,7 +59,7 @@ def test_amp_settings_on_cpu(bf16_hardware):
 
 
 def test_bf16_asked_on_a_cpu_without_bf16_hardware_trains_in_fp32(monkeypatch, caplog):
-    """Emulated bf16 is ~10x slower than fp32: the step stays fp32 and the run says why, once."""
+    """Emulated bf16 is ~40x slower than fp32 (an AVX2 CPU): the step stays fp32 and the run says why, once."""
     monkeypatch.setattr(batches, "cpu_has_fast_bf16", lambda: False)
     batches._say_fp32_once.cache_clear()
     with caplog.at_level("WARNING"):

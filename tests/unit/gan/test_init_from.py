@@ -168,3 +168,16 @@ def test_the_discriminator_learns_before_the_generator_hears_from_it():
     stats = short.train_step(batches.batch_from_rgb(rgb, logits_stride=2), 0, torch.ones(short.G.num_bins))
     assert "d_loss" in stats and float(stats["g_adv"]) == 0.0
     assert any(not torch.equal(d_before[k], v) for k, v in unwrap(short.D).state_dict().items())
+
+
+def test_a_resume_point_carries_the_discriminator_and_a_new_stage_starts_from_it(tmp_path):
+    """A long training in stages: each commits its generator and D in fp16 (the shipped form plus
+    D), the next starts from both with train.init_from."""
+    src = trained()
+    size = checkpoint.save_shipped(str(tmp_path), src.generator(), src.cfg.to_dict(), {"step": 3}, D=unwrap(src.D))
+    assert size == (tmp_path / "state.pt").stat().st_size
+    init, _, _ = model_ref.load_init(str(tmp_path))
+    dst = gan(seed=1)
+    assert checkpoint.apply_init(dst, init) is True  # D loaded, cast back from fp16
+    for k, v in unwrap(dst.D).state_dict().items():
+        torch.testing.assert_close(v.float(), unwrap(src.D).state_dict()[k].float(), atol=2e-3, rtol=1e-3)

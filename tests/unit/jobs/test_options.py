@@ -24,10 +24,13 @@ def test_every_flag_of_a_job_is_one_of_its_typed_options(name):
     job = importlib.import_module(cli.COMMANDS[name])
     p = argparse.ArgumentParser()
     job.add_args(p)
-    dests = {a.dest for a in p._actions if a.dest != "help"}
+    settled = {flags.DATA_POSITIONAL, flags.DATA_DEFAULT}  # flags.settle_data makes them ``data``
+    dests = {a.dest for a in p._actions if a.dest != "help"} - settled
     fields = {f.name: f for f in dataclasses.fields(job.Options)}
     assert dests <= set(fields), f"{name}: flags without an option: {sorted(dests - set(fields))}"
-    parsed = flags.options(job.Options, p.parse_args(REQUIRED.get(name, [])))
+    namespace = p.parse_args(REQUIRED.get(name, []))
+    flags.settle_data(namespace)
+    parsed = flags.options(job.Options, namespace)
     for dest in dests:
         f = fields[dest]
         if f.default is not dataclasses.MISSING and dest not in ("ship",):

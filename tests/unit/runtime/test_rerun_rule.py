@@ -64,6 +64,11 @@ def test_default_output_sits_next_to_the_input():
         per_input.default_output("list.txt", False, output_name, "-colour")
 
 
+def _without_model_line(err: str) -> str:
+    """stderr less the line naming the checkpoint a command loaded (``model_ref.describe``)."""
+    return "\n".join(line for line in err.splitlines() if not line.startswith("model: "))
+
+
 def test_infer_photo_rerun_rule(ckpt, photo, tmp_path, capsys):
     out = tmp_path / "old-colour.jpg"
     assert _infer(ckpt, str(photo)) == 0  # positional input, output next to it
@@ -72,7 +77,7 @@ def test_infer_photo_rerun_rule(ckpt, photo, tmp_path, capsys):
     assert _infer(ckpt, str(photo)) == 0  # same settings: kept
     assert "kept" in capsys.readouterr().out and out.read_bytes() == first
     assert _infer(ckpt, str(photo), "--temperature", "0.9") == 1  # other settings: says so, keeps the file
-    err = capsys.readouterr().err
+    err = _without_model_line(capsys.readouterr().err)
     assert "temperature" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
     assert out.read_bytes() == first
     assert _infer(ckpt, str(photo), "--temperature", "0.9", "--overwrite") == 0
@@ -142,7 +147,7 @@ def test_eval_rerun_rule(ckpt, tmp_path, capsys):
     first = (out / "metrics.json").read_bytes()
     assert cli.main(argv) == 0 and "kept" in capsys.readouterr().out  # same settings: nothing redone
     assert cli.main([*argv, "--temperature", "0.9"]) == 1
-    err = capsys.readouterr().err
+    err = _without_model_line(capsys.readouterr().err)
     assert "temperature None (now 0.9)" in err and len(err.strip().splitlines()) == 1
     assert (out / "metrics.json").read_bytes() == first
     assert cli.main([*argv, "--temperature", "0.9", "--overwrite"]) == 0
@@ -152,8 +157,29 @@ def test_eval_rerun_rule(ckpt, tmp_path, capsys):
 def test_export_never_replaces_a_file(ckpt, tmp_path, capsys):
     onnx = tmp_path / "g.onnx"
     onnx.write_bytes(b"mine")
-    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 2
-    assert "--overwrite" in capsys.readouterr().err and onnx.read_bytes() == b"mine"
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 0  # records no settings: kept
+    assert "--overwrite" in capsys.readouterr().out and onnx.read_bytes() == b"mine"
+
+
+def _onnx_made_with(path, settings):
+    """A (graphless) ONNX file that records ``settings`` as ``export`` does."""
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_model(helper.make_graph([], "g", [], []))
+    graph.metadata_props.add(key=made_with.KEY, value=made_with.comment(settings))
+    onnx.save(graph, str(path))
+    return path.read_bytes()
+
+
+def test_export_rerun_keeps_a_result_made_with_the_same_settings(ckpt, tmp_path, capsys):
+    onnx = tmp_path / "g.onnx"
+    before = _onnx_made_with(onnx, {"model": str(ckpt), "temperature": 0.38})
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx)]) == 0
+    assert "made with the same settings" in capsys.readouterr().out
+    assert cli.main(["export", "--model", str(ckpt), "--output", str(onnx), "--temperature", "0.5"]) == 1
+    assert "temperature 0.38 (now 0.5)" in capsys.readouterr().err
+    assert onnx.read_bytes() == before
 
 
 def test_prepare_rerun_rule(tmp_path, capsys):

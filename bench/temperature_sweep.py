@@ -1,0 +1,103 @@
+"""Decoding temperature on validation photos: one forward pass per batch, every T decoded from the
+same logits, scored as training's validation scores (AuC, rebalanced AuC, PSNR, colourfulness gap,
+the selection objective) plus the purple share (``metrics.purple_share``) against the truth's.
+
+    python bench/temperature_sweep.py --model shipped --shards prep/everyday-val-128 [--t 0.2,0.38,0.85] [--json F]
+
+Photos are prepared shards (``colorize prepare``) at the model's working size; each is scored on its
+centre crop of ``--crop`` pixels, without hints. Pick T on validation photos only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from models import scaling  # noqa: E402
+from pipeline.core import metrics  # noqa: E402
+from pipeline.data import priors  # noqa: E402
+from pipeline.gan import batches, model_ref  # noqa: E402
+from pipeline.train import trainer  # noqa: E402
+
+
+def crops(shards: str, size: int, batch: int):
+    """(L uint8 (B,s,s), ab int8 (B,s,s,2)) centre crops of every prepared photo, in batches."""
+    for path in sorted(glob.glob(os.path.join(shards, "*", "*.parquet"))):
+        rows = pq.read_table(path).to_pylist()
+        for i in range(0, len(rows), batch):
+            Ls, abs_ = [], []
+            for r in rows[i : i + batch]:
+                H, W = r["height"], r["width"]
+                y, x = (H - size) // 2, (W - size) // 2
+                Ls.append(np.frombuffer(r["L"], np.uint8).reshape(H, W)[y : y + size, x : x + size])
+                abs_.append(np.frombuffer(r["ab"], np.int8).reshape(H, W, 2)[y : y + size, x : x + size])
+            yield torch.from_numpy(np.stack(Ls)), torch.from_numpy(np.stack(abs_))
+
+
+def sweep(G, shards: str, temperatures, prior: torch.Tensor, size: int = 128, batch: int = 32) -> dict:
+    """{T: figures} and the truth's purple share, for generator ``G`` on ``shards``."""
+    sums = {T: trainer.empty_sums(torch.device("cpu")) for T in temperatures}
+    purple = {T: 0.0 for T in temperatures}
+    purple_true, n = 0.0, 0
+    with torch.no_grad():
+        for L_u8, ab_i8 in crops(shards, size, batch):
+            b = batches.batch_from_lab(L_u8, ab_i8, G.logits_stride)
+            truth = trainer.batch_rgb({"L": L_u8, "ab": ab_i8})
+            logits, _ = G(b["L"])
+            n += len(L_u8)
+            purple_true += float(metrics.purple_share(b["ab"]).sum())
+            for T in temperatures:
+                ab = scaling.annealed_mean(logits.float(), G.bins.float(), T)  # (B,2,h,w)
+                ab = F.interpolate(ab, size=b["ab"].shape[-2:], mode="bilinear", align_corners=False)
+                trainer.accumulate(sums[T], logits, ab, b, truth, prior)
+                purple[T] += float(metrics.purple_share(ab).sum())
+    out = {}
+    for T in temperatures:
+        v = metrics.summarise(sums[T])
+        v["objective"] = metrics.selection_objective(v["auc_rebalanced"], v["cf_gap"])
+        v["purple_pct"] = 100 * purple[T] / n
+        out[T] = v
+    return {"temperatures": out, "truth_purple_pct": 100 * purple_true / n, "photos": n}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="shipped")
+    ap.add_argument("--shards", required=True)
+    ap.add_argument("--t", default="0.2,0.3,0.38,0.5,0.6,0.85,1.0")
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--prior", default="prior_probs.npy", help="the prior rebalanced AuC weighs pixels by")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    G, _ = model_ref.resolve_generator(args.model)
+    prior = torch.tensor(priors.load_prior(priors.resolve_prior_path(args.prior), None), dtype=torch.float64)
+    res = sweep(G, args.shards, [float(t) for t in args.t.split(",")], prior, args.crop)
+    print(
+        f"{args.model} on {args.shards} ({res['photos']} photos, centre {args.crop}²); truth purple "
+        f"{res['truth_purple_pct']:.2f} %"
+    )
+    print("   T    AuC  rebal   PSNR  cf_gap  cf_pred/true  objective  purple %")
+    for T, v in res["temperatures"].items():
+        print(
+            f"{T:5.2f}  {v['auc']:5.1f}  {v['auc_rebalanced']:5.1f}  {v['psnr']:5.2f}  {v['cf_gap']:6.2f}  "
+            f"{v['cf_pred']:5.1f}/{v['cf_true']:4.1f}  {v['objective']:9.2f}  {v['purple_pct']:8.2f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({**vars(args), **res}, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
