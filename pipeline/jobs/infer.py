@@ -126,17 +126,11 @@ class Photos(per_input.PerInputJob):
         return self.about(G, info), ""
 
     def many(self, G, info, todo, fs, s3, settings):
-        return _run_folder(G, info, todo, fs, self.o, s3, settings)
-
-
-def _run_folder(G, info, todo: List[outputs.Target], fs, o: Options, s3: storage.S3Settings, settings=None):
-    """The planned photos on Ray Data when Ray is installed, else here, in this process (the light
-    install), through the same three stages."""
-    try:
-        import ray  # noqa: F401  (only whether it is there)
-    except ModuleNotFoundError:
-        return _run_here(G, todo, fs, o, s3, settings)
-    return _run_on_ray(G, info, todo, fs, o, s3, settings)
+        try:
+            import ray  # noqa: F401  (only whether it is there)
+        except ModuleNotFoundError:  # the light install: the same three stages, in this process
+            return _run_here(G, todo, fs, self.o, s3, settings)
+        return _run_on_ray(G, info, todo, fs, self.o, s3, settings)
 
 
 def _run_here(G, todo: List[outputs.Target], fs, o: Options, s3: storage.S3Settings, settings=None) -> List[Dict]:

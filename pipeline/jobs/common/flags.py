@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from typing import List, Optional
 
+from pipeline.runtime.progress import VERBOSE_ENV  # its one home (Ray reads it too)
+
 SHIPPED = "shipped"  # --model's default: the model that ships inside the package
 
 
@@ -211,7 +213,7 @@ def options(cls, args: argparse.Namespace):
 
 
 VERBOSE_FLAG = "--verbose"
-VERBOSE_ENV = "COLORIZE_VERBOSE"  # = pipeline.runtime.progress.VERBOSE_ENV: Ray's own logs too (sources reads it)
+
 OWN_LOGGERS = ("pipeline", "models", "tune")  # what colorize itself says at INFO, verbose or not
 
 
