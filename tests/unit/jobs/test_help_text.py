@@ -34,16 +34,16 @@ def test_dataset_jobs_take_input_as_a_plain_argument_or_a_flag(command):
     out = ["--output", "o"]
     plain, flag = p.parse_args([command, "photos/", *out]), p.parse_args([command, "--input", "photos/", *out])
     for args in (plain, flag):
-        cli.cli_args.settle_data(args)
+        cli.flags.settle_data(args)
         assert args.data == "photos/"
     two = p.parse_args([command, "a/", "--input", "b/", *out])
     with pytest.raises(ValueError, match="two inputs"):
-        cli.cli_args.settle_data(two)
+        cli.flags.settle_data(two)
 
 
 def test_priors_keeps_its_default_input():
     args = cli.build_parser(["priors"]).parse_args(["priors"])
-    cli.cli_args.settle_data(args)
+    cli.flags.settle_data(args)
     assert args.data == "skimage:"
 
 
