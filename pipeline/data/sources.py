@@ -140,7 +140,10 @@ def _filter_worker_lines() -> None:
 
 
 def cluster_nodes() -> List[dict]:
-    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
+    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node; before
+    Ray starts, this machine's CPUs (what ``ensure_ray`` starts locally)."""
+    if not ray.is_initialized():
+        return [{"CPU": float(os.cpu_count() or 1)}]
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
