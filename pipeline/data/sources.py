@@ -121,27 +121,35 @@ def _without_self_talk(lines: List[str], state: dict) -> List[str]:
 
 
 def _filter_worker_lines() -> None:
-    """Put a filter before Ray's printer of worker output on the driver (after ``ray.init``):
-    ``_without_self_talk``. Best effort: if Ray's printer moved, its output stays as it is."""
+    """Put ``_without_self_talk`` before Ray's printer of worker output and of the raylet's notices
+    on the driver (after ``ray.init``). Best effort: if Ray's printer moved, its output stays as it is."""
     try:
         from ray._private import worker as ray_worker
 
-        dispatcher = ray_worker.global_worker_stdstream_dispatcher
+        original = ray_worker.print_to_stdstream
+        if getattr(original, "colorize_filtered", False):
+            return
         states: dict = {}
 
-        def printer(data):
+        def printer(data, ignore_prefix=False):
             lines = _without_self_talk(data.get("lines", []), states.setdefault(data.get("pid"), {}))
             if lines:
-                ray_worker.print_to_stdstream({**data, "lines": lines}, ignore_prefix=True)
+                original({**data, "lines": lines}, ignore_prefix=ignore_prefix)
 
+        printer.colorize_filtered = True
+        ray_worker.print_to_stdstream = printer  # the raylet's notices (listen_error_messages) call it by name
+        dispatcher = ray_worker.global_worker_stdstream_dispatcher
         dispatcher.remove_handler("ray_print_logs")
-        dispatcher.add_handler("ray_print_logs", printer)
+        dispatcher.add_handler("ray_print_logs", lambda data: printer(data, ignore_prefix=True))
     except (AttributeError, ImportError, KeyError) as e:
         log.debug("worker output unfiltered: %s", e)
 
 
 def cluster_nodes() -> List[dict]:
-    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node."""
+    """The alive Ray nodes' total resources ({"CPU": ..., "GPU": ...}), one dict per node; before
+    Ray starts, this machine's CPUs (what ``ensure_ray`` starts locally)."""
+    if not ray.is_initialized():
+        return [{"CPU": float(os.cpu_count() or 1)}]
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
