@@ -28,13 +28,12 @@ from pipeline.core.skips import SKIP_MISSING, Skips
 from pipeline.core.split import ALL, WHOLE, Part
 from pipeline.data import shards, storage
 from pipeline.runtime import stops
+from pipeline.runtime.progress import VERBOSE_ENV  # "1": Ray's own logs, bars and worker prefixes too
 
 log = logging.getLogger(__name__)
 
 RAW, SHARDS = "raw images", "prepared shards"
 
-
-VERBOSE_ENV = "COLORIZE_VERBOSE"  # "1": Ray's own logs, bars and worker prefixes as Ray prints them
 
 # Loggers whose INFO/WARNING lines are the libraries talking to themselves: kept back unless verbose
 # (errors still show).
