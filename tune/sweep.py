@@ -226,6 +226,12 @@ def _plan(args) -> Sweep:
     spec = space.load_space(args.space, base)
     if args.gpus_per_trial:
         base = base.replace({"train.num_workers": args.gpus_per_trial, "train.use_gpu": True})
+    if base.train.num_workers is None or base.train.cpus_per_worker is None:
+        # a trial is one of several at once: not the whole cluster each (what an unset layout fits)
+        t = base.train
+        base = base.replace(
+            {"train.num_workers": t.num_workers or 1, "train.cpus_per_worker": t.cpus_per_worker or 1.0}
+        )
     name = args.name or time.strftime("sweep-%Y%m%d-%H%M%S")
     out_dir = os.path.abspath(args.out)
     s3 = storage.S3Settings.from_config(base.data)

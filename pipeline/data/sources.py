@@ -88,32 +88,38 @@ def quiet_worker() -> None:
 
 
 # Lines Ray's processes write about themselves, dropped from what a job prints unless verbose: C++
-# log lines below FATAL ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."; the real errors
-# of a run reach it as Python exceptions), the "max_restarts > 0" notice Ray Train's own actors
-# raise at every start, the raylet's note that it started more workers than it expected (Ray
+# info and warning lines ("[2026-12-07 04:07:11,060 W 4443 4672] file.cc:123: ..."), two error
+# lines that come with every run (the "max_restarts > 0" notice of Ray Train's own actors, the GCS
+# failing to kill an actor that already ended), the raylet's note that it started more workers than it expected (Ray
 # Data's fractional tasks), Ray Data's note that its bars are off (we turned them off) and a
 # deprecation inside Ray Train.
 _RAY_SELF_TALK = re.compile(
-    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IWE] \d+ \d+\] "
-    r"|max_restarts > 0\. If the arguments"
+    r"^\[\d{4}-\d\d-\d\d [\d:,]+ [IW] \d+ \d+\] "
+    r"|max_restarts > 0\. If the arguments|gcs_actor_scheduler\.cc:\d+: Failed to kill actor"
     r"|PYTHON worker processes have been started on node"
     r"|^Progress bars (for operators )?disabled\. To enable"
     r"|ExecutionOptions\.exclude_resources` is deprecated|^\s+self\.exclude_resources = exclude_resources$"
 )
 # A traceback Ray Data's prefetch threads print when an epoch stops reading before the end of its
-# data (train.max_steps_per_epoch): from its first line to its last, dropped as a whole.
-_RAY_DATA_STOP_TRACE = (re.compile(r"^Exception in thread pool-\d+/completion-signaler"), "InterruptedError")
+# data (train.max_steps_per_epoch): held from its first line and dropped if it ends in
+# InterruptedError; a traceback that ends in anything else is printed whole.
+_RAY_DATA_STOP_TRACE = re.compile(r"^Exception in thread pool-\d+/completion-signaler")
 
 
 def _without_self_talk(lines: List[str], state: dict) -> List[str]:
     """``lines`` of one process's output less ``_RAY_SELF_TALK`` and Ray Data's stop traceback
-    (``state`` carries "inside that traceback" from one batch of lines to the next)."""
+    (``state`` holds a traceback in progress from one batch of lines to the next)."""
     kept = []
     for line in lines:
-        if state.get("skipping"):
-            state["skipping"] = line.strip() != _RAY_DATA_STOP_TRACE[1]
-        elif _RAY_DATA_STOP_TRACE[0].search(line):
-            state["skipping"] = True
+        held = state.get("held")
+        if held is not None:
+            held.append(line)
+            if line[:1].strip() and not line.startswith("Traceback"):  # the exception line ends it
+                if not line.startswith("InterruptedError"):
+                    kept.extend(held)
+                state["held"] = None
+        elif _RAY_DATA_STOP_TRACE.search(line):
+            state["held"] = [line]
         elif not _RAY_SELF_TALK.search(line):
             kept.append(line)
     return kept

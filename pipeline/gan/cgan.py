@@ -64,19 +64,21 @@ class GAN:
         when it is on, else G itself; never a DDP wrapper."""
         return self.ema.module if self.ema is not None else unwrap(self.G)
 
-    def adv_scale(self, step: int) -> float:
-        """Weight of the adversarial term at ``step``: ramps 0 -> 1 over ``loss.adv_warmup_steps``."""
+    def _d_start(self) -> int:
+        """The step D starts learning: the last ``D_LEAD_STEPS`` of ``loss.adv_warmup_steps`` (all of a shorter one)."""
         warm = self.cfg.loss.adv_warmup_steps
-        return min(1.0, step / warm) if warm else 1.0
+        return warm - min(warm, D_LEAD_STEPS)
+
+    def adv_scale(self, step: int) -> float:
+        """Weight of the adversarial term at ``step``: 0 (the cross-entropy alone) until D starts
+        learning, then a ramp to 1 at the end of ``loss.adv_warmup_steps``: G hears from D in
+        proportion to how long D has learnt (a fresh D's first opinions are noise)."""
+        warm, start = self.cfg.loss.adv_warmup_steps, self._d_start()
+        return min(1.0, max(0.0, (step - start) / (warm - start))) if warm else 1.0
 
     def d_learns(self, step: int) -> bool:
-        """Whether D trains at ``step``: from ``D_LEAD_STEPS`` (at most the whole warm-up) before G
-        hears from it, so the first adversarial gradients G gets come from a D that has learnt
-        something (a fresh D's first opinions are noise, and G follows them into strong colour casts)."""
-        if self.cfg.loss.lambda_adv <= 0:
-            return False
-        warm = self.cfg.loss.adv_warmup_steps
-        return step >= warm - min(warm, D_LEAD_STEPS)
+        """Whether D trains at ``step``: from the start of the adversarial ramp (``adv_scale``)."""
+        return self.cfg.loss.lambda_adv > 0 and step >= self._d_start()
 
     def train_mode(self) -> None:
         """G in training mode; its BatchNorm layers in eval mode when ``frozen_bn``."""
@@ -192,7 +194,8 @@ class GAN:
             d.requires_grad_(True).train(was_training)
 
 
-# D trains this many steps (at most the whole warm-up) before the adversarial term reaches G.
+# D trains over the last this many steps of the adversarial warm-up (all of a shorter one), while
+# the adversarial term's weight ramps in from 0.
 D_LEAD_STEPS = 200
 # Per-worker batches below this many photos give BatchNorm statistics too noisy to train on or to
 # keep (a fine-tune on batches of 2 replaced a trained model's statistics within ~20 steps).

@@ -88,11 +88,12 @@ def problem(cfg: ExperimentConfig, nodes: List[Dict[str, float]]) -> Optional[st
             f"lower train.cpus_per_worker or train.num_workers {unset}"
         )
     left = total_cpus - placed * t.cpus_per_worker
-    if not t.use_gpu and left < DATA_MIN_CPUS - 1e-9:
+    need = min(DATA_MIN_CPUS, total_cpus / 2)  # a 1-CPU machine still trains, on halves
+    if not t.use_gpu and left < need - 1e-9:
         return (
             f"{layout} leave {left:g} of this Ray cluster's {total_cpus:g} CPUs for reading the data, and "
-            f"Ray Data needs about {DATA_MIN_CPUS:g}: set train.cpus_per_worker lower, e.g. "
-            f"{max(0.25, (total_cpus - DATA_MIN_CPUS) / t.num_workers):g} {unset}"
+            f"Ray Data needs about {need:g}: set train.cpus_per_worker lower, e.g. "
+            f"{max(0.25, (total_cpus - need) / t.num_workers):g} {unset}"
         )
     if max((n.get("CPU", 0.0) for n in free), default=0.0) < cpus_per_data_task(cfg) - 1e-9:
         return (

@@ -163,7 +163,15 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     weights = batches.class_weights_tensor(prior_np, cfg.loss, device)
     _tag_worker_nodes(rank, tracker)
     run = _Run(cfg, config, rank, world, device, prior, tracker)
-    if config.get("init") is not None and start_epoch == 0 and step == 0:
+    # candidate zero, once (a run resumed after a failure has it in its checkpoint); not in Tune,
+    # where every report counts as an iteration of ASHA's schedule (max_t is the epochs)
+    if (
+        config.get("init") is not None
+        and start_epoch == 0
+        and step == 0
+        and start_val is None
+        and config.get("score_start", True)
+    ):
         start_val = run.score_the_start(gan)  # candidate zero: a run that only gets worse returns its start
     for epoch in range(start_epoch, cfg.train.epochs):
         step, epoch_steps, ids, clock = train_epoch(gan, cfg, epoch, step, weights, device, rank, world, tracker, run)
@@ -512,8 +520,9 @@ def build_trainer(
         "s3": s3.to_dict(),
         "init": init,  # weights of train.init_from (checkpoint.init_weights), shipped to the workers
         "init_from": storage.redact(cfg.train.init_from or ""),
-        "steps_per_epoch": steps_per_epoch,
-        "verbose": sources.verbose(),  # for the progress lines (an estimate: files, not decoded photos)
+        "steps_per_epoch": steps_per_epoch,  # for the progress lines (an estimate: files, not decoded photos)
+        "verbose": sources.verbose(),
+        "score_start": not callbacks,  # Tune's trials pass their report callback
     }
     return TorchTrainer(
         train_loop_per_worker,

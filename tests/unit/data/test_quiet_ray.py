@@ -30,6 +30,13 @@ def test_only_the_runs_own_lines_remain():
     assert sources._without_self_talk(RAY_TALK + OURS[:2] + STOP_TRACE + OURS[2:], state) == OURS
 
 
+def test_a_traceback_from_the_same_thread_that_ends_otherwise_is_shown_whole():
+    other = STOP_TRACE[:-1] + ["OSError: connection reset"]
+    state = {}
+    assert sources._without_self_talk(other + OURS[:1], state) == other + OURS[:1]
+    assert sources._without_self_talk(OURS[1:2], state) == OURS[1:2]  # nothing held back after it
+
+
 def test_the_stop_traceback_is_dropped_across_batches_of_lines():
     state = {}
     assert sources._without_self_talk(OURS[:1] + STOP_TRACE[:2], state) == OURS[:1]

@@ -160,7 +160,10 @@ def test_the_discriminator_learns_before_the_generator_hears_from_it():
     cfg = ExperimentConfig.from_dict({**TINY, "loss": {"lambda_adv": 0.1, "adv_warmup_steps": 600}})
     g = gan(0, cfg)
     assert g.adv_scale(0) == 0 and not g.d_learns(0)
-    assert g.d_learns(600 - cgan.D_LEAD_STEPS) and g.adv_scale(600 - cgan.D_LEAD_STEPS) < 1
+    start = 600 - cgan.D_LEAD_STEPS
+    assert not g.d_learns(start - 1) and g.adv_scale(start - 1) == 0  # the cross-entropy alone before
+    assert g.d_learns(start) and g.adv_scale(start) == 0  # D learns first, G hears nothing yet
+    assert g.adv_scale(500) == 0.5 and g.adv_scale(600) == 1
     short = gan(0, cfg.replace({"loss.adv_warmup_steps": 20}))
     assert short.d_learns(0)  # a warm-up shorter than the lead: D trains from the first step
     d_before = {k: v.clone() for k, v in unwrap(short.D).state_dict().items()}

@@ -21,6 +21,12 @@ def test_an_unset_layout_on_a_two_cpu_laptop_leaves_the_data_a_cpu_and_trains_on
     assert layout.fit(cfg(threads=1), LAPTOP).train.threads == 1  # a set thread count stays
 
 
+def test_a_one_cpu_machine_still_trains():
+    one = [{"CPU": 1.0}]
+    got = layout.fit(cfg(), one)
+    assert (got.train.num_workers, got.train.cpus_per_worker) == (1, 0.25) and layout.problem(got, one) is None
+
+
 def test_an_unset_layout_fits_bigger_nodes_and_gpu_clusters():
     cpu = layout.fitted(cfg(), [{"CPU": 16.0}, {"CPU": 16.0}])
     assert (cpu.train.num_workers, cpu.train.cpus_per_worker, cpu.train.threads) == (2, 12.0, 16)
