@@ -74,7 +74,9 @@ class GAN:
         learning, then a ramp to 1 at the end of ``loss.adv_warmup_steps``: G hears from D in
         proportion to how long D has learnt (a fresh D's first opinions are noise)."""
         warm, start = self.cfg.loss.adv_warmup_steps, self._d_start()
-        return min(1.0, max(0.0, (step - start) / (warm - start))) if warm else 1.0
+        if warm == start:  # no ramp (no warm-up, or no lead): the whole term from the warm-up's end
+            return 1.0 if step >= warm else 0.0
+        return min(1.0, max(0.0, (step - start) / (warm - start)))
 
     def d_learns(self, step: int) -> bool:
         """Whether D trains at ``step``: from the start of the adversarial ramp (``adv_scale``)."""
