@@ -49,7 +49,8 @@ HELP: Dict[str, str] = {
     "loss.soft_k": "nearest colour bins each pixel's target is spread over",
     "loss.soft_sigma": "width of that spread, in ab units",
     "loss.mask_grey": "leave grey photos out of the loss",
-    "loss.adv_warmup_steps": "steps on the cross-entropy alone before the adversarial term ramps in",
+    "loss.adv_warmup_steps": "steps before the adversarial term is whole: the cross-entropy alone, then over the "
+    "last 200 (all of fewer) D learns and the term ramps in from 0",
     "optim.lr_g": "generator learning rate",
     "optim.lr_d": "discriminator learning rate",
     "optim.beta1": "Adam's beta1: decay of the running mean of gradients",
