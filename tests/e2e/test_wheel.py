@@ -55,7 +55,7 @@ def _copy_sources(dst: Path) -> None:
     (symlinks kept as links, so pipeline/assets points into the copy as it does in the checkout)."""
     text = (ROOT / "pyproject.toml").read_text()
     packages = re.search(r"^packages = \[(.*?)\]$", text, re.M | re.S).group(1)
-    top = {p.strip().strip('"').split(".")[0] for p in packages.split(",") if p.strip()}
+    top = {name.split(".")[0] for name in re.findall(r'"([^"]+)"', packages)}  # comments and all
     dst.mkdir()
     for f in ROOT.iterdir():
         if f.is_file() and not f.is_symlink():
