@@ -235,8 +235,9 @@ def test_hints_are_points_of_the_first_frame_as_a_player_shows_it(clip, hint_ckp
     out = tmp_path / "o.mp4"
     argv = ["video", str(clip), "--model", str(hint_ckpt), "--output", str(out), "--size", "16"]
     assert main([*argv, "--hint", "50,10,#ff0000"]) == 2  # inside the stored frame, not the one shown
-    err = capsys.readouterr().err
-    assert err.strip() == (
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("model: ") and len(err) == 2  # the model it loaded, then the one error line
+    assert err[1] == (
         "colorize video: error: hint at (50, 10) lies outside the first frame (47x65 as shown): "
         "x must be in [0, 47), y in [0, 65)"
     )
