@@ -162,7 +162,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     prior = torch.tensor(prior_np, dtype=torch.float64, device=device)
     weights = batches.class_weights_tensor(prior_np, cfg.loss, device)
     _tag_worker_nodes(rank, tracker)
-    run = _Run(cfg, config, rank, world, device, prior, tracker)
+    run = _Run(cfg, config, rank, device, prior, tracker)
     # candidate zero, once (a run resumed after a failure has it in its checkpoint); not in Tune,
     # where every report counts as an iteration of ASHA's schedule (max_t is the epochs)
     if (
@@ -193,8 +193,8 @@ class _Run:
     """One worker's run-wide state between epochs: validation, reports with checkpoints, the
     sample grids and the best score so far (rank 0 prints and logs; every rank validates and reports)."""
 
-    def __init__(self, cfg: ExperimentConfig, config: Dict[str, Any], rank: int, world: int, device, prior, tracker):
-        self.cfg, self.config, self.rank, self.world = cfg, config, rank, world
+    def __init__(self, cfg: ExperimentConfig, config: Dict[str, Any], rank: int, device, prior, tracker):
+        self.cfg, self.config, self.rank = cfg, config, rank
         self.device, self.prior, self.tracker = device, prior, tracker
         self.samples: Optional[torch.Tensor] = None  # rank 0's first validation images, drawn again every epoch
         self.best: Optional[Tuple[float, str]] = None  # (score, what) of the best checkpoint so far
