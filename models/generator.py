@@ -69,6 +69,14 @@ class GeneratorConfig:
         "start one with the hint channels at zero",
         by_preset=False,
     )
+    # Adam steps every weight by about the learning rate, so hint weights that start at zero stay
+    # small for thousands of steps: the gain on the hint inputs is their learning rate over the rest's
+    hint_gain: float = _key(
+        1.0,
+        "the hint channels are multiplied by this before the first convolution: with Adam it is their "
+        "learning rate relative to the other weights' (a checkpoint's weights are rescaled to keep what it computes)",
+        by_preset=False,
+    )
 
     def check(self) -> None:
         """ValueError naming the first key whose value cannot build a generator."""
@@ -86,6 +94,8 @@ class GeneratorConfig:
             raise ValueError(f"norm must be {', '.join(NORMS[:-1])} or {NORMS[-1]}, got {self.norm!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.hint_gain <= 1000:
+            raise ValueError(f"hint_gain must be in (0, 1000], got {self.hint_gain}")
         if any(d < 1 for d in self.dilations):
             raise ValueError(f"dilations must all be >= 1, got {self.dilations}")
         if any(a < 0 for a in self.attention_levels):
@@ -161,6 +171,7 @@ class Generator(nn.Module):
             return min(c.base_channels * 2**level, c.max_channels)
 
         self.takes_hints = bool(c.hints)
+        self.hint_gain = float(c.hint_gain)
         in_channels = 1 + HINT_CHANNELS * self.takes_hints
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, ch(0), 3, padding=1, bias=False), norm_layer(norm, ch(0)), nn.ReLU(True)
@@ -202,17 +213,24 @@ class Generator(nn.Module):
         t = self.temperature if temperature is None else float(temperature)
         return annealed_mean(logits, self.bins, t, dim=1)
 
-    def widen_state(self, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def widen_state(self, state: Dict[str, torch.Tensor], hint_gain: Optional[float] = None) -> Dict[str, torch.Tensor]:
         """``state`` (an L-only or a hint generator's weights) made to fit this generator: an L-only
         model's stem weight (C,1,3,3) gets zero weights for the hint channels when this one takes
-        hints, so the widened model computes exactly what the L-only one did without hints."""
+        hints, so the widened model computes exactly what the L-only one did without hints. A hint
+        model's weights learnt at another ``hint_gain`` (None: this one's) have their hint weights
+        rescaled by that gain over this one's, so they compute what they did."""
         key = "stem.0.weight"
         ours = self.stem[0].weight
         w = state.get(key)
-        if w is None or w.shape == ours.shape or w.shape[1] != 1 or not self.takes_hints:
+        if w is None or not self.takes_hints or w.shape[1] not in (1, ours.shape[1]):
             return state
-        zeros = torch.zeros(w.shape[0], ours.shape[1] - 1, *w.shape[2:], dtype=w.dtype, device=w.device)
-        return {**state, key: torch.cat([w, zeros], 1)}
+        if w.shape[1] == 1:
+            zeros = torch.zeros(w.shape[0], ours.shape[1] - 1, *w.shape[2:], dtype=w.dtype, device=w.device)
+            return {**state, key: torch.cat([w, zeros], 1)}
+        if hint_gain is None or hint_gain == self.hint_gain:
+            return state
+        scaled = w[:, 1:].float() * (float(hint_gain) / self.hint_gain)  # (C,3,k,k): gain x weight kept
+        return {**state, key: torch.cat([w[:, :1], scaled.to(w.dtype)], 1)}
 
     def forward(
         self, L: torch.Tensor, temperature: Optional[float] = None, hints: Optional[torch.Tensor] = None
@@ -226,7 +244,7 @@ class Generator(nn.Module):
                 raise ValueError(
                     f"hints must be (B, {HINT_CHANNELS}, H, W) = {(B, HINT_CHANNELS, H, W)}, got {tuple(hints.shape)}"
                 )
-            x = torch.cat([L, hints.to(L.dtype)], 1)  # (B,4,H,W)
+            x = torch.cat([L, hints.to(L.dtype) * self.hint_gain], 1)  # (B,4,H,W)
         elif hints is not None:
             raise ValueError("this model takes no colour hints (its config has model.hints false)")
         else:

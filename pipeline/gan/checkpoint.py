@@ -29,6 +29,7 @@ META = "meta.json"
 # Keys of state.pt: "generator" holds the weights to serve in a generator checkpoint, G's raw
 # weights in a training one (whose "ema" entry, when present, holds the weights to serve).
 GENERATOR_KEY, EMA_KEY = "generator", "ema"
+HINT_GAIN_KEY = "hint_gain"  # in init_weights: the model.hint_gain the weights learnt with
 
 
 class NotACheckpoint(ValueError):
@@ -201,15 +202,22 @@ def init_weights(state: Dict[str, Any]) -> Dict[str, Any]:
     return init
 
 
+def hint_gain_of(config: Dict[str, Any]) -> float:
+    """The ``model.hint_gain`` of a checkpoint's config dict (1: configs from before the key)."""
+    return float((config.get("model") or {}).get("hint_gain") or 1.0)
+
+
 def apply_init(gan: GAN, init: Dict[str, Any]) -> bool:
     """Load ``init_weights`` into a freshly built ``gan`` (same model config). G and its EMA always;
     D when the checkpoint has one that fits this run's D (else D starts fresh). Returns whether D
     was loaded. Weights may be stored in fp16 (the shipped model): they are cast to the model's.
-    An L-only model's weights start a hint model with its hint channels at zero (``widen_state``)."""
+    An L-only model's weights start a hint model with its hint channels at zero, and hint weights
+    learnt at another ``model.hint_gain`` (``init["hint_gain"]``) are rescaled (``widen_state``)."""
     G = unwrap(gan.G)
-    G.load_state_dict(G.widen_state(init[GENERATOR_KEY]))
+    gain = init.get(HINT_GAIN_KEY)
+    G.load_state_dict(G.widen_state(init[GENERATOR_KEY], gain))
     if gan.ema is not None:
-        gan.ema.module.load_state_dict(G.widen_state(init[EMA_KEY]))
+        gan.ema.module.load_state_dict(G.widen_state(init[EMA_KEY], gain))
         gan.ema.settle()  # the average goes on from the trained weights at its full decay
     D = unwrap(gan.D)
     saved = init.get("discriminator")

@@ -257,6 +257,7 @@ def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict,
         init = checkpoint.init_weights(checkpoint.load_state(path))
         config, meta = checkpoint.load_config(path), _meta_or_empty(path)
         checkpoint.generator_from_state(init[checkpoint.EMA_KEY], config)  # the weights fit their config
+        init[checkpoint.HINT_GAIN_KEY] = checkpoint.hint_gain_of(config)
     except checkpoint.NotACheckpoint as e:
         raise ModelNotFound(f"train.init_from {ref}: {e}") from None
     except (ValueError, KeyError, RuntimeError, TypeError, AttributeError) as e:

@@ -649,14 +649,16 @@ def with_model_of(
     cfg: ExperimentConfig, checkpoint_config: Dict[str, Any], given: Optional[FrozenSet[str]] = None
 ) -> ExperimentConfig:
     """``cfg`` with the model section of a checkpoint's config (``train.init_from``), said in one
-    line when it differs from the one asked for. The checkpoint's temperature and working scale
-    (``data.resize``) are kept unless the run sets them (``given``; None: the run's own are kept)."""
+    line when it differs from the one asked for. The checkpoint's temperature, hint gain and working
+    scale (``data.resize``) are kept unless the run sets them (``given``; None: the run's own are kept)."""
     start = ExperimentConfig.from_dict({k: checkpoint_config[k] for k in ("model", "data") if k in checkpoint_config})
     model = start.model
     # the shape comes from the weights; how much noise the run trains with stays its own
     model = dataclasses.replace(model, dropout=cfg.model.dropout)
     if given is None or "model.temperature" in given:
         model = dataclasses.replace(model, temperature=cfg.model.temperature)
+    if given is None or "model.hint_gain" in given:  # its weights are rescaled to it (checkpoint.apply_init)
+        model = dataclasses.replace(model, hint_gain=cfg.model.hint_gain)
     # a run may add hints to an L-only model (its hint channels start at zero); weights with hints keep them
     model = dataclasses.replace(model, hints=model.hints or cfg.model.hints)
     if model != cfg.model:

@@ -184,3 +184,57 @@ def test_a_resume_point_carries_the_discriminator_and_a_new_stage_starts_from_it
     assert checkpoint.apply_init(dst, init) is True  # D loaded, cast back from fp16
     for k, v in unwrap(dst.D).state_dict().items():
         torch.testing.assert_close(v.float(), unwrap(src.D).state_dict()[k].float(), atol=2e-3, rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- hint channels that learn
+
+
+def hint_gan(seed: int, gain: float) -> cgan.GAN:
+    return gan(seed, ExperimentConfig.from_dict({**TINY, "model": {**TINY["model"], "hints": True, "hint_gain": gain}}))
+
+
+def some_hints(seed: int = 0) -> torch.Tensor:
+    """(2,3,32,32): a few true-looking ab points and their mask."""
+    g = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(2, 1, 32, 32, generator=g) < 0.05).float()
+    return torch.cat([(torch.rand(2, 2, 32, 32, generator=g) - 0.5) * mask, mask], 1)
+
+
+def test_weights_learnt_at_one_hint_gain_start_a_run_at_another_computing_the_same(tmp_path):
+    src = hint_gan(0, gain=1.0)
+    with torch.no_grad():
+        unwrap(src.G).stem[0].weight[:, 1:] = torch.randn_like(unwrap(src.G).stem[0].weight[:, 1:]) * 0.05
+    src.ema.module.load_state_dict(unwrap(src.G).state_dict())
+    checkpoint.save(str(tmp_path), src, step=3, epoch=0, config=src.cfg.to_dict())
+    init, config, _ = model_ref.load_init(str(tmp_path))
+    assert init[checkpoint.HINT_GAIN_KEY] == 1.0
+    asked = ExperimentConfig.from_dict({**TINY, "model": {**TINY["model"], "hints": True, "hint_gain": 10.0}})
+    assert with_model_of(asked, config, given=frozenset()).model.hint_gain == 1.0  # the checkpoint's unless set
+    assert with_model_of(asked, config, given=frozenset({"model.hint_gain"})).model.hint_gain == 10.0
+    dst = hint_gan(1, gain=10.0)
+    checkpoint.apply_init(dst, init)
+    L, h = torch.rand(2, 1, 32, 32) * 2 - 1, some_hints()
+    with torch.no_grad():
+        for a, b in ((unwrap(src.G), unwrap(dst.G)), (src.ema.module, dst.ema.module)):
+            a.eval(), b.eval()
+            torch.testing.assert_close(a(L, hints=h)[1], b(L, hints=h)[1], atol=1e-4, rtol=1e-4)
+    stem = unwrap(dst.G).stem[0].weight
+    torch.testing.assert_close(stem[:, 1:] * 10, unwrap(src.G).stem[0].weight[:, 1:])
+
+
+def test_the_hint_gain_is_the_hint_weights_learning_rate_under_adam():
+    """Adam moves every weight by about lr per step, whatever its gradient's size: hint weights that
+    start at zero can reach only steps x lr. Ten times the gain: ten times the change in what the
+    hint channels contribute after the same steps."""
+    L, h = torch.rand(2, 1, 32, 32) * 2 - 1, some_hints()
+    moved = {}
+    for gain in (1.0, 10.0):
+        g = hint_gan(0, gain)
+        G = unwrap(g.G)
+        opt = torch.optim.Adam([G.stem[0].weight], lr=1e-3)
+        for _ in range(5):
+            opt.zero_grad()
+            G(L, hints=h)[0].square().mean().backward()
+            opt.step()
+        moved[gain] = (G.stem[0].weight[:, 1:] * gain).abs().mean().item()  # what the hint inputs are multiplied by
+    assert moved[1.0] > 0 and 7 < moved[10.0] / moved[1.0] < 13, moved
