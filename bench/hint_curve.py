@@ -1,5 +1,6 @@
 """How much colour hints help: PSNR (and the other scores of ``colorize eval``) on a photo list
-against the number of true-colour hints, beside the all-grey baseline and a model without hints.
+against the number of true-colour hints, beside the all-grey baseline and a model without hints,
+with the ab error at the hinted points (the prediction with those hints and without any).
 
     python bench/hint_curve.py --model shipped --baseline OLD_MODEL --test LIST --out docs/results/DATE-cpu
 
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from cpu_figures import NAMES, photos, truths  # noqa: E402
 
+from models.scaling import AB_SCALE  # noqa: E402
 from pipeline import assets  # noqa: E402
 from pipeline.core import color, hints, scoring  # noqa: E402
 from pipeline.gan import model_ref, predict  # noqa: E402
@@ -53,6 +55,20 @@ def colorize(G, crops, maps, T, batch: int, name: str):
             out += [predict.join_full(L, a) for L, a in zip(Ls, ab, strict=True)]
             bar.update(len(Ls))
     return out
+
+
+def point_error(preds, maps) -> float:
+    """Mean ab distance (Lab units) between each hint's colour and the prediction at its pixels."""
+    total = count = 0.0
+    for rgb, m in zip(preds, maps, strict=True):
+        mask = m[2] > 0  # (s, s)
+        if not mask.any():
+            continue
+        ab = color.rgb_to_lab_torch(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None], dim=1)[0, 1:]
+        given = m[:2] * AB_SCALE  # (2, s, s): the hinted ab, back in Lab units
+        total += float(torch.linalg.vector_norm(ab[:, mask] - given[:, mask], dim=0).sum())
+        count += int(mask.sum())
+    return round(total / count, 3) if count else float("nan")
 
 
 def scores(preds, crops, prior) -> dict:
@@ -92,17 +108,23 @@ def main():
         doc["baseline"] = {"model": binfo["ref"], "temperature": B.temperature}
         doc["baseline"]["scores"] = scores(colorize(B, crops, None, B.temperature, 16, "baseline"), crops, prior)
     doc["hints"] = {}
+    plain = colorize(G, crops, None, T, 16, "no hints")
     for n in (int(c) for c in a.counts.split(",")):
         maps = hint_maps(crops, n, a.seed)
-        doc["hints"][str(n)] = scores(colorize(G, crops, maps, T, 16, f"{n} hints"), crops, prior)
+        preds = colorize(G, crops, maps, T, 16, f"{n} hints")
+        doc["hints"][str(n)] = scores(preds, crops, prior)
+        if n > 0:  # the same points, coloured by the model without them and with them
+            doc["hints"][str(n)]["point_error_without"] = point_error(plain, maps)
+            doc["hints"][str(n)]["point_error"] = point_error(preds, maps)
         print(f"{n:>3} hints: {doc['hints'][str(n)]}", flush=True)
     doc["seconds"] = round(time.time() - t0)
     (out / "hints.json").write_text(json.dumps(doc, indent=1))
-    print(f"{'':<14}" + "".join(f"{k:>16}" for k in NAMES))
+    print(f"{'':<14}" + "".join(f"{k:>16}" for k in NAMES) + "   ab error at the points (none -> hinted)")
     rows = [("grey", doc["grey"])] + ([("no-hint model", doc["baseline"]["scores"])] if a.baseline else [])
     rows += [(f"{n} hints", s) for n, s in doc["hints"].items()]
     for name, s in rows:
-        print(f"{name:<14}" + "".join(f"{s[k]:>16.2f}" for k in NAMES))
+        at = f"{s['point_error_without']:>10.2f} -> {s['point_error']:.2f}" if "point_error" in s else ""
+        print(f"{name:<14}" + "".join(f"{s[k]:>16.2f}" for k in NAMES) + at)
 
 
 if __name__ == "__main__":
