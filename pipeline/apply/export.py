@@ -134,15 +134,19 @@ def ship(
     tracking_uri: Optional[str] = None,
     temperature: Optional[float] = None,
     overwrite: bool = False,
+    with_discriminator: bool = False,
 ) -> int:
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
     with a MODEL_CARD.md that says where it came from; -> bytes of the weights. ``temperature``
-    (chosen on validation photos) becomes the model's own default. The folder is filled under a
-    temporary name and moved into place complete; one that holds anything is kept unless ``overwrite``."""
+    (chosen on validation photos) becomes the model's own default. ``with_discriminator``: D too,
+    from a training checkpoint, so that the folder is a resume point the next stage of a long
+    training starts from (``train.init_from``). The folder is filled under a temporary name and
+    moved into place complete; one that holds anything is kept unless ``overwrite``."""
     if "://" in directory:
         raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
     _check_ship_target(directory, overwrite)  # before the model loads, and again as it moves into place
     G, info = model_ref.resolve_generator(ref, tracking_uri)
+    D = model_ref.discriminator_state(ref, tracking_uri) if with_discriminator else None
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
     config = info["config"]
     if temperature is not None:
@@ -153,7 +157,7 @@ def ship(
         info = {**info, "config": config}
     try:
         with storage.local_folder_in_place(directory, overwrite) as tmp:
-            size = checkpoint.save_shipped(tmp, G, config, meta)
+            size = checkpoint.save_shipped(tmp, G, config, meta, D=D)
             with open(os.path.join(tmp, "MODEL_CARD.md"), "w") as f:
                 f.write(model_card(info, size))
     except FileExistsError:  # appeared while the model was written (another run)

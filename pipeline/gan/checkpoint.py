@@ -77,9 +77,10 @@ SHIP_MAX_BYTES = 25 * 10**6  # a shipped generator travels inside the package: k
 
 
 def half_state(G) -> Dict[str, torch.Tensor]:
-    """``G``'s state dict on the CPU with floating tensors in fp16, except the colour bins (exact)."""
+    """``G``'s state dict (or a state dict) on the CPU with floating tensors in fp16, except the
+    colour bins (exact)."""
     out = {}
-    for k, v in unwrap(G).state_dict().items():
+    for k, v in (G if isinstance(G, dict) else unwrap(G).state_dict()).items():
         v = v.detach().cpu()
         out[k] = v.half() if v.is_floating_point() and k != "bins" else v.clone()
     return out

@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from models import Generator
 from pipeline.gan import checkpoint
@@ -238,6 +238,23 @@ def resolve_generator(ref: str, tracking_uri: Optional[str] = None, device: str 
     }
     _announce(info)
     return G, info
+
+
+def discriminator_state(ref: str, tracking_uri: Optional[str] = None) -> Dict[str, Any]:
+    """The discriminator's weights saved in ``ref``'s checkpoint (a training checkpoint or a resume
+    point), read tensors-only; ModelNotFound when it has none."""
+    path = local_checkpoint(ref, tracking_uri)
+    try:
+        saved = checkpoint.load_state(path).get("discriminator")
+    except checkpoint.NotACheckpoint as e:
+        raise ModelNotFound(f"model {ref}: {e}") from None
+    finally:
+        download = _download_root(path) if is_mlflow_ref(ref) else None
+        if download:
+            shutil.rmtree(download, ignore_errors=True)
+    if not isinstance(saved, dict):
+        raise ModelNotFound(f"model {ref}: {_shown(ref, path)} holds no discriminator (a training checkpoint does)")
+    return saved
 
 
 def _shown(ref: str, path: str) -> str:

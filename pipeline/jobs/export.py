@@ -18,6 +18,7 @@ from pipeline.runtime import made_with
 class Options(flags.ModelOptions):
     onnx: Optional[str] = None
     ship: Optional[str] = None
+    with_discriminator: bool = False
     overwrite: bool = False
 
 
@@ -28,13 +29,21 @@ def add_args(p: argparse.ArgumentParser) -> None:
     onnx = out.add_argument("--output", "--onnx", dest="onnx", help="output .onnx file")
     flags.hide(onnx, "--onnx")
     out.add_argument("--ship", metavar="DIR", help="output folder: the model in fp16 as colorize ships it")
+    p.add_argument(
+        "--with-discriminator",
+        action="store_true",
+        help="with --ship: the discriminator too, from a training checkpoint: a resume point that "
+        "the next stage of a long training starts from (train.init_from)",
+    )
     flags.add_overwrite_arg(p, "an .onnx file or a --ship folder")
 
 
 def run(args) -> int:
     o = flags.options(Options, args)
+    if o.with_discriminator and not o.ship:
+        raise ValueError("--with-discriminator goes with --ship DIR (a resume point), not with an ONNX export")
     if o.ship:
-        size = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite)
+        size = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator)
         print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
         return 0
     export.check_output(o.onnx)  # before the model loads and the export runs, not after

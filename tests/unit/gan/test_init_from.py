@@ -238,3 +238,31 @@ def test_the_hint_gain_is_the_hint_weights_learning_rate_under_adam():
             opt.step()
         moved[gain] = (G.stem[0].weight[:, 1:] * gain).abs().mean().item()  # what the hint inputs are multiplied by
     assert moved[1.0] > 0 and 7 < moved[10.0] / moved[1.0] < 13, moved
+
+
+def test_export_with_the_discriminator_makes_a_resume_point_the_next_stage_starts_from(tmp_path, capsys):
+    """``colorize export --ship DIR --with-discriminator`` from a training checkpoint: the served G and
+    D in fp16, which ``train.init_from`` loads whole; a folder without D is refused in one line."""
+    from pipeline import cli
+
+    src = trained()
+    run = tmp_path / "ckpt"
+    checkpoint.save(str(run), src, step=3, epoch=0, config=src.cfg.to_dict())
+    point = tmp_path / "stage-1"
+    assert cli.main(["export", "--model", str(run), "--ship", str(point), "--with-discriminator"]) == 0
+    assert "discriminator" in torch.load(point / "state.pt", weights_only=True)
+    init, _, _ = model_ref.load_init(str(point))
+    dst = gan(seed=1)
+    assert checkpoint.apply_init(dst, init) is True
+    for k, v in unwrap(dst.D).state_dict().items():
+        torch.testing.assert_close(v.float(), unwrap(src.D).state_dict()[k].float(), atol=2e-3, rtol=1e-3)
+    capsys.readouterr()
+    shipped_only = tmp_path / "shipped"
+    assert cli.main(["export", "--model", str(point), "--ship", str(shipped_only)]) == 0  # G alone: no D
+    assert "discriminator" not in torch.load(shipped_only / "state.pt", weights_only=True)
+    capsys.readouterr()
+    refused = ["export", "--model", str(shipped_only), "--ship", str(tmp_path / "x"), "--with-discriminator"]
+    assert cli.main(refused) == 2
+    err = [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("model: ")]
+    assert len(err) == 1 and "holds no discriminator" in err[0], err
+    assert not (tmp_path / "x").exists()
