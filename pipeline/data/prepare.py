@@ -35,6 +35,7 @@ from pipeline.data import shards, sources, storage
 
 log = logging.getLogger(__name__)
 
+SHARD_ORDER_SEED = 0  # the photos' order across shards: random, and the same for every run
 RUN_DIR = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]{8}$")  # what prepare names a run's folder: start time, random
 
 
@@ -46,7 +47,7 @@ def prepare(
     skip_grey: bool = True,
     *,
     s3: Optional[storage.S3Settings],
-    shard_mb: int = 256,
+    shard_mb: float = 256,
 ) -> dict:
     """Run the prepare job over the raw photos at ``uri``; returns the manifest it wrote. ``s3``:
     the entry point's settings (None only for local URIs)."""
@@ -64,7 +65,12 @@ def prepare(
     sources.ensure_ray()
     collector = sources.SkipCollector.remote()
     step = sources.ReportSkips(transforms.prepared_rows, collector, size=size, skip_grey=skip_grey, root=src.root)
-    ds = src.files(files_per_block=16).map_batches(step, batch_size=None, batch_format="numpy")
+    # Photos in a seeded random order: each shard a sample of the whole list. In listing order a
+    # list of sources one after another gave shards of a few folders each, and training, which
+    # reads a shard or two at a time, saw one kind of photo for hundreds of steps.
+    ds = src.files(files_per_block=16, shuffle_seed=SHARD_ORDER_SEED).map_batches(
+        step, batch_size=None, batch_format="numpy"
+    )
     # Rows per shard from the pixels a row carries at this size (4:3 photos): ~shard_mb per file.
     rows_per_shard = max(1, int(shard_mb * 2**20 // (size * size * 4 / 3 * shards.BYTES_PER_PIXEL)))
     ds.write_parquet(run_dir, filesystem=fs_out, min_rows_per_file=rows_per_shard)

@@ -21,7 +21,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import pyarrow.fs as pafs
 import ray
-from ray.data import DataContext
+from ray.data import DataContext, FileShuffleConfig
 
 from pipeline.core import split, transforms
 from pipeline.core.skips import SKIP_MISSING, Skips
@@ -269,9 +269,16 @@ def single_pass_skips(listed: int, used: int, decoded: Skips, listing: Skips) ->
 
 
 def read_paths(
-    fs: pafs.FileSystem, paths: List[str], uri: str, num_cpus: float, files_per_block: int, shuffle_files: bool = False
+    fs: pafs.FileSystem,
+    paths: List[str],
+    uri: str,
+    num_cpus: float,
+    files_per_block: int,
+    shuffle_files: bool = False,
+    shuffle_seed: Optional[int] = None,
 ) -> ray.data.Dataset:
-    """Rows {"path", "bytes"} of the given files, ``files_per_block`` to a read task.
+    """Rows {"path", "bytes"} of the given files, ``files_per_block`` to a read task; in a random
+    file order with ``shuffle_files``, a seeded one with ``shuffle_seed``.
 
     Setting the block count explicitly stops Ray from splitting read output, which would prevent
     fusing the read with the decode step (and ship every raw file through the object store once
@@ -285,7 +292,9 @@ def read_paths(
             ignore_missing_paths=True,
             num_cpus=num_cpus,
             override_num_blocks=max(1, -(-len(paths) // files_per_block)),
-            shuffle="files" if shuffle_files else None,
+            shuffle=FileShuffleConfig(seed=shuffle_seed)
+            if shuffle_seed is not None
+            else ("files" if shuffle_files else None),
         )
     except (ValueError, FileNotFoundError) as e:
         if "No files found" in str(e):
@@ -354,9 +363,15 @@ class Source:
         return len(self) if part.side == ALL else int(part.keep(self.ids()).sum())
 
     def files(
-        self, part: Part = WHOLE, files_per_block: int = 32, num_cpus: float = 1.0, shuffle: bool = False
+        self,
+        part: Part = WHOLE,
+        files_per_block: int = 32,
+        num_cpus: float = 1.0,
+        shuffle: bool = False,
+        shuffle_seed: Optional[int] = None,
     ) -> ray.data.Dataset:
-        """Raw sources: rows {"path", "bytes"} of the files of ``part``."""
+        """Raw sources: rows {"path", "bytes"} of the files of ``part`` (in a random file order
+        with ``shuffle``, a seeded one with ``shuffle_seed``)."""
         if self.prepared:
             raise ValueError(f"{storage.redact(self.uri)} holds prepared shards, not raw files")
         paths = (
@@ -365,7 +380,9 @@ class Source:
         if not paths:
             raise storage.StorageError(f"no {part.side} files at {storage.redact(self.uri)}")
         ensure_ray()
-        return read_paths(self.fs, paths, self.uri, num_cpus, files_per_block, shuffle_files=shuffle)
+        return read_paths(
+            self.fs, paths, self.uri, num_cpus, files_per_block, shuffle_files=shuffle, shuffle_seed=shuffle_seed
+        )
 
     def rows(
         self, columns: Optional[List[str]] = None, shuffle_seed: Optional[int] = None, num_cpus: float = 1.0

@@ -1,6 +1,7 @@
 """The data layer (``pipeline.data.sources``): raw photos and prepared shards behind one interface, one
 train/val split (the same photos whichever form is read), skips counted once per file."""
 
+import pyarrow.parquet as pq
 import pytest
 import ray
 from PIL import Image
@@ -96,3 +97,21 @@ def test_prepare_removes_what_killed_runs_left(ray_local, photos, tmp_path):
     assert not killed.exists(), "a killed run's folder outlives the next run"
     assert (other / "part-0.parquet").exists(), "only folders shaped like runs are removed"
     assert all((out / s["path"]).exists() for s in manifest["shards"])
+
+
+def test_every_shard_is_a_sample_of_the_whole_list_not_a_run_of_one_folder(ray_local, tmp_path):
+    """A list of sources one after another (mix-train: large-train, then everyday-train) gave shards
+    of one folder each, and training reads a shard or two at a time: prepare writes the photos in a
+    seeded random order (a read task takes 16 of them, so a shard of one folder is ~1e-6 likely)."""
+    raw = tmp_path / "raw"
+    for k, folder in enumerate(("a", "b")):
+        (raw / folder).mkdir(parents=True)
+        for i in range(24):
+            img = Image.fromarray(corpus.photo(100 * k + i))
+            (raw / folder / f"p{i:02d}.png").write_bytes(corpus.encode(img, "PNG"))
+    out = tmp_path / "shards"
+    manifest = prepare.prepare(str(raw), str(out), size=32, s3=None, shard_mb=0.05)  # ~10 rows a shard
+    assert manifest["images"] == 48 and len(manifest["shards"]) >= 3, manifest["shards"]
+    for s in manifest["shards"]:
+        ids = [str(i) for i in pq.read_table(str(out / s["path"]), columns=["id"]).column("id").to_pylist()]
+        assert {i.split("/")[0] for i in ids} == {"a", "b"}, f"a shard of one folder: {ids}"
