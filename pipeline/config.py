@@ -32,7 +32,10 @@ class DataSection:
     val: Optional[str] = None  # None: hold out about val_fraction of the train photos (by photo id: core/split.py)
     val_fraction: float = 0.2
     resize: int = 256  # short side after decode (every epoch reuses this working size)
-    crop: int = 128  # random crop for training; val uses the centre crop of this size
+    crop: int = 128  # random crop for training
+    # validation's centre square; None: the working size (resize, or the shards' prepared size),
+    # the scale inference colours at: a model trained on small crops is judged where it is used
+    val_crop: Optional[int] = None
     flip: bool = True
     skip_grey: bool = True
     limit: Optional[int] = None  # first N files only (quick runs)
@@ -45,6 +48,10 @@ class DataSection:
         _check(0.0 <= self.val_fraction < 1.0, f"{p}.val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(16 <= self.resize <= 8192, f"{p}.resize must be in [16, 8192], got {self.resize}")
         _check(8 <= self.crop <= self.resize, f"{p}.crop must be in [8, {p}.resize={self.resize}], got {self.crop}")
+        _check(
+            self.val_crop is None or 8 <= self.val_crop <= self.resize,
+            f"{p}.val_crop must be null or in [8, {p}.resize={self.resize}], got {self.val_crop}",
+        )
         _check(self.limit is None or self.limit > 0, f"{p}.limit must be > 0, got {self.limit}")
         _check(self.shuffle_buffer >= 0, f"{p}.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 

@@ -268,6 +268,12 @@ def single_pass_skips(listed: int, used: int, decoded: Skips, listing: Skips) ->
 # ----------------------------------------------------------------------------- sources
 
 
+def crop_size(data_cfg, train: bool, working_size: int) -> int:
+    """The square a row is cut to: ``data.crop`` for training, ``data.val_crop`` (None: the working
+    size) for validation."""
+    return data_cfg.crop if train else (data_cfg.val_crop or working_size)
+
+
 def read_paths(
     fs: pafs.FileSystem,
     paths: List[str],
@@ -397,17 +403,18 @@ class Source:
         )
 
     def crops(self, data_cfg, part: Part, train: bool, collector=None, cpus_per_task: float = 1.0) -> ray.data.Dataset:
-        """Rows of ``part`` as training crops (random crop + flip, fresh every epoch) or validation
-        crops (centre), streamed, never materialised: {"rgb", "id"} from raw files (decoded at
-        ``data.resize``, bad ones skipped and reported to ``collector``), {"L", "ab", "id"} from
-        shards (decoded and counted once, at prepare time)."""
+        """Rows of ``part`` as training crops (random ``data.crop`` squares + flip, fresh every epoch)
+        or validation crops (the centre ``data.val_crop`` square, by default the working size),
+        streamed, never materialised: {"rgb", "id"} from raw files (decoded at ``data.resize``, bad
+        ones skipped and reported to ``collector``), {"L", "ab", "id"} from shards (decoded and
+        counted once, at prepare time)."""
         if not self.prepared:
             ds = self.files(part, files_per_block=16, num_cpus=cpus_per_task, shuffle=train)
             step = ReportSkips(
                 transforms.training_batch,
                 collector,
                 resize=data_cfg.resize,
-                crop=data_cfg.crop,
+                crop=crop_size(data_cfg, train, data_cfg.resize),
                 train=train,
                 flip=data_cfg.flip,
                 skip_grey=data_cfg.skip_grey,
@@ -415,10 +422,12 @@ class Source:
             )
             return ds.map_batches(step, batch_size=None, num_cpus=cpus_per_task, batch_format="numpy")
         size = self.manifest["size"]
-        if data_cfg.crop > size:
-            raise storage.StorageError(
-                f"data.crop={data_cfg.crop} exceeds the prepared size {size} of {storage.redact(self.uri)}"
-            )
+        for key in ("crop", "val_crop"):
+            asked = getattr(data_cfg, key)
+            if (asked or 0) > size:
+                raise storage.StorageError(
+                    f"data.{key}={asked} exceeds the prepared size {size} of {storage.redact(self.uri)}"
+                )
         if data_cfg.resize != size:
             log.warning(
                 "data.resize=%d ignored: %s was prepared at short side %d",
@@ -429,7 +438,7 @@ class Source:
         ds = self.rows(shards.TRAINING_COLUMNS, shuffle_seed=data_cfg.seed if train else None, num_cpus=cpus_per_task)
         # whole blocks (one shard file each): read and crop fuse into one task, only crops are shipped
         return ds.map_batches(
-            shards.ShardCrops(data_cfg.crop, train, data_cfg.flip, part),
+            shards.ShardCrops(crop_size(data_cfg, train, size), train, data_cfg.flip, part),
             batch_size=None,
             num_cpus=cpus_per_task,
             batch_format="numpy",

@@ -115,3 +115,20 @@ def test_every_shard_is_a_sample_of_the_whole_list_not_a_run_of_one_folder(ray_l
     for s in manifest["shards"]:
         ids = [str(i) for i in pq.read_table(str(out / s["path"]), columns=["id"]).column("id").to_pylist()]
         assert {i.split("/")[0] for i in ids} == {"a", "b"}, f"a shard of one folder: {ids}"
+
+
+def test_validation_scores_the_working_size_unless_asked(ray_local, photos):
+    """Training on small crops is judged where inference colours: validation's centre square is the
+    working size (data.resize) unless data.val_crop names another."""
+    raw_dir, _, _ = photos
+    for val_crop, side in ((None, 48), (40, 40)):
+        data_cfg = config.ExperimentConfig().replace({**_data_keys(raw_dir), "data.val_crop": val_crop}).data
+        train_ds, val_ds, _, _ = sources.training_datasets(data_cfg, storage.S3Settings(), cpus_per_task=0.5)
+        assert {r["rgb"].shape for r in train_ds.take(4)} == {(32, 32, 3)}
+        assert {r["rgb"].shape for r in val_ds.take_all()} == {(side, side, 3)}
+    with pytest.raises(config.ConfigError, match="val_crop"):
+        config.ExperimentConfig().replace({**_data_keys(raw_dir), "data.val_crop": 64})
+
+
+def _data_keys(train_uri) -> dict:
+    return {"data.train": str(train_uri), "data.val_fraction": VAL_FRACTION, "data.resize": 48, "data.crop": 32}

@@ -25,7 +25,9 @@ HELP: Dict[str, str] = {
     "data.val": "photos to validate on (same forms); null: hold out data.val_fraction of data.train by photo id",
     "data.val_fraction": "share of data.train held out for validation when data.val is null",
     "data.resize": "each photo's short side is resized to this once, before cropping",
-    "data.crop": "side of the random square crop trained on (validation uses the centre crop)",
+    "data.crop": "side of the random square crop trained on",
+    "data.val_crop": "side of the centre square validation scores; null: the working size (data.resize, or the "
+    "shards' prepared size), where inference colours, so a model trained on small crops is judged where it is used",
     "data.flip": "flip training crops left-right at random",
     "data.skip_grey": "leave out photos that are already grey (they teach nothing about colour)",
     "data.limit": "use only the first N photos (quick runs); null: all",
