@@ -41,7 +41,15 @@ def service(tmp_path_factory):
 
 
 def _answer(sock: socket.socket) -> tuple:
-    head, _, body = sock.recv(65536).partition(b"\r\n\r\n")
+    """(status, head, body) of one HTTP answer, read to its Content-Length (or the close): the head
+    and the body may come in separate packets."""
+    data = b""
+    while b"\r\n\r\n" not in data and (more := sock.recv(65536)):
+        data += more
+    head, _, body = data.partition(b"\r\n\r\n")
+    sizes = [int(h.split(b":", 1)[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")]
+    while sizes and len(body) < sizes[0] and (more := sock.recv(65536)):
+        body += more
     return int(head.split(b" ", 2)[1]), head, body
 
 
