@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from pipeline import assets  # noqa: E402
 from pipeline.apply import evaluate  # noqa: E402
-from pipeline.core import metrics, scoring  # noqa: E402
+from pipeline.core import color, metrics, scoring  # noqa: E402
 from pipeline.data import storage  # noqa: E402
 from pipeline.gan import model_ref  # noqa: E402
 
@@ -70,8 +70,6 @@ def truths(paths: list, size: int, tmp: Path, name: str):
 
 def purple_pct(images) -> float:
     """Purple share (%) over a list of (H,W,3) uint8 RGB images, pixels weighted alike."""
-    from pipeline.core import color
-
     hit = n = 0.0
     for rgb in images:
         ab = color.rgb_to_lab_torch(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None], dim=1)[:, 1:]
