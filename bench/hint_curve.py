@@ -8,7 +8,10 @@ Hints are drawn from each photo's true colours as training draws them (``hints.s
 patches of 1-9 px around the centre, each revealing its mean ab), exactly N per photo for N in
 ``--counts``, with a fixed seed, so every model and every N sees the same points (N+1 hints
 extend N's). Photos are the centre squares at the model's working size (as ``colorize eval``),
-the model's own temperature unless ``--temperature``. Writes hints.json and prints a table.
+the model's own temperature unless ``--temperature``. Each count is scored twice: the network
+alone (``network``: what the hint channels learnt) and the product's result, where each hint's
+colour is put on its patch and spread along the photo (``hint_spread``). Writes hints.json and
+prints a table.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from cpu_figures import NAMES, photos, truths  # noqa: E402
 
 from models.scaling import AB_SCALE  # noqa: E402
 from pipeline import assets  # noqa: E402
-from pipeline.core import color, hints, scoring  # noqa: E402
+from pipeline.core import color, hint_spread, hints, scoring  # noqa: E402
 from pipeline.gan import model_ref, predict  # noqa: E402
 from pipeline.runtime import progress
 
@@ -44,17 +47,21 @@ def hint_maps(crops, count: int, seed: int) -> torch.Tensor:
 
 
 def colorize(G, crops, maps, T, batch: int, name: str):
-    """Each crop colorized at its own size with its hint map (None: no hints)."""
-    out = []
+    """Each crop colorized at its own size with its hint map (None: no hints) -> (the network's
+    colours alone, the product's with the hints spread; the same list twice without hints)."""
+    net, spread = [], []
     with progress.bar(len(crops), name, "photo") as bar:
         for i in range(0, len(crops), batch):
             Ls = [predict.photo_L(r) for r in crops[i : i + batch]]
             x = torch.from_numpy(np.stack([predict.working_input(L, None) for L in Ls]))
             hm = None if maps is None else maps[i : i + batch]
-            ab = predict.predict_ab_batch(G, x, T, torch.device("cpu"), hm)
-            out += [predict.join_full(L, a) for L, a in zip(Ls, ab, strict=True)]
+            ab = predict.predict_ab_batch(G, x, T, torch.device("cpu"), hm, spread=0)  # (B, 2, s, s)
+            net += [predict.join_full(L, a) for L, a in zip(Ls, ab, strict=True)]
+            if hm is not None:
+                for L, a, m in zip(Ls, ab, hm, strict=True):
+                    spread.append(predict.join_full(L, torch.from_numpy(hint_spread.spread(L, a.numpy(), m.numpy()))))
             bar.update(len(Ls))
-    return out
+    return net, (spread if maps is not None else net)
 
 
 def point_error(preds, maps) -> float:
@@ -106,25 +113,27 @@ def main():
     if a.baseline:
         B, binfo = model_ref.resolve_generator(a.baseline)
         doc["baseline"] = {"model": binfo["ref"], "temperature": B.temperature}
-        doc["baseline"]["scores"] = scores(colorize(B, crops, None, B.temperature, 16, "baseline"), crops, prior)
-    doc["hints"] = {}
-    plain = colorize(G, crops, None, T, 16, "no hints")
+        doc["baseline"]["scores"] = scores(colorize(B, crops, None, B.temperature, 16, "baseline")[0], crops, prior)
+    doc["hints"], doc["network"] = {}, {}
+    plain = colorize(G, crops, None, T, 16, "no hints")[0]
     for n in (int(c) for c in a.counts.split(",")):
         maps = hint_maps(crops, n, a.seed)
-        preds = colorize(G, crops, maps, T, 16, f"{n} hints")
-        doc["hints"][str(n)] = scores(preds, crops, prior)
-        if n > 0:  # the same points, coloured by the model without them and with them
-            doc["hints"][str(n)]["point_error_without"] = point_error(plain, maps)
-            doc["hints"][str(n)]["point_error"] = point_error(preds, maps)
-        print(f"{n:>3} hints: {doc['hints'][str(n)]}", flush=True)
+        net, preds = colorize(G, crops, maps, T, 16, f"{n} hints")
+        for key, got in (("network", net), ("hints", preds)):
+            doc[key][str(n)] = scores(got, crops, prior)
+            if n > 0:  # the same points, coloured by the model without them and with them
+                doc[key][str(n)]["point_error_without"] = point_error(plain, maps)
+                doc[key][str(n)]["point_error"] = point_error(got, maps)
+        print(f"{n:>3} hints: {doc['hints'][str(n)]}\n    network alone: {doc['network'][str(n)]}", flush=True)
     doc["seconds"] = round(time.time() - t0)
     (out / "hints.json").write_text(json.dumps(doc, indent=1))
-    print(f"{'':<14}" + "".join(f"{k:>16}" for k in NAMES) + "   ab error at the points (none -> hinted)")
+    print(f"{'':<18}" + "".join(f"{k:>16}" for k in NAMES) + "   ab error at the points (none -> hinted)")
     rows = [("grey", doc["grey"])] + ([("no-hint model", doc["baseline"]["scores"])] if a.baseline else [])
     rows += [(f"{n} hints", s) for n, s in doc["hints"].items()]
+    rows += [(f"{n} network alone", s) for n, s in doc["network"].items() if n != "0"]
     for name, s in rows:
         at = f"{s['point_error_without']:>10.2f} -> {s['point_error']:.2f}" if "point_error" in s else ""
-        print(f"{name:<14}" + "".join(f"{s[k]:>16.2f}" for k in NAMES) + at)
+        print(f"{name:<18}" + "".join(f"{s[k]:>16.2f}" for k in NAMES) + at)
 
 
 if __name__ == "__main__":

@@ -170,12 +170,20 @@ def _patch(hint: Hint, H: int, W: int, h: int, w: int, patch: int) -> Tuple[slic
     return slice(y0, cy + patch - patch // 2), slice(x0, cx + patch - patch // 2)
 
 
-def distances(hints: Sequence[Hint], ab: np.ndarray, H: int, W: int, patch: int = PATCH) -> List[float]:
+def distances(
+    hints: Sequence[Hint], ab: np.ndarray, H: int, W: int, patch: int = PATCH, L: Optional[np.ndarray] = None
+) -> List[float]:
     """How far a result is from each hint: the distance in the ab plane between the hint's colour
     and the mean ab of the result over the hint's patch. ``ab`` (2, h, w) in Lab units at the
-    working size of an H x W photo (the model's output, before upsampling). A followed hint is a
-    few units away; one the model ignored keeps the distance it had without hints."""
+    working size of an H x W photo (the model's output, before upsampling). With ``L`` (h, w), the
+    lightness there, the result is first fitted to sRGB as the output photo is (L kept, chroma
+    giving way): a colour that pixels of that lightness cannot show stays far. A followed hint is
+    a few units away; one the model ignored keeps the distance it had without hints."""
     _, h, w = ab.shape
+    if L is not None:
+        lab = torch.from_numpy(np.concatenate([np.asarray(L, np.float32)[None], ab], 0).astype(np.float32))
+        rgb = color.lab_to_rgb_u8(lab, dim=0).permute(1, 2, 0).numpy()  # (h, w, 3): what the photo shows
+        ab = color.rgb_to_lab(rgb)[..., 1:].transpose(2, 0, 1)
     out = []
     for hint in hints:
         rows, cols = _patch(hint, H, W, h, w, patch)

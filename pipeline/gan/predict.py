@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from models.scaling import L_to_input
-from pipeline.core import color, geometry
+from models.scaling import L_to_input, input_to_L
+from pipeline.core import color, geometry, hint_spread
 from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
 
@@ -122,10 +122,19 @@ def predict_ab_batch(
     temperature: Optional[float] = None,
     device: Optional[torch.device] = None,
     hints: Optional[torch.Tensor] = None,
+    spread: float = hint_spread.REACH,
 ) -> torch.Tensor:
     """Inputs (B, 1, h, w) of one working size (and hint maps (B, 3, h, w) or None) -> ab
-    (B, 2, h, w) float32 on ``device`` (bf16 autocast on CUDA; the annealed mean stays fp32)."""
-    return _forward(G, x, temperature, device, hints)[1].float()
+    (B, 2, h, w) float32 on ``device`` (bf16 autocast on CUDA; the annealed mean stays fp32).
+    With hints, each hint's colour is then put on its patch and spread along the photo
+    (``hint_spread``, reach ``spread`` short sides; 0: the network's colours alone)."""
+    ab = _forward(G, x, temperature, device, hints)[1].float()
+    if hints is None or spread <= 0:
+        return ab
+    Ls = input_to_L(x[:, 0].float()).cpu().numpy()  # (B, h, w) in 0..100
+    maps, abs_ = hints.cpu().numpy(), ab.cpu().numpy()
+    out = [hint_spread.spread(L, a, m, spread) for L, a, m in zip(Ls, abs_, maps, strict=True)]
+    return torch.from_numpy(np.stack(out)).to(ab.device)
 
 
 def _forward(G, x, temperature, device, hints):

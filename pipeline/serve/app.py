@@ -37,6 +37,7 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from models.scaling import input_to_L
 from pipeline.core import hints as hint_maps
 from pipeline.gan import predict
 from pipeline.serve import handling
@@ -313,8 +314,8 @@ class Ingress:
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
         headers["X-Hints"] = str(len(hints))
-        if hints:  # per hint, in order: how far the result's colour is from it (ab units; a few = followed)
-            far = hint_maps.distances(hints, ab, H, W)
+        if hints:  # per hint, in order: how far the shown colour is from it (ab units; a few = followed)
+            far = hint_maps.distances(hints, ab, H, W, L=input_to_L(prepared.x))
             headers["X-Hint-Distances"] = ",".join(f"{d:.1f}" for d in far)
         return Response(out, media_type=handling.FORMATS[fmt][1], headers=headers)
 

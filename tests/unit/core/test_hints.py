@@ -319,3 +319,7 @@ def test_distances_say_how_far_the_result_is_from_each_hint():
     far = hints.distances([red, grey], ab, 40, 80)
     assert far[0] < 1e-3 and far[1] < 0.5  # both followed
     assert hints.distances([hints.Hint(70, 30, (255, 0, 0))], ab, 40, 80)[0] == pytest.approx(np.hypot(a, b), rel=1e-5)
+    # as the photo shows it: red at its own lightness is shown, red on a near-white pixel cannot be
+    own_L = color.rgb_to_lab(np.array([[red.rgb]], np.uint8))[0, 0, 0]
+    assert hints.distances([red], ab, 40, 80, L=np.full((20, 40), own_L, np.float32))[0] < 2
+    assert hints.distances([red], ab, 40, 80, L=np.full((20, 40), 97.0, np.float32))[0] > 40
