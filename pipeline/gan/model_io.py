@@ -213,13 +213,15 @@ def signature(default_temperature: float, default_size: int = DEFAULT_SIZE):
 
 
 def pip_requirements() -> List[str]:
-    """What the served model imports (numpy, PIL, torch, yaml, mlflow and its pandas), pinned to
-    this environment: stated, so that logging skips MLflow's requirement inference (a subprocess
-    that loads the model: ~20 s per logged model)."""
+    """What the served model imports (numpy, PIL, torch, yaml, scikit-image for the hints' spread,
+    tqdm for progress bars, mlflow and its pandas), pinned to this environment: stated, so that logging skips MLflow's
+    requirement inference (a subprocess that loads the model: ~20 s per logged model)."""
     import mlflow
     import pandas
     import PIL
+    import skimage
     import torch
+    import tqdm
     import yaml
 
     torch_version = torch.__version__.split("+")[0]  # a local CUDA/CPU tag is not on PyPI
@@ -230,6 +232,8 @@ def pip_requirements() -> List[str]:
         f"pillow=={PIL.__version__}",
         f"pyyaml=={yaml.__version__}",
         f"pandas=={pandas.__version__}",
+        f"scikit-image=={skimage.__version__}",
+        f"tqdm=={tqdm.__version__}",
     ]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.core import color
 from pipeline.gan import model_io, model_ref
-from support import corpus
+from support import ROOT, corpus
 
 
 def test_every_row_form_comes_back_at_its_size_with_its_lightness(ckpt):
@@ -52,3 +52,41 @@ def test_params_are_checked_and_the_signature_states_them():
     sig = model_io.signature(0.38)
     assert {p.name: p.default for p in sig.params.params} == {"temperature": 0.38, "size": 256, "format": "array"}
     assert sig.inputs.input_names() == ["image", "hints"] and len(model_io.input_example()) == 2
+
+
+def test_the_served_models_requirements_cover_what_its_code_imports(tmp_path):
+    """Every installed distribution that loading and running the MLflow model imports is a stated
+    requirement or one of theirs: a fresh serving environment built from the list can run it."""
+    import json
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    probe = (
+        "import json, sys; from importlib import metadata; "
+        "from pipeline.gan import model_io, predict, checkpoint; "
+        "names = {m.split('.')[0] for m in sys.modules}; "
+        "dists = metadata.packages_distributions(); "
+        "print(json.dumps(sorted({d for n in names for d in dists.get(n, [])})))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    imported = {_canonical(d) for d in json.loads(out.stdout.splitlines()[-1])}
+    closure, todo = set(), [Requirement(r).name for r in model_io.pip_requirements()]
+    while todo:
+        name = _canonical(todo.pop())
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            reqs = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:
+            continue
+        todo += [r.name for r in map(Requirement, reqs) if not r.marker or r.marker.evaluate({"extra": ""})]
+    missing = imported - closure - {"colorize"}
+    assert not missing, f"imported by the served model but not required: {sorted(missing)}"
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
