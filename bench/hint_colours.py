@@ -1,7 +1,9 @@
 """Which hint colours a model follows: for each colour, 25 hints (a 5 x 5 grid over the middle of
-each example photo), the distance in the ab plane between each hint and the result at its point
-(``hints.distances``, what ``colorize serve`` answers in ``X-Hint-Distances``) without the hints and
-with them. A colour the model follows drops to a few units; one it ignores stays where it was.
+each example photo), the distance in the ab plane between each hint and the result at its point as
+the photo shows it (``hints.distances`` after the gamut fit, what ``colorize serve`` answers in
+``X-Hint-Distances``): without the hints, with them through the network alone, and with them as
+the product gives them (each hint's colour put on its patch and spread: ``hint_spread``). A colour
+followed drops to a few units; what stays is what the photo's lightness there cannot show.
 
     python bench/hint_colours.py                     # the shipped model, its working size
     python bench/hint_colours.py --model out/runs/my-run --size 256
@@ -21,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.core import hints, transforms  # noqa: E402
+from models.scaling import input_to_L  # noqa: E402
+from pipeline.core import hint_spread, hints, transforms  # noqa: E402
 from pipeline.gan import model_ref, predict  # noqa: E402
 
 COLOURS = {
@@ -54,23 +57,26 @@ def main() -> int:
     size = predict.working_size(G, args.size)
     folder = resources.files("pipeline.assets") / "examples"
     photos = sorted(p.name for p in folder.iterdir() if p.name.endswith(".jpg"))
-    rows = {name: ([], []) for name in COLOURS}
+    rows = {name: ([], [], []) for name in COLOURS}
     for photo in photos:
         rgb = transforms.decode_image((folder / photo).read_bytes(), size=None).rgb
         L = predict.photo_L(rgb)
         H, W = L.shape
         x = torch.from_numpy(predict.working_input(L, size))[None]
+        Lw = input_to_L(x[0, 0]).numpy()  # (h, w): the lightness the result is shown at
         plain = predict.predict_ab_batch(G, x).cpu().numpy()[0]
         for name, colour in COLOURS.items():
             points = grid(W, H, colour)
-            hinted = predict.predict_ab_batch(G, x, hints=predict.working_hints(G, points, H, W, x)).cpu().numpy()[0]
-            rows[name][0].extend(hints.distances(points, plain, H, W))
-            rows[name][1].extend(hints.distances(points, hinted, H, W))
+            maps = predict.working_hints(G, points, H, W, x)
+            for k, spread in ((1, 0), (2, hint_spread.REACH)):
+                hinted = predict.predict_ab_batch(G, x, hints=maps, spread=spread).cpu().numpy()[0]
+                rows[name][k].extend(hints.distances(points, hinted, H, W, L=Lw))
+            rows[name][0].extend(hints.distances(points, plain, H, W, L=Lw))
     print(f"hint colours, model {info['ref']}, working size {size}, {len(photos)} photos x 25 hints each")
-    print(f"{'colour':>11} {'hex':>8} {'without':>8} {'with':>8} {'moved':>6}   (median ab distance to the hint)")
-    for name, (without, with_) in rows.items():
-        a, b = float(np.median(without)), float(np.median(with_))
-        print(f"{name:>11} {COLOURS[name]:>8} {a:>8.1f} {b:>8.1f} {1 - b / a:>6.0%}")
+    print(f"{'colour':>11} {'hex':>8} {'without':>8} {'network':>8} {'with':>8}   (median ab distance to the hint)")
+    for name, (without, network, with_) in rows.items():
+        a, n, b = (float(np.median(r)) for r in (without, network, with_))
+        print(f"{name:>11} {COLOURS[name]:>8} {a:>8.1f} {n:>8.1f} {b:>8.1f}")
     return 0
 
 
