@@ -5,8 +5,8 @@ The generator takes hints as input and learns to follow them, but it follows the
 the way (a hint model trained on a CPU budget closes about a fifth of the gap at the points). So
 after the network, each hint's patch is shifted to the hint's colour (the model's texture inside
 it kept: its own ab plus the patch's mean residual), and that shift fades with the distance from
-the patch measured along the photo, where crossing a lightness edge counts extra: the colour runs
-along an object and stops at its outline (Yatziv & Sapiro 2006, "Fast image and video
+the patch measured along the photo, where crossing a lightness edge counts extra: the colour keeps
+more to its side of an outline (Yatziv & Sapiro 2006, "Fast image and video
 colorization using chrominance blending", applied to the model's residual, not to grey). Where
 the reach of hints meets, their shifts blend by weight; far from every hint the model's colours
 stay. Pure numpy, torch and scikit-image, at the working size.
@@ -31,7 +31,7 @@ REACH = 0.4  # geodesic distance, in short sides of the working size, where a hi
 EDGE = 0.2 / 128  # extra distance, in short sides, per unit of L crossed: at short side 128 an edge
 # of 50 L counts as 10 px more (distances in short sides: the same photo spreads alike at any size)
 GRID = 64  # the spread is worked out on a grid of at most this short side, then upsampled: a hint
-# costs a few ms whatever the working size (the model's ab is upsampled to the photo anyway)
+# costs a few ms of geodesic distances whatever the working size
 
 
 def spread(L: np.ndarray, ab: np.ndarray, hint_map: np.ndarray, reach: float = REACH, edge: float = EDGE) -> np.ndarray:
@@ -45,47 +45,72 @@ def spread(L: np.ndarray, ab: np.ndarray, hint_map: np.ndarray, reach: float = R
     if ab.shape[-2:] != mask.shape or L.shape != mask.shape:
         raise ValueError(f"L {L.shape}, ab {ab.shape[-2:]} and the hint map {mask.shape} differ in size")
     ab = np.asarray(ab, np.float32)
-    f = max(1, -(-min(mask.shape) // GRID))  # distances on a grid f times coarser: bounded work per hint
-    coarse = (-(-mask.shape[0] // f), -(-mask.shape[1] // f))
-    Lc = _resized(np.asarray(L, np.float32), coarse, "area")  # (hc, wc)
-    gy, gx = np.gradient(Lc.astype(np.float64))
-    edge_px = edge * min(mask.shape)  # pixels of distance per unit of L
-    cost = f + edge_px * np.hypot(gy, gx)  # (hc, wc): a coarse step is f pixels, plus the lightness it crosses
-    scale = reach * min(mask.shape)  # pixels of the working size
-    shifted = np.zeros((2, *coarse), np.float64)  # (2, hc, wc): the weighted shifts
-    weight = np.zeros(coarse, np.float64)  # (hc, wc)
+    h, w = mask.shape
+    f = max(1, -(-min(h, w) // GRID))  # the grid's cells are f x f pixels: bounded work per hint
+    Lc = _block_means(np.asarray(L, np.float64), f)  # (hc, wc)
+    cost = f + edge * min(h, w) * _gradient(Lc)  # (hc, wc): a step is f pixels, plus the lightness crossed
+    scale = reach * min(h, w)  # pixels of the working size
+    geodesic = MCP_Geometric(cost)
+    shifted = np.zeros((2, *Lc.shape))  # (2, hc, wc): the weighted shifts
+    weight = np.zeros(Lc.shape)  # (hc, wc)
     patches = _patches(hint_map, mask)
-    for patch, colour in patches:
-        shift = colour - ab[:, patch].mean(1)  # (2,): what the model misses at this hint
-        seeds = _resized(patch.astype(np.float32), coarse, "area") > 0  # (hc, wc): cells the patch touches
-        dist, _ = MCP_Geometric(cost).find_costs(np.argwhere(seeds))  # (hc, wc), 0 on the patch
-        w = np.exp(-((dist / scale) ** 2))  # (hc, wc)
-        shifted += w * shift[:, None, None]
-        weight += w
+    for rows, cols, colour in patches:
+        shift = colour - ab[:, rows, cols].mean(1)  # (2,): what the model misses at this hint
+        seeds = np.unique(np.stack([rows // f, cols // f], 1), axis=0)  # the cells the patch touches
+        dist, _ = geodesic.find_costs(seeds)  # (hc, wc), 0 on the seeds (a buffer reused by the next call)
+        wt = np.exp(-((dist / scale) ** 2))
+        shifted += wt * shift[:, None, None]
+        weight += wt
     # Normalised where hints overlap (weights summing over 1), fading alone where only one reaches.
-    field = (shifted / np.maximum(weight, 1.0)).astype(np.float32)  # (2, hc, wc)
-    out = ab + np.stack([_resized(c, mask.shape, "bilinear") for c in field])
-    for patch, colour in patches:  # each patch exactly on its own hint's colour, texture kept
-        out[:, patch] = ab[:, patch] + (colour - ab[:, patch].mean(1))[:, None]
+    field = _upsampled(shifted / np.maximum(weight, 1.0), f)[:, :h, :w]  # (2, h, w)
+    out = ab + field.astype(np.float32)
+    for rows, cols, colour in patches:  # each patch exactly on its own hint's colour, texture kept
+        out[:, rows, cols] = ab[:, rows, cols] + (colour - ab[:, rows, cols].mean(1))[:, None]
     return out
 
 
-def _resized(x: np.ndarray, shape: Tuple[int, int], mode: str) -> np.ndarray:
-    """A (h, w) plane resized to ``shape`` ("area" to shrink, "bilinear" to grow)."""
-    if x.shape == tuple(shape):
+def _block_means(x: np.ndarray, f: int) -> np.ndarray:
+    """(h, w) -> (ceil(h/f), ceil(w/f)): the mean of each f x f block (the last ones padded with
+    the edge's values), so pixel (r, c) lies in cell (r // f, c // f)."""
+    if f == 1:
         return x
-    t = torch.from_numpy(np.ascontiguousarray(x))[None, None]
-    kw = {"align_corners": False} if mode == "bilinear" else {}
-    return F.interpolate(t, size=tuple(shape), mode=mode, **kw)[0, 0].numpy()
+    h, w = x.shape
+    hc, wc = -(-h // f), -(-w // f)
+    x = np.pad(x, ((0, hc * f - h), (0, wc * f - w)), mode="edge")
+    return x.reshape(hc, f, wc, f).mean((1, 3))
 
 
-def _patches(hint_map: np.ndarray, mask: np.ndarray) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """[(patch mask (h, w), its colour (2,) in Lab units)]: the connected pieces of the hint mask of
-    one colour (two touching hints of different colours stay two patches)."""
-    given = hint_map[:2] * AB_SCALE  # (2, h, w)
+def _gradient(x: np.ndarray) -> np.ndarray:
+    """|grad x| per cell (central differences; an axis of one cell has none)."""
+    g2 = np.zeros_like(x)
+    for axis in (0, 1):
+        if x.shape[axis] > 1:
+            g2 += np.gradient(x, axis=axis) ** 2
+    return np.sqrt(g2)
+
+
+def _upsampled(field: np.ndarray, f: int) -> np.ndarray:
+    """(C, hc, wc) cells -> (C, hc*f, wc*f) pixels, bilinear between the cells' centres."""
+    if f == 1:
+        return field
+    t = torch.from_numpy(np.ascontiguousarray(field, dtype=np.float32))[None]
+    return F.interpolate(t, scale_factor=f, mode="bilinear", align_corners=False)[0].numpy()
+
+
+def _patches(hint_map: np.ndarray, mask: np.ndarray) -> List[Tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """[(rows, cols, colour (2,) in Lab units)]: the pixels of each connected piece of the hint mask
+    of one colour (two touching hints of different colours stay two patches; two apart of the same
+    colour too)."""
+    given = hint_map[:2, mask].T * AB_SCALE  # (n, 2): each hinted pixel's colour
+    colours, which = np.unique(given, axis=0, return_inverse=True)
+    ids = np.zeros(mask.shape, np.int64)
+    ids[mask] = which.reshape(-1) + 1  # 1.. per colour; 0 no hint
+    pieces = label(ids, background=0, connectivity=2)  # same colour and touching: one piece
+    order = np.argsort(pieces, axis=None, kind="stable")
+    flat = pieces.reshape(-1)[order]
+    starts = np.searchsorted(flat, np.arange(1, flat[-1] + 1))
     out = []
-    for colour in np.unique(given[:, mask].T, axis=0):  # (2,) each
-        same = mask & (given[0] == colour[0]) & (given[1] == colour[1])
-        pieces, n = label(same, connectivity=2, return_num=True)
-        out += [(pieces == i, colour.astype(np.float64)) for i in range(1, n + 1)]
+    for idx in np.split(order, starts)[1:]:  # the pixels of piece 1, 2, ...
+        rows, cols = np.unravel_index(idx, mask.shape)
+        out.append((rows, cols, colours[ids[rows[0], cols[0]] - 1].astype(np.float64)))
     return out

@@ -12,8 +12,9 @@ Two deployments:
   (``pixels_in_flight``, batches and ``suggest`` together): a call that does not fit beside them
   gets ``handling.Busy`` back at once.
 - ``Ingress`` is the HTTP side (FastAPI): it reads and checks the body and the hints, decodes and
-  makes the network input (CPU, in threads), calls the Colorizer, joins the ab with the photo's own
-  L and encodes (CPU); ``/suggest`` answers the model's likeliest colours at a point of the photo.
+  makes the network input (CPU, in threads), calls the Colorizer, puts the hints' colours on the
+  ab and spreads them (``hint_spread``), joins it with the photo's own L and encodes (CPU);
+  ``/suggest`` answers the model's likeliest colours at a point of the photo.
   Refusals are JSON ``{"error": ...}`` with 400/404/405/413/415, 408 when a body takes longer than
   ``body_timeout_s``, and 503 (+ Retry-After) when the Colorizer's queue, its pixel budget or the
   ingress's upload slots are full.
@@ -37,8 +38,6 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from models.scaling import input_to_L
-from pipeline.core import hints as hint_maps
 from pipeline.gan import predict
 from pipeline.serve import handling
 
@@ -306,7 +305,7 @@ class Ingress:
             if isinstance(ab, handling.Busy):
                 raise handling.RequestError(503, ab.message)
             async with self.cpu_work:
-                out = await asyncio.to_thread(handling.finish, prepared, ab, fmt)
+                out, far = await asyncio.to_thread(handling.finish, prepared, ab, fmt, hints)
         except handling.RequestError as e:
             return _refusal(e)
         except BackPressureError:  # any call to the model's bounded queue, the first describe() included
@@ -315,7 +314,6 @@ class Ingress:
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
         headers["X-Hints"] = str(len(hints))
         if hints:  # per hint, in order: how far the shown colour is from it (ab units; a few = followed)
-            far = hint_maps.distances(hints, ab, H, W, L=input_to_L(prepared.x))
             headers["X-Hint-Distances"] = ",".join(f"{d:.1f}" for d in far)
         return Response(out, media_type=handling.FORMATS[fmt][1], headers=headers)
 

@@ -27,7 +27,7 @@ from PIL import Image
 from models.generator import HINT_CHANNELS
 from models.scaling import L_to_input, input_to_L
 from pipeline.config import ConfigError, check_temperature
-from pipeline.core import color, geometry, transforms
+from pipeline.core import color, geometry, hint_spread, transforms
 from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_TOO_LARGE
@@ -291,7 +291,8 @@ def colorize_batch(
     for (h, w, t), idx in groups.items():
         batch = torch.from_numpy(np.stack([xs[i] for i in idx]))[:, None]  # (B, 1, h, w)
         maps = _stacked_hints([hints[i] for i in idx], h, w)  # (B, 3, h, w) or None
-        ab = predict.predict_ab_batch(G, batch, t, device, maps).cpu().numpy()  # (B, 2, h, w)
+        # the network alone: the hints' spread is CPU work, done per request in ``finish``
+        ab = predict.predict_ab_batch(G, batch, t, device, maps, spread=0).cpu().numpy()  # (B, 2, h, w)
         for j, i in enumerate(idx):
             out[i] = ab[j]
     return out  # type: ignore[return-value]
@@ -305,8 +306,24 @@ def _stacked_hints(maps: Sequence[Optional[np.ndarray]], h: int, w: int) -> Opti
     return torch.from_numpy(np.stack([zeros if m is None else m for m in maps]))
 
 
-def finish(p: Prepared, ab: np.ndarray, fmt: str) -> bytes:
-    """The CPU half after the model: ab (2, h, w) upsampled to the photo, joined with its L, encoded."""
+def with_hints(p: Prepared, ab: np.ndarray) -> np.ndarray:
+    """The network's ab (2, h, w) for ``p`` -> the hints' colours put on their patches and spread
+    (``hint_spread``, as ``predict_ab`` does in one process); ``ab`` itself without hints."""
+    if p.hints is None:
+        return ab
+    return hint_spread.spread(input_to_L(p.x), ab, p.hints)
+
+
+def finish(p: Prepared, ab: np.ndarray, fmt: str, hints: Sequence[Hint] = ()) -> Tuple[bytes, List[float]]:
+    """The CPU half after the model: the network's ab (2, h, w) with the hints spread, upsampled to
+    the photo, joined with its L, encoded -> (the encoded photo, per hint the distance between its
+    colour and the result's as shown: ``hints.distances``)."""
+    ab = with_hints(p, ab)
+    far = hint_maps.distances(hints, ab, *p.L.shape, L=input_to_L(p.x)) if hints else []
+    return _encoded_photo(p, ab, fmt), far
+
+
+def _encoded_photo(p: Prepared, ab: np.ndarray, fmt: str) -> bytes:
     H, W = p.L.shape
     t = torch.from_numpy(np.ascontiguousarray(ab))[None]
     if t.shape[-2:] != (H, W):

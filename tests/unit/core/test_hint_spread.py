@@ -105,3 +105,44 @@ def test_predict_puts_the_hints_colour_on_its_patch_and_spread_0_is_the_network_
     assert np.allclose(out[0, :, 9:12, 9:12].reshape(2, -1).mean(1).numpy(), [60, -30], atol=1e-3)
     assert not np.allclose(net[0, :, 9:12, 9:12].reshape(2, -1).mean(1).numpy(), [60, -30], atol=5)
     assert torch.equal(out[1], net[1])  # the photo without hints: the network's colours
+
+
+@pytest.mark.parametrize("h, w", [(130, 200), (1000, 1000), (16, 1), (1, 40)])
+def test_any_working_shape_puts_a_one_pixel_corner_hint_on_its_pixel(h, w):
+    """Odd sizes (cells that do not divide the photo), a big one, and one pixel wide."""
+    L = np.random.default_rng(1).uniform(0, 100, (h, w)).astype(np.float32)
+    ab = np.zeros((2, h, w), np.float32)
+    m = np.zeros((3, h, w), np.float32)
+    m[:, h - 1, w - 1] = [30 / AB_SCALE, -20 / AB_SCALE, 1]
+    out = hint_spread.spread(L, ab, m)
+    assert out.shape == (2, h, w) and np.isfinite(out).all()
+    assert np.allclose(out[:, h - 1, w - 1], [30, -20], atol=1e-3)
+    assert np.abs(out[0]).max() <= 30 + 1e-3  # a blend of shifts never overshoots the hint
+
+
+def test_two_hints_of_one_colour_apart_each_correct_what_the_model_has_there():
+    """Left the model says green, right it says red: a blue hint on each side moves each patch by
+    its own shift, not by their mean."""
+    L = np.full((H, W), 50.0, np.float32)
+    ab = np.zeros((2, H, W), np.float32)
+    ab[0, :, :48], ab[0, :, 48:] = -40, 40
+    out = hint_spread.spread(L, ab, hint_map([(10, 32, 10, -50), (85, 32, 10, -50)]))
+    for x in (10, 85):
+        assert np.allclose(out[:, 31:34, x - 1 : x + 2].reshape(2, -1).mean(1), [10, -50], atol=1e-3)
+
+
+def test_colours_that_share_a_but_not_b_are_two_hints():
+    L, ab = np.full((H, W), 50.0, np.float32), np.zeros((2, H, W), np.float32)
+    out = hint_spread.spread(L, ab, hint_map([(30, 30, 20, 40), (33, 30, 20, -40)]))
+    assert np.allclose(out[:, 29:32, 29:32].reshape(2, -1).mean(1), [20, 40], atol=1e-3)
+    assert np.allclose(out[:, 29:32, 32:35].reshape(2, -1).mean(1), [20, -40], atol=1e-3)
+
+
+def test_the_shipped_setting_slows_the_colour_at_an_edge():
+    """At the reach and edge cost that ship, on a 128-px photo: a black-to-white edge takes a clear
+    share off the colour beyond it (it slows it; a far stronger cost scored lower on photos)."""
+    L = np.full((128, 192), 10.0, np.float32)
+    L[:, 96:] = 90.0
+    out = hint_spread.spread(L, np.zeros((2, 128, 192), np.float32), hint_map([(92, 64, 40, 0)], 128, 192))
+    same_side, across = out[0, 64, 92 - 12] / 40, out[0, 64, 92 + 12] / 40
+    assert across < same_side - 0.08, (same_side, across)

@@ -12,7 +12,9 @@ import torch
 import yaml
 from PIL import Image
 
+from models.scaling import input_to_L
 from pipeline.core import color
+from pipeline.core import hints as hints_module
 from pipeline.core.hints import Hint
 from pipeline.gan import predict
 from pipeline.gan.model_ref import resolve_generator
@@ -53,7 +55,9 @@ def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
     # 60x80 and 90x120 share the working shape 32x43 at T 0.38; 50x50 is alone; 120x160 at T 0.2 is alone.
     assert sorted(cG.calls) == sorted([(2, 1, 32, 43), (1, 1, 32, 32), (1, 1, 32, 43)])
     for p, pr, ab, t in zip(photos, prepared, abs_, temps, strict=True):
-        out = np.asarray(Image.open(io.BytesIO(handling.finish(pr, ab, "png"))))
+        encoded, far = handling.finish(pr, ab, "png")
+        assert far == []  # no hints, no distances
+        out = np.asarray(Image.open(io.BytesIO(encoded)))
         ref = predict.colorize(G, p, 32, t)
         assert out.shape == p.shape
         assert np.abs(out.astype(int) - ref.astype(int)).max() <= 2  # same maths, batched
@@ -156,10 +160,13 @@ def test_batch_with_and_without_hints_matches_one_photo_path():
         cG, [p.x for p in prepared], [0.38] * 3, torch.device("cpu"), [p.hints for p in prepared]
     )
     assert cG.calls == [(3, 1, 32, 43)]  # one forward for all three
-    for p, ab, h in zip(photos, abs_, hints, strict=True):
+    for p, pr, ab, h in zip(photos, prepared, abs_, hints, strict=True):
         ref = predict.predict_ab(G, predict.photo_L(p), 32, 0.38, hints=h)  # (H, W, 2)
-        got = predict.upsample_ab(ab.transpose(1, 2, 0), *p.shape[:2])
-        assert np.abs(got - ref).max() < 1e-2
+        got = predict.upsample_ab(handling.with_hints(pr, ab).transpose(1, 2, 0), *p.shape[:2])
+        assert np.abs(got - ref).max() < 1e-2  # the network batched, then each request's hints spread
+        _, far = handling.finish(pr, ab, "png", h)
+        network = hints_module.distances(h, ab, *p.shape[:2], L=input_to_L(pr.x))  # the network's, as shown
+        assert len(far) == len(h) and all(f < n - 1 for f, n in zip(far, network, strict=True)), (far, network)
     bare = handling.colorize_batch(G, [prepared[0].x], [0.38], torch.device("cpu"))[0]
     assert np.abs(bare - abs_[0]).max() > 1.0  # the hints were used
 
