@@ -418,7 +418,12 @@ def test_a_stop_leaves_no_partial_output_no_temporary_folder_and_says_so_in_one_
     argv = [sys.executable, "-m", "pipeline.cli", "video", "--model", str(ckpt), "--input", str(src)]
     argv += ["--output", str(out_dir / "o.mp4"), "--size", "16", "--temporal", "none"]
     env = {**os.environ, "TMPDIR": str(tmp)}  # the job's temporary folders land where this test can see them
-    p = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal sends it: a suite started in the background (`cmd &`) ignores SIGINT, and
+    # a child that inherits the ignoring would rightly run on
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    p = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(out_dir.glob(".o.mp4.*.tmp")):  # mid-transcode: the half-written output exists

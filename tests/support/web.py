@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
+from http.client import HTTPConnection, HTTPException
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -24,13 +24,23 @@ from support.servers import free_port, stop_gracefully, wait_for_port
 
 
 def http(url: str, data: bytes = None, headers: dict = None, timeout: float = 60):
-    """(status, headers, body) for a GET (data None) or POST; HTTP errors are answers too."""
-    req = urllib.request.Request(url, data=data, headers=headers or {}, method="GET" if data is None else "POST")
+    """(status, headers, body) for a GET (data None) or POST; HTTP errors are answers too, and so is
+    an answer the server sends before it has read the whole body (a 413 cut at the limit), when it
+    closes while the rest is still being sent."""
+    u = urllib.parse.urlsplit(url)
+    headers = dict(headers or {})
+    if data is not None and not any(k.lower() == "content-type" for k in headers):
+        headers["Content-Type"] = "application/x-www-form-urlencoded"  # as urllib sends a POST
+    conn = HTTPConnection(u.hostname, u.port, timeout=timeout)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+        try:
+            conn.request("GET" if data is None else "POST", u.path + (f"?{u.query}" if u.query else ""), data, headers)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed before reading it all: its answer is already here
+        r = conn.getresponse()
+        return r.status, dict(r.headers), r.read()
+    finally:
+        conn.close()
 
 
 def multipart(files: Dict[str, Tuple[str, bytes]], fields: Optional[Dict[str, str]] = None):
@@ -52,7 +62,7 @@ def multipart(files: Dict[str, Tuple[str, bytes]], fields: Optional[Dict[str, st
 def _status(url: str) -> int:
     try:
         return http(url, timeout=5)[0]
-    except (OSError, urllib.error.URLError):  # not answering yet (timeouts are OSErrors)
+    except (OSError, HTTPException):  # not answering yet (timeouts are OSErrors)
         return 0
 
 
