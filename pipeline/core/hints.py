@@ -180,14 +180,15 @@ def distances(
     giving way): a colour that pixels of that lightness cannot show stays far. A followed hint is
     a few units away; one the model ignored keeps the distance it had without hints."""
     _, h, w = ab.shape
-    if L is not None:
-        lab = torch.from_numpy(np.concatenate([np.asarray(L, np.float32)[None], ab], 0).astype(np.float32))
-        rgb = color.lab_to_rgb_u8(lab, dim=0).permute(1, 2, 0).numpy()  # (h, w, 3): what the photo shows
-        ab = color.rgb_to_lab(rgb)[..., 1:].transpose(2, 0, 1)
     out = []
     for hint in hints:
         rows, cols = _patch(hint, H, W, h, w, patch)
-        got = ab[:, rows, cols].reshape(2, -1).mean(1)
+        got = ab[:, rows, cols]  # (2, ph, pw)
+        if L is not None:  # only the patch through the gamut fit: the working image may be large
+            lab = np.concatenate([np.asarray(L[rows, cols], np.float32)[None], got], 0).astype(np.float32)
+            rgb = color.lab_to_rgb_u8(torch.from_numpy(lab), dim=0).permute(1, 2, 0).numpy()  # what it shows
+            got = color.rgb_to_lab(rgb)[..., 1:].transpose(2, 0, 1)
+        got = got.reshape(2, -1).mean(1)
         out.append(float(np.hypot(*(got - np.array(hint.ab())))))
     return out
 
