@@ -54,8 +54,8 @@ def spread(L: np.ndarray, ab: np.ndarray, hint_map: np.ndarray, reach: float = R
     shifted = np.zeros((2, *Lc.shape))  # (2, hc, wc): the weighted shifts
     weight = np.zeros(Lc.shape)  # (hc, wc)
     patches = _patches(hint_map, mask)
-    for rows, cols, colour in patches:
-        shift = colour - ab[:, rows, cols].mean(1)  # (2,): what the model misses at this hint
+    shifts = [colour - ab[:, rows, cols].mean(1) for rows, cols, colour in patches]  # (2,): what the model misses
+    for (rows, cols, _), shift in zip(patches, shifts, strict=True):
         seeds = np.unique(np.stack([rows // f, cols // f], 1), axis=0)  # the cells the patch touches
         dist, _ = geodesic.find_costs(seeds)  # (hc, wc), 0 on the seeds (a buffer reused by the next call)
         wt = np.exp(-((dist / scale) ** 2))
@@ -64,8 +64,8 @@ def spread(L: np.ndarray, ab: np.ndarray, hint_map: np.ndarray, reach: float = R
     # Normalised where hints overlap (weights summing over 1), fading alone where only one reaches.
     field = _upsampled(shifted / np.maximum(weight, 1.0), f)[:, :h, :w]  # (2, h, w)
     out = ab + field.astype(np.float32)
-    for rows, cols, colour in patches:  # each patch exactly on its own hint's colour, texture kept
-        out[:, rows, cols] = ab[:, rows, cols] + (colour - ab[:, rows, cols].mean(1))[:, None]
+    for (rows, cols, _), shift in zip(patches, shifts, strict=True):  # each patch on its hint's colour, texture kept
+        out[:, rows, cols] = ab[:, rows, cols] + shift[:, None]
     return out
 
 
