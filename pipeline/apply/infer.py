@@ -27,6 +27,7 @@ from PIL import Image
 
 from pipeline.core import hints as hint_points
 from pipeline.core import pictures, transforms
+from pipeline.core.hint_spread import REACH as DEFAULT_HINT_SPREAD
 from pipeline.core.hints import Hint
 from pipeline.core.skips import SKIP_MISSING, SKIP_UNREADABLE, SKIP_WRITE_FAILED
 from pipeline.data import storage
@@ -57,11 +58,13 @@ def colorize_file(
     show_progress: bool = False,
     hints: Optional[Sequence[Hint]] = None,
     keep_alpha: bool = False,
+    hint_spread: float = DEFAULT_HINT_SPREAD,
 ):
     """(uint8 (H, W, 3) colorized, None) or (None, skip reason) for one file's bytes; with ``grid``
     the comparison sheet at those temperatures (``pictures.grid_sheet``). ``show_progress``: a bar of the
     steps for photos big enough to take a while. ``hints``: points of this photo (HintError when
-    one lies outside it). ``keep_alpha``: a photo with transparency comes back (H, W, 4), its
+    one lies outside it), their colours spread ``hint_spread`` short sides (0: the network alone,
+    ``predict.predict_ab_batch``). ``keep_alpha``: a photo with transparency comes back (H, W, 4), its
     alpha channel as it was."""
     try:
         check_encoded(data, size, max_pixels)
@@ -78,14 +81,14 @@ def colorize_file(
         L = predict.photo_L(d.rgb)
         steps.update()
         if not grid:
-            rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device, hints))
+            rgb = predict.join_l_ab(L, predict.predict_ab(G, L, size, temperature, device, hints, hint_spread))
             steps.update()
             return (with_alpha(rgb, d.alpha) if keep_alpha else rgb), None
         x = torch.from_numpy(predict.working_input(L, size))[None]
         hint_map = predict.working_hints(G, hints, *L.shape, x)
         rgbs = []
         for t in grid:
-            rgbs.append(predict.join_full(L, predict.predict_ab_batch(G, x, t, device, hint_map)[0]))
+            rgbs.append(predict.join_full(L, predict.predict_ab_batch(G, x, t, device, hint_map, hint_spread)[0]))
             steps.update()
         return pictures.grid_sheet(L, rgbs, grid), None
 

@@ -30,8 +30,21 @@ from models.scaling import AB_SCALE
 REACH = 0.4  # geodesic distance, in short sides of the working size, where a hint's shift is 1/e
 EDGE = 0.2 / 128  # extra distance, in short sides, per unit of L crossed: at short side 128 an edge
 # of 50 L counts as 10 px more (distances in short sides: the same photo spreads alike at any size)
+MAX_REACH = 10.0  # short sides: past a few, every hint reaches the whole photo alike
 GRID = 64  # the spread is worked out on a grid of at most this short side, then upsampled: a hint
 # costs a few ms of geodesic distances whatever the working size
+
+
+def parse_reach(text: str) -> float:
+    """A reach given as text (a flag, a query parameter) -> float in 0..MAX_REACH; ValueError saying
+    what was expected otherwise."""
+    try:
+        reach = float(text)
+    except (TypeError, ValueError):
+        reach = float("nan")
+    if not 0 <= reach <= MAX_REACH:  # NaN fails too
+        raise ValueError(f"expected 0 to {MAX_REACH:g} short sides of the photo, got {text!r}")
+    return reach
 
 
 def spread(L: np.ndarray, ab: np.ndarray, hint_map: np.ndarray, reach: float = REACH, edge: float = EDGE) -> np.ndarray:

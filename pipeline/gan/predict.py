@@ -196,12 +196,14 @@ def predict_ab(
     temperature: Optional[float] = None,
     device: Optional[torch.device] = None,
     hints: Optional[Sequence[Hint]] = None,
+    spread: float = hint_spread.REACH,
 ) -> np.ndarray:
     """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100, following ``hints`` (points
-    of the H x W photo; HintError when they do not fit it or the model takes none)."""
+    of the H x W photo; HintError when they do not fit it or the model takes none), their colours
+    spread ``spread`` short sides (``predict_ab_batch``)."""
     H, W = L.shape
     x = torch.from_numpy(working_input(L, size))[None]  # (1,1,h,w)
-    ab = predict_ab_batch(G, x, temperature, device, working_hints(G, hints, H, W, x))  # (1,2,h,w)
+    ab = predict_ab_batch(G, x, temperature, device, working_hints(G, hints, H, W, x), spread)  # (1,2,h,w)
     if tuple(ab.shape[-2:]) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
     return ab[0].permute(1, 2, 0).cpu().numpy()

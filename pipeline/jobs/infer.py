@@ -112,6 +112,7 @@ class Photos(per_input.PerInputJob):
             show_progress=True,
             hints=hints,
             keep_alpha=infer.keeps_alpha(out),
+            hint_spread=o.hint_spread,
         )
         if rgb is None:
             video = skip == SKIP_NOT_IMAGE and posixpath.splitext(path)[1].lower() in outputs.VIDEO_SUFFIXES

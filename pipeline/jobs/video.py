@@ -83,7 +83,7 @@ class Videos(per_input.PerInputJob):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         G = G.to(device)
         t0 = time.perf_counter()
-        opts = self.opts(hints=list(hints), settings=settings)
+        opts = self.opts(hints=list(hints), hint_spread=self.o.hint_spread, settings=settings)
         with progress.bar(None, posixpath.basename(path), "frame") as b:
             r, skip, msg = video.process(
                 G, fs, path, self.o.input, out, opts, s3, device, progress=progress.frames_callback(b)

@@ -300,12 +300,13 @@ class Ingress:
             temperature, size, fmt = handling.parse_params(
                 q.get("temperature"), q.get("size"), q.get("format"), model["temperature"], model["working_size"]
             )
+            reach = handling.parse_hint_spread(q.get("hint_spread"))
             prepared, hints = await self._photo_and_hints(request, model, size)
             ab = await self.colorizer.remote(prepared.x, temperature, prepared.hints)
             if isinstance(ab, handling.Busy):
                 raise handling.RequestError(503, ab.message)
             async with self.cpu_work:
-                out, far = await asyncio.to_thread(handling.finish, prepared, ab, fmt, hints)
+                out, far = await asyncio.to_thread(handling.finish, prepared, ab, fmt, hints, reach)
         except handling.RequestError as e:
             return _refusal(e)
         except BackPressureError:  # any call to the model's bounded queue, the first describe() included

@@ -306,19 +306,33 @@ def _stacked_hints(maps: Sequence[Optional[np.ndarray]], h: int, w: int) -> Opti
     return torch.from_numpy(np.stack([zeros if m is None else m for m in maps]))
 
 
-def with_hints(p: Prepared, ab: np.ndarray) -> np.ndarray:
+def parse_hint_spread(text: Optional[str]) -> float:
+    """The query's ``hint_spread`` (short sides of the photo; 0: the network alone) or the default;
+    RequestError 400 for a bad one."""
+    if text in (None, ""):
+        return hint_spread.REACH
+    try:
+        return hint_spread.parse_reach(text)
+    except ValueError as e:
+        raise RequestError(400, f"hint_spread: {e}") from None
+
+
+def with_hints(p: Prepared, ab: np.ndarray, reach: float = hint_spread.REACH) -> np.ndarray:
     """The network's ab (2, h, w) for ``p`` -> the hints' colours put on their patches and spread
-    (``hint_spread``, as ``predict_ab`` does in one process); ``ab`` itself without hints."""
-    if p.hints is None:
+    ``reach`` short sides (``hint_spread``, as ``predict_ab`` does in one process); ``ab`` itself
+    without hints or at reach 0."""
+    if p.hints is None or reach <= 0:
         return ab
-    return hint_spread.spread(input_to_L(p.x), ab, p.hints)
+    return hint_spread.spread(input_to_L(p.x), ab, p.hints, reach)
 
 
-def finish(p: Prepared, ab: np.ndarray, fmt: str, hints: Sequence[Hint] = ()) -> Tuple[bytes, List[float]]:
-    """The CPU half after the model: the network's ab (2, h, w) with the hints spread, upsampled to
-    the photo, joined with its L, encoded -> (the encoded photo, per hint the distance between its
-    colour and the result's as shown: ``hints.distances``)."""
-    ab = with_hints(p, ab)
+def finish(
+    p: Prepared, ab: np.ndarray, fmt: str, hints: Sequence[Hint] = (), reach: float = hint_spread.REACH
+) -> Tuple[bytes, List[float]]:
+    """The CPU half after the model: the network's ab (2, h, w) with the hints spread ``reach``,
+    upsampled to the photo, joined with its L, encoded -> (the encoded photo, per hint the distance
+    between its colour and the result's as shown: ``hints.distances``)."""
+    ab = with_hints(p, ab, reach)
     far = hint_maps.distances(hints, ab, *p.L.shape, L=input_to_L(p.x)) if hints else []
     return _encoded_photo(p, ab, fmt), far
 

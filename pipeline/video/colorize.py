@@ -22,6 +22,7 @@ import torch
 
 from pipeline.core import color
 from pipeline.core import hints as hint_points
+from pipeline.core.hint_spread import REACH as DEFAULT_HINT_SPREAD
 from pipeline.core.hints import Hint
 from pipeline.core.skips import SKIP_UNREADABLE, SKIP_WRITE_FAILED
 from pipeline.data import storage
@@ -58,13 +59,14 @@ class FrameColorizer:
         mode: str = "flow",
         device=None,
         hints: Sequence[Hint] = (),
+        hint_spread: float = DEFAULT_HINT_SPREAD,
     ):
         if mode not in TEMPORAL:
             raise ValueError(f"--temporal must be one of {TEMPORAL}, got {mode!r}")
         predict.check_takes_hints(G, hints)
         self.G, self.size, self.temperature, self.device = G, size, temperature, device
         self.smoother = temporal.TemporalSmoother() if mode == "flow" else None
-        self.hints = list(hints)
+        self.hints, self.hint_spread = list(hints), hint_spread
         self.points: Optional[List[Hint]] = None  # the hints at the working size; None before the first frame
         self.seconds = {"model": 0.0, "temporal": 0.0}
 
@@ -79,7 +81,9 @@ class FrameColorizer:
         motion = self.smoother.advance(Ls) if self.smoother is not None else None
         points = self._points(L.shape, Ls.shape, motion)
         t1 = time.perf_counter()
-        ab = predict.predict_ab(self.G, Ls, self.size, self.temperature, self.device, points)  # (h, w, 2)
+        ab = predict.predict_ab(  # (h, w, 2)
+            self.G, Ls, self.size, self.temperature, self.device, points, self.hint_spread
+        )
         t2 = time.perf_counter()
         if self.smoother is not None:
             ab = self.smoother.blend(ab)
@@ -109,13 +113,15 @@ def colorize_video(
     progress=None,
     settings=None,
     hints: Sequence[Hint] = (),
+    hint_spread: float = DEFAULT_HINT_SPREAD,
 ):
     """Colorize the local video ``src`` into the local file ``dst`` (``codec.Result``), recording
     ``settings`` (``made_with``) in its comment tag. ``hints``: points of the first frame as a
-    player shows it, checked against it before any frame is written (HintError)."""
+    player shows it, checked against it before any frame is written (HintError), their colours
+    spread ``hint_spread`` short sides (``predict.predict_ab_batch``)."""
     if hints:
         hints = stored_hints(hints, *codec.frame_geometry(src))
-    colorizer = FrameColorizer(G, size, temperature, mode, device, hints)
+    colorizer = FrameColorizer(G, size, temperature, mode, device, hints, hint_spread)
     comment = made_with.comment(settings) if settings else None
     pools = threads.share()  # the model, flow and codecs sized together for the machine
     return codec.transcode(
@@ -153,8 +159,9 @@ def video_settings_at(fs, path: str) -> Optional[dict]:
 
 def process(G, fs, src: str, input_uri: str, target: str, opts: dict, s3, device=None, work_root=None, progress=None):
     """One video: read ``src`` (of ``fs``), colorize it as ``opts`` say ("size", "temperature",
-    "temporal", "settings" it records, "hints"), write ``target``; S3 both ways through local files in
-    a temporary folder, inside ``work_root`` when given (the folder a stopped run removes as a whole).
+    "temporal", "settings" it records, "hints", "hint_spread"), write ``target``; S3 both ways through
+    local files in a temporary folder, inside ``work_root`` when given (the folder a stopped run
+    removes as a whole).
     Returns (result or None, skip reason, message)."""
     if work_root:
         os.makedirs(work_root, exist_ok=True)  # another node of the cluster: its own
@@ -170,7 +177,8 @@ def process(G, fs, src: str, input_uri: str, target: str, opts: dict, s3, device
                 return None, SKIP_UNREADABLE, e.strerror or type(e).__name__
         try:
             r = colorize_video(G, local_in, local_out, opts["size"], opts["temperature"], opts["temporal"], device,
-                               progress, opts.get("settings"), opts.get("hints", ()))  # fmt: skip
+                               progress, opts.get("settings"), opts.get("hints", ()),
+                               opts.get("hint_spread", DEFAULT_HINT_SPREAD))  # fmt: skip
         except codec.VideoError as e:
             return None, e.reason, str(e)
         try:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from pipeline.config import check_range
+from pipeline.core import hint_spread as spreading
 from pipeline.core import hints as hint_points
 from pipeline.core.hints import Hint, HintError
 from pipeline.core.skips import SKIP_MISSING, SKIP_WRITE_FAILED, Skips
@@ -46,6 +47,7 @@ class Options(flags.ModelOptions, flags.S3Options):
     workers: Optional[int] = None
     hint: List[Hint] = field(default_factory=list)
     hints: Optional[str] = None
+    hint_spread: float = spreading.REACH
     overwrite: bool = False
 
 
@@ -82,8 +84,23 @@ def add_args(p: argparse.ArgumentParser, noun: str, own: Callable, hints_on: str
         default=None,
         help='colour hints from a JSON file: [{"x": 10, "y": 20, "color": "#aa3300"}, ...]',
     )
+    p.add_argument(
+        "--hint-spread",
+        type=_reach,
+        default=spreading.REACH,
+        metavar="REACH",
+        help="how far each hint's colour carries along the photo, in short sides of it, where its pull falls "
+        f"to 1/e (default {spreading.REACH:g}); 0: only as far as the model itself follows the hints",
+    )
     flags.add_overwrite_arg(p)
     flags.add_s3_args(p)
+
+
+def _reach(text: str) -> float:
+    try:
+        return spreading.parse_reach(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _hint(text: str) -> Hint:
@@ -199,6 +216,8 @@ def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequenc
     settings = job.settings(G, info)
     if hints:
         settings["hints"] = [h.to_json() for h in hints]
+        if o.hint_spread != spreading.REACH:  # recorded only when set, as the hints are
+            settings["hint_spread"] = o.hint_spread
     if storage.exists(out, s3) and not o.overwrite:
         return report_kept(job.command, out, settings, s3, read=job.read)
     try:

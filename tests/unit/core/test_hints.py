@@ -14,6 +14,7 @@ from PIL import Image
 from models import Generator
 from models.scaling import AB_SCALE
 from pipeline import cli
+from pipeline.apply import infer
 from pipeline.config import ExperimentConfig
 from pipeline.core import color, hints
 from pipeline.core.hints import Hint, HintError
@@ -233,6 +234,41 @@ def test_bad_hints_are_one_clear_line(hint_model, tmp_path, capsys, flags, says)
     assert _exit_code(["infer", str(photo), "--model", str(folder), *flags, "--output", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_hint_spread_sets_how_far_a_hint_carries_and_is_recorded(hint_model, tmp_path, capsys):
+    """--hint-spread 0 leaves the network's own answer to a corner hint; the default carries the
+    colour farther and a long reach farther still. Only a reach other than the default is recorded."""
+    folder, _, _ = hint_model
+    photo = _photo(tmp_path)
+    base = ["infer", str(photo), "--model", str(folder), "--size", "32", "--hint", "2,2,#2060ff"]
+    blue = color.rgb_to_lab(np.array([[[0x20, 0x60, 0xFF]]], np.uint8))[0, 0, 1:]
+    away = {}
+    for reach in ("0", None, "5"):
+        out = tmp_path / f"spread-{reach}.png"
+        assert cli.main([*base, *(["--hint-spread", reach] if reach else []), "--output", str(out)]) == 0
+        away[reach] = np.linalg.norm(_mean_ab(out) - blue)
+        recorded = made_with.read_photo_settings(out.read_bytes())
+        assert recorded.get("hint_spread") == (float(reach) if reach else None), recorded
+    assert away["5"] < away[None] < away["0"] - 1, away
+    hint = Hint(2, 2, (0x20, 0x60, 0xFF))
+    G = model_ref.resolve_generator(str(folder))[0]
+    rgb, _ = infer.colorize_file(G, photo.read_bytes(), 32, None, hints=[hint], hint_spread=0)
+    assert np.array_equal(rgb, np.asarray(Image.open(tmp_path / "spread-0.png").convert("RGB")))  # the API agrees
+    rerun = [*base, "--output", str(tmp_path / "spread-0.png")]
+    assert cli.main(rerun) == 1  # made with another reach: not kept silently
+    said = capsys.readouterr()
+    assert "made with hint_spread 0.0 (now none)" in said.out + said.err, said
+
+
+@pytest.mark.parametrize("reach", ["-1", "nan", "10.5", "far"])
+def test_a_bad_hint_spread_is_one_clear_line(hint_model, tmp_path, capsys, reach):
+    folder, _, _ = hint_model
+    argv = ["infer", str(_photo(tmp_path)), "--model", str(folder), "--hint", "2,2,#fff", "--hint-spread", reach]
+    assert _exit_code([*argv, "--output", str(tmp_path / "o.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--hint-spread" in err and "expected 0 to 10" in err and "Traceback" not in err
     assert not (tmp_path / "o.png").exists()
 
 

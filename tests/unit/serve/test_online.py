@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from models.scaling import input_to_L
-from pipeline.core import color
+from pipeline.core import color, hint_spread
 from pipeline.core import hints as hints_module
 from pipeline.core.hints import Hint
 from pipeline.gan import predict
@@ -169,6 +169,27 @@ def test_batch_with_and_without_hints_matches_one_photo_path():
         assert len(far) == len(h) and all(f < n - 1 for f, n in zip(far, network, strict=True)), (far, network)
     bare = handling.colorize_batch(G, [prepared[0].x], [0.38], torch.device("cpu"))[0]
     assert np.abs(bare - abs_[0]).max() > 1.0  # the hints were used
+
+
+def test_the_hint_spread_parameter_sets_how_far_hints_carry():
+    """``hint_spread``: the default reach when absent, 0 the network alone, a bad one 400."""
+    assert handling.parse_hint_spread(None) == handling.parse_hint_spread("") == hint_spread.REACH
+    assert handling.parse_hint_spread("0") == 0 and handling.parse_hint_spread("2.5") == 2.5
+    for bad in ("-0.1", "nan", "inf", "10.5", "far"):
+        with pytest.raises(handling.RequestError) as e:
+            handling.parse_hint_spread(bad)
+        assert e.value.status == 400 and "hint_spread: expected 0 to 10" in e.value.message, e.value.message
+    G = hint_generator()
+    p = photo(60, 80, 0)
+    hints = [Hint(10, 20, (30, 30, 220))]
+    pr = handling.prepare(png(p), 32, handling.DEFAULT_MAX_PIXELS, hints)
+    (ab,) = handling.colorize_batch(G, [pr.x], [0.38], torch.device("cpu"), [pr.hints])
+    assert np.array_equal(handling.with_hints(pr, ab, 0), ab)  # reach 0: the network's own colours
+    near, far = (handling.with_hints(pr, ab, r) for r in (0.05, 5.0))
+    corner = (slice(None), slice(-8, None), slice(-8, None))  # bottom right, far from the hint
+    assert np.abs(far - ab)[corner].mean() > 5 * np.abs(near - ab)[corner].mean() + 1  # a long reach colours it
+    got = [handling.finish(pr, ab, "png", hints, r)[1][0] for r in (0.0, hint_spread.REACH)]
+    assert got[1] < got[0] - 1, got  # the default spread puts the colour on its point; the network alone less so
 
 
 @pytest.mark.parametrize(

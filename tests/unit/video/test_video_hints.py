@@ -97,3 +97,15 @@ def test_hints_to_a_model_without_them_are_refused(ckpt):
     with pytest.raises(HintError, match="takes no colour hints"):
         job.FrameColorizer(G, 48, None, "flow", hints=[Hint(1, 1, RED)])
     job.FrameColorizer(G, 48, None, "flow")  # no hints: any model
+
+
+def test_hint_spread_reaches_the_frames(hint_model):
+    """--hint-spread reaches the frame colorizer: a long reach turns the first frame toward the hint,
+    reach 0 leaves the model's own answer."""
+    frame = next(iter(pan_frames(1, 64, 48)))
+    red = color.rgb_to_lab(np.array([[RED]], np.uint8))[0, 0, 1:]
+    away = {}
+    for reach in (0.0, 5.0):
+        f = job.FrameColorizer(hint_model, 32, None, "none", hints=[Hint(40.5, 20.5, RED)], hint_spread=reach)
+        away[reach] = np.linalg.norm(color.rgb_to_lab(f(frame))[..., 1:].mean((0, 1)) - red)
+    assert away[5.0] < away[0.0] - 5, away
