@@ -38,6 +38,7 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from pipeline.core import hint_spread
 from pipeline.gan import predict
 from pipeline.serve import handling
 
@@ -191,6 +192,7 @@ class Ingress:
         return {
             "status": "ok",
             "model": {k: info[k] for k in ("ref", "step", "temperature", "device", "hints")},
+            "hint_spread": {"default": hint_spread.REACH, "max": hint_spread.MAX_REACH},  # short sides
             "batches": info["batches"],
             "limits": {
                 "max_bytes": self.max_bytes,

@@ -57,6 +57,7 @@ def a_star_near(png: bytes, x: int, y: int, r: int = 4) -> float:
 def test_a_hint_moves_the_colour_toward_it_by_query_or_form(hint_service, photo):
     status, _, body = http(hint_service + "/healthz")
     assert status == 200 and json.loads(body)["model"]["hints"] is True
+    assert json.loads(body)["hint_spread"] == {"default": 0.4, "max": 10.0}
     x, y = POINT
     hints = [{"x": x + dx, "y": y + dy, "color": RED} for dx, dy in MARKS]
     status, h, plain = http(hint_service + "/colorize", photo, JPEG)
@@ -173,6 +174,22 @@ def test_page_places_colours_moves_and_removes_a_hint(hint_service, tmp_path):
         print(f"screenshot of the page with a hint: {tmp_path / 'hint_page.png'}")
         lab0, lab1 = (color.rgb_to_lab(im[hy - 4 : hy + 5, hx - 4 : hx + 5])[..., 1].mean() for im in (before, red))
         assert lab1 > lab0 + PAGE_RISE, (lab0, lab1)
+        # the reach slider (the server's default to start with): at 0 only the model's own answer
+        # to the hint is left, which puts less red on the point than the default spread does
+        assert b.find_element("id", "hint-spread").get_attribute("value") == "0.4"
+        b.execute_script(
+            "const s = document.getElementById('hint-spread'); s.value = '0';"
+            "s.dispatchEvent(new Event('input', {bubbles: true}));"
+        )
+        wait_done(b, "1 hint")
+        alone = shown_image(b)
+        lab2 = color.rgb_to_lab(alone[hy - 4 : hy + 5, hx - 4 : hx + 5])[..., 1].mean()
+        assert lab2 < lab1 - 1, (lab0, lab1, lab2)
+        b.execute_script(
+            "const s = document.getElementById('hint-spread'); s.value = '0.4';"
+            "s.dispatchEvent(new Event('input', {bubbles: true}));"
+        )
+        wait_done(b, "1 hint")
         # drag the hint to the right: it moves in photo pixels
         marker = b.find_element("css selector", "#markers .hint")
         ActionChains(b).click_and_hold(marker).move_by_offset(40, 0).release().perform()
