@@ -30,6 +30,7 @@ from models.scaling import AB_SCALE
 REACH = 0.4  # geodesic distance, in short sides of the working size, where a hint's shift is 1/e
 EDGE = 0.2 / 128  # extra distance, in short sides, per unit of L crossed: at short side 128 an edge
 # of 50 L counts as 10 px more (distances in short sides: the same photo spreads alike at any size)
+MIN_REACH = 1e-6  # short sides: below, no pixel but the patch's own gets any of the shift (as 0)
 MAX_REACH = 10.0  # short sides: past a few, every hint reaches the whole photo alike
 GRID = 64  # the spread is worked out on a grid of at most this short side, then upsampled: a hint
 # costs a few ms of geodesic distances whatever the working size
@@ -43,17 +44,17 @@ def parse_reach(text: str) -> float:
     except (TypeError, ValueError):
         reach = float("nan")
     if not 0 <= reach <= MAX_REACH:  # NaN fails too
-        raise ValueError(f"expected 0 to {MAX_REACH:g} short sides of the photo, got {text!r}")
-    return reach
+        raise ValueError(f"must be in 0..{MAX_REACH:g} (short sides of the photo), got {text!r:.40}")
+    return reach + 0.0  # -0 as 0
 
 
 def spread(L: np.ndarray, ab: np.ndarray, hint_map: np.ndarray, reach: float = REACH, edge: float = EDGE) -> np.ndarray:
     """The model's ab (2, h, w), in Lab units, predicted for lightness L (h, w) in 0..100 with
     ``hint_map`` (3, h, w: a/AB_SCALE, b/AB_SCALE, 0/1 mask; ``hints.hint_map``) -> ab (2, h, w)
     float32 that has each hint's colour on its patch and the shift toward it spread along the
-    photo. No hints (an all-zero mask) or ``reach`` 0: ``ab`` unchanged."""
+    photo. No hints (an all-zero mask) or ``reach`` 0 (below ``MIN_REACH``): ``ab`` unchanged."""
     mask = hint_map[2] > 0  # (h, w)
-    if reach <= 0 or not mask.any():
+    if reach < MIN_REACH or not mask.any():
         return ab
     if ab.shape[-2:] != mask.shape or L.shape != mask.shape:
         raise ValueError(f"L {L.shape}, ab {ab.shape[-2:]} and the hint map {mask.shape} differ in size")

@@ -13,7 +13,8 @@ size; empty or null for none.
 Each comes back the same size with its own L (colour inputs are made grey first), as a uint8
 (H, W, 3) array, or PNG bytes with ``format="png"`` (base64 in MLflow's JSON answer).
 ``params``: ``temperature`` (0.01..10, lower = more vivid), ``size`` (the working short side),
-``format`` ("array" or "png").
+``format`` ("array" or "png"), ``hint_spread`` (how far each hint's colour carries, in short sides
+of the image, 0..10; 0: the network's own answer to the hints).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.config import ConfigError, check_temperature
+from pipeline.core import hint_spread as spreading
 from pipeline.core import hints as hint_points
 from pipeline.core import transforms
 from pipeline.gan import predict
@@ -168,6 +170,18 @@ def options(params: Optional[dict], default_temperature: float, default_size: in
     return t, size, fmt
 
 
+def hint_spread_of(params: Optional[dict]) -> float:
+    """The ``hint_spread`` param (``hint_spread.parse_reach``), its default when absent or null;
+    BadImage for a bad one."""
+    value = _given(params or {}, "hint_spread", None)
+    if value is None:
+        return spreading.REACH
+    try:
+        return spreading.parse_reach(value)
+    except ValueError as e:
+        raise BadImage(f"hint_spread {e}") from None
+
+
 def _given(params: dict, name: str, default):
     value = params.get(name)
     return default if value is None or value == "" else value
@@ -182,6 +196,7 @@ def png(rgb: np.ndarray) -> bytes:
 def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=None) -> List[Any]:
     """The pyfunc's answer: one colour image per input row (see the module's docstring)."""
     t, size, fmt = options(params, G.temperature, predict.working_size(G))
+    reach = hint_spread_of(params)
     images = [to_rgb(r, i, size=size) for i, r in enumerate(rows(model_input))]  # every row checked before any work
     hints = row_hints(model_input, len(images))
     for i, (rgb, h) in enumerate(zip(images, hints, strict=True)):
@@ -190,7 +205,7 @@ def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=Non
             hint_points.check_hints(h or [], rgb.shape[1], rgb.shape[0])
         except hint_points.HintError as e:
             raise BadImage(f"row {i}: {e}") from None
-    out = [predict.colorize(G, rgb, size, t, device, h) for rgb, h in zip(images, hints, strict=True)]
+    out = [predict.colorize(G, rgb, size, t, device, h, reach) for rgb, h in zip(images, hints, strict=True)]
     return [png(o) for o in out] if fmt == "png" else out
 
 
@@ -207,6 +222,7 @@ def signature(default_temperature: float, default_size: int = DEFAULT_SIZE):
                 ParamSpec("temperature", "double", float(default_temperature)),
                 ParamSpec("size", "long", int(default_size)),
                 ParamSpec("format", "string", "array"),
+                ParamSpec("hint_spread", "double", spreading.REACH),
             ]
         ),
     )

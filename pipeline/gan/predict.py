@@ -217,12 +217,13 @@ def colorize(
     temperature: Optional[float] = None,
     device: Optional[torch.device] = None,
     hints: Optional[Sequence[Hint]] = None,
+    spread: float = hint_spread.REACH,
 ) -> np.ndarray:
     """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
     uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding), following
-    ``hints`` when given."""
+    ``hints`` when given (their colours spread ``spread`` short sides)."""
     L = photo_L(rgb)  # row chunks: the full-resolution planes stay within predict's memory bound
-    return join_l_ab(L, predict_ab(G, L, size, temperature, device, hints))
+    return join_l_ab(L, predict_ab(G, L, size, temperature, device, hints, spread))
 
 
 @torch.no_grad()

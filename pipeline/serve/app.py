@@ -316,7 +316,8 @@ class Ingress:
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
         headers["X-Hints"] = str(len(hints))
-        if hints:  # per hint, in order: how far the shown colour is from it (ab units; a few = followed)
+        if hints:  # the reach used; per hint, in order: how far the shown colour is from it (ab; a few = followed)
+            headers["X-Hint-Spread"] = f"{reach:g}"
             headers["X-Hint-Distances"] = ",".join(f"{d:.1f}" for d in far)
         return Response(out, media_type=handling.FORMATS[fmt][1], headers=headers)
 

@@ -64,6 +64,7 @@ def test_a_hint_moves_the_colour_toward_it_by_query_or_form(hint_service, photo)
     assert status == 200 and h["x-hints"] == "0", plain[:300]
     status, h, hinted = http(hint_service + "/colorize?" + hints_query(hints), photo, JPEG)
     assert status == 200 and h["x-hints"] == "5" and h["x-image-size"] == "481x320", hinted[:300]
+    assert h["x-hint-spread"] == "0.4" and "x-hint-spread" not in http(hint_service + "/colorize", photo, JPEG)[1]
     before, after = a_star_near(plain, x, y), a_star_near(hinted, x, y)
     assert after > before + RED_RISE, (before, after)
     # the same hints as a form field beside the photo: the same answer
@@ -101,6 +102,7 @@ def _long_hints(n: int) -> str:
         ("outside the photo", "/colorize", "query", '[{"x": 481, "y": 2, "color": "#ff0000"}]', "outside the photo"),
         ("too many points", "/colorize", "form", _long_hints(257), "at most 256"),
         ("given twice", "/colorize", "both", "[]", "given twice"),
+        ("bad reach", "/colorize?hint_spread=-1", "query", "[]", "hint_spread: must be in 0..10"),
         ("suggest: bad hint", "/suggest?x=1&y=1", "form", '[{"x": -1, "y": 2, "color": "#f00"}]', "outside the photo"),
         ("suggest: no point", "/suggest", None, None, "x and y must be numbers"),
         ("suggest: point outside", "/suggest?x=100&y=320", None, None, "outside the photo"),

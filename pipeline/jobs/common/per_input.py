@@ -89,8 +89,9 @@ def add_args(p: argparse.ArgumentParser, noun: str, own: Callable, hints_on: str
         type=_reach,
         default=spreading.REACH,
         metavar="REACH",
-        help="how far each hint's colour carries along the photo, in short sides of it, where its pull falls "
-        f"to 1/e (default {spreading.REACH:g}); 0: only as far as the model itself follows the hints",
+        help="with hints: how far each hint's colour carries along the photo, in short sides of it, where its "
+        f"pull falls to 1/e (0 to {spreading.MAX_REACH:g}, default {spreading.REACH:g}); 0: only as far as the "
+        "model itself follows the hints",
     )
     flags.add_overwrite_arg(p)
     flags.add_s3_args(p)

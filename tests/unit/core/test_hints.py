@@ -256,6 +256,11 @@ def test_hint_spread_sets_how_far_a_hint_carries_and_is_recorded(hint_model, tmp
     G = model_ref.resolve_generator(str(folder))[0]
     rgb, _ = infer.colorize_file(G, photo.read_bytes(), 32, None, hints=[hint], hint_spread=0)
     assert np.array_equal(rgb, np.asarray(Image.open(tmp_path / "spread-0.png").convert("RGB")))  # the API agrees
+    # a --grid sheet follows the reach too: its colour panel at 0 is the network alone again
+    for reach, name in (("0", "grid-0.png"), ("5", "grid-5.png")):
+        assert cli.main([*base, "--grid", "0.38", "--hint-spread", reach, "--output", str(tmp_path / name)]) == 0
+    g0, g5 = (np.asarray(Image.open(tmp_path / n).convert("RGB")) for n in ("grid-0.png", "grid-5.png"))
+    assert g0.shape == g5.shape and np.abs(g0.astype(int) - g5.astype(int)).max() > 20
     rerun = [*base, "--output", str(tmp_path / "spread-0.png")]
     assert cli.main(rerun) == 1  # made with another reach: not kept silently
     said = capsys.readouterr()
@@ -268,7 +273,7 @@ def test_a_bad_hint_spread_is_one_clear_line(hint_model, tmp_path, capsys, reach
     argv = ["infer", str(_photo(tmp_path)), "--model", str(folder), "--hint", "2,2,#fff", "--hint-spread", reach]
     assert _exit_code([*argv, "--output", str(tmp_path / "o.png")]) == 2
     err = capsys.readouterr().err
-    assert "--hint-spread" in err and "expected 0 to 10" in err and "Traceback" not in err
+    assert "--hint-spread" in err and "must be in 0..10" in err and "Traceback" not in err
     assert not (tmp_path / "o.png").exists()
 
 
@@ -318,6 +323,13 @@ def test_the_mlflow_model_takes_a_hints_column(hint_model, tmp_path):
         model_io.colorize_rows(G, pd.DataFrame({"image": [rgb, rgb], "hints": ["", bad]}))
     sig = model_io.signature(0.38).inputs.to_dict()
     assert [c["name"] for c in sig] == ["image", "hints"] and sig[1].get("required") is False
+    # hint_spread, as --hint-spread: 0 the network's own answer, a long reach colours the whole image
+    corner = pd.DataFrame({"image": [rgb], "hints": [json.dumps([{"x": 2, "y": 2, "color": "#2060ff"}])]})
+    far = {r: model_io.colorize_rows(G, corner, {"size": 32, "hint_spread": r})[0] for r in (0, 5.0)}
+    d = {r: np.linalg.norm(color.rgb_to_lab(o)[..., 1:].mean((0, 1)) - target) for r, o in far.items()}
+    assert d[5.0] < d[0] - 1, d
+    with pytest.raises(model_io.BadImage, match="hint_spread must be in 0..10"):
+        model_io.colorize_rows(G, corner, {"hint_spread": -1})
 
 
 def test_the_mlflow_hints_column_is_per_row_for_one_image_as_for_many():

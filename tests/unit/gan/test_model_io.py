@@ -50,7 +50,8 @@ def test_params_are_checked_and_the_signature_states_them():
         model_io.options({"size": 5000}, 0.38)
     assert model_io.options(None, 0.38) == (0.38, model_io.DEFAULT_SIZE, "array")
     sig = model_io.signature(0.38)
-    assert {p.name: p.default for p in sig.params.params} == {"temperature": 0.38, "size": 256, "format": "array"}
+    defaults = {p.name: p.default for p in sig.params.params}
+    assert defaults == {"temperature": 0.38, "size": 256, "format": "array", "hint_spread": 0.4}
     assert sig.inputs.input_names() == ["image", "hints"] and len(model_io.input_example()) == 2
 
 

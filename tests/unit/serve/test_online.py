@@ -175,10 +175,11 @@ def test_the_hint_spread_parameter_sets_how_far_hints_carry():
     """``hint_spread``: the default reach when absent, 0 the network alone, a bad one 400."""
     assert handling.parse_hint_spread(None) == handling.parse_hint_spread("") == hint_spread.REACH
     assert handling.parse_hint_spread("0") == 0 and handling.parse_hint_spread("2.5") == 2.5
+    assert str(handling.parse_hint_spread("-0")) == "0.0"  # recorded and shown as 0, not -0
     for bad in ("-0.1", "nan", "inf", "10.5", "far"):
         with pytest.raises(handling.RequestError) as e:
             handling.parse_hint_spread(bad)
-        assert e.value.status == 400 and "hint_spread: expected 0 to 10" in e.value.message, e.value.message
+        assert e.value.status == 400 and "hint_spread: must be in 0..10" in e.value.message, e.value.message
     G = hint_generator()
     p = photo(60, 80, 0)
     hints = [Hint(10, 20, (30, 30, 220))]
