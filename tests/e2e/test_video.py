@@ -174,8 +174,8 @@ def _ab_distance(frames, hint_rgb):
 @pytest.fixture(scope="module")
 def hinted(tmp_path_factory):
     """A grey pan colorized by the shipped model with --temporal flow, without and with a blue hint
-    on the first frame (the CLI, the real codec): per frame, how far the colour at the hinted point
-    is from the hint's."""
+    on the first frame, and with it at --hint-spread 0 (the CLI, the real codec): per frame, how far
+    the colour at the hinted point is from the hint's."""
     import torch
 
     n = torch.get_num_threads()
@@ -184,7 +184,8 @@ def hinted(tmp_path_factory):
     src = write_video(tmp / "grey.mp4", (_grey(f) for f in pan_frames(HINT_FRAMES, 96, 72, scale=0.25)), audio=False)
     dist = {}
     try:
-        for name, more in (("without", []), ("with", ["--hint", f"{HINT_AT[0]},{HINT_AT[1]},{BLUE}"])):
+        hint = ["--hint", f"{HINT_AT[0]},{HINT_AT[1]},{BLUE}"]
+        for name, more in (("without", []), ("with", hint), ("network alone", [*hint, "--hint-spread", "0"])):
             out = tmp / f"{name}.mp4"
             code = main(["video", str(src), "--output", str(out), "--size", "72", *more])
             assert code == 0, "the shipped model must take colour hints (its error is in the captured stderr)"
@@ -199,6 +200,12 @@ def hinted(tmp_path_factory):
 def test_a_hint_moves_the_first_frames_colour_toward_it(hinted):
     """Needs a model that follows hints (the shipped one)."""
     assert hinted["with"][0] < hinted["without"][0] - 8, (hinted["with"][0], hinted["without"][0])
+
+
+def test_hint_spread_reaches_the_video(hinted):
+    """--hint-spread 0 leaves the model's own answer to the hint: less of the hint's colour on its
+    point than the default spread puts there."""
+    assert hinted["with"][0] < hinted["network alone"][0] - 2, (hinted["with"][0], hinted["network alone"][0])
 
 
 def test_with_flow_a_later_frame_keeps_the_hinted_colour(hinted):
