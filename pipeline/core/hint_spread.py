@@ -30,7 +30,7 @@ from models.scaling import AB_SCALE
 REACH = 0.4  # geodesic distance, in short sides of the working size, where a hint's shift is 1/e
 EDGE = 0.2 / 128  # extra distance, in short sides, per unit of L crossed: at short side 128 an edge
 # of 50 L counts as 10 px more (distances in short sides: the same photo spreads alike at any size)
-MIN_REACH = 1e-6  # short sides: below, no pixel but the patch's own gets any of the shift (as 0)
+MIN_REACH = 1e-6  # short sides: a reach below it counts as 0, the network alone (the squares overflow)
 MAX_REACH = 10.0  # short sides: past a few, every hint reaches the whole photo alike
 GRID = 64  # the spread is worked out on a grid of at most this short side, then upsampled: a hint
 # costs a few ms of geodesic distances whatever the working size
