@@ -1,6 +1,6 @@
 """Decoding temperature on validation photos: one forward pass per batch, every T decoded from the
-same logits, scored as training's validation scores (AuC, rebalanced AuC, PSNR, colourfulness gap,
-the selection objective) plus the purple share (``metrics.purple_share``) against the truth's.
+same logits, scored as training's validation scores them (AuC, rebalanced AuC, PSNR, colourfulness
+gap, the selection objective, the purple share against the truth's: ``trainer.score_validation``).
 
     python bench/temperature_sweep.py --model shipped --shards prep/everyday-val-128 [--t 0.2,0.38,0.85] [--json F]
 
@@ -22,12 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-from models import scaling  # noqa: E402
-from pipeline.core import metrics  # noqa: E402
+from pipeline.config import ExperimentConfig  # noqa: E402
 from pipeline.data import priors  # noqa: E402
-from pipeline.gan import batches, model_ref  # noqa: E402
+from pipeline.gan import model_ref  # noqa: E402
 from pipeline.train import trainer  # noqa: E402
 
 
@@ -46,29 +44,13 @@ def crops(shards: str, size: int, batch: int):
 
 
 def sweep(G, shards: str, temperatures, prior: torch.Tensor, size: int = 128, batch: int = 32) -> dict:
-    """{T: figures} and the truth's purple share, for generator ``G`` on ``shards``."""
-    sums = {T: trainer.empty_sums(torch.device("cpu")) for T in temperatures}
-    purple = {T: 0.0 for T in temperatures}
-    purple_true, n = 0.0, 0
-    with torch.no_grad():
-        for L_u8, ab_i8 in crops(shards, size, batch):
-            b = batches.batch_from_lab(L_u8, ab_i8, G.logits_stride)
-            truth = trainer.batch_rgb({"L": L_u8, "ab": ab_i8})
-            logits, _ = G(b["L"])
-            n += len(L_u8)
-            purple_true += float(metrics.purple_share(b["ab"]).sum())
-            for T in temperatures:
-                ab = scaling.annealed_mean(logits.float(), G.bins.float(), T)  # (B,2,h,w)
-                ab = F.interpolate(ab, size=b["ab"].shape[-2:], mode="bilinear", align_corners=False)
-                trainer.accumulate(sums[T], logits, ab, b, truth, prior)
-                purple[T] += float(metrics.purple_share(ab).sum())
-    out = {}
-    for T in temperatures:
-        v = metrics.summarise(sums[T])
-        v["objective"] = metrics.selection_objective(v["auc_rebalanced"], v["cf_gap"])
-        v["purple_pct"] = 100 * purple[T] / n
-        out[T] = v
-    return {"temperatures": out, "truth_purple_pct": 100 * purple_true / n, "photos": n}
+    """{T: figures} and the truth's purple share, for generator ``G`` on ``shards``: training's own
+    validation scoring (``trainer.score_validation``) at each T."""
+    rows = ({"L": L.numpy(), "ab": ab.numpy()} for L, ab in crops(shards, size, batch))
+    cfg = ExperimentConfig()  # validation's soft encoding; fp32 on a CPU
+    per_t, _ = trainer.score_validation(G, rows, cfg, prior, torch.device("cpu"), [float(t) for t in temperatures])
+    first = next(iter(per_t.values()))
+    return {"temperatures": per_t, "truth_purple_pct": first["purple_true_pct"], "photos": int(first["images"])}
 
 
 def main():

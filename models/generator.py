@@ -213,6 +213,19 @@ class Generator(nn.Module):
         t = self.temperature if temperature is None else float(temperature)
         return annealed_mean(logits, self.bins, t, dim=1)
 
+    def ab_from_logits(
+        self, logits: torch.Tensor, size: Tuple[int, int], temperature: Optional[float] = None
+    ) -> torch.Tensor:
+        """``forward``'s logits (B,Q,h,w) of an H x W input -> (B,2,H,W) ab at ``temperature``, as
+        ``forward`` decodes them (the same where H and W are multiples of ``2**depth``; elsewhere
+        the last row and column of cells upsample without the padded cells beyond): another T from
+        one forward pass."""
+        ab = self.decode(logits.float(), temperature)  # (B,2,h,w)
+        s = self.logits_stride
+        if s > 1:
+            ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)
+        return ab[:, :, : size[0], : size[1]]
+
     def widen_state(self, state: Dict[str, torch.Tensor], hint_gain: Optional[float] = None) -> Dict[str, torch.Tensor]:
         """``state`` (an L-only or a hint generator's weights) made to fit this generator: an L-only
         model's stem weight (C,1,3,3) gets zero weights for the hint channels when this one takes

@@ -161,6 +161,11 @@ class TrainSection:
     # colour hints of a hint model (model.hints), drawn from each training photo (pipeline.core.hints):
     hint_stop: float = 0.125  # the point count is geometric: after each point, stop with this probability
     hint_none: float = 0.25  # the share of photos trained with no hints at all, besides the count's own zeros
+    # validation decodes these temperatures too, from the same logits, and scores each checkpoint at
+    # the best of them whose purple share is within 1.3x the truth's (metrics.best_temperature): the
+    # T it would ship with. Empty: the model's own temperature only.
+    val_temperatures: Tuple[float, ...] = ()
+    val_prior: Optional[str] = None  # the prior validation's rebalanced AuC weighs pixels by; null: loss.prior
 
     def validate(self, p: str) -> None:
         _check(self.epochs >= 1, f"{p}.epochs must be >= 1, got {self.epochs}")
@@ -191,6 +196,10 @@ class TrainSection:
         _check(0.0 <= self.ema_decay < 1.0, f"{p}.ema_decay must be in [0, 1) (0: off), got {self.ema_decay}")
         _check(0.0 < self.hint_stop <= 1.0, f"{p}.hint_stop must be in (0, 1], got {self.hint_stop}")
         _check(0.0 <= self.hint_none <= 1.0, f"{p}.hint_none must be in [0, 1], got {self.hint_none}")
+        for t in self.val_temperatures:
+            check_temperature(t, f"{p}.val_temperatures")
+        _check(len(self.val_temperatures) <= 16, f"{p}.val_temperatures: at most 16 (each is scored every epoch)")
+        _check(self.val_prior is None or self.val_prior.strip() != "", f"{p}.val_prior must be a path or null")
 
 
 @dataclass(frozen=True)

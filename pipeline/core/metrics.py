@@ -117,6 +117,8 @@ def summarise(sums: Dict[str, torch.Tensor]) -> Dict[str, float]:
         "ce": float(sums["ce"]) / max(float(sums["batches"]), 1.0),
         "l1": float(sums["l1"]) / max(float(sums["batches"]), 1.0),
         "images": float(sums["images"]),
+        "purple_pct": 100.0 * float(sums["purple_pred"]) / n,
+        "purple_true_pct": 100.0 * float(sums["purple_true"]) / n,
     }
     out["cf_gap"] = abs(out["cf_pred"] - out["cf_true"])
     return out
@@ -176,3 +178,17 @@ def purple_share(ab: torch.Tensor, dim: int = 1) -> torch.Tensor:
     hue = torch.rad2deg(torch.atan2(b, a)) % 360
     hit = (hue >= PURPLE_HUES[0]) & (hue <= PURPLE_HUES[1]) & (torch.hypot(a, b) > PURPLE_MIN_CHROMA)
     return hit.flatten(1).double().mean(1)
+
+
+# Validation at several decoding temperatures (train.val_temperatures): a checkpoint is scored at the
+# temperature it would ship with, the best objective among those whose purple share stays within
+# PURPLE_LIMIT x the truth's, so the best checkpoint is the one a temperature sweep would ship.
+PURPLE_LIMIT = 1.3
+
+
+def best_temperature(per_t: Dict[float, Dict[str, float]], limit: float = PURPLE_LIMIT) -> float:
+    """Of ``per_t`` ({T: ``summarise`` figures with "objective"}), the T with the highest objective
+    whose ``purple_pct`` is at most ``limit`` x ``purple_true_pct``; of all of them when none is
+    (ties: the higher T, the less vivid and safer decode)."""
+    within = [T for T, v in per_t.items() if v["purple_pct"] <= limit * v["purple_true_pct"]]
+    return max(within or list(per_t), key=lambda T: (per_t[T]["objective"], T))

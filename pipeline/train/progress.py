@@ -73,11 +73,14 @@ def step_line(
 
 
 def figures(val: Dict[str, float]) -> str:
-    """``AuC 86.1  rebalanced 45.2  PSNR 21.03  colourfulness gap 3.1  objective 43.7``."""
-    return (
+    """``AuC 86.1  rebalanced 45.2  PSNR 21.03  colourfulness gap 3.1  objective 43.7``, then
+    ``at T 0.5`` when validation scored several temperatures (``train.val_temperatures``)."""
+    line = (
         f"AuC {val['auc']:.1f}  rebalanced {val['auc_rebalanced']:.1f}  PSNR {val['psnr']:.2f}  "
         f"colourfulness gap {val['cf_gap']:.1f}  objective {val['objective']:.1f}"
     )
+    several = any(k.startswith("objective_t") for k in val)
+    return line + (f"  at T {val['temperature']:g}" if several and "temperature" in val else "")
 
 
 def val_line(what: str, val: Dict[str, float], seconds: float, note: str = "") -> str:

@@ -33,7 +33,7 @@ from ray.train.torch import TorchTrainer
 from models import Generator, losses, scaling, unwrap
 from pipeline.config import ExperimentConfig
 from pipeline.core import color, metrics
-from pipeline.data import sources, storage
+from pipeline.data import priors, sources, storage
 from pipeline.gan import batches, cgan, checkpoint, model_ref
 from pipeline.train import layout, progress, tracking
 from pipeline.train.tracking import Tracker
@@ -138,8 +138,9 @@ def even_batches(
 
 
 def train_loop_per_worker(config: Dict[str, Any]) -> None:
-    """Ray Train entry: config = {"cfg": ExperimentConfig dict, "prior": list, "tracking_uri",
-    "run_id", "s3": S3Settings dict, "init": train.init_from's weights or None, "steps_per_epoch"}."""
+    """Ray Train entry: config = {"cfg": ExperimentConfig dict, "prior": list, "val_prior": list or
+    None, "tracking_uri", "run_id", "s3": S3Settings dict, "init": train.init_from's weights or None,
+    "steps_per_epoch"}."""
     cfg = ExperimentConfig.from_dict(config["cfg"])
     if not config.get("verbose"):
         sources.quiet_worker()
@@ -161,8 +162,10 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     prior_np = np.asarray(config["prior"])  # (Q,)
     prior = torch.tensor(prior_np, dtype=torch.float64, device=device)
     weights = batches.class_weights_tensor(prior_np, cfg.loss, device)
+    given = config.get("val_prior")  # train.val_prior; None: validation weighs by the training prior
+    val_prior = prior if given is None else torch.tensor(given, dtype=torch.float64, device=device)
     _tag_worker_nodes(rank, tracker)
-    run = _Run(cfg, config, rank, device, prior, tracker)
+    run = _Run(cfg, config, rank, device, val_prior, tracker)
     # candidate zero, once (a run resumed after a failure has it in its checkpoint); not in Tune,
     # where every report counts as an iteration of ASHA's schedule (max_t is the epochs)
     if (
@@ -323,16 +326,44 @@ def _all_reduce(sums: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, keep: int = 0):
     """(val metrics of generator ``G`` over every worker's val shard, all-reduced, with the
-    selection objective; up to ``keep`` of this worker's truth images as uint8 (N,H,W,3) or None).
+    selection objective, at the temperature ``metrics.best_temperature`` picks of ``G``'s own and
+    ``train.val_temperatures`` (``temperature``; each one's objective as ``objective_t<T>`` when
+    there are several); up to ``keep`` of this worker's truth images as uint8 (N,H,W,3) or None)."""
+    rows = shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy")
+    per_t, kept = score_validation(G, rows, cfg, prior, device, validation_temperatures(G, cfg), keep)
+    return at_best_temperature(per_t), kept
+
+
+def at_best_temperature(per_t: Dict[float, Dict[str, float]]) -> Dict[str, float]:
+    """The val metrics of ``per_t``'s ``metrics.best_temperature``, with that ``temperature`` and,
+    when there are several, each one's objective as ``objective_t<T>``."""
+    best = metrics.best_temperature(per_t)
+    val = {**per_t[best], "temperature": best}
+    if len(per_t) > 1:
+        val.update({f"objective_t{T:g}": v["objective"] for T, v in per_t.items()})
+    return val
+
+
+def validation_temperatures(G: Generator, cfg: ExperimentConfig) -> List[float]:
+    """The decoding temperatures validation scores: ``G``'s own first, then ``train.val_temperatures``."""
+    return list(dict.fromkeys([float(G.temperature), *map(float, cfg.train.val_temperatures)]))
+
+
+def score_validation(
+    G: Generator, rows, cfg: ExperimentConfig, prior: torch.Tensor, device, temperatures, keep: int = 0
+) -> Tuple[Dict[float, Dict[str, float]], Optional[torch.Tensor]]:
+    """({T: val metrics with the selection objective} of generator ``G`` on numpy batches ``rows``
+    (raw images or prepared shards), all-reduced across workers, every T decoded from one forward
+    pass; up to ``keep`` truth images as uint8 (N,H,W,3) or None).
 
     ``G`` is a plain module (``GAN.generator()``): a DDP forward would sync buffers, and ranks may
-    hold unequal val rows."""
+    hold unequal val rows. Every rank scores the same temperatures in the same order."""
     was = G.training
     G.eval()
-    sums = empty_sums(device)
+    sums = {float(T): empty_sums(device) for T in temperatures}
     kept: List[torch.Tensor] = []
     with torch.no_grad():
-        for raw in shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy"):
+        for raw in rows:
             batch = to_tensors(raw)
             rgb = batch_rgb(batch)  # (B,H,W,3) uint8 truth
             room = keep - sum(len(k) for k in kept)
@@ -340,12 +371,17 @@ def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, de
                 kept.append(rgb[:room].cpu())
             b = batches.step_batch(batch, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
             with batches.autocast(device, cfg.train.amp):
-                logits, ab = G(b["L"])
-            accumulate(sums, logits, ab, b, rgb.to(device), prior)
+                logits, ab = G(b["L"])  # ab at G's own temperature
+            for T, t_sums in sums.items():
+                ab_t = ab if T == G.temperature else G.ab_from_logits(logits, b["ab"].shape[-2:], T)
+                accumulate(t_sums, logits, ab_t, b, rgb.to(device), prior)
     G.train(was)
-    val = metrics.summarise(_all_reduce(sums))
-    val["objective"] = metrics.selection_objective(val["auc_rebalanced"], val["cf_gap"])
-    return val, (torch.cat(kept) if kept else None)
+    per_t = {}
+    for T, t_sums in sums.items():
+        v = metrics.summarise(_all_reduce(t_sums))
+        v["objective"] = metrics.selection_objective(v["auc_rebalanced"], v["cf_gap"])
+        per_t[T] = v
+    return per_t, (torch.cat(kept) if kept else None)
 
 
 def empty_sums(device) -> Dict[str, torch.Tensor]:
@@ -353,7 +389,7 @@ def empty_sums(device) -> Dict[str, torch.Tensor]:
     the same order: the all-reduce must match up even when a rank's shard holds no validation rows."""
     sums = {
         k: torch.zeros((), dtype=torch.float64, device=device)
-        for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images")
+        for k in ("ce", "l1", "batches", "cf_pred", "cf_true", "psnr", "images", "purple_pred", "purple_true")
     }
     sums["err_hist"] = torch.zeros(metrics.AUC_MAX + 2, dtype=torch.float64, device=device)
     sums["err_hist_rebal"] = torch.zeros_like(sums["err_hist"])
@@ -361,7 +397,7 @@ def empty_sums(device) -> Dict[str, torch.Tensor]:
 
 
 def accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], truth_u8: torch.Tensor, prior) -> None:
-    """Add one val batch's losses, AuC histograms, colourfulness and PSNR to ``sums``."""
+    """Add one val batch's losses, AuC histograms, colourfulness, PSNR and purple shares to ``sums``."""
     sums["ce"] += losses.rebalanced_ce(logits, b["target"]).double()
     sums["l1"] += losses.l1(ab, b["ab"]).double()
     sums["batches"] += 1
@@ -373,6 +409,8 @@ def accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], tru
     sums["cf_pred"] += metrics.colourfulness(pred_rgb).sum()
     sums["cf_true"] += metrics.colourfulness(true_rgb).sum()
     sums["psnr"] += metrics.psnr(pred_rgb, true_rgb).sum()
+    sums["purple_pred"] += metrics.purple_share(ab.float()).sum()
+    sums["purple_true"] += metrics.purple_share(b["ab"].float()).sum()
     sums["images"] += len(truth_u8)
 
 
@@ -489,6 +527,7 @@ def build_trainer(
     callbacks=None,
     init: Optional[Dict[str, Any]] = None,
     steps_per_epoch: Optional[int] = None,
+    val_prior: Optional[List[float]] = None,
 ) -> TorchTrainer:
     storage_path, fs = storage_for(cfg.train.storage_path, s3)
     scaling_config = ScalingConfig(
@@ -515,6 +554,7 @@ def build_trainer(
     loop_config = {
         "cfg": cfg.to_dict(),
         "prior": [float(x) for x in prior],
+        "val_prior": val_prior,
         "tracking_uri": tracking_uri,
         "run_id": run_id,
         "s3": s3.to_dict(),
@@ -532,6 +572,13 @@ def build_trainer(
         run_config=run_config,
         datasets=datasets,
     )
+
+
+def _val_prior(cfg: ExperimentConfig, s3: storage.S3Settings) -> Optional[List[float]]:
+    """``train.val_prior`` read once here for the workers (None: validation weighs by the training prior)."""
+    if not cfg.train.val_prior:
+        return None
+    return [float(x) for x in priors.load_prior(priors.resolve_prior_path(cfg.train.val_prior), s3)]
 
 
 @dataclass
@@ -578,6 +625,7 @@ def launch(
     (``config.given_keys``); the starting model's temperature and working scale are kept unless
     given, and an unset worker layout fits the cluster (None: every key counts as given).
     A layout the cluster cannot run (``layout.LayoutError``) stops here, before any Ray Train work."""
+    val_prior = _val_prior(cfg, s3)  # a bad train.val_prior stops here, before any run starts
     init = None
     if cfg.train.init_from:
         init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
@@ -607,6 +655,7 @@ def launch(
             callbacks=callbacks,
             init=init,
             steps_per_epoch=layout.steps_per_epoch(cfg, info.get("train_files")),
+            val_prior=val_prior,
         )
         result = fit_interruptibly(trainer)
         skipped = _skip_counts(collector)

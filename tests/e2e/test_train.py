@@ -30,17 +30,24 @@ def ema_updates(ckpt: Path) -> int:
 
 
 def test_train_then_resume_same_run(ray_local, tmp_path):
-    assert run_job.main(args_for(tmp_path, "r1", "train.epochs=2")) == 0
+    scoring = ("train.val_temperatures=[0.5,1.0]", "train.val_prior=prior_probs.npy")
+    assert run_job.main(args_for(tmp_path, "r1", "train.epochs=2", *scoring)) == 0
     cks = checkpoints(tmp_path, "r1")
     assert cks, "a checkpoint must exist"
     meta = json.loads((cks[-1] / "meta.json").read_text())
     assert meta["epoch"] == 1 and meta["step"] > 0
+    # scored at each temperature, recorded at the one it would ship with
+    val = meta["val"]
+    assert val["temperature"] in (0.38, 0.5, 1.0) and val["objective_t0.5"] != val["objective_t1"]
+    assert val["objective"] == val[f"objective_t{val['temperature']:g}"]
     assert ema_updates(cks[-1]) == meta["step"], "the EMA of G is checkpointed, updated once per step"
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1
     run = runs[0]
     assert run.data.tags["ray.world_size"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 2
+    assert len(client.get_metric_history(run.info.run_id, "val/objective_t0.5")) == 2
+    assert run.data.params["train.val_prior"] == "prior_probs.npy"
     assert run.data.params["train.num_workers"] == "2"
     skipped = {k: v for k, v in run.data.metrics.items() if k.startswith("data/skipped_")}
     expected = {}
@@ -54,7 +61,7 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     )
 
     # same run name, one more epoch: continues from the saved step in the same MLflow run
-    assert run_job.main(args_for(tmp_path, "r1", "train.epochs=3")) == 0
+    assert run_job.main(args_for(tmp_path, "r1", "train.epochs=3", *scoring)) == 0
     meta2 = json.loads((checkpoints(tmp_path, "r1")[-1] / "meta.json").read_text())
     # one more epoch's steps on top of the saved ones (how many varies: rows are split among
     # workers as they read, without dropping any, and an epoch lasts as long as its longest share)

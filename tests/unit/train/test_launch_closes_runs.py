@@ -87,3 +87,15 @@ def test_a_result_with_an_error_fails_the_run_and_a_good_one_finishes_it(fake_tr
     assert status(tracking_uri, done.run_id) == "FINISHED" and done.skipped == {"corrupt": 1}
     history = MlflowClient(tracking_uri).get_metric_history(done.run_id, "data/skipped_corrupt")
     assert [m.value for m in history] == [1.0]
+
+
+def test_a_missing_validation_prior_stops_before_any_run(tracking_uri, tmp_path):
+    cfg = ExperimentConfig().replace(
+        {"train.val_prior": str(tmp_path / "no-such-prior.npy"), "train.storage_path": str(tmp_path / "runs")}
+    )
+    with pytest.raises(storage.StorageError, match="no-such-prior.npy"):
+        launch(cfg, tracking_uri, "missing-val-prior", tmp_path)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    assert not [r for r in runs if r.data.tags.get("colorize.run_name") == "missing-val-prior"]
