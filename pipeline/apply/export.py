@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import warnings
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -135,9 +135,10 @@ def ship(
     temperature: Optional[float] = None,
     overwrite: bool = False,
     with_discriminator: bool = False,
-) -> int:
+) -> Tuple[int, dict]:
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
-    with a MODEL_CARD.md that says where it came from; -> bytes of the weights. ``temperature``
+    with a MODEL_CARD.md that says where it came from; -> (bytes of the weights, what
+    ``model_ref.resolve_generator`` said of ``ref``). ``temperature``
     (chosen on validation photos) becomes the model's own default. ``with_discriminator``: D too,
     from a training checkpoint, so that the folder is a resume point the next stage of a long
     training starts from (``train.init_from``). The folder is filled under a temporary name and
@@ -163,7 +164,7 @@ def ship(
     except FileExistsError:  # appeared while the model was written (another run)
         _check_ship_target(directory, overwrite)  # says what is there
         raise ValueError(f"--ship {directory}: something else is there now: give another name") from None
-    return size
+    return size, info
 
 
 def _check_ship_target(directory: str, overwrite: bool) -> None:

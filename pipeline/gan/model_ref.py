@@ -262,8 +262,15 @@ def _shown(ref: str, path: str) -> str:
 
 
 def _meta_info(meta: dict) -> dict:
-    """step, epoch and objective of a checkpoint's meta.json, as recorded (None when absent)."""
-    return {"step": meta.get("step"), "epoch": meta.get("epoch"), "objective": _number(meta.get("objective"))}
+    """step, epoch, objective and the temperature validation scored it at (``val_temperature``) of a
+    checkpoint's meta.json, as recorded (None when absent)."""
+    val = meta.get("val") if isinstance(meta.get("val"), dict) else {}
+    return {
+        "step": meta.get("step"),
+        "epoch": meta.get("epoch"),
+        "objective": _number(meta.get("objective")),
+        "val_temperature": _number(val.get("temperature")),
+    }
 
 
 def load_init(ref: str, tracking_uri: Optional[str] = None) -> Tuple[dict, dict, str]:

@@ -43,8 +43,14 @@ def run(args) -> int:
     if o.with_discriminator and not o.ship:
         raise ValueError("--with-discriminator goes with --ship DIR (a resume point), not with an ONNX export")
     if o.ship:
-        size = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator)
+        size, info = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator)
         print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
+        scored = info.get("val_temperature")
+        if o.temperature is None and scored is not None and abs(scored - info["temperature"]) > 1e-9:
+            print(
+                f"colorize export: validation scored this checkpoint best at T {scored:g}; it keeps its model's "
+                f"T {info['temperature']:g} (--temperature {scored:g} ships it at the validated one)"
+            )
         return 0
     export.check_output(o.onnx)  # before the model loads and the export runs, not after
     G, info = model_ref.resolve_generator(o.model, o.tracking_uri)

@@ -266,3 +266,22 @@ def test_export_with_the_discriminator_makes_a_resume_point_the_next_stage_start
     err = [x for x in capsys.readouterr().err.strip().splitlines() if not x.startswith("model: ")]
     assert len(err) == 1 and "holds no discriminator" in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+def test_export_says_which_temperature_validation_scored_the_checkpoint_at(tmp_path, capsys):
+    """A checkpoint of a run that validated several temperatures records the one it scored best at;
+    ``--ship`` keeps the model's own T unless told, and says so; ``--temperature`` ships it at that T."""
+    from pipeline import cli
+
+    src = trained()
+    own = src.cfg.model.temperature
+    run = tmp_path / "ckpt"
+    checkpoint.save(str(run), src, step=3, epoch=0, config=src.cfg.to_dict(), meta={"val": {"temperature": 0.7}})
+    capsys.readouterr()
+    assert cli.main(["export", "--model", str(run), "--ship", str(tmp_path / "kept")]) == 0
+    said = capsys.readouterr().out
+    assert f"best at T 0.7; it keeps its model's T {own:g}" in said and "--temperature 0.7" in said
+    assert model_ref.resolve_generator(str(tmp_path / "kept"))[0].temperature == own
+    assert cli.main(["export", "--model", str(run), "--ship", str(tmp_path / "at-val"), "--temperature", "0.7"]) == 0
+    assert "best at T" not in capsys.readouterr().out
+    assert model_ref.resolve_generator(str(tmp_path / "at-val"))[0].temperature == 0.7
