@@ -223,7 +223,8 @@ class Generator(nn.Module):
         ab = self.decode(logits.float(), temperature)  # (B,2,h,w)
         s = self.logits_stride
         if s > 1:
-            ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)
+            with torch.autocast(device_type=ab.device.type, enabled=False):
+                ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)
         return ab[:, :, : size[0], : size[1]]
 
     def widen_state(self, state: Dict[str, torch.Tensor], hint_gain: Optional[float] = None) -> Dict[str, torch.Tensor]:

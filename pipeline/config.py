@@ -324,6 +324,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         except yaml.YAMLError:
             raise ConfigError(f"{key}: cannot parse {value!r}") from None
     if origin in (tuple, list):
+        if value is None:
+            raise ConfigError(f"{key} must be a list ([] for none), got null")
         if not isinstance(value, (list, tuple)):
             value = [value]
         inner = args[0] if args else Any

@@ -26,7 +26,7 @@ import os
 import posixpath
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import mlflow
 import numpy as np
@@ -119,6 +119,7 @@ def trial_fn(params: Dict[str, Any], private: Optional[Dict[str, Any]] = None) -
         artifact_dir=meta["artifact_dir"],
         tags=tags,
         callbacks=[TuneReportCallback()],
+        val_prior=meta.get("val_prior"),
     )
     result = launched.result
     if result.error is not None:  # Train V1; V2's fit raises, and launch re-raises it: the trial errors either way
@@ -166,6 +167,7 @@ class Sweep:
     tracking_uri: str
     s3: storage.S3Settings
     prior: np.ndarray
+    val_prior: Optional[List[float]] = None  # train.val_prior, read once here as the prior is
 
     @property
     def record(self) -> str:
@@ -244,6 +246,7 @@ def _plan(args) -> Sweep:
         tracking_uri=tracking.resolve_uri(base.tracking.uri, out_dir),
         s3=s3,
         prior=priors.load_prior(priors.resolve_prior_path(base.loss.prior), s3),
+        val_prior=trainer.read_val_prior(base, s3),
     )
 
 
@@ -303,6 +306,7 @@ def _trainable(sw: Sweep, parent_id: str):
         sw.tracking_uri,
         name=sw.name,
         prior=[float(x) for x in sw.prior],
+        val_prior=sw.val_prior,
         parent_run_id=parent_id,
         artifact_dir=sw.artifact_dir,
         s3=sw.s3.to_dict(),

@@ -181,14 +181,31 @@ def purple_share(ab: torch.Tensor, dim: int = 1) -> torch.Tensor:
 
 
 # Validation at several decoding temperatures (train.val_temperatures): a checkpoint is scored at the
-# temperature it would ship with, the best objective among those whose purple share stays within
-# PURPLE_LIMIT x the truth's, so the best checkpoint is the one a temperature sweep would ship.
+# temperature it would ship with, the best checkpoint score among those whose purple share stays
+# within PURPLE_LIMIT x the truth's, so the best checkpoint is the one a temperature sweep would ship.
 PURPLE_LIMIT = 1.3
 
 
-def best_temperature(per_t: Dict[float, Dict[str, float]], limit: float = PURPLE_LIMIT) -> float:
-    """Of ``per_t`` ({T: ``summarise`` figures with "objective"}), the T with the highest objective
-    whose ``purple_pct`` is at most ``limit`` x ``purple_true_pct``; of all of them when none is
-    (ties: the higher T, the less vivid and safer decode)."""
+def temperature_key(T: float) -> str:
+    """How a temperature names its figures (``objective_t0.5``, the start's ``by_t``): 6 digits."""
+    return f"{float(T):g}"
+
+
+def start_at(start: Optional[Dict], T: Optional[float]) -> Optional[Dict[str, float]]:
+    """The start's figures at temperature ``T`` (its ``by_t``, recorded when validation scored several),
+    else the start's figures as recorded; None without a start. A change of T alone moves PSNR and the
+    colourfulness gap by about ``NO_WORSE_THAN_START``'s tolerances: each T is held to the start's same T."""
+    if start is None or T is None:
+        return start
+    return (start.get("by_t") or {}).get(temperature_key(T), start)
+
+
+def best_temperature(
+    per_t: Dict[float, Dict[str, float]], start: Optional[Dict] = None, limit: float = PURPLE_LIMIT
+) -> float:
+    """Of ``per_t`` ({T: ``summarise`` figures with "objective"}), the T with the highest
+    ``checkpoint_score`` (against ``start_at(start, T)``) whose ``purple_pct`` is at most ``limit`` x
+    ``purple_true_pct``; of all of them when none is (ties: the higher T, the less vivid decode)."""
+    score = {T: checkpoint_score(v, start_at(start, T)) for T, v in per_t.items()}
     within = [T for T, v in per_t.items() if v["purple_pct"] <= limit * v["purple_true_pct"]]
-    return max(within or list(per_t), key=lambda T: (per_t[T]["objective"], T))
+    return max(within or list(per_t), key=lambda T: (score[T], T))

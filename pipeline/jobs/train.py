@@ -132,6 +132,7 @@ def run(cfg, args) -> int:
 def summary(launched, run_name: str, tracking_uri: str, artifact_dir: str, seconds: float) -> None:
     """The run's closing lines: the data, the best checkpoint and its figures against the start,
     training speed and wall time, where everything is."""
+    from pipeline.core import metrics
     from pipeline.train import progress, trainer
 
     cfg, result = launched.cfg, launched.result
@@ -148,6 +149,13 @@ def summary(launched, run_name: str, tracking_uri: str, artifact_dir: str, secon
         what = "the start (no epoch did better)" if bm.get("epoch") == -1 else f"epoch {bm.get('epoch', 0) + 1}"
         print(f"best checkpoint: {what}: {storage.redact(trainer.storage_uri(ckpt.path, cfg.train.storage_path))}")
         print(f"  {progress.figures(val)}")
+        own = cfg.model.temperature
+        scored = val.get("temperature")
+        if scored is not None and metrics.temperature_key(scored) != metrics.temperature_key(own):
+            print(
+                f"  scored best at T {scored:g}; the model decodes at its T {own:g} (colorize export "
+                f"--model CHECKPOINT --ship DIR --temperature {scored:g} ships it at that T)"
+            )
         start = {k[len("start_") :]: v for k, v in bm.items() if k.startswith("start_")}
         if start and bm.get("epoch") != -1:
             print(f"  the start: {progress.figures(start)}")

@@ -79,8 +79,7 @@ def figures(val: Dict[str, float]) -> str:
         f"AuC {val['auc']:.1f}  rebalanced {val['auc_rebalanced']:.1f}  PSNR {val['psnr']:.2f}  "
         f"colourfulness gap {val['cf_gap']:.1f}  objective {val['objective']:.1f}"
     )
-    several = any(k.startswith("objective_t") for k in val)
-    return line + (f"  at T {val['temperature']:g}" if several and "temperature" in val else "")
+    return line + (f"  at T {val['temperature']:g}" if "temperature" in val else "")
 
 
 def val_line(what: str, val: Dict[str, float], seconds: float, note: str = "") -> str:

@@ -166,6 +166,8 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     val_prior = prior if given is None else torch.tensor(given, dtype=torch.float64, device=device)
     _tag_worker_nodes(rank, tracker)
     run = _Run(cfg, config, rank, device, val_prior, tracker)
+    if rank == 0:
+        warn_if_scored_otherwise(start_val, validation_scoring(gan.generator(), cfg))
     # candidate zero, once (a run resumed after a failure has it in its checkpoint); not in Tune,
     # where every report counts as an iteration of ASHA's schedule (max_t is the epochs)
     if (
@@ -202,23 +204,26 @@ class _Run:
         self.samples: Optional[torch.Tensor] = None  # rank 0's first validation images, drawn again every epoch
         self.best: Optional[Tuple[float, str]] = None  # (score, what) of the best checkpoint so far
 
-    def validate(self, gan: cgan.GAN) -> Tuple[Dict[str, float], float]:
-        """(val metrics of the generator the product uses, seconds); keeps the first sample images."""
+    def validate(self, gan: cgan.GAN, start=None):
+        """(val metrics of the generator the product uses, at the temperature it scores best at against
+        ``start``; every temperature's {T: val}; seconds); keeps the first sample images."""
         t = time.perf_counter()
         keep = self.cfg.tracking.sample_images if (self.rank == 0 and self.samples is None) else 0
         shard = ray.train.get_dataset_shard("val")
-        val, kept = validate(gan.generator(), shard, self.cfg, self.prior, self.device, keep)
+        val, per_t, kept = validate(gan.generator(), shard, self.cfg, self.prior, self.device, keep, start)
         self.samples = kept if self.samples is None else self.samples
-        return val, time.perf_counter() - t
+        return val, per_t, time.perf_counter() - t
 
-    def score_the_start(self, gan: cgan.GAN) -> Dict[str, float]:
-        """Validate the weights the run starts from and report them as the first checkpoint (epoch -1)."""
-        val, seconds = self.validate(gan)
-        self._report(gan, val, -1, 0, 0, None, val, "the start", seconds)
-        return val
+    def score_the_start(self, gan: cgan.GAN) -> Dict[str, Any]:
+        """Validate the weights the run starts from and report them as the first checkpoint (epoch -1);
+        -> what the run holds its checkpoints to (``start_figures``)."""
+        val, per_t, seconds = self.validate(gan)
+        start = start_figures(val, per_t, validation_scoring(gan.generator(), self.cfg))
+        self._report(gan, val, -1, 0, 0, None, start, "the start", seconds)
+        return start
 
     def end_epoch(self, gan, epoch: int, step: int, epoch_steps: int, clock, start_val) -> None:
-        val, seconds = self.validate(gan)
+        val, _, seconds = self.validate(gan, start_val)
         t = time.perf_counter()
         self._report(gan, val, epoch, step, epoch_steps, clock, start_val, f"epoch {epoch + 1}", seconds)
         if self.rank == 0:
@@ -231,13 +236,14 @@ class _Run:
                 self.tracker.image(grid, f"samples/epoch_{epoch:03d}.png")
 
     def _report(self, gan, val, epoch, step, epoch_steps, clock, start_val, what: str, seconds: float) -> None:
-        score = metrics.checkpoint_score(val, start_val if epoch >= 0 else None)
+        against = metrics.start_at(start_val, val.get("temperature")) if epoch >= 0 else None  # the start at this T
+        score = metrics.checkpoint_score(val, against)
         if self.best is None or score > self.best[0]:
             self.best = (score, what)
             note = "best so far"
         else:
             note = f"best: {self.best[1]}"
-        worse = metrics.worse_than(val, start_val) if (start_val is not None and epoch >= 0) else []
+        worse = metrics.worse_than(val, against) if against is not None else []
         if worse:
             note += "; worse than the start (" + "; ".join(worse) + ")"
         if self.rank == 0:
@@ -324,29 +330,69 @@ def _all_reduce(sums: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     return sums
 
 
-def validate(G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, keep: int = 0):
-    """(val metrics of generator ``G`` over every worker's val shard, all-reduced, with the
-    selection objective, at the temperature ``metrics.best_temperature`` picks of ``G``'s own and
-    ``train.val_temperatures`` (``temperature``; each one's objective as ``objective_t<T>`` when
-    there are several); up to ``keep`` of this worker's truth images as uint8 (N,H,W,3) or None)."""
+def validate(
+    G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, keep: int = 0, start=None
+) -> Tuple[Dict[str, float], Dict[float, Dict[str, float]], Optional[torch.Tensor]]:
+    """(val metrics of generator ``G`` over every worker's val shard, all-reduced, with the selection
+    objective, at the temperature ``at_best_temperature`` picks of ``G``'s own and
+    ``train.val_temperatures`` against ``start``; every temperature's metrics {T: val}; up to
+    ``keep`` of this worker's truth images as uint8 (N,H,W,3) or None)."""
     rows = shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy")
     per_t, kept = score_validation(G, rows, cfg, prior, device, validation_temperatures(G, cfg), keep)
-    return at_best_temperature(per_t), kept
+    return at_best_temperature(per_t, start), per_t, kept
 
 
-def at_best_temperature(per_t: Dict[float, Dict[str, float]]) -> Dict[str, float]:
-    """The val metrics of ``per_t``'s ``metrics.best_temperature``, with that ``temperature`` and,
-    when there are several, each one's objective as ``objective_t<T>``."""
-    best = metrics.best_temperature(per_t)
+def at_best_temperature(per_t: Dict[float, Dict[str, float]], start=None) -> Dict[str, float]:
+    """The val metrics of ``per_t``'s ``metrics.best_temperature`` (against ``start``); when there are
+    several, with that ``temperature`` and each one's objective as ``objective_t<T>``."""
+    best = metrics.best_temperature(per_t, start)
+    if len(per_t) == 1:
+        return dict(per_t[best])
     val = {**per_t[best], "temperature": best}
-    if len(per_t) > 1:
-        val.update({f"objective_t{T:g}": v["objective"] for T, v in per_t.items()})
+    val.update({f"objective_t{metrics.temperature_key(T)}": v["objective"] for T, v in per_t.items()})
     return val
 
 
+def start_figures(
+    val: Dict[str, float], per_t: Dict[float, Dict[str, float]], scoring: Dict[str, Any]
+) -> Dict[str, Any]:
+    """What a run keeps of its start (candidate zero) to hold its checkpoints to: ``val``, each
+    temperature's figures (``by_t``) when validation scored several (``metrics.start_at``), and how
+    it was scored (``validation_scoring``)."""
+    start = {**val, "scoring": scoring}
+    if len(per_t) > 1:
+        start["by_t"] = {metrics.temperature_key(T): v for T, v in per_t.items()}
+    return start
+
+
+def validation_scoring(G: Generator, cfg: ExperimentConfig) -> Dict[str, Any]:
+    """How validation scores a checkpoint: its temperatures and the prior of rebalanced AuC. A run
+    resumed with other settings compares its checkpoints with a start scored another way."""
+    prior = storage.redact(cfg.train.val_prior or cfg.loss.prior)
+    return {"temperatures": validation_temperatures(G, cfg), "prior": prior}
+
+
+def warn_if_scored_otherwise(start: Optional[Dict[str, Any]], scoring: Dict[str, Any]) -> None:
+    """A line when the start a resumed run holds its checkpoints to was validated otherwise."""
+    if start is None:
+        return
+    was = start.get("scoring")  # absent: a run from before validation recorded how it scored
+    if was == scoring or (was is None and len(scoring["temperatures"]) == 1):
+        return
+    said = f"at T {was['temperatures']} with the prior {was['prior']}" if was else "another way"
+    say(
+        f"the start of this run was validated {said}; this run validates at T {scoring['temperatures']} with "
+        f"the prior {scoring['prior']}: its checkpoints are held to figures scored another way"
+    )
+
+
 def validation_temperatures(G: Generator, cfg: ExperimentConfig) -> List[float]:
-    """The decoding temperatures validation scores: ``G``'s own first, then ``train.val_temperatures``."""
-    return list(dict.fromkeys([float(G.temperature), *map(float, cfg.train.val_temperatures)]))
+    """The decoding temperatures validation scores: ``G``'s own first, then ``train.val_temperatures``,
+    each once as its figures are named (``metrics.temperature_key``)."""
+    by_key: Dict[str, float] = {}
+    for T in (G.temperature, *cfg.train.val_temperatures):
+        by_key.setdefault(metrics.temperature_key(T), float(T))
+    return list(by_key.values())
 
 
 def score_validation(
@@ -354,7 +400,8 @@ def score_validation(
 ) -> Tuple[Dict[float, Dict[str, float]], Optional[torch.Tensor]]:
     """({T: val metrics with the selection objective} of generator ``G`` on numpy batches ``rows``
     (raw images or prepared shards), all-reduced across workers, every T decoded from one forward
-    pass; up to ``keep`` truth images as uint8 (N,H,W,3) or None).
+    pass (``G``'s own T as ``forward`` decodes it: what inference gives); up to ``keep`` truth images
+    as uint8 (N,H,W,3) or None).
 
     ``G`` is a plain module (``GAN.generator()``): a DDP forward would sync buffers, and ranks may
     hold unequal val rows. Every rank scores the same temperatures in the same order."""
@@ -372,9 +419,10 @@ def score_validation(
             b = batches.step_batch(batch, G.logits_stride, cfg.loss.soft_k, cfg.loss.soft_sigma, device=device)
             with batches.autocast(device, cfg.train.amp):
                 logits, ab = G(b["L"])  # ab at G's own temperature
+            truth = truth_side(logits, b, rgb.to(device), prior)
             for T, t_sums in sums.items():
                 ab_t = ab if T == G.temperature else G.ab_from_logits(logits, b["ab"].shape[-2:], T)
-                accumulate(t_sums, logits, ab_t, b, rgb.to(device), prior)
+                accumulate(t_sums, ab_t, b, truth)
     G.train(was)
     per_t = {}
     for T, t_sums in sums.items():
@@ -396,22 +444,35 @@ def empty_sums(device) -> Dict[str, torch.Tensor]:
     return sums
 
 
-def accumulate(sums: Dict[str, torch.Tensor], logits, ab, b: Dict[str, Any], truth_u8: torch.Tensor, prior) -> None:
-    """Add one val batch's losses, AuC histograms, colourfulness, PSNR and purple shares to ``sums``."""
-    sums["ce"] += losses.rebalanced_ce(logits, b["target"]).double()
+def truth_side(logits, b: Dict[str, Any], truth_u8: torch.Tensor, prior) -> Dict[str, torch.Tensor]:
+    """One val batch's figures that no decoding temperature changes: the rebalanced CE of its logits,
+    each pixel's rebalancing weight (B,H,W), the truth's RGB (B,3,H,W) 0..255, colourfulness and
+    purple share, and the image count."""
+    true_bins = color.ab_to_bin(b["ab"].permute(0, 2, 3, 1))  # (B,H,W)
+    true_rgb = truth_u8.permute(0, 3, 1, 2).double()
+    return {
+        "ce": losses.rebalanced_ce(logits, b["target"]).double(),
+        "weights": metrics.rebalance_pixel_weights(true_bins, prior),
+        "rgb": true_rgb,
+        "cf_true": metrics.colourfulness(true_rgb).sum(),
+        "purple_true": metrics.purple_share(b["ab"].float()).sum(),
+        "images": torch.tensor(float(len(truth_u8)), dtype=torch.float64),
+    }
+
+
+def accumulate(sums: Dict[str, torch.Tensor], ab, b: Dict[str, Any], truth: Dict[str, torch.Tensor]) -> None:
+    """Add one val batch's figures at one decoding (``ab`` (B,2,H,W)) to ``sums``: its ab L1, AuC
+    histograms, colourfulness, PSNR and purple share, with ``truth_side``'s."""
+    for k in ("ce", "cf_true", "purple_true", "images"):
+        sums[k] += truth[k].to(sums[k].device)
     sums["l1"] += losses.l1(ab, b["ab"]).double()
     sums["batches"] += 1
-    true_bins = color.ab_to_bin(b["ab"].permute(0, 2, 3, 1))  # (B,H,W)
     sums["err_hist"] += metrics.error_histogram(ab, b["ab"])
-    sums["err_hist_rebal"] += metrics.error_histogram(ab, b["ab"], metrics.rebalance_pixel_weights(true_bins, prior))
+    sums["err_hist_rebal"] += metrics.error_histogram(ab, b["ab"], truth["weights"])
     pred_rgb = _rgb_u8(b["L"], ab).double()  # (B,3,H,W) 0..255
-    true_rgb = truth_u8.permute(0, 3, 1, 2).double()
     sums["cf_pred"] += metrics.colourfulness(pred_rgb).sum()
-    sums["cf_true"] += metrics.colourfulness(true_rgb).sum()
-    sums["psnr"] += metrics.psnr(pred_rgb, true_rgb).sum()
+    sums["psnr"] += metrics.psnr(pred_rgb, truth["rgb"]).sum()
     sums["purple_pred"] += metrics.purple_share(ab.float()).sum()
-    sums["purple_true"] += metrics.purple_share(b["ab"].float()).sum()
-    sums["images"] += len(truth_u8)
 
 
 def _report_epoch(
@@ -434,8 +495,8 @@ def _report_epoch(
     if "train_img_per_s" in extra:
         report["train_img_per_s"] = extra["train_img_per_s"]
     if extra.get("start"):  # the start's figures beside every epoch's, for the run's summary
-        shown = ("auc", "auc_rebalanced", "psnr", "cf_gap", "objective")
-        report.update({f"start_{k}": extra["start"][k] for k in shown})
+        shown = ("auc", "auc_rebalanced", "psnr", "cf_gap", "objective", "temperature")
+        report.update({f"start_{k}": extra["start"][k] for k in shown if k in extra["start"]})
     with tempfile.TemporaryDirectory() as tmp:
         ck = None
         if rank == 0:
@@ -574,8 +635,9 @@ def build_trainer(
     )
 
 
-def _val_prior(cfg: ExperimentConfig, s3: storage.S3Settings) -> Optional[List[float]]:
-    """``train.val_prior`` read once here for the workers (None: validation weighs by the training prior)."""
+def read_val_prior(cfg: ExperimentConfig, s3: storage.S3Settings) -> Optional[List[float]]:
+    """``train.val_prior`` read once on the driver for the workers (None: validation weighs by the
+    training prior)."""
     if not cfg.train.val_prior:
         return None
     return [float(x) for x in priors.load_prior(priors.resolve_prior_path(cfg.train.val_prior), s3)]
@@ -611,6 +673,7 @@ def launch(
     artifacts: Sequence[Tuple[str, str]] = (),
     callbacks=None,
     given: Optional[FrozenSet[str]] = None,
+    val_prior: Optional[Sequence[float]] = None,
 ) -> Launched:
     """One tracked Ray Train run: start (or resume, by name) its MLflow run with the flat config as
     params, add ``tags`` and ``artifacts`` ((local path, artifact folder) pairs), read the
@@ -624,8 +687,10 @@ def launch(
     that checkpoint (its weights fix the architecture). ``given``: the dotted keys the user set
     (``config.given_keys``); the starting model's temperature and working scale are kept unless
     given, and an unset worker layout fits the cluster (None: every key counts as given).
+    ``val_prior``: ``train.val_prior`` already read (``read_val_prior``), else it is read here.
     A layout the cluster cannot run (``layout.LayoutError``) stops here, before any Ray Train work."""
-    val_prior = _val_prior(cfg, s3)  # a bad train.val_prior stops here, before any run starts
+    # a bad train.val_prior stops here, before any run starts (a sweep reads it once and passes it)
+    val_prior = list(val_prior) if val_prior is not None else read_val_prior(cfg, s3)
     init = None
     if cfg.train.init_from:
         init, init_config, _ = model_ref.load_init(cfg.train.init_from, tracking_uri)
@@ -640,6 +705,9 @@ def launch(
             tracker.tags(tags)
         for path, folder in artifacts:
             tracker.artifact(path, folder)
+        val_prior_path = priors.resolve_prior_path(cfg.train.val_prior) if cfg.train.val_prior else None
+        if val_prior_path and not storage.is_s3(val_prior_path):  # the file validation weighed by
+            tracker.artifact(val_prior_path, "val_prior")
         train_ds, val_ds, collector, info = sources.training_datasets(
             cfg.data, s3, cpus_per_task=layout.cpus_per_data_task(cfg)
         )

@@ -4,7 +4,11 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from pipeline import run as run_job
+from pipeline.core import color
 from support import corpus
 from support.training import args_for
 
@@ -30,7 +34,10 @@ def ema_updates(ckpt: Path) -> int:
 
 
 def test_train_then_resume_same_run(ray_local, tmp_path):
-    scoring = ("train.val_temperatures=[0.5,1.0]", "train.val_prior=prior_probs.npy")
+    # a uniform validation prior weighs every pixel alike: rebalanced AuC is plain AuC
+    uniform = tmp_path / "uniform.npy"
+    np.save(uniform, np.full(color.num_bins(), 1.0 / color.num_bins()))
+    scoring = ("train.val_temperatures=[0.5,1.0]", f"train.val_prior={uniform}")
     assert run_job.main(args_for(tmp_path, "r1", "train.epochs=2", *scoring)) == 0
     cks = checkpoints(tmp_path, "r1")
     assert cks, "a checkpoint must exist"
@@ -40,6 +47,8 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     val = meta["val"]
     assert val["temperature"] in (0.38, 0.5, 1.0) and val["objective_t0.5"] != val["objective_t1"]
     assert val["objective"] == val[f"objective_t{val['temperature']:g}"]
+    assert val["auc_rebalanced"] == pytest.approx(val["auc"], abs=1e-9), "validation weighs by train.val_prior"
+    assert meta["start"] is None, "no init_from: no start to hold checkpoints to"
     assert ema_updates(cks[-1]) == meta["step"], "the EMA of G is checkpointed, updated once per step"
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1
@@ -47,7 +56,8 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert run.data.tags["ray.world_size"] == "2"
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 2
     assert len(client.get_metric_history(run.info.run_id, "val/objective_t0.5")) == 2
-    assert run.data.params["train.val_prior"] == "prior_probs.npy"
+    assert run.data.params["train.val_prior"] == str(uniform)
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "val_prior")] == ["val_prior/uniform.npy"]
     assert run.data.params["train.num_workers"] == "2"
     skipped = {k: v for k, v in run.data.metrics.items() if k.startswith("data/skipped_")}
     expected = {}

@@ -88,7 +88,8 @@ HELP: Dict[str, str] = {
     "train.hint_none": "share of photos trained with no hints at all (the no-hint colours must hold)",
     "train.val_temperatures": "decoding temperatures validation scores besides the model's own, all from one "
     "forward pass; each checkpoint is scored at the best of them whose purple share is within 1.3x the truth's "
-    "(val/temperature), the T it would ship with; []: the model's own only",
+    "(the best of all when none is; val/temperature), each held to the start at the same T: the T it would ship "
+    "with; []: the model's own only",
     "train.val_prior": "the prior validation's rebalanced AuC weighs pixels by (prior_probs.npy: figures comparable "
     "across models trained on other data); null: loss.prior",
     "tracking.uri": "MLflow tracking URI; null: MLFLOW_TRACKING_URI, else sqlite under --output",

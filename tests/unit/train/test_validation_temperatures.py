@@ -50,7 +50,7 @@ def test_each_temperature_scores_as_a_forward_pass_at_it():
                 batch = trainer.to_tensors(raw)
                 b = batches.step_batch(batch, G.logits_stride)
                 logits, ab = G(b["L"], T)
-                trainer.accumulate(sums, logits, ab, b, batch["rgb"], uniform_prior(G))
+                trainer.accumulate(sums, ab, b, trainer.truth_side(logits, b, batch["rgb"], uniform_prior(G)))
         want = metrics.summarise(sums)
         for key in ("auc", "auc_rebalanced", "psnr", "cf_gap", "purple_pct", "purple_true_pct"):
             assert per_t[T][key] == pytest.approx(want[key], abs=1e-6), (T, key)
@@ -70,7 +70,14 @@ def test_ab_from_logits_matches_the_forward_pass_at_any_size():
 
 
 def figures(objective, purple, truth=2.0):
-    return {"objective": objective, "purple_pct": purple, "purple_true_pct": truth}
+    """Validation figures with this objective (no colourfulness gap) and purple share (truth's: ``truth``)."""
+    return {
+        "objective": objective,
+        "auc_rebalanced": objective,
+        "cf_gap": 0.0,
+        "purple_pct": purple,
+        "purple_true_pct": truth,
+    }
 
 
 def test_the_best_temperature_is_the_best_objective_within_the_purple_limit():
@@ -87,14 +94,94 @@ def test_validation_reports_the_chosen_temperature_and_each_objective():
     val = trainer.at_best_temperature(per_t)
     assert val["temperature"] == 0.38 and val["psnr"] == 20.5 and val["objective"] == 39.0
     assert val["objective_t0.38"] == 39.0 and val["objective_t0.6"] == 38.0
-    line = progress.figures({**val, "auc": 85.0, "auc_rebalanced": 40.0, "cf_gap": 2.0})
+    line = progress.figures({**val, "auc": 85.0})
     assert line.endswith("objective 39.0  at T 0.38")
     one = trainer.at_best_temperature({0.6: per_t[0.6]})
-    assert one["temperature"] == 0.6 and not any(k.startswith("objective_t") for k in one)
-    assert "at T" not in progress.figures({**one, "auc": 85.0, "auc_rebalanced": 40.0, "cf_gap": 2.0})
+    assert one == per_t[0.6], "one temperature: the figures as before, no T of their own"
+    assert "at T" not in progress.figures({**one, "auc": 85.0})
 
 
 @pytest.mark.parametrize("bad", ["[0.5, 0]", "[0.5, hot]", str(list(np.linspace(0.1, 2, 17)))])
 def test_bad_validation_temperatures_are_config_errors(bad):
     with pytest.raises(ConfigError, match="train.val_temperatures"):
         ExperimentConfig().replace({"train.val_temperatures": bad})
+
+
+def test_each_temperature_is_held_to_the_start_at_the_same_temperature():
+    """A lower T alone costs PSNR and a higher one colourfulness: against the start's figures at
+    another T, a checkpoint would look worse than its start for having changed T, not for being worse."""
+
+    def at(objective, psnr, cf_gap):
+        return {
+            "objective": objective,
+            "auc_rebalanced": objective + 0.5 * cf_gap,
+            "psnr": psnr,
+            "auc": 85.0,
+            "cf_gap": cf_gap,
+            "purple_pct": 1.0,
+            "purple_true_pct": 2.0,
+        }
+
+    start_per_t = {0.5: at(39.0, 20.3, 1.0), 0.7: at(38.0, 20.7, 4.0)}
+    start = trainer.start_figures(trainer.at_best_temperature(start_per_t), start_per_t, {})
+    assert start["temperature"] == 0.5 and set(start["by_t"]) == {"0.5", "0.7"}
+    # the checkpoint: as good as the start at 0.5, better at 0.7 than the start was there
+    per_t = {0.5: at(39.0, 20.3, 1.0), 0.7: at(39.5, 20.7, 4.0)}
+    val = trainer.at_best_temperature(per_t, start)
+    assert val["temperature"] == 0.7
+    assert not metrics.worse_than(val, metrics.start_at(start, 0.7))
+    assert metrics.worse_than(val, {k: v for k, v in start.items() if k != "by_t"}), (
+        "held to the start's own best T, the change of T alone reads as a loss"
+    )
+    # a checkpoint worse than the start at its best-objective T is scored at a T where it is not
+    per_t = {0.5: at(39.6, 19.9, 1.0), 0.7: at(38.5, 20.7, 4.0)}
+    assert trainer.at_best_temperature(per_t, start)["temperature"] == 0.7
+    assert trainer.at_best_temperature(per_t)["temperature"] == 0.5, "without a start: the best objective"
+
+
+def test_temperatures_that_name_the_same_figures_are_scored_once():
+    cfg = tiny(val_temperatures=[0.5, 0.5000000001, 0.38])
+    assert trainer.validation_temperatures(generator(cfg), cfg) == [0.38, 0.5]
+
+
+def test_a_resumed_run_says_when_its_start_was_validated_another_way(capsys):
+    now = {"temperatures": [0.6, 0.5], "prior": "prior_probs.npy"}
+    trainer.warn_if_scored_otherwise({"auc": 85.0, "scoring": now}, now)
+    trainer.warn_if_scored_otherwise(None, now)
+    assert capsys.readouterr().out == ""
+    trainer.warn_if_scored_otherwise({"auc": 85.0, "scoring": {**now, "prior": "mix.npy"}}, now)
+    assert "validated at T [0.6, 0.5] with the prior mix.npy" in capsys.readouterr().out
+    trainer.warn_if_scored_otherwise({"auc": 85.0}, now)  # a start recorded before scoring was
+    assert "validated another way" in capsys.readouterr().out
+    trainer.warn_if_scored_otherwise({"auc": 85.0}, {"temperatures": [0.6], "prior": "prior_probs.npy"})
+    assert capsys.readouterr().out == ""
+
+
+def test_validation_temperatures_must_be_a_list():
+    with pytest.raises(ConfigError, match=r"train.val_temperatures must be a list \(\[\] for none\)"):
+        ExperimentConfig().replace({"train.val_temperatures": "null"})
+
+
+def test_the_run_summary_says_when_the_best_t_is_not_the_models_own(capsys):
+    """The summary's best checkpoint, from what Ray Train reported with it: its figures at its best T,
+    and how to ship it at that T when the model decodes at another."""
+    from types import SimpleNamespace
+
+    from pipeline.jobs import train as train_job
+
+    cfg = tiny()  # the model's own T: 0.38
+
+    def summary_of(temperature):
+        reported = {"epoch": 2, "val_score": 39.0, "val_auc": 85.0, "val_auc_rebalanced": 40.0, "val_psnr": 20.5}
+        reported |= {"val_cf_gap": 2.0, "val_objective": 39.0, "val_temperature": temperature}
+        result = SimpleNamespace(
+            metrics={}, checkpoint=None, best_checkpoints=[(SimpleNamespace(path="/r/c"), reported)]
+        )
+        launched = trainer.Launched(result, "run-id", {}, {}, cfg)
+        train_job.summary(launched, "r", "sqlite:////tmp/m.db", "/tmp/a", 60.0)
+        return capsys.readouterr().out
+
+    said = summary_of(0.5)
+    assert "objective 39.0  at T 0.5" in said
+    assert "scored best at T 0.5; the model decodes at its T 0.38" in said and "--temperature 0.5" in said
+    assert "scored best" not in summary_of(0.38)
