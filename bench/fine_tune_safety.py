@@ -71,7 +71,7 @@ def run(name, settle, freeze, lead, hint_none, args, init, init_cfg, train, val,
         c = cfg.data.crop
         b = batches.batch_from_lab(L[pick, y : y + c, x : x + c], ab[pick, y : y + c, x : x + c], gan.G.logits_stride)
         gan.train_step(b, i, w)
-    v, _ = trainer.validate(gan.generator(), _Shard(val), cfg, torch.tensor(prior), torch.device("cpu"))
+    v = trainer.validate(gan.generator(), _Shard(val), cfg, torch.tensor(prior), torch.device("cpu"))[0]
     return _figures(v)
 
 
@@ -95,7 +95,7 @@ def main():
     out = {}
     start_cfg = trainer.with_model_of(config_mod.load("pipeline/configs/demo.yaml"), init_cfg, frozenset())
     G = model_ref.resolve_generator("shipped")[0]
-    v, _ = trainer.validate(G, _Shard(val), start_cfg, torch.tensor(prior), torch.device("cpu"))
+    v = trainer.validate(G, _Shard(val), start_cfg, torch.tensor(prior), torch.device("cpu"))[0]
     out["the start"] = {
         k: round(v[k], 2) for k in ("auc", "auc_rebalanced", "psnr", "cf_pred", "cf_true", "cf_gap", "objective")
     }

@@ -162,8 +162,8 @@ class TrainSection:
     hint_stop: float = 0.125  # the point count is geometric: after each point, stop with this probability
     hint_none: float = 0.25  # the share of photos trained with no hints at all, besides the count's own zeros
     # validation decodes these temperatures too, from the same logits, and scores each checkpoint at
-    # the best of them whose purple share is within 1.3x the truth's (metrics.best_temperature): the
-    # T it would ship with. Empty: the model's own temperature only.
+    # the best of them whose purple share is within 1.3x the truth's, each held to the start at the
+    # same T (metrics.best_temperature): the T it would ship with. Empty: the model's own T only.
     val_temperatures: Tuple[float, ...] = ()
     val_prior: Optional[str] = None  # the prior validation's rebalanced AuC weighs pixels by; null: loss.prior
 

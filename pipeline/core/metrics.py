@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -209,3 +209,10 @@ def best_temperature(
     score = {T: checkpoint_score(v, start_at(start, T)) for T, v in per_t.items()}
     within = [T for T, v in per_t.items() if v["purple_pct"] <= limit * v["purple_true_pct"]]
     return max(within or list(per_t), key=lambda T: (score[T], T))
+
+
+def judged(val: Dict[str, float], start: Optional[Dict]) -> Tuple[float, List[str]]:
+    """(``checkpoint_score``, what ``worse_than`` finds) of validation figures ``val`` against the
+    start at their own temperature (``start_at``); the plain objective and nothing without a start."""
+    against = start_at(start, val.get("temperature"))
+    return checkpoint_score(val, against), (worse_than(val, against) if against is not None else [])

@@ -167,7 +167,7 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
     _tag_worker_nodes(rank, tracker)
     run = _Run(cfg, config, rank, device, val_prior, tracker)
     if rank == 0:
-        warn_if_scored_otherwise(start_val, validation_scoring(gan.generator(), cfg))
+        warn_if_scored_otherwise(start_val, validation_scoring(gan.generator(), cfg), cfg.loss.prior)
     # candidate zero, once (a run resumed after a failure has it in its checkpoint); not in Tune,
     # where every report counts as an iteration of ASHA's schedule (max_t is the epochs)
     if (
@@ -236,14 +236,12 @@ class _Run:
                 self.tracker.image(grid, f"samples/epoch_{epoch:03d}.png")
 
     def _report(self, gan, val, epoch, step, epoch_steps, clock, start_val, what: str, seconds: float) -> None:
-        against = metrics.start_at(start_val, val.get("temperature")) if epoch >= 0 else None  # the start at this T
-        score = metrics.checkpoint_score(val, against)
+        score, worse = metrics.judged(val, start_val if epoch >= 0 else None)
         if self.best is None or score > self.best[0]:
             self.best = (score, what)
             note = "best so far"
         else:
             note = f"best: {self.best[1]}"
-        worse = metrics.worse_than(val, against) if against is not None else []
         if worse:
             note += "; worse than the start (" + "; ".join(worse) + ")"
         if self.rank == 0:
@@ -361,7 +359,7 @@ def start_figures(
     it was scored (``validation_scoring``)."""
     start = {**val, "scoring": scoring}
     if len(per_t) > 1:
-        start["by_t"] = {metrics.temperature_key(T): v for T, v in per_t.items()}
+        start["by_t"] = {metrics.temperature_key(T): {**v, "temperature": T} for T, v in per_t.items()}
     return start
 
 
@@ -372,12 +370,15 @@ def validation_scoring(G: Generator, cfg: ExperimentConfig) -> Dict[str, Any]:
     return {"temperatures": validation_temperatures(G, cfg), "prior": prior}
 
 
-def warn_if_scored_otherwise(start: Optional[Dict[str, Any]], scoring: Dict[str, Any]) -> None:
-    """A line when the start a resumed run holds its checkpoints to was validated otherwise."""
+def warn_if_scored_otherwise(start: Optional[Dict[str, Any]], scoring: Dict[str, Any], loss_prior: str) -> None:
+    """A line when the start a resumed run holds its checkpoints to was validated otherwise. A start
+    that does not say (recorded before validation did) was scored at the model's own T with
+    ``loss.prior``."""
     if start is None:
         return
-    was = start.get("scoring")  # absent: a run from before validation recorded how it scored
-    if was == scoring or (was is None and len(scoring["temperatures"]) == 1):
+    was = start.get("scoring")
+    assumed = was or {"temperatures": scoring["temperatures"][:1], "prior": storage.redact(loss_prior)}
+    if assumed == scoring:
         return
     said = f"at T {was['temperatures']} with the prior {was['prior']}" if was else "another way"
     say(
@@ -456,7 +457,7 @@ def truth_side(logits, b: Dict[str, Any], truth_u8: torch.Tensor, prior) -> Dict
         "rgb": true_rgb,
         "cf_true": metrics.colourfulness(true_rgb).sum(),
         "purple_true": metrics.purple_share(b["ab"].float()).sum(),
-        "images": torch.tensor(float(len(truth_u8)), dtype=torch.float64),
+        "images": torch.tensor(float(len(truth_u8)), dtype=torch.float64, device=logits.device),
     }
 
 
@@ -464,7 +465,7 @@ def accumulate(sums: Dict[str, torch.Tensor], ab, b: Dict[str, Any], truth: Dict
     """Add one val batch's figures at one decoding (``ab`` (B,2,H,W)) to ``sums``: its ab L1, AuC
     histograms, colourfulness, PSNR and purple share, with ``truth_side``'s."""
     for k in ("ce", "cf_true", "purple_true", "images"):
-        sums[k] += truth[k].to(sums[k].device)
+        sums[k] += truth[k]
     sums["l1"] += losses.l1(ab, b["ab"]).double()
     sums["batches"] += 1
     sums["err_hist"] += metrics.error_histogram(ab, b["ab"])
@@ -494,9 +495,10 @@ def _report_epoch(
     report["val_score"] = extra.get("score", val["objective"])
     if "train_img_per_s" in extra:
         report["train_img_per_s"] = extra["train_img_per_s"]
-    if extra.get("start"):  # the start's figures beside every epoch's, for the run's summary
+    if extra.get("start"):  # the start's figures beside every epoch's (at the epoch's T), for the run's summary
+        start = metrics.start_at(extra["start"], val.get("temperature"))
         shown = ("auc", "auc_rebalanced", "psnr", "cf_gap", "objective", "temperature")
-        report.update({f"start_{k}": extra["start"][k] for k in shown if k in extra["start"]})
+        report.update({f"start_{k}": start[k] for k in shown if k in start})
     with tempfile.TemporaryDirectory() as tmp:
         ck = None
         if rank == 0:
@@ -690,6 +692,7 @@ def launch(
     ``val_prior``: ``train.val_prior`` already read (``read_val_prior``), else it is read here.
     A layout the cluster cannot run (``layout.LayoutError``) stops here, before any Ray Train work."""
     # a bad train.val_prior stops here, before any run starts (a sweep reads it once and passes it)
+    read_here = val_prior is None
     val_prior = list(val_prior) if val_prior is not None else read_val_prior(cfg, s3)
     init = None
     if cfg.train.init_from:
@@ -705,9 +708,10 @@ def launch(
             tracker.tags(tags)
         for path, folder in artifacts:
             tracker.artifact(path, folder)
-        val_prior_path = priors.resolve_prior_path(cfg.train.val_prior) if cfg.train.val_prior else None
-        if val_prior_path and not storage.is_s3(val_prior_path):  # the file validation weighed by
-            tracker.artifact(val_prior_path, "val_prior")
+        if read_here and cfg.train.val_prior:  # the file validation weighs by, as read on this machine
+            val_prior_path = priors.resolve_prior_path(cfg.train.val_prior)
+            if not storage.is_s3(val_prior_path):
+                tracker.artifact(val_prior_path, "val_prior")
         train_ds, val_ds, collector, info = sources.training_datasets(
             cfg.data, s3, cpus_per_task=layout.cpus_per_data_task(cfg)
         )

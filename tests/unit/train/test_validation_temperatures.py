@@ -146,15 +146,51 @@ def test_temperatures_that_name_the_same_figures_are_scored_once():
 
 def test_a_resumed_run_says_when_its_start_was_validated_another_way(capsys):
     now = {"temperatures": [0.6, 0.5], "prior": "prior_probs.npy"}
-    trainer.warn_if_scored_otherwise({"auc": 85.0, "scoring": now}, now)
-    trainer.warn_if_scored_otherwise(None, now)
+    trainer.warn_if_scored_otherwise({"auc": 85.0, "scoring": now}, now, "mix.npy")
+    trainer.warn_if_scored_otherwise(None, now, "mix.npy")
     assert capsys.readouterr().out == ""
-    trainer.warn_if_scored_otherwise({"auc": 85.0, "scoring": {**now, "prior": "mix.npy"}}, now)
+    trainer.warn_if_scored_otherwise({"auc": 85.0, "scoring": {**now, "prior": "mix.npy"}}, now, "mix.npy")
     assert "validated at T [0.6, 0.5] with the prior mix.npy" in capsys.readouterr().out
-    trainer.warn_if_scored_otherwise({"auc": 85.0}, now)  # a start recorded before scoring was
+    # a start recorded before validation said how: at the model's own T with loss.prior
+    trainer.warn_if_scored_otherwise({"auc": 85.0}, now, "prior_probs.npy")
     assert "validated another way" in capsys.readouterr().out
-    trainer.warn_if_scored_otherwise({"auc": 85.0}, {"temperatures": [0.6], "prior": "prior_probs.npy"})
+    one = {"temperatures": [0.6], "prior": "prior_probs.npy"}
+    trainer.warn_if_scored_otherwise({"auc": 85.0}, one, "prior_probs.npy")
     assert capsys.readouterr().out == ""
+    trainer.warn_if_scored_otherwise({"auc": 85.0}, one, "mix.npy")  # train.val_prior set since
+    assert "validated another way" in capsys.readouterr().out
+
+
+class Shard:
+    """The ``iter_batches`` face of a Ray Data shard over in-memory batches (what ``validate`` reads)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def iter_batches(self, batch_size, batch_format):
+        return iter(self.rows)
+
+
+def test_a_checkpoint_is_judged_against_the_start_at_its_own_temperature():
+    """Training's path: the start scored at every T (``start_figures``), a checkpoint validated
+    against it, its score and the worse-than-start note taken at the T it was picked at."""
+    cfg = tiny(val_temperatures=[0.8])
+    G = generator(cfg)
+    prior, cpu = uniform_prior(G), torch.device("cpu")
+    val, per_t, _ = trainer.validate(G, Shard(photos()), cfg, prior, cpu)
+    start = trainer.start_figures(val, per_t, trainer.validation_scoring(G, cfg))
+    assert set(start["by_t"]) == {"0.38", "0.8"} and start["scoring"]["temperatures"] == [0.38, 0.8]
+    again, _, _ = trainer.validate(G, Shard(photos()), cfg, prior, cpu, start=start)
+    score, worse = metrics.judged(again, start)
+    assert score == again["objective"] and worse == [], "the same weights are no worse than themselves"
+    # the start's own best T differs from the checkpoint's: held to the start at the checkpoint's T
+    other = 0.8 if start["temperature"] == 0.38 else 0.38
+    at_other = {**per_t[other], "temperature": other}
+    mixed = {k: v for k, v in start.items() if k != "by_t"}
+    assert metrics.judged(at_other, start) == (at_other["objective"], [])
+    assert metrics.worse_than(at_other, mixed) or metrics.worse_than(mixed, at_other), (
+        "the two temperatures differ beyond the guard's tolerances: comparing across them would misjudge"
+    )
 
 
 def test_validation_temperatures_must_be_a_list():
