@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from pipeline.apply import export
+from pipeline.core.metrics import temperature_key
 from pipeline.gan import model_ref
 from pipeline.jobs.common import flags
 from pipeline.runtime import made_with
@@ -46,7 +47,11 @@ def run(args) -> int:
         size, info = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator)
         print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
         scored = info.get("val_temperature")
-        if o.temperature is None and scored is not None and abs(scored - info["temperature"]) > 1e-9:
+        if (
+            o.temperature is None
+            and scored is not None
+            and temperature_key(scored) != temperature_key(info["temperature"])
+        ):
             print(
                 f"colorize export: validation scored this checkpoint best at T {scored:g}; it keeps its model's "
                 f"T {info['temperature']:g} (--temperature {scored:g} ships it at the validated one)"
