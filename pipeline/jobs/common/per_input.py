@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import posixpath
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
@@ -181,6 +182,8 @@ def run(job: PerInputJob) -> int:
         check_range("--workers", o.workers, 1, 1024)
     o.input = flags.input_of(o)
     hints = hints_of(o)
+    if not hints and o.hint_spread != spreading.REACH:  # said, not refused: a script may always pass a reach
+        print(f"{job.command}: --hint-spread changes nothing without --hint or --hints", file=sys.stderr)
     s3 = storage.S3Settings.from_env(endpoint=o.s3_endpoint, region=o.s3_region)
     fs, paths, skipped = list_inputs(o.input, s3)
     single = is_single_file(o.input, paths)

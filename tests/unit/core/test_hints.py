@@ -371,3 +371,15 @@ def test_distances_say_how_far_the_result_is_from_each_hint():
     own_L = color.rgb_to_lab(np.array([[red.rgb]], np.uint8))[0, 0, 0]
     assert hints.distances([red], ab, 40, 80, L=np.full((20, 40), own_L, np.float32))[0] < 2
     assert hints.distances([red], ab, 40, 80, L=np.full((20, 40), 97.0, np.float32))[0] > 40
+
+
+def test_a_hint_spread_without_hints_is_said_to_change_nothing(hint_model, tmp_path, capsys):
+    folder, _, _ = hint_model
+    photo = _photo(tmp_path)
+    base = ["infer", str(photo), "--model", str(folder), "--size", "32"]
+    assert cli.main([*base, "--hint-spread", "0.2", "--output", str(tmp_path / "a.png")]) == 0
+    assert "--hint-spread changes nothing without --hint or --hints" in capsys.readouterr().err
+    assert cli.main([*base, "--hint", "2,2,#2060ff", "--hint-spread", "0.2", "--output", str(tmp_path / "b.png")]) == 0
+    assert "changes nothing" not in capsys.readouterr().err
+    assert cli.main([*base, "--output", str(tmp_path / "c.png")]) == 0  # the default reach: nothing to say
+    assert "changes nothing" not in capsys.readouterr().err
