@@ -216,11 +216,12 @@ class Generator(nn.Module):
     def ab_from_logits(
         self, logits: torch.Tensor, size: Tuple[int, int], temperature: Optional[float] = None
     ) -> torch.Tensor:
-        """``forward``'s logits (B,Q,h,w) of an H x W input -> (B,2,H,W) ab at ``temperature``, as
-        ``forward`` decodes them (the same where H and W are multiples of ``2**depth``; elsewhere
+        """Logits (B,Q,h,w) of an H x W input -> (B,2,H,W) ab at ``temperature``: decoded, upsampled
+        by ``logits_stride`` and cut to H x W, as ``forward`` does with its padded logits. From
+        ``forward``'s returned logits the same where H and W are multiples of ``2**depth`` (elsewhere
         the last row and column of cells upsample without the padded cells beyond): another T from
         one forward pass."""
-        ab = self.decode(logits.float(), temperature)  # (B,2,h,w)
+        ab = self.decode(logits, temperature)  # (B,2,h,w), fp32 or wider
         s = self.logits_stride
         if s > 1:
             with torch.autocast(device_type=ab.device.type, enabled=False):
@@ -277,11 +278,7 @@ class Generator(nn.Module):
         logits = self.head(x)  # (B, Q, (H+ph)/s, (W+pw)/s)
         s = self.logits_stride
         h, w = -(-H // s), -(-W // s)
-        ab = self.decode(logits, temperature)  # (B, 2, (H+ph)/s, (W+pw)/s)
-        if s > 1:
-            with torch.autocast(device_type=ab.device.type, enabled=False):
-                ab = F.interpolate(ab, scale_factor=float(s), mode="bilinear", align_corners=False)
-        return logits[:, :, :h, :w], ab[:, :, :H, :W]
+        return logits[:, :, :h, :w], self.ab_from_logits(logits, (H, W), temperature)  # ab (B,2,H,W)
 
     @classmethod
     def from_config(cls, model_cfg, bins) -> Generator:
