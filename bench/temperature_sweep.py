@@ -1,8 +1,13 @@
-"""Decoding temperature on validation photos: one forward pass per batch, every T decoded from the
-same logits, scored as training's validation scores them (AuC, rebalanced AuC, PSNR, colourfulness
-gap, the selection objective, the purple share against the truth's: ``trainer.score_validation``).
+"""Decoding temperature (and prior correction) on validation photos: one forward pass per batch,
+every T decoded from the same logits, scored as training's validation scores them (AuC, rebalanced
+AuC, PSNR, colourfulness gap, the selection objective, the purple share against the truth's:
+``trainer.score_validation``).
 
-    python bench/temperature_sweep.py --model shipped --shards prep/everyday-val-128 [--t 0.2,0.38,0.85] [--json F]
+    python bench/temperature_sweep.py --model shipped --shards prep/everyday-val-128 [--t 0.2,0.38,0.85] \
+        [--prior-correction 0,0.1,0.2] [--json F]
+
+Each ``--prior-correction`` A decodes with ``model.prior_correction`` A (the model's own when not
+given): one sweep over T per A; with more than one A the JSON has ``by_prior_correction``.
 
 Photos are prepared shards (``colorize prepare``) at the model's working size; each is scored on its
 centre crop of ``--crop`` pixels, without hints. Pick T on validation photos only.
@@ -23,7 +28,7 @@ import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import torch  # noqa: E402
 
-from pipeline.config import ExperimentConfig  # noqa: E402
+from pipeline.config import ExperimentConfig, check_prior_correction  # noqa: E402
 from pipeline.data import priors  # noqa: E402
 from pipeline.gan import model_ref  # noqa: E402
 from pipeline.train import trainer  # noqa: E402
@@ -60,23 +65,32 @@ def main():
     ap.add_argument("--t", default="0.2,0.3,0.38,0.5,0.6,0.85,1.0")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--prior", default="prior_probs.npy", help="the prior rebalanced AuC weighs pixels by")
+    ap.add_argument(
+        "--prior-correction", default=None, help="comma-separated values in 0..1 (default: the model's own)"
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     G, _ = model_ref.resolve_generator(args.model)
     prior = torch.tensor(priors.load_prior(priors.resolve_prior_path(args.prior), None), dtype=torch.float64)
-    res = sweep(G, args.shards, [float(t) for t in args.t.split(",")], prior, args.crop)
-    print(
-        f"{args.model} on {args.shards} ({res['photos']} photos, centre {args.crop}²); truth purple "
-        f"{res['truth_purple_pct']:.2f} %"
-    )
-    print("   T    AuC  rebal   PSNR  cf_gap  cf_pred/true  objective  purple %")
-    for T, v in res["temperatures"].items():
+    corrections = [None] if args.prior_correction is None else args.prior_correction.split(",")
+    by_a = {}
+    for a in corrections:
+        G.prior_correction = G.prior_correction if a is None else check_prior_correction(a, "--prior-correction")
+        res = by_a[G.prior_correction] = sweep(G, args.shards, [float(t) for t in args.t.split(",")], prior, args.crop)
         print(
-            f"{T:5.2f}  {v['auc']:5.1f}  {v['auc_rebalanced']:5.1f}  {v['psnr']:5.2f}  {v['cf_gap']:6.2f}  "
-            f"{v['cf_pred']:5.1f}/{v['cf_true']:4.1f}  {v['objective']:9.2f}  {v['purple_pct']:8.2f}"
+            f"{args.model} on {args.shards} ({res['photos']} photos, centre {args.crop}²), prior correction "
+            f"{G.prior_correction:g}; truth purple {res['truth_purple_pct']:.2f} %"
         )
+        print("   T    AuC  rebal   PSNR  cf_gap  cf_pred/true  objective  purple %")
+        for T, v in res["temperatures"].items():
+            print(
+                f"{T:5.2f}  {v['auc']:5.1f}  {v['auc_rebalanced']:5.1f}  {v['psnr']:5.2f}  {v['cf_gap']:6.2f}  "
+                f"{v['cf_pred']:5.1f}/{v['cf_true']:4.1f}  {v['objective']:9.2f}  {v['purple_pct']:8.2f}"
+            )
+    if len(by_a) > 1:
+        res = {"by_prior_correction": {f"{a:g}": r for a, r in by_a.items()}}
     if args.json:
         Path(args.json).write_text(json.dumps({**vars(args), **res}, indent=1, default=float))
 

@@ -62,6 +62,14 @@ class GeneratorConfig:
     temperature: float = _key(
         0.38, "decoding temperature T of the annealed mean: lower = more vivid; infer's default", by_preset=False
     )
+    # rebalanced CE trains p(q|x) proportional to w(q) p_true(q|x): decoding can divide w^alpha back out
+    prior_correction: float = _key(
+        0.0,
+        "how much of the class rebalancing decoding undoes, 0..1: 0 decodes the distribution as trained (vivid), "
+        "1 divides the rebalancing weights back out (the model's estimate of the true colours: duller, closer "
+        "in PSNR); infer's default",
+        by_preset=False,
+    )
     # also takes colour hints: an ab map and its mask beside L (3 more input channels)
     hints: bool = _key(
         False,
@@ -94,6 +102,8 @@ class GeneratorConfig:
             raise ValueError(f"norm must be {', '.join(NORMS[:-1])} or {NORMS[-1]}, got {self.norm!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.prior_correction <= 1:
+            raise ValueError(f"prior_correction must be in [0, 1], got {self.prior_correction}")
         if not 0 < self.hint_gain <= 1000:
             raise ValueError(f"hint_gain must be in (0, 1000], got {self.hint_gain}")
         if any(d < 1 for d in self.dilations):
@@ -143,7 +153,10 @@ class Generator(nn.Module):
     ignoring them.
 
     ``bins``: the (Q, 2) ab centres of the classes (``pipeline.core.color.ab_bins()`` in this project),
-    kept as a buffer so a checkpoint carries its own grid. h, w = ceil(H / logits_stride),
+    kept as a buffer so a checkpoint carries its own grid. ``rebalance_weights`` (Q,): the class
+    weights of the cross-entropy it was trained with (all 1 until training sets them,
+    ``set_rebalance_weights``), a buffer too, so a checkpoint carries what ``prior_correction``
+    divides out. h, w = ceil(H / logits_stride),
     ceil(W / logits_stride). Any H, W: the input is reflect-padded to a multiple of 2**depth and
     the outputs cropped back.
     """
@@ -160,6 +173,8 @@ class Generator(nn.Module):
             raise ValueError(f"bins must be (Q, 2), got {tuple(bins_t.shape)}")
         c = self.config = config
         self.register_buffer("bins", bins_t, persistent=True)  # (Q, 2), saved with the weights
+        self.register_buffer("rebalance_weights", torch.ones(bins_t.shape[0]), persistent=True)  # (Q,)
+        self.prior_correction = float(c.prior_correction)
         self.depth = c.depth
         self.logits_stride = c.logits_stride
         self.temperature = float(c.temperature)
@@ -208,9 +223,28 @@ class Generator(nn.Module):
                 m.always_on = on
         return self
 
+    def set_rebalance_weights(self, weights: torch.Tensor) -> Generator:
+        """Record the (Q,) class weights the rebalanced cross-entropy trains this generator with."""
+        w = torch.as_tensor(weights, dtype=torch.float32, device=self.rebalance_weights.device)
+        if w.shape != self.rebalance_weights.shape or not bool(torch.isfinite(w).all() and (w > 0).all()):
+            raise ValueError(f"rebalance weights must be {tuple(self.rebalance_weights.shape)}, finite and > 0")
+        with torch.no_grad():
+            self.rebalance_weights.copy_(w)
+        return self
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # weights saved before the buffer existed: trained with weights unknown here, so none to undo
+        state_dict.setdefault(prefix + "rebalance_weights", torch.ones_like(self.rebalance_weights))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def decode(self, logits: torch.Tensor, temperature: Optional[float] = None) -> torch.Tensor:
-        """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``."""
+        """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``, with
+        ``prior_correction`` of the rebalancing weights divided out first."""
         t = self.temperature if temperature is None else float(temperature)
+        if self.prior_correction:
+            # log p - a log w, in fp32 or wider as annealed_mean computes: (B,Q,h,w)
+            z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+            logits = z - self.prior_correction * self.rebalance_weights.log().to(z.dtype).view(1, -1, 1, 1)
         return annealed_mean(logits, self.bins, t, dim=1)
 
     def ab_from_logits(

@@ -88,16 +88,17 @@ def _main(argv: List[str]) -> int:
         return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:], prog=f"colorize {argv[0]}")
     args = build_parser(commands=argv[:1]).parse_args(flags.attach_values(argv))
     from pipeline import credentials
+    from pipeline.config import ConfigError, check_prior_correction, check_temperature
     from pipeline.data.storage import StorageError, redact  # here, not at the top: `colorize --help` imports no job
 
-    if getattr(args, "temperature", None) is not None:
-        from pipeline.config import ConfigError, check_temperature
-
-        try:
+    try:  # before any input is listed or model loaded
+        if getattr(args, "temperature", None) is not None:
             check_temperature(args.temperature, "--temperature")
-        except ConfigError as e:
-            print(f"colorize {args.command}: error: {e}", file=sys.stderr)
-            return 2
+        if getattr(args, "prior_correction", None) is not None:
+            check_prior_correction(args.prior_correction, "--prior-correction")
+    except ConfigError as e:
+        print(f"colorize {args.command}: error: {e}", file=sys.stderr)
+        return 2
     try:
         flags.settle_data(args)
         credentials.refuse_in_args(args)

@@ -276,6 +276,17 @@ def check_temperature(value, what: str = "temperature") -> float:
     return t
 
 
+def check_prior_correction(value, what: str = "--prior-correction") -> float:
+    """``value`` as a prior correction in 0..1 (the generator's key of that name), or ConfigError naming ``what``."""
+    try:
+        a = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(f"{what} must be a number in 0..1, got {value!r:.40}") from None
+    if not 0 <= a <= 1:  # also refuses nan
+        raise ConfigError(f"{what} must be in 0..1, got {value!r:.40}")
+    return a
+
+
 def check_range(name: str, value, lo=None, hi=None) -> None:
     """A command-line number within [lo, hi] (either bound optional); ConfigError naming ``name``
     and the range otherwise."""

@@ -127,6 +127,7 @@ def evaluate(args, settings: dict, s3: storage.S3Settings) -> int:
     models = {}
     for i, ref in enumerate(refs):  # every reference resolves before any photo is read
         G, info = model_ref.resolve_generator(ref, args.tracking_uri, device=str(device))
+        G, info = model_ref.with_prior_correction(G, info, args.prior_correction)
         models["model" if i == 0 else f"compare{i}"] = (G, info)
     args.size = predict.working_size(models["model"][0], args.size)  # the first model's training scale
     paths, truths, skipped = load_truth(args.data, args.size, args.limit, s3)
@@ -146,6 +147,7 @@ def evaluate(args, settings: dict, s3: storage.S3Settings) -> int:
         "size": args.size,
         "images": len(truths),
         "temperature": args.temperature,
+        "prior_correction": args.prior_correction,  # None: each model's own
         "saturation": args.temperature,  # the knob's older name, kept for readers of older files
         "skipped": skipped.counts,  # {reason: n}, the reasons of pipeline.core.skips
         "skipped_examples": {k: v[:EXAMPLES_KEPT] for k, v in skipped.examples.items()},
@@ -184,6 +186,7 @@ def settings_of(args, refs: List[str]) -> dict:
         "limit": args.limit,
         "temperature": args.temperature,
         "reference": args.reference,
+        **({"prior_correction": args.prior_correction} if args.prior_correction is not None else {}),
     }
 
 

@@ -135,21 +135,23 @@ def ship(
     temperature: Optional[float] = None,
     overwrite: bool = False,
     with_discriminator: bool = False,
+    prior_correction: Optional[float] = None,
 ) -> Tuple[int, dict]:
     """Write the generator of ``ref`` into ``directory`` as it ships (``checkpoint.save_shipped``)
     with a MODEL_CARD.md that says where it came from; -> (bytes of the weights, what
     ``model_ref.resolve_generator`` said of ``ref``). ``temperature``
     (chosen on validation photos) becomes the model's own default. ``with_discriminator``: D too,
     from a training checkpoint, so that the folder is a resume point the next stage of a long
-    training starts from (``train.init_from``). The folder is filled under a temporary name and
+    training starts from (``train.init_from``). ``prior_correction`` (chosen on validation photos
+    too) becomes the model's own ``model.prior_correction``. The folder is filled under a temporary name and
     moved into place complete; one that holds anything is kept unless ``overwrite``."""
     if "://" in directory:
         raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
     _check_ship_target(directory, overwrite)  # before the model loads, and again as it moves into place
-    G, info = model_ref.resolve_generator(ref, tracking_uri)
+    G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(ref, tracking_uri), prior_correction)
     D = model_ref.discriminator_state(ref, tracking_uri) if with_discriminator else None
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
-    config = info["config"]
+    config = info["config"]  # with the prior correction asked for
     if temperature is not None:
         config = {
             **config,
@@ -186,7 +188,8 @@ def model_card(info: dict, size: int) -> str:
         "loads with `weights_only=True`.\n"
         f"- Source: {storage.redact(str(info['ref']))}, step {info.get('step')}.\n"
         f"- Model: preset `{cfg['model']['preset']}`, norm `{cfg['model']['norm']}`, "
-        f"default temperature {cfg['model']['temperature']}; trained at short side {cfg['data']['resize']} "
+        f"default temperature {cfg['model']['temperature']}, prior correction "
+        f"{cfg['model'].get('prior_correction') or 0:g}; trained at short side {cfg['data']['resize']} "
         f"(crops of {cfg['data']['crop']}), the working size `colorize infer` uses by default.\n"
         "- Config: `config.json` beside the weights.\n"
     )

@@ -241,6 +241,13 @@ def compile_modules(*modules: nn.Module) -> None:
         m.compile(dynamic=False)
 
 
+def record_rebalancing(gan: GAN, weights: torch.Tensor) -> None:
+    """G and its average record the (Q,) class weights the run's cross-entropy trains them with:
+    saved with every checkpoint, for decoding's ``model.prior_correction``."""
+    for G in {id(m): m for m in (unwrap(gan.G), gan.generator())}.values():
+        G.set_rebalance_weights(weights)
+
+
 def build(cfg: ExperimentConfig, device: torch.device, bins: Optional[np.ndarray] = None) -> GAN:
     """G, D, their optimisers (``optim.*``) and the EMA of G (``train.ema_decay``), on ``device``;
     channels_last on CUDA (faster convolutions under bf16); G and D compiled per ``train.compile``.

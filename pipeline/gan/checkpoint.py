@@ -78,11 +78,11 @@ SHIP_MAX_BYTES = 25 * 10**6  # a shipped generator travels inside the package: k
 
 def half_state(G) -> Dict[str, torch.Tensor]:
     """``G``'s state dict (or a state dict) on the CPU with floating tensors in fp16, except the
-    colour bins (exact)."""
+    colour bins and the class weights (exact, and a few hundred numbers)."""
     out = {}
     for k, v in (G if isinstance(G, dict) else unwrap(G).state_dict()).items():
         v = v.detach().cpu()
-        out[k] = v.half() if v.is_floating_point() and k != "bins" else v.clone()
+        out[k] = v.half() if v.is_floating_point() and k not in ("bins", "rebalance_weights") else v.clone()
     return out
 
 
@@ -247,6 +247,8 @@ def check_fits(generator_state: Dict[str, Any], model_cfg, bins) -> None:
     whose config.json asks for a huge model is refused without allocating it."""
     with torch.device("meta"):
         wanted = build_generator(model_cfg, bins=bins).state_dict()
+    if "rebalance_weights" not in generator_state:  # saved before generators recorded them: loads as all 1
+        wanted.pop("rebalance_weights")
     if set(wanted) != set(generator_state):
         missing, extra = sorted(set(wanted) - set(generator_state)), sorted(set(generator_state) - set(wanted))
         raise ValueError(f"{len(missing)} tensors missing (e.g. {missing[:1]}), {len(extra)} unexpected")

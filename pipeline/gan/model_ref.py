@@ -27,6 +27,7 @@ import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 from models import Generator
+from pipeline.config import check_prior_correction
 from pipeline.gan import checkpoint
 
 
@@ -238,6 +239,23 @@ def resolve_generator(ref: str, tracking_uri: Optional[str] = None, device: str 
     }
     _announce(info)
     return G, info
+
+
+def with_prior_correction(G: Generator, info: dict, value: Optional[float]) -> Tuple[Generator, dict]:
+    """``G`` and its ``info`` decoding with ``model.prior_correction`` ``value`` (None: the model's
+    own): set on ``G`` and in the config that Ray workers rebuild it from. ConfigError for a value
+    out of 0..1; a note on stderr when ``G`` records no class weights, where it changes nothing."""
+    if value is None:
+        return G, info
+    value = check_prior_correction(value, "--prior-correction")
+    if value and bool((G.rebalance_weights == 1).all()):
+        print(
+            f"model {info['checkpoint']} records no class weights of its training: --prior-correction changes nothing",
+            file=sys.stderr,
+        )
+    G.prior_correction = value
+    config = info["config"]
+    return G, {**info, "config": {**config, "model": {**config["model"], "prior_correction": value}}}
 
 
 def discriminator_state(ref: str, tracking_uri: Optional[str] = None) -> Dict[str, Any]:

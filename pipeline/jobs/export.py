@@ -44,7 +44,9 @@ def run(args) -> int:
     if o.with_discriminator and not o.ship:
         raise ValueError("--with-discriminator goes with --ship DIR (a resume point), not with an ONNX export")
     if o.ship:
-        size, info = export.ship(o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator)
+        size, info = export.ship(
+            o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator, o.prior_correction
+        )
         print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
         scored = info.get("val_temperature")
         if (
@@ -58,8 +60,10 @@ def run(args) -> int:
             )
         return 0
     export.check_output(o.onnx)  # before the model loads and the export runs, not after
-    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
     settings = {"model": str(info["ref"]), "temperature": round(float(o.temperature or G.temperature), 6)}
+    if o.prior_correction is not None:  # baked into the graph, so part of what was exported
+        settings["prior_correction"] = round(float(o.prior_correction), 6)
     if os.path.exists(o.onnx) and not o.overwrite:  # the rerun rule
         return made_with.report("colorize export", o.onnx, export.onnx_settings(o.onnx), settings)
     err = export._export_in_place(G, o.onnx, o.temperature, settings)

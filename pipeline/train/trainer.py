@@ -157,11 +157,12 @@ def train_loop_per_worker(config: Dict[str, Any]) -> None:
         d_loaded = checkpoint.apply_init(gan, config["init"])
         if rank == 0:
             say(f"started from {config['init_from']} (discriminator {'too' if d_loaded else 'fresh'})")
-    gan.G, gan.D = rtt.prepare_model(gan.G), rtt.prepare_model(gan.D)  # DDP when world > 1
-    start_epoch, step, start_val = _resume(gan, device, rank, tracker)
     prior_np = np.asarray(config["prior"])  # (Q,)
     prior = torch.tensor(prior_np, dtype=torch.float64, device=device)
     weights = batches.class_weights_tensor(prior_np, cfg.loss, device)
+    cgan.record_rebalancing(gan, weights)  # before DDP, which broadcasts buffers from rank 0
+    gan.G, gan.D = rtt.prepare_model(gan.G), rtt.prepare_model(gan.D)  # DDP when world > 1
+    start_epoch, step, start_val = _resume(gan, device, rank, tracker)
     given = config.get("val_prior")  # train.val_prior; None: validation weighs by the training prior
     val_prior = prior if given is None else torch.tensor(given, dtype=torch.float64, device=device)
     _tag_worker_nodes(rank, tracker)

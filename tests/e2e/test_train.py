@@ -50,6 +50,7 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert val["auc_rebalanced"] == pytest.approx(val["auc"], abs=1e-9), "validation weighs by train.val_prior"
     assert meta["start"] is None, "no init_from: no start to hold checkpoints to"
     assert ema_updates(cks[-1]) == meta["step"], "the EMA of G is checkpointed, updated once per step"
+    assert_records_its_class_weights(cks[-1])
     client, runs = mlflow_runs(tmp_path)
     assert len(runs) == 1
     run = runs[0]
@@ -81,6 +82,23 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert len(runs) == 1 and runs[0].info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 3
     assert client.get_metric_history(run.info.run_id, "train/resumed_from_epoch")[0].value == 1
+
+
+def assert_records_its_class_weights(ckpt: Path) -> None:
+    """G and its average carry the class weights of the run's cross-entropy (the project's prior,
+    the default rebalancing): what decoding's model.prior_correction divides out."""
+    import torch
+
+    from pipeline.config import ExperimentConfig
+    from pipeline.data import priors
+    from pipeline.gan import batches
+
+    state = torch.load(ckpt / "state.pt", weights_only=True)
+    prior = np.load(priors.resolve_prior_path("prior_probs.npy"))
+    want = batches.class_weights_tensor(prior, ExperimentConfig().loss)
+    assert not torch.equal(want, torch.ones_like(want))
+    for weights in (state["generator"], state["ema"]["weights"]):
+        assert torch.allclose(weights["rebalance_weights"], want)
 
 
 def _train_workers():

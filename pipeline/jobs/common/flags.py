@@ -81,6 +81,7 @@ class ModelOptions:
     model: str = SHIPPED
     tracking_uri: Optional[str] = None
     temperature: Optional[float] = None
+    prior_correction: Optional[float] = None
 
 
 def add_s3_args(p: argparse.ArgumentParser) -> None:
@@ -105,8 +106,9 @@ def add_model_ref_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --tracking-uri, --temperature (alias --saturation): which trained generator to load,
-    and how vivid it decodes. The value lands in ``args.temperature``."""
+    """--model, --tracking-uri, --temperature (alias --saturation), --prior-correction: which trained
+    generator to load, and how vivid it decodes. The values land in ``args.temperature`` and
+    ``args.prior_correction`` (None: the model's own)."""
     add_model_ref_args(p)
     hide(
         p.add_argument(
@@ -119,6 +121,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
             help="colour temperature T, 0.01 to 10: lower = more vivid, higher = more muted (default: the model's own)",
         ),
         "--saturation",
+    )
+    p.add_argument(
+        "--prior-correction",
+        type=float,
+        default=None,
+        metavar="A",
+        help="how much of the training's colour rebalancing to undo, 0 to 1: higher = more faithful and muted "
+        "colours, closer to the photo in PSNR (default: the model's own)",
     )
 
 

@@ -194,9 +194,9 @@ def run(job: PerInputJob) -> int:
         return _one(job, fs, paths[0], s3, hints)
     listed = len(paths) + skipped.total
     planned = plan(o.input, o.output, paths, s3, o.overwrite, name=job.name, suffix=job.suffix)
-    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
     o.size = predict.working_size(G, o.size)
-    settings = job.settings(G, info)
+    settings = with_decoding(job.settings(G, info), o)
     planned = check_kept(planned, settings, s3, read=job.read)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
     todo = [t for t in planned if t.out]
@@ -209,15 +209,23 @@ def run(job: PerInputJob) -> int:
     return exit_code(len(written), skipped, SKIP_WRITE_FAILED)
 
 
+def with_decoding(settings: dict, o) -> dict:
+    """``settings`` with ``--prior-correction`` when given (recorded only then, as hints are): it
+    changes the pixels, so a rerun with another value is not the same output."""
+    if o.prior_correction is None:
+        return settings
+    return {**settings, "prior_correction": round(float(o.prior_correction), 6)}
+
+
 def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint]) -> int:
     """One input, in-process: its target checked before any work, kept on a rerun with the same settings."""
     o = job.o
     out = job.target(path)
     storage.check_writable_parent(out, s3)
-    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
     predict.check_takes_hints(G, hints)
     o.size = predict.working_size(G, o.size)
-    settings = job.settings(G, info)
+    settings = with_decoding(job.settings(G, info), o)
     if hints:
         settings["hints"] = [h.to_json() for h in hints]
         if o.hint_spread != spreading.REACH:  # recorded only when set, as the hints are

@@ -1,0 +1,157 @@
+"""Prior correction: decoding divides the class-rebalancing weights a generator was trained with
+back out of its distribution (``model.prior_correction``), the weights travel with its checkpoint,
+and every command that decodes takes ``--prior-correction``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from models import Generator, generator_config
+from pipeline import cli
+from pipeline.config import ConfigError, ExperimentConfig, check_prior_correction
+from pipeline.core import color
+from pipeline.gan import cgan, checkpoint, model_ref
+from pipeline.runtime import made_with
+
+BINS = color.ab_bins()
+Q = len(BINS)
+
+
+def tiny(**kw) -> Generator:
+    torch.manual_seed(0)
+    return Generator(BINS, generator_config("tiny", **kw)).eval()
+
+
+def weights() -> torch.Tensor:
+    """Rebalancing weights of a real prior: rare, saturated bins weigh up to tens of times more."""
+    prior = np.load(color_prior_path())
+    return torch.tensor(color.prior_weights(prior, 0.5, 5.0), dtype=torch.float32)
+
+
+def color_prior_path():
+    from pipeline.data import priors
+
+    return priors.resolve_prior_path("prior_probs.npy")
+
+
+def test_full_correction_of_a_distribution_made_of_the_weights_decodes_the_uniform_mean():
+    g = tiny().set_rebalance_weights(weights())
+    logits = weights().log().view(1, Q, 1, 1) + 3.0  # p proportional to w: all of it is rebalancing
+    g.prior_correction = 1.0
+    ab = g.decode(logits, 1.0)  # (1,2,1,1)
+    assert torch.allclose(ab[0, :, 0, 0], torch.tensor(BINS, dtype=torch.float32).mean(0), atol=1e-4)
+    g.prior_correction = 0.0
+    assert not torch.allclose(g.decode(logits, 1.0), ab, atol=1.0)
+
+
+def test_the_correction_is_log_weights_times_a_subtracted_before_the_annealed_mean():
+    g = tiny().set_rebalance_weights(weights())
+    torch.manual_seed(1)
+    logits = torch.randn(2, Q, 3, 4) * 3
+    for a, T in ((0.3, 0.38), (1.0, 0.6)):
+        g.prior_correction = a
+        want = tiny().decode(logits - a * weights().log().view(1, Q, 1, 1), T)  # an uncorrected twin
+        assert torch.allclose(g.decode(logits, T), want, atol=1e-5)
+
+
+def test_the_correction_moves_colour_towards_the_common_bins_and_greys():
+    g = tiny().set_rebalance_weights(weights())
+    torch.manual_seed(2)
+    logits = torch.randn(4, Q, 8, 8) * 2
+    chroma = []
+    for a in (0.0, 0.5, 1.0):
+        g.prior_correction = a
+        chroma.append(g.decode(logits, 0.38).norm(dim=1).mean().item())
+    assert chroma[0] > chroma[1] > chroma[2]  # the rare bins are the saturated ones
+
+
+def test_without_recorded_weights_it_changes_nothing_bit_for_bit():
+    g = tiny()
+    x = torch.randn(1, 1, 37, 53)
+    with torch.no_grad():
+        plain = g(x)[1]
+        g.prior_correction = 0.7
+        assert torch.equal(g(x)[1], plain)
+
+
+def test_the_weights_are_saved_exactly_and_old_checkpoints_load_with_none(tmp_path):
+    cfg = ExperimentConfig().replace({"model.preset": "tiny"})
+    gan = cgan.build(cfg, torch.device("cpu"))
+    cgan.record_rebalancing(gan, weights())
+    assert torch.equal(gan.generator().rebalance_weights, weights())
+    assert torch.equal(gan.G.rebalance_weights, weights())
+    checkpoint.save_shipped(str(tmp_path / "m"), gan.generator(), cfg.to_dict())  # fp16 weights
+    G = checkpoint.load_generator(str(tmp_path / "m"))
+    assert torch.equal(G.rebalance_weights, weights())  # exact: not rounded to fp16
+    old = {k: v for k, v in gan.generator().state_dict().items() if k != "rebalance_weights"}
+    G = checkpoint.generator_from_state(old, cfg.to_dict())  # saved before generators recorded them
+    assert torch.equal(G.rebalance_weights, torch.ones(Q))
+
+
+def test_the_shipped_model_records_the_weights_of_its_training_prior():
+    G, info = model_ref.resolve_generator("shipped")
+    loss = info["config"]["loss"]
+    want = color.prior_weights(np.load(color_prior_path()), loss["prior_lambda"], loss["prior_sigma"])
+    assert np.allclose(G.rebalance_weights.numpy(), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", ["nan", "-0.1", "1.5", "x"])
+def test_values_outside_0_to_1_are_refused_by_name(value):
+    with pytest.raises(ConfigError, match="--prior-correction must be"):
+        check_prior_correction(value, "--prior-correction")
+    with pytest.raises(ValueError, match="prior_correction"):
+        generator_config("tiny", prior_correction=float(value) if value != "x" else 2.0).check()
+
+
+def _model_with_weights(tmp_path):
+    cfg = ExperimentConfig().replace({"model.preset": "tiny"})
+    G = tiny().set_rebalance_weights(weights())
+    with torch.no_grad():  # all of its preference is the rebalancing: vivid as trained, the bins' mean without
+        G.head.weight.zero_()
+        G.head.bias.copy_(weights().log())
+    folder = tmp_path / "model"
+    checkpoint.save_generator(str(folder), G, step=3, epoch=0, config=cfg.to_dict())
+    return folder
+
+
+def test_infer_decodes_with_the_correction_given_and_records_it(tmp_path, capsys):
+    folder = _model_with_weights(tmp_path)
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)).save(photo)
+    base = ["infer", str(photo), "--model", str(folder), "--size", "32"]
+    assert cli.main([*base, "--output", str(tmp_path / "a.png")]) == 0
+    assert cli.main([*base, "--prior-correction", "1", "--output", str(tmp_path / "b.png")]) == 0
+    a, b = (color.rgb_to_lab(np.asarray(Image.open(tmp_path / n)))[..., 1:] for n in ("a.png", "b.png"))
+    # undone, nothing is left of its preference: every pixel the uniform mean of the bins
+    assert np.abs(np.median(b.reshape(-1, 2), 0) - BINS.mean(0)).max() < 2
+    assert np.abs(np.median(a.reshape(-1, 2), 0) - BINS.mean(0)).max() > 3  # as trained: elsewhere
+    settings = json.loads(Image.open(tmp_path / "b.png").info[made_with.KEY])
+    assert settings["prior_correction"] == 1.0
+    assert "prior_correction" not in json.loads(Image.open(tmp_path / "a.png").info[made_with.KEY])
+    capsys.readouterr()
+    assert cli.main([*base, "--prior-correction", "2", "--output", str(tmp_path / "c.png")]) == 2
+    assert "--prior-correction must be in 0..1" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()
+
+
+def test_a_model_without_weights_says_the_correction_changes_nothing(ckpt, tmp_path, capsys):
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (24, 16), (90, 120, 30)).save(photo)
+    argv = ["infer", str(photo), "--model", str(ckpt), "--prior-correction", "0.5", "--output", str(tmp_path / "o.png")]
+    assert cli.main(argv) == 0
+    assert "records no class weights of its training: --prior-correction changes nothing" in capsys.readouterr().err
+
+
+def test_export_ships_the_correction_as_the_models_own(tmp_path):
+    folder = _model_with_weights(tmp_path)
+    out = tmp_path / "shipped"
+    assert cli.main(["export", "--model", str(folder), "--ship", str(out), "--prior-correction", "0.25"]) == 0
+    assert json.loads((out / "config.json").read_text())["model"]["prior_correction"] == 0.25
+    assert "prior correction 0.25" in (out / "MODEL_CARD.md").read_text()
+    G = checkpoint.load_generator(str(out))
+    assert G.prior_correction == 0.25 and torch.equal(G.rebalance_weights, weights())
