@@ -233,19 +233,25 @@ class Generator(nn.Module):
         return self
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # weights saved before the buffer existed: trained with weights unknown here, so none to undo
-        state_dict.setdefault(prefix + "rebalance_weights", torch.ones_like(self.rebalance_weights))
+        # weights saved before the buffer existed keep the ones this generator has: all 1 when
+        # built to load them, the run's own when a run that recorded its weights resumes them
+        state_dict.setdefault(prefix + "rebalance_weights", self.rebalance_weights.detach().clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def corrected(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (B,Q,...) with ``prior_correction`` of the rebalancing weights divided out of their
+        distribution, log p - A log w, in fp32 or wider; the logits themselves at A 0."""
+        if not self.prior_correction:
+            return logits
+        z = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        log_w = self.rebalance_weights.log().to(z.dtype)  # (Q,)
+        return z - self.prior_correction * log_w.view(1, -1, *[1] * (z.ndim - 2))
 
     def decode(self, logits: torch.Tensor, temperature: Optional[float] = None) -> torch.Tensor:
         """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``, with
         ``prior_correction`` of the rebalancing weights divided out first."""
         t = self.temperature if temperature is None else float(temperature)
-        if self.prior_correction:
-            # log p - a log w, in fp32 or wider as annealed_mean computes: (B,Q,h,w)
-            z = logits.to(torch.promote_types(logits.dtype, torch.float32))
-            logits = z - self.prior_correction * self.rebalance_weights.log().to(z.dtype).view(1, -1, 1, 1)
-        return annealed_mean(logits, self.bins, t, dim=1)
+        return annealed_mean(self.corrected(logits), self.bins, t, dim=1)
 
     def ab_from_logits(
         self, logits: torch.Tensor, size: Tuple[int, int], temperature: Optional[float] = None

@@ -250,7 +250,8 @@ def with_prior_correction(G: Generator, info: dict, value: Optional[float]) -> T
     value = check_prior_correction(value, "--prior-correction")
     if value and bool((G.rebalance_weights == 1).all()):
         print(
-            f"model {info['checkpoint']} records no class weights of its training: --prior-correction changes nothing",
+            f"model {info['checkpoint']} records no class weights (trained before they were recorded, or "
+            "without rebalancing): --prior-correction changes nothing",
             file=sys.stderr,
         )
     G.prior_correction = value

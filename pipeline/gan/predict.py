@@ -158,12 +158,13 @@ def suggest_colours(
 ) -> List[dict]:
     """The model's own likeliest colours at point (x, y) of a photo whose lightness is L (H, W),
     given the hints placed so far (Zhang et al. 2017's palette): the ``k`` most probable ab bins
-    of its distribution there, each as {"color": "#rrggbb" at the point's own L, "p": probability},
-    most probable first. HintError for a point outside the photo."""
+    of its distribution there as it decodes (with its prior correction), each as {"color":
+    "#rrggbb" at the point's own L, "p": probability}, most probable first. HintError for a point
+    outside the photo."""
     H, W = L.shape
     hint_maps.check_hints([Hint(x, y, (0, 0, 0))], W, H)
     inp = torch.from_numpy(working_input(L, working_size(G, size)))[None]  # (1, 1, h, w)
-    logits = _forward(G, inp, None, None, working_hints(G, hints, H, W, inp))[0].float()  # (1, Q, h', w')
+    logits = G.corrected(_forward(G, inp, None, None, working_hints(G, hints, H, W, inp))[0]).float()  # (1, Q, h', w')
     h, w = logits.shape[-2:]
     p = torch.softmax(logits[0, :, min(h - 1, int(y * h / H)), min(w - 1, int(x * w / W))], 0)  # (Q,)
     top = torch.topk(p, min(k, p.numel()))

@@ -62,8 +62,8 @@ def run(args) -> int:
     export.check_output(o.onnx)  # before the model loads and the export runs, not after
     G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
     settings = {"model": str(info["ref"]), "temperature": round(float(o.temperature or G.temperature), 6)}
-    if o.prior_correction is not None:  # baked into the graph, so part of what was exported
-        settings["prior_correction"] = round(float(o.prior_correction), 6)
+    if G.prior_correction:  # baked into the graph, so part of what was exported
+        settings["prior_correction"] = round(float(G.prior_correction), 6)
     if os.path.exists(o.onnx) and not o.overwrite:  # the rerun rule
         return made_with.report("colorize export", o.onnx, export.onnx_settings(o.onnx), settings)
     err = export._export_in_place(G, o.onnx, o.temperature, settings)

@@ -772,11 +772,14 @@ def with_model_of(
 ) -> ExperimentConfig:
     """``cfg`` with the model section of a checkpoint's config (``train.init_from``), said in one
     line when it differs from the one asked for. The checkpoint's temperature, hint gain and working
-    scale (``data.resize``) are kept unless the run sets them (``given``; None: the run's own are kept)."""
+    scale (``data.resize``) are kept unless the run sets them (``given``; None: the run's own are kept);
+    its dropout and prior correction are always the run's."""
     start = ExperimentConfig.from_dict({k: checkpoint_config[k] for k in ("model", "data") if k in checkpoint_config})
     model = start.model
-    # the shape comes from the weights; how much noise the run trains with stays its own
-    model = dataclasses.replace(model, dropout=cfg.model.dropout)
+    # the shape comes from the weights; how much noise the run trains with stays its own, and so
+    # does its prior correction (0 unless set): a shipped model's decoding choice must not reach
+    # the adversarial and L1 losses, which see the decoded ab
+    model = dataclasses.replace(model, dropout=cfg.model.dropout, prior_correction=cfg.model.prior_correction)
     if given is None or "model.temperature" in given:
         model = dataclasses.replace(model, temperature=cfg.model.temperature)
     if given is None or "model.hint_gain" in given:  # its weights are rescaled to it (checkpoint.apply_init)

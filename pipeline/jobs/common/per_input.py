@@ -196,7 +196,7 @@ def run(job: PerInputJob) -> int:
     planned = plan(o.input, o.output, paths, s3, o.overwrite, name=job.name, suffix=job.suffix)
     G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
     o.size = predict.working_size(G, o.size)
-    settings = with_decoding(job.settings(G, info), o)
+    settings = with_decoding(job.settings(G, info), G)
     planned = check_kept(planned, settings, s3, read=job.read)
     skipped.add_all((t.path, t.skip) for t in planned if not t.out)
     todo = [t for t in planned if t.out]
@@ -209,12 +209,12 @@ def run(job: PerInputJob) -> int:
     return exit_code(len(written), skipped, SKIP_WRITE_FAILED)
 
 
-def with_decoding(settings: dict, o) -> dict:
-    """``settings`` with ``--prior-correction`` when given (recorded only then, as hints are): it
-    changes the pixels, so a rerun with another value is not the same output."""
-    if o.prior_correction is None:
+def with_decoding(settings: dict, G) -> dict:
+    """``settings`` with the prior correction ``G`` decodes with, when not 0 (outputs made without
+    one keep matching): it changes the pixels, whether a flag or the model's own config set it."""
+    if not G.prior_correction:
         return settings
-    return {**settings, "prior_correction": round(float(o.prior_correction), 6)}
+    return {**settings, "prior_correction": round(float(G.prior_correction), 6)}
 
 
 def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequence[Hint]) -> int:
@@ -225,7 +225,7 @@ def _one(job: PerInputJob, fs, path: str, s3: storage.S3Settings, hints: Sequenc
     G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
     predict.check_takes_hints(G, hints)
     o.size = predict.working_size(G, o.size)
-    settings = with_decoding(job.settings(G, info), o)
+    settings = with_decoding(job.settings(G, info), G)
     if hints:
         settings["hints"] = [h.to_json() for h in hints]
         if o.hint_spread != spreading.REACH:  # recorded only when set, as the hints are

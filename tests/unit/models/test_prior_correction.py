@@ -15,8 +15,9 @@ from models import Generator, generator_config
 from pipeline import cli
 from pipeline.config import ConfigError, ExperimentConfig, check_prior_correction
 from pipeline.core import color
-from pipeline.gan import cgan, checkpoint, model_ref
+from pipeline.gan import cgan, checkpoint, model_ref, predict
 from pipeline.runtime import made_with
+from pipeline.train.trainer import with_model_of
 
 BINS = color.ab_bins()
 Q = len(BINS)
@@ -93,6 +94,24 @@ def test_the_weights_are_saved_exactly_and_old_checkpoints_load_with_none(tmp_pa
     assert torch.equal(G.rebalance_weights, torch.ones(Q))
 
 
+def test_a_run_that_recorded_its_weights_keeps_them_when_it_restores_weights_saved_without_any():
+    g = tiny().set_rebalance_weights(weights())
+    old = {k: v for k, v in tiny().state_dict().items() if k != "rebalance_weights"}
+    g.load_state_dict(old)  # a resume from a checkpoint of an earlier version
+    assert torch.equal(g.rebalance_weights, weights())
+    g.load_state_dict(tiny().state_dict())  # one that recorded its own: those
+    assert torch.equal(g.rebalance_weights, torch.ones(Q))
+
+
+def test_a_run_decodes_with_its_own_correction_not_that_of_the_model_it_starts_from():
+    start = ExperimentConfig().replace({"model.preset": "tiny", "model.prior_correction": 0.3}).to_dict()
+    run = ExperimentConfig().replace({"model.preset": "tiny"})
+    for given in (None, frozenset({"train.epochs"}), frozenset({"model.prior_correction"})):
+        assert with_model_of(run, start, given).model.prior_correction == 0.0
+    asked = run.replace({"model.prior_correction": 0.1})
+    assert with_model_of(asked, start, frozenset({"model.prior_correction"})).model.prior_correction == 0.1
+
+
 def test_the_shipped_model_records_the_weights_of_its_training_prior():
     G, info = model_ref.resolve_generator("shipped")
     loss = info["config"]["loss"]
@@ -119,7 +138,7 @@ def _model_with_weights(tmp_path):
     return folder
 
 
-def test_infer_decodes_with_the_correction_given_and_records_it(tmp_path, capsys):
+def test_infer_decodes_with_the_correction_given_and_records_it(tmp_path, capsys):  # the single-photo path
     folder = _model_with_weights(tmp_path)
     photo = tmp_path / "p.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), np.uint8)).save(photo)
@@ -139,12 +158,18 @@ def test_infer_decodes_with_the_correction_given_and_records_it(tmp_path, capsys
     assert not (tmp_path / "c.png").exists()
 
 
-def test_a_model_without_weights_says_the_correction_changes_nothing(ckpt, tmp_path, capsys):
+def test_a_model_without_weights_says_the_correction_changes_nothing(tmp_path, capsys):
+    folder = _model_with_weights(tmp_path)
+    state = torch.load(folder / "state.pt", weights_only=True)
+    del state["generator"]["rebalance_weights"]  # as saved before generators recorded them
+    torch.save(state, folder / "state.pt")
     photo = tmp_path / "p.png"
     Image.new("RGB", (24, 16), (90, 120, 30)).save(photo)
-    argv = ["infer", str(photo), "--model", str(ckpt), "--prior-correction", "0.5", "--output", str(tmp_path / "o.png")]
-    assert cli.main(argv) == 0
-    assert "records no class weights of its training: --prior-correction changes nothing" in capsys.readouterr().err
+    base = ["infer", str(photo), "--model", str(folder)]
+    assert cli.main([*base, "--output", str(tmp_path / "a.png")]) == 0
+    assert cli.main([*base, "--prior-correction", "0.5", "--output", str(tmp_path / "b.png")]) == 0
+    assert "records no class weights (trained before they were recorded" in capsys.readouterr().err
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.png")), np.asarray(Image.open(tmp_path / "b.png")))
 
 
 def test_export_ships_the_correction_as_the_models_own(tmp_path):
@@ -155,3 +180,18 @@ def test_export_ships_the_correction_as_the_models_own(tmp_path):
     assert "prior correction 0.25" in (out / "MODEL_CARD.md").read_text()
     G = checkpoint.load_generator(str(out))
     assert G.prior_correction == 0.25 and torch.equal(G.rebalance_weights, weights())
+    # its results record the correction it decodes with, though no flag gave it
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (24, 16), (90, 120, 30)).save(photo)
+    assert cli.main(["infer", str(photo), "--model", str(out), "--output", str(tmp_path / "o.png")]) == 0
+    assert json.loads(Image.open(tmp_path / "o.png").info[made_with.KEY])["prior_correction"] == 0.25
+
+
+def test_the_palette_is_the_distribution_as_the_model_decodes_it(tmp_path):
+    G = checkpoint.load_generator(str(_model_with_weights(tmp_path)))
+    L = np.linspace(20, 80, 32 * 32, dtype=np.float32).reshape(32, 32)
+    as_trained = predict.suggest_colours(G, L, 10, 10, size=32, k=3)
+    G.prior_correction = 1.0  # its whole preference was the rebalancing: nothing is left
+    undone = predict.suggest_colours(G, L, 10, 10, size=32, k=3)
+    assert as_trained[0]["p"] > 1.1 / Q  # p proportional to w: the rarest bin first
+    assert all(abs(s["p"] - 1 / Q) < 1e-4 for s in undone)  # p rounded to 4 places
