@@ -238,30 +238,40 @@ class Generator(nn.Module):
         state_dict.setdefault(prefix + "rebalance_weights", self.rebalance_weights.detach().clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def corrected(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits (B,Q,...) with ``prior_correction`` of the rebalancing weights divided out of their
-        distribution, log p - A log w, in fp32 or wider; the logits themselves at A 0."""
-        if not self.prior_correction:
+    def corrected(self, logits: torch.Tensor, prior_correction: Optional[float] = None) -> torch.Tensor:
+        """Logits (B,Q,...) with a share A of the rebalancing weights divided out of their
+        distribution, log p - A log w, in fp32 or wider; the logits themselves at A 0. A is
+        ``prior_correction`` (0..1), or the model's own ``self.prior_correction`` when None."""
+        a = self.prior_correction if prior_correction is None else float(prior_correction)
+        if not 0 <= a <= 1:
+            raise ValueError(f"prior_correction must be in [0, 1], got {a}")
+        if not a:
             return logits
         z = logits.to(torch.promote_types(logits.dtype, torch.float32))
         log_w = self.rebalance_weights.log().to(z.dtype)  # (Q,)
-        return z - self.prior_correction * log_w.view(1, -1, *[1] * (z.ndim - 2))
+        return z - a * log_w.view(1, -1, *[1] * (z.ndim - 2))
 
-    def decode(self, logits: torch.Tensor, temperature: Optional[float] = None) -> torch.Tensor:
-        """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``, with
-        ``prior_correction`` of the rebalancing weights divided out first."""
+    def decode(
+        self, logits: torch.Tensor, temperature: Optional[float] = None, prior_correction: Optional[float] = None
+    ) -> torch.Tensor:
+        """(B,Q,h,w) logits -> (B,2,h,w) ab by annealed mean at ``temperature``, with a share
+        ``prior_correction`` of the rebalancing weights divided out first (None: the model's own)."""
         t = self.temperature if temperature is None else float(temperature)
-        return annealed_mean(self.corrected(logits), self.bins, t, dim=1)
+        return annealed_mean(self.corrected(logits, prior_correction), self.bins, t, dim=1)
 
     def ab_from_logits(
-        self, logits: torch.Tensor, size: Tuple[int, int], temperature: Optional[float] = None
+        self,
+        logits: torch.Tensor,
+        size: Tuple[int, int],
+        temperature: Optional[float] = None,
+        prior_correction: Optional[float] = None,
     ) -> torch.Tensor:
         """Logits (B,Q,h,w) of an H x W input -> (B,2,H,W) ab at ``temperature``: decoded, upsampled
         by ``logits_stride`` and cut to H x W, as ``forward`` does with its padded logits. From
         ``forward``'s returned logits the same where H and W are multiples of ``2**depth`` (elsewhere
         the last row and column of cells upsample without the padded cells beyond): another T from
         one forward pass."""
-        ab = self.decode(logits, temperature)  # (B,2,h,w), fp32 or wider
+        ab = self.decode(logits, temperature, prior_correction)  # (B,2,h,w), fp32 or wider
         s = self.logits_stride
         if s > 1:
             with torch.autocast(device_type=ab.device.type, enabled=False):
@@ -288,9 +298,14 @@ class Generator(nn.Module):
         return {**state, key: torch.cat([w[:, :1], scaled.to(w.dtype)], 1)}
 
     def forward(
-        self, L: torch.Tensor, temperature: Optional[float] = None, hints: Optional[torch.Tensor] = None
+        self,
+        L: torch.Tensor,
+        temperature: Optional[float] = None,
+        hints: Optional[torch.Tensor] = None,
+        prior_correction: Optional[float] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """L (B,1,H,W) and, for a hint model, ``hints`` (B,3,H,W) or None (no hints)."""
+        """L (B,1,H,W) and, for a hint model, ``hints`` (B,3,H,W) or None (no hints) -> raw logits
+        and ab decoded at ``temperature`` and ``prior_correction`` (None: the model's own)."""
         B, _, H, W = L.shape
         if self.takes_hints:
             if hints is None:
@@ -318,7 +333,8 @@ class Generator(nn.Module):
         logits = self.head(x)  # (B, Q, (H+ph)/s, (W+pw)/s)
         s = self.logits_stride
         h, w = -(-H // s), -(-W // s)
-        return logits[:, :, :h, :w], self.ab_from_logits(logits, (H, W), temperature)  # ab (B,2,H,W)
+        ab = self.ab_from_logits(logits, (H, W), temperature, prior_correction)  # (B,2,H,W)
+        return logits[:, :, :h, :w], ab
 
     @classmethod
     def from_config(cls, model_cfg, bins) -> Generator:

@@ -27,7 +27,7 @@ from typing import Any, List, Optional
 import numpy as np
 from PIL import Image
 
-from pipeline.config import ConfigError, check_temperature
+from pipeline.config import ConfigError, check_prior_correction, check_temperature
 from pipeline.core import hint_spread as spreading
 from pipeline.core import hints as hint_points
 from pipeline.core import transforms
@@ -182,6 +182,18 @@ def hint_spread_of(params: Optional[dict]) -> float:
         raise BadImage(f"hint_spread {e}") from None
 
 
+def prior_correction_of(params: Optional[dict], default: float) -> float:
+    """The ``prior_correction`` param (0..1), the model's own ``default`` when absent or null;
+    BadImage for a bad one."""
+    value = _given(params or {}, "prior_correction", None)
+    if value is None:
+        return default
+    try:
+        return check_prior_correction(value, "prior_correction")
+    except ConfigError as e:
+        raise BadImage(str(e)) from None
+
+
 def _given(params: dict, name: str, default):
     value = params.get(name)
     return default if value is None or value == "" else value
@@ -197,6 +209,7 @@ def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=Non
     """The pyfunc's answer: one colour image per input row (see the module's docstring)."""
     t, size, fmt = options(params, G.temperature, predict.working_size(G))
     reach = hint_spread_of(params)
+    correction = prior_correction_of(params, float(getattr(G, "prior_correction", 0.0)))
     images = [to_rgb(r, i, size=size) for i, r in enumerate(rows(model_input))]  # every row checked before any work
     hints = row_hints(model_input, len(images))
     for i, (rgb, h) in enumerate(zip(images, hints, strict=True)):
@@ -205,13 +218,15 @@ def colorize_rows(G, model_input: Any, params: Optional[dict] = None, device=Non
             hint_points.check_hints(h or [], rgb.shape[1], rgb.shape[0])
         except hint_points.HintError as e:
             raise BadImage(f"row {i}: {e}") from None
-    out = [predict.colorize(G, rgb, size, t, device, h, reach) for rgb, h in zip(images, hints, strict=True)]
+    pairs = zip(images, hints, strict=True)
+    out = [predict.colorize(G, rgb, size, t, device, h, reach, correction) for rgb, h in pairs]
     return [png(o) for o in out] if fmt == "png" else out
 
 
-def signature(default_temperature: float, default_size: int = DEFAULT_SIZE):
+def signature(default_temperature: float, default_size: int = DEFAULT_SIZE, default_prior_correction: float = 0.0):
     """The model's MLflow signature: a column ``image`` of any of the accepted forms, an optional
-    column ``hints``, and the params with their defaults (``temperature`` the model's own)."""
+    column ``hints``, and the params with their defaults (``temperature`` and ``prior_correction``
+    the model's own)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -223,6 +238,7 @@ def signature(default_temperature: float, default_size: int = DEFAULT_SIZE):
                 ParamSpec("size", "long", int(default_size)),
                 ParamSpec("format", "string", "array"),
                 ParamSpec("hint_spread", "double", spreading.REACH),
+                ParamSpec("prior_correction", "double", float(default_prior_correction)),
             ]
         ),
     )

@@ -123,12 +123,14 @@ def predict_ab_batch(
     device: Optional[torch.device] = None,
     hints: Optional[torch.Tensor] = None,
     spread: float = hint_spread.REACH,
+    prior_correction: Optional[float] = None,
 ) -> torch.Tensor:
     """Inputs (B, 1, h, w) of one working size (and hint maps (B, 3, h, w) or None) -> ab
-    (B, 2, h, w) float32 on ``device`` (bf16 autocast on CUDA; the annealed mean stays fp32).
+    (B, 2, h, w) float32 on ``device`` (bf16 autocast on CUDA; the annealed mean stays fp32),
+    decoded at ``temperature`` and ``prior_correction`` (None: the model's own).
     With hints, each hint's colour is then put on its patch and spread along the photo
     (``hint_spread``, reach ``spread`` short sides; 0: the network's colours alone)."""
-    ab = _forward(G, x, temperature, device, hints)[1].float()
+    ab = _forward(G, x, temperature, device, hints, prior_correction)[1].float()
     if hints is None or spread <= 0:
         return ab
     Ls = input_to_L(x[:, 0].float()).cpu().numpy()  # (B, h, w) in 0..100
@@ -137,13 +139,16 @@ def predict_ab_batch(
     return torch.from_numpy(np.stack(out)).to(ab.device)
 
 
-def _forward(G, x, temperature, device, hints):
+def _forward(G, x, temperature, device, hints, prior_correction=None):
     device = device or next(G.parameters()).device
     x = x.to(device, non_blocking=True)
+    kwargs = {}  # only what is given: an L-only generator is called as it always was
     if hints is not None:
-        hints = hints.to(device)
+        kwargs["hints"] = hints.to(device)
+    if prior_correction is not None:
+        kwargs["prior_correction"] = prior_correction
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        return G(x, temperature, hints=hints) if hints is not None else G(x, temperature)
+        return G(x, temperature, **kwargs)
 
 
 @torch.no_grad()
@@ -155,16 +160,18 @@ def suggest_colours(
     size: Optional[int] = None,
     hints: Optional[Sequence[Hint]] = None,
     k: int = 8,
+    prior_correction: Optional[float] = None,
 ) -> List[dict]:
     """The model's own likeliest colours at point (x, y) of a photo whose lightness is L (H, W),
     given the hints placed so far (Zhang et al. 2017's palette): the ``k`` most probable ab bins
-    of its distribution there as it decodes (with its prior correction), each as {"color":
-    "#rrggbb" at the point's own L, "p": probability}, most probable first. HintError for a point
-    outside the photo."""
+    of its distribution there as it decodes (with ``prior_correction``, None: its own), each as
+    {"color": "#rrggbb" at the point's own L, "p": probability}, most probable first. HintError
+    for a point outside the photo."""
     H, W = L.shape
     hint_maps.check_hints([Hint(x, y, (0, 0, 0))], W, H)
     inp = torch.from_numpy(working_input(L, working_size(G, size)))[None]  # (1, 1, h, w)
-    logits = G.corrected(_forward(G, inp, None, None, working_hints(G, hints, H, W, inp))[0]).float()  # (1, Q, h', w')
+    raw = _forward(G, inp, None, None, working_hints(G, hints, H, W, inp))[0]
+    logits = G.corrected(raw, prior_correction).float()  # (1, Q, h', w')
     h, w = logits.shape[-2:]
     p = torch.softmax(logits[0, :, min(h - 1, int(y * h / H)), min(w - 1, int(x * w / W))], 0)  # (Q,)
     top = torch.topk(p, min(k, p.numel()))
@@ -198,13 +205,15 @@ def predict_ab(
     device: Optional[torch.device] = None,
     hints: Optional[Sequence[Hint]] = None,
     spread: float = hint_spread.REACH,
+    prior_correction: Optional[float] = None,
 ) -> np.ndarray:
     """ab (H, W, 2) float32 for a lightness plane L (H, W) in 0..100, following ``hints`` (points
     of the H x W photo; HintError when they do not fit it or the model takes none), their colours
-    spread ``spread`` short sides (``predict_ab_batch``)."""
+    spread ``spread`` short sides (``predict_ab_batch``, as its ``prior_correction``)."""
     H, W = L.shape
     x = torch.from_numpy(working_input(L, size))[None]  # (1,1,h,w)
-    ab = predict_ab_batch(G, x, temperature, device, working_hints(G, hints, H, W, x), spread)  # (1,2,h,w)
+    maps = working_hints(G, hints, H, W, x)
+    ab = predict_ab_batch(G, x, temperature, device, maps, spread, prior_correction)  # (1,2,h,w)
     if tuple(ab.shape[-2:]) != (H, W):
         ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
     return ab[0].permute(1, 2, 0).cpu().numpy()
@@ -219,12 +228,14 @@ def colorize(
     device: Optional[torch.device] = None,
     hints: Optional[Sequence[Hint]] = None,
     spread: float = hint_spread.REACH,
+    prior_correction: Optional[float] = None,
 ) -> np.ndarray:
     """uint8 (H, W, 3) photo, grey or colour (colour is made grey first: only its L is used) ->
     uint8 (H, W, 3) colorized at the same size with the same L (up to 8-bit rounding), following
-    ``hints`` when given (their colours spread ``spread`` short sides)."""
+    ``hints`` when given (their colours spread ``spread`` short sides), decoded at
+    ``prior_correction`` (None: the model's own)."""
     L = photo_L(rgb)  # row chunks: the full-resolution planes stay within predict's memory bound
-    return join_l_ab(L, predict_ab(G, L, size, temperature, device, hints, spread))
+    return join_l_ab(L, predict_ab(G, L, size, temperature, device, hints, spread, prior_correction))
 
 
 @torch.no_grad()

@@ -105,6 +105,10 @@ class Colorizer:
         self.info["device"] = str(self.device)
         self.info["working_size"] = predict.working_size(self.G)  # the size= a request gets by default
         self.info["hints"] = predict.takes_hints(self.G)
+        self.info["prior_correction"] = float(getattr(self.G, "prior_correction", 0.0))  # its own A
+        # whether the model carries the class weights it was trained with (without them A changes nothing)
+        weights = getattr(self.G, "rebalance_weights", None)
+        self.info["rebalanced"] = weights is not None and not bool((weights == 1).all())
         self.batch_sizes: collections.Counter = collections.Counter()
         self.budget = handling.PixelBudget(pixels_in_flight)  # what bounds this replica's memory
         self.run.set_max_batch_size(max_batch_size)
@@ -114,30 +118,41 @@ class Colorizer:
         return {**self.info, "batches": {str(k): v for k, v in sorted(self.batch_sizes.items())}}
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def run(self, items: List[Tuple[np.ndarray, float, Optional[np.ndarray]]]) -> List[np.ndarray]:
+    async def run(
+        self, items: List[Tuple[np.ndarray, float, Optional[np.ndarray], Optional[float]]]
+    ) -> List[np.ndarray]:
         self.batch_sizes[len(items)] += 1
-        xs, temps, hints = zip(*items, strict=True)
+        xs, temps, hints, corrections = zip(*items, strict=True)
         # In a thread: the replica's event loop keeps taking requests (and filling the next batch).
-        return await asyncio.to_thread(handling.colorize_batch, self.G, xs, temps, self.device, hints)
+        return await asyncio.to_thread(handling.colorize_batch, self.G, xs, temps, self.device, hints, corrections)
 
-    async def __call__(self, x: np.ndarray, temperature: float, hints: Optional[np.ndarray] = None):
-        """x (h, w) and a hint map (3, h, w) or None -> ab (2, h, w); ``handling.Busy`` when the
-        replica's pixel budget has no room for x now."""
+    async def __call__(
+        self,
+        x: np.ndarray,
+        temperature: float,
+        hints: Optional[np.ndarray] = None,
+        prior_correction: Optional[float] = None,
+    ):
+        """x (h, w) and a hint map (3, h, w) or None -> ab (2, h, w) at ``temperature`` and
+        ``prior_correction`` (None: the model's own); ``handling.Busy`` when the replica's pixel
+        budget has no room for x now."""
         if not self.budget.take(x.size):
             return handling.Busy()
         try:
-            return await self.run((x, temperature, hints))
+            return await self.run((x, temperature, hints, prior_correction))
         finally:
             self.budget.give(x.size)
 
-    async def suggest(self, s: handling.SuggestInput, k: int):
-        """The k likeliest colours at one point (one request, not batched: a click, not a stream);
-        ``handling.Busy`` as ``__call__``."""
+    async def suggest(self, s: handling.SuggestInput, k: int, prior_correction: Optional[float] = None):
+        """The k likeliest colours at one point (one request, not batched: a click, not a stream)
+        as the model decodes at ``prior_correction`` (None: its own); ``handling.Busy`` as ``__call__``."""
         if not self.budget.take(s.L.size):
             return handling.Busy()
         try:
             size = min(s.L.shape)  # s.L is at the working size already: no second resize
-            return await asyncio.to_thread(predict.suggest_colours, self.G, s.L, s.x, s.y, size, s.hints, k)
+            return await asyncio.to_thread(
+                predict.suggest_colours, self.G, s.L, s.x, s.y, size, s.hints, k, prior_correction
+            )
         finally:
             self.budget.give(s.L.size)
 
@@ -191,7 +206,9 @@ class Ingress:
             return _error(503, "overloaded: the model's queue is full, retry shortly", {"Retry-After": "1"})
         return {
             "status": "ok",
-            "model": {k: info[k] for k in ("ref", "step", "temperature", "device", "hints")},
+            "model": {
+                k: info[k] for k in ("ref", "step", "temperature", "prior_correction", "rebalanced", "device", "hints")
+            },
             "hint_spread": {"default": hint_spread.REACH, "max": hint_spread.MAX_REACH},  # short sides
             "batches": info["batches"],
             "limits": {
@@ -302,9 +319,10 @@ class Ingress:
             temperature, size, fmt = handling.parse_params(
                 q.get("temperature"), q.get("size"), q.get("format"), model["temperature"], model["working_size"]
             )
+            correction = handling.parse_prior_correction(q.get("prior_correction"), model["prior_correction"])
             reach = handling.parse_hint_spread(q.get("hint_spread"))
             prepared, hints = await self._photo_and_hints(request, model, size)
-            ab = await self.colorizer.remote(prepared.x, temperature, prepared.hints)
+            ab = await self.colorizer.remote(prepared.x, temperature, prepared.hints, correction)
             if isinstance(ab, handling.Busy):
                 raise handling.RequestError(503, ab.message)
             async with self.cpu_work:
@@ -315,6 +333,7 @@ class Ingress:
             return _overloaded()
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
+        headers["X-Prior-Correction"] = f"{correction:g}"
         headers["X-Hints"] = str(len(hints))
         if hints:  # the reach used; per hint, in order: how far the shown colour is from it (ab; a few = followed)
             headers["X-Hint-Spread"] = f"{reach:g}"
@@ -330,11 +349,12 @@ class Ingress:
             q = request.query_params
             x, y, k = handling.parse_point(q.get("x"), q.get("y"), q.get("k"))
             _, size, _ = handling.parse_params(None, q.get("size"), None, model["temperature"], model["working_size"])
+            correction = handling.parse_prior_correction(q.get("prior_correction"), model["prior_correction"])
             if not model["hints"]:  # the palette is what a hint model offers to follow
                 raise handling.RequestError(400, "this model takes no colour hints, so it suggests none")
             prepared, hints = await self._photo_and_hints(request, model, size)
             s = handling.suggest_input(prepared, x, y, hints)
-            colors = await self.colorizer.suggest.remote(s, k)
+            colors = await self.colorizer.suggest.remote(s, k, correction)
             if isinstance(colors, handling.Busy):
                 raise handling.RequestError(503, colors.message)
         except handling.RequestError as e:

@@ -6,7 +6,7 @@ A request's photo is decoded at full resolution (``transforms.decode_image``); i
 model at the working size (``geometry.short_side_shape``, as ``pipeline.gan.predict``); the ab that
 comes back is upsampled to the photo's size and joined with its own L (``predict.join_l_ab``), so
 the answer has the input's size and lightness. ``colorize_batch`` is the model half for a list
-of such inputs, one forward per (working shape, temperature) group.
+of such inputs, one forward per (working shape, temperature, prior correction) group.
 
 Colour hints (``pipeline.core.hints``) come as a JSON list of points of the photo; ``prepare``
 checks them against the decoded photo and turns them into the model's hint map at the working size,
@@ -26,7 +26,7 @@ from PIL import Image
 
 from models.generator import HINT_CHANNELS
 from models.scaling import L_to_input, input_to_L
-from pipeline.config import ConfigError, check_temperature
+from pipeline.config import ConfigError, check_prior_correction, check_temperature
 from pipeline.core import color, geometry, hint_spread, transforms
 from pipeline.core import hints as hint_maps
 from pipeline.core.hints import Hint, HintError
@@ -278,21 +278,25 @@ def colorize_batch(
     temperatures: Sequence[float],
     device: torch.device,
     hints: Optional[Sequence[Optional[np.ndarray]]] = None,
+    prior_corrections: Optional[Sequence[Optional[float]]] = None,
 ) -> List[np.ndarray]:
     """The model half for many requests: network inputs (h, w) and hint maps (3, h, w) or None ->
-    ab (2, h, w) float32 each, in order. Inputs of one working shape and temperature go through G
-    together (one forward per group); in a group where some have hints, the others get an all-zero
-    map, which is what a hint model sees without hints."""
+    ab (2, h, w) float32 each, in order, decoded at each one's temperature and prior correction
+    (None: the model's own). Inputs of one working shape, temperature and prior correction go
+    through G together (one forward per group); in a group where some have hints, the others get
+    an all-zero map, which is what a hint model sees without hints."""
     hints = list(hints) if hints is not None else [None] * len(xs)
-    groups: Dict[Tuple[int, int, float], List[int]] = {}
-    for i, (x, t) in enumerate(zip(xs, temperatures, strict=True)):
-        groups.setdefault((*x.shape, float(t)), []).append(i)
+    corrections = list(prior_corrections) if prior_corrections is not None else [None] * len(xs)
+    groups: Dict[Tuple[int, int, float, Optional[float]], List[int]] = {}
+    for i, (x, t, a) in enumerate(zip(xs, temperatures, corrections, strict=True)):
+        groups.setdefault((*x.shape, float(t), None if a is None else float(a)), []).append(i)
     out: List[Optional[np.ndarray]] = [None] * len(xs)
-    for (h, w, t), idx in groups.items():
+    for (h, w, t, a), idx in groups.items():
         batch = torch.from_numpy(np.stack([xs[i] for i in idx]))[:, None]  # (B, 1, h, w)
         maps = _stacked_hints([hints[i] for i in idx], h, w)  # (B, 3, h, w) or None
         # the network alone: the hints' spread is CPU work, done per request in ``finish``
-        ab = predict.predict_ab_batch(G, batch, t, device, maps, spread=0).cpu().numpy()  # (B, 2, h, w)
+        ab = predict.predict_ab_batch(G, batch, t, device, maps, spread=0, prior_correction=a)  # (B, 2, h, w)
+        ab = ab.cpu().numpy()
         for j, i in enumerate(idx):
             out[i] = ab[j]
     return out  # type: ignore[return-value]
@@ -304,6 +308,17 @@ def _stacked_hints(maps: Sequence[Optional[np.ndarray]], h: int, w: int) -> Opti
         return None
     zeros = np.zeros((HINT_CHANNELS, h, w), np.float32)
     return torch.from_numpy(np.stack([zeros if m is None else m for m in maps]))
+
+
+def parse_prior_correction(text: Optional[str], default: float) -> float:
+    """The query's ``prior_correction`` (0..1, the share of the training's class rebalancing that
+    decoding divides back out) or the model's own ``default``; RequestError 400 for a bad one."""
+    if text in (None, ""):
+        return default
+    try:
+        return check_prior_correction(text, "prior_correction")
+    except ConfigError as e:
+        raise RequestError(400, str(e)) from None
 
 
 def parse_hint_spread(text: Optional[str]) -> float:

@@ -186,7 +186,7 @@ def log_generator(tracker: Tracker, G: Generator, cfg: ExperimentConfig, step: i
                     python_model=os.path.join(root, "pipeline", "gan", "pyfunc.py"),
                     artifacts={"checkpoint": ckpt},
                     code_paths=[os.path.join(code, "pipeline"), os.path.join(code, "models")],
-                    signature=model_io.signature(G.temperature, cfg.data.resize),
+                    signature=model_io.signature(G.temperature, cfg.data.resize, G.prior_correction),
                     input_example=model_io.input_example(),
                     pip_requirements=model_io.pip_requirements(),
                 )

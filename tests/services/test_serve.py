@@ -44,7 +44,7 @@ def chroma(rgb: np.ndarray) -> float:
 def served_ckpt(tmp_path_factory):
     from support.training import tiny_generator_checkpoint
 
-    return tiny_generator_checkpoint(tmp_path_factory.mktemp("served"), temperature=OWN_TEMPERATURE)
+    return tiny_generator_checkpoint(tmp_path_factory.mktemp("served"), temperature=OWN_TEMPERATURE, rebalanced=True)
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +125,8 @@ def test_round_trip_keeps_size_and_lightness(service):
     [
         ("not an image", "", {"Content-Type": "image/png"}, b"this is not a png", 400),
         ("bad temperature", "?temperature=-1", {"Content-Type": "image/png"}, grey_photo(32, 32), 400),
+        ("bad prior correction", "?prior_correction=1.5", {"Content-Type": "image/png"}, grey_photo(32, 32), 400),
+        ("prior correction nan", "?prior_correction=nan", {"Content-Type": "image/png"}, grey_photo(32, 32), 400),
         ("bad format", "?format=gif", {"Content-Type": "image/png"}, grey_photo(32, 32), 400),
         ("too many bytes", "", {"Content-Type": "image/png"}, b"\0" * (MAX_BYTES + 1), 413),
         ("too many pixels", "", {"Content-Type": "image/png"}, grey_photo(1100, 1000), 413),
@@ -138,6 +140,20 @@ def test_refusals_are_json_with_their_status(service, name, query, headers, body
     got, h, out = http(service + "/colorize" + query, body, headers)
     assert got == status, (name, out[:300])
     assert h["content-type"] == "application/json" and json.loads(out)["status"] == status, name
+
+
+def test_prior_correction_is_a_request_parameter(service):
+    """The model's own A by default (0), another per request: A 1 divides the served model's class
+    weights back out, which cancels its head's pull toward strong colour."""
+    model = json.loads(http(service + "/healthz")[2])["model"]
+    assert model["prior_correction"] == 0 and model["rebalanced"] is True, model
+    data, png = grey_photo(96, 64), {"Content-Type": "image/png"}
+    status, h, own = http(service + "/colorize?temperature=0.3", data, png)
+    assert status == 200 and h["x-prior-correction"] == "0", own[:300]
+    status, h, corrected = http(service + "/colorize?temperature=0.3&prior_correction=1", data, png)
+    assert status == 200 and h["x-prior-correction"] == "1", corrected[:300]
+    vivid, dull = (np.asarray(Image.open(io.BytesIO(b))) for b in (own, corrected))
+    assert chroma(dull) < chroma(vivid) - 5, (chroma(dull), chroma(vivid))
 
 
 def test_hints_for_a_model_that_takes_none_are_400(service):
@@ -249,6 +265,16 @@ def test_page_in_headless_chromium(service, browser, tmp_path):
     wait_done(browser, "temperature 1.5")
     dull = shown_image(browser)
     assert dull.shape == vivid.shape and chroma(dull) < chroma(vivid) - 1, (chroma(dull), chroma(vivid))
+    # The model carries its class weights, so the page offers the prior correction, at its own A.
+    correction = browser.find_element("id", "correction")
+    assert correction.is_displayed() and correction.get_attribute("value") == "0"
+    browser.execute_script(
+        "const a = document.getElementById('correction'); a.value = '1';"
+        "a.dispatchEvent(new Event('input', {bubbles: true}));"
+    )
+    wait_done(browser, "prior correction 1")
+    duller = shown_image(browser)
+    assert chroma(duller) < chroma(dull), (chroma(duller), chroma(dull))
 
 
 @pytest.mark.parametrize("screen", [(1280, 900), (390, 844)], ids=["laptop", "phone"])

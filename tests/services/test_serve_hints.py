@@ -86,6 +86,11 @@ def test_suggest_gives_k_likeliest_colours(hint_service, photo):
     ps = [c["p"] for c in colors]
     assert all(0 < p <= 1 for p in ps) and ps == sorted(ps, reverse=True) and sum(ps) <= 1 + 1e-3, ps
     assert len({c["color"] for c in colors}) > 1  # a palette, not one colour six times
+    # the shipped model carries its class weights: the palette follows a prior correction asked for
+    status, _, out = http(hint_service + f"/suggest?x={x}&y={y}&k=6&prior_correction=1", body, headers)
+    assert status == 200, out[:300]
+    corrected = json.loads(out)["colors"]
+    assert [c["p"] for c in corrected] != ps, corrected
 
 
 def _long_hints(n: int) -> str:
@@ -107,6 +112,7 @@ def _long_hints(n: int) -> str:
         ("suggest: no point", "/suggest", None, None, "x and y must be numbers"),
         ("suggest: point outside", "/suggest?x=100&y=320", None, None, "outside the photo"),
         ("suggest: k too large", "/suggest?x=1&y=1&k=100", None, None, "k must be in"),
+        ("suggest: bad correction", "/suggest?x=1&y=1&prior_correction=-1", None, None, "prior_correction must be"),
     ],
 )
 def test_bad_hints_are_400_saying_why(hint_service, photo, name, path, hints_in, text, says):

@@ -57,10 +57,13 @@ def args_for(tmp: Path, name: str, *extra: str) -> List[str]:
     return [*set_args(sets), "--out", str(tmp / "out")]
 
 
-def tiny_generator_checkpoint(folder: Path, temperature: float = 0.38, hints: bool = False) -> Path:
+def tiny_generator_checkpoint(
+    folder: Path, temperature: float = 0.38, hints: bool = False, rebalanced: bool = False
+) -> Path:
     """A tiny generator with a peaked, non-grey head, saved as a generator checkpoint in ``folder``;
     ``temperature``: its own decoding temperature (model.temperature); ``hints``: a hint model
-    (model.hints), untrained, so it takes hints but does not follow them."""
+    (model.hints), untrained, so it takes hints but does not follow them; ``rebalanced``: it
+    carries class weights that grow along its head's bias, so a prior correction dulls it."""
     import torch
 
     from pipeline.config import ExperimentConfig
@@ -71,6 +74,8 @@ def tiny_generator_checkpoint(folder: Path, temperature: float = 0.38, hints: bo
     G = cgan.build_generator(cfg.model)
     with torch.no_grad():
         G.head.bias.copy_(torch.linspace(-4, 4, G.num_bins))  # favours high-a bins: visibly coloured output
+    if rebalanced:
+        G.set_rebalance_weights(torch.linspace(-4, 4, G.num_bins).exp())  # A 1 undoes the head's bias
     d = folder / "generator"
     checkpoint.save_generator(str(d), G, step=7, epoch=0, config=cfg.to_dict())
     return d

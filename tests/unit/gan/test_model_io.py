@@ -28,6 +28,19 @@ def test_every_row_form_comes_back_at_its_size_with_its_lightness(ckpt):
     assert isinstance(as_png, bytes) and as_png[:4] == b"\x89PNG"
 
 
+def test_the_prior_correction_param_decodes_as_the_model_would_with_it_as_its_own(ckpt):
+    import torch
+
+    G, _ = model_ref.resolve_generator(str(ckpt))
+    G.set_rebalance_weights(torch.linspace(-3, 3, G.num_bins).exp())
+    rgb = corpus.photo(4, 30, 44)
+    asked = model_io.colorize_rows(G, {"image": [rgb]}, {"size": 32, "prior_correction": 1.0})[0]
+    G.prior_correction = 1.0
+    own = model_io.colorize_rows(G, {"image": [rgb]}, {"size": 32})[0]
+    undone = model_io.colorize_rows(G, {"image": [rgb]}, {"size": 32, "prior_correction": 0})[0]
+    assert np.array_equal(asked, own) and not np.array_equal(own, undone)
+
+
 @pytest.mark.parametrize(
     "row, why",
     [
@@ -49,9 +62,14 @@ def test_params_are_checked_and_the_signature_states_them():
     with pytest.raises(model_io.BadImage, match="size"):
         model_io.options({"size": 5000}, 0.38)
     assert model_io.options(None, 0.38) == (0.38, model_io.DEFAULT_SIZE, "array")
-    sig = model_io.signature(0.38)
+    assert model_io.prior_correction_of(None, 0.1) == 0.1
+    assert model_io.prior_correction_of({"prior_correction": 1}, 0) == 1
+    with pytest.raises(model_io.BadImage, match="prior_correction"):
+        model_io.prior_correction_of({"prior_correction": 2}, 0.0)
+    sig = model_io.signature(0.38, default_prior_correction=0.05)
     defaults = {p.name: p.default for p in sig.params.params}
-    assert defaults == {"temperature": 0.38, "size": 256, "format": "array", "hint_spread": 0.4}
+    want = {"temperature": 0.38, "size": 256, "format": "array", "hint_spread": 0.4, "prior_correction": 0.05}
+    assert defaults == want
     assert sig.inputs.input_names() == ["image", "hints"] and len(model_io.input_example()) == 2
 
 

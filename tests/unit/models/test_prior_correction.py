@@ -195,3 +195,25 @@ def test_the_palette_is_the_distribution_as_the_model_decodes_it(tmp_path):
     undone = predict.suggest_colours(G, L, 10, 10, size=32, k=3)
     assert as_trained[0]["p"] > 1.1 / Q  # p proportional to w: the rarest bin first
     assert all(abs(s["p"] - 1 / Q) < 1e-4 for s in undone)  # p rounded to 4 places
+
+
+def test_a_correction_given_per_call_decodes_as_the_model_would_with_it_as_its_own():
+    """forward / predict_ab_batch / the palette take A per call (the service's per-request A); the
+    model's own A stays as it was, and A outside 0..1 is refused."""
+    g = tiny().set_rebalance_weights(weights())
+    x = torch.linspace(-1, 1, 2 * 32 * 32).view(2, 1, 32, 32)
+    with torch.no_grad():
+        own = predict.predict_ab_batch(g, x, 0.5)
+        per_call = predict.predict_ab_batch(g, x, 0.5, prior_correction=0.7)
+        g.prior_correction = 0.7
+        as_own = predict.predict_ab_batch(g, x, 0.5)
+        back_to_none = predict.predict_ab_batch(g, x, 0.5, prior_correction=0.0)
+    assert torch.equal(per_call, as_own) and torch.equal(back_to_none, own)
+    assert not torch.allclose(per_call, own, atol=0.5)
+    L = np.linspace(20, 80, 32 * 32, dtype=np.float32).reshape(32, 32)
+    assert predict.suggest_colours(g, L, 10, 10, size=32, k=3, prior_correction=0.0) != predict.suggest_colours(
+        g, L, 10, 10, size=32, k=3
+    )
+    g.prior_correction = 0.0
+    with pytest.raises(ValueError, match="prior_correction"):
+        g(x, 0.5, prior_correction=1.5)

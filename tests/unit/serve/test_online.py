@@ -40,9 +40,9 @@ class CountingG(torch.nn.Module):
         super().__init__()
         self.G, self.calls = G, []
 
-    def forward(self, x, temperature=None, hints=None):
+    def forward(self, x, temperature=None, hints=None, prior_correction=None):
         self.calls.append(tuple(x.shape))
-        return self.G(x, temperature) if hints is None else self.G(x, temperature, hints=hints)
+        return self.G(x, temperature, hints=hints, prior_correction=prior_correction)
 
 
 def test_batch_matches_one_photo_path_and_groups_by_working_shape(ckpt):
@@ -98,6 +98,31 @@ def test_request_rules():
         assert e.value.status == 400
     with pytest.raises(handling.RequestError):
         handling.parse_params(None, None, "gif", 0.38)
+    assert handling.parse_prior_correction(None, 0.1) == 0.1 and handling.parse_prior_correction("", 0.0) == 0.0
+    assert handling.parse_prior_correction("0.25", 0.0) == 0.25
+    for bad in ("x", "-0.1", "1.01", "nan", "inf"):
+        with pytest.raises(handling.RequestError, match="prior_correction") as e:
+            handling.parse_prior_correction(bad, 0.0)
+        assert e.value.status == 400
+
+
+def test_batch_groups_by_prior_correction_and_decodes_each_at_its_own():
+    from models import Generator, generator_config
+
+    torch.manual_seed(0)
+    G = Generator(color.ab_bins(), generator_config("tiny")).eval()
+    G.set_rebalance_weights(torch.linspace(-3, 3, G.num_bins).exp())
+    cG = CountingG(G)
+    prepared = handling.prepare(png(photo(60, 80, 0)), 32, handling.DEFAULT_MAX_PIXELS)
+    corrections = [None, 0.0, 1.0, 1.0]
+    abs_ = handling.colorize_batch(cG, [prepared.x] * 4, [0.38] * 4, torch.device("cpu"), None, corrections)
+    # None (the model's own, 0) and 0.0 are decoded apart: the service always sends a number
+    assert sorted(cG.calls) == sorted([(1, 1, 32, 43), (1, 1, 32, 43), (2, 1, 32, 43)])
+    x = torch.from_numpy(prepared.x)[None, None]
+    for a, ab in zip(corrections, abs_, strict=True):
+        want = predict.predict_ab_batch(G, x, 0.38, prior_correction=a)[0].numpy()
+        np.testing.assert_allclose(ab, want, atol=1e-3)  # batched or alone: float rounding only
+    assert np.abs(abs_[2] - abs_[1]).mean() > 1  # the correction changed the colours
 
 
 def test_serve_config_file_matches_the_app_builder():
