@@ -238,6 +238,13 @@ class Generator(nn.Module):
         state_dict.setdefault(prefix + "rebalance_weights", self.rebalance_weights.detach().clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    @property
+    def corrects(self) -> bool:
+        """Whether a prior correction changes this model's decoding: its recorded class weights are
+        not all equal (all 1 when none were recorded; equal weights only shift every logit alike)."""
+        w = self.rebalance_weights
+        return bool((w - w.mean()).abs().max() > 1e-6 * w.mean())
+
     def corrected(self, logits: torch.Tensor, prior_correction: Optional[float] = None) -> torch.Tensor:
         """Logits (B,Q,...) with a share A of the rebalancing weights divided out of their
         distribution, log p - A log w, in fp32 or wider; the logits themselves at A 0. A is

@@ -14,7 +14,8 @@ Each comes back the same size with its own L (colour inputs are made grey first)
 (H, W, 3) array, or PNG bytes with ``format="png"`` (base64 in MLflow's JSON answer).
 ``params``: ``temperature`` (0.01..10, lower = more vivid), ``size`` (the working short side),
 ``format`` ("array" or "png"), ``hint_spread`` (how far each hint's colour carries, in short sides
-of the image, 0..10; 0: the network's own answer to the hints).
+of the image, 0..10; 0: the network's own answer to the hints), ``prior_correction`` (0..1, the
+share of the training's class rebalancing that decoding divides back out; the model's own by default).
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def with_prior_correction(G: Generator, info: dict, value: Optional[float]) -> T
     if value is None:
         return G, info
     value = check_prior_correction(value, "--prior-correction")
-    if value and bool((G.rebalance_weights == 1).all()):
+    if value and not G.corrects:
         print(
             f"model {info['checkpoint']} records no class weights (trained before they were recorded, or "
             "without rebalancing): --prior-correction changes nothing",

@@ -3,7 +3,8 @@ not a pickle, and the weights travel as a plain checkpoint artifact loaded with 
 
 It takes images and gives colour images (``pipeline.gan.model_io``): per row a uint8 (H, W, 3) or
 (H, W) array, or encoded bytes (base64 in JSON); back the same size with L kept, as arrays or PNG
-bytes. ``params``: ``temperature`` (lower = more vivid), ``size`` (working short side), ``format``.
+bytes. ``params``: ``temperature`` (lower = more vivid), ``size`` (working short side), ``format``,
+``hint_spread``, ``prior_correction``.
 ``mlflow models serve -m models:/NAME@ALIAS`` answers ``POST /invocations`` with
 ``{"dataframe_split": {"columns": ["image"], "data": [["<base64 PNG>"]]}, "params": {...}}``.
 """

@@ -5,7 +5,7 @@ Two deployments:
 - ``Colorizer`` holds the generator (``model_ref.resolve_generator``; one GPU per replica when the
   cluster has GPUs) and runs the model half only: network inputs (and colour hint maps) at the
   working size -> ab. ``@serve.batch`` gathers concurrent requests into one call;
-  ``handling.colorize_batch`` runs one forward per working shape (and temperature) in it, requests
+  ``handling.colorize_batch`` runs one forward per working shape (temperature, prior correction) in it, requests
   with and without hints alike. ``suggest`` is the palette of one point (``predict.suggest_colours``).
   Its ``max_ongoing_requests`` and ``max_queued_requests`` bound the work in flight: past them a
   call fails with BackPressureError. Its memory is bounded by the working pixels it holds at once
@@ -105,10 +105,9 @@ class Colorizer:
         self.info["device"] = str(self.device)
         self.info["working_size"] = predict.working_size(self.G)  # the size= a request gets by default
         self.info["hints"] = predict.takes_hints(self.G)
-        self.info["prior_correction"] = float(getattr(self.G, "prior_correction", 0.0))  # its own A
-        # whether the model carries the class weights it was trained with (without them A changes nothing)
-        weights = getattr(self.G, "rebalance_weights", None)
-        self.info["rebalanced"] = weights is not None and not bool((weights == 1).all())
+        self.info["prior_correction"] = float(self.G.prior_correction)  # its own A
+        # whether it carries the class weights it was trained with: without them A changes nothing
+        self.info["rebalanced"] = self.G.corrects
         self.batch_sizes: collections.Counter = collections.Counter()
         self.budget = handling.PixelBudget(pixels_in_flight)  # what bounds this replica's memory
         self.run.set_max_batch_size(max_batch_size)
@@ -333,7 +332,8 @@ class Ingress:
             return _overloaded()
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
-        headers["X-Prior-Correction"] = f"{correction:g}"
+        # the A that shaped the answer: none for a model without class weights, whatever was asked
+        headers["X-Prior-Correction"] = f"{correction if model['rebalanced'] else 0:g}"
         headers["X-Hints"] = str(len(hints))
         if hints:  # the reach used; per hint, in order: how far the shown colour is from it (ab; a few = followed)
             headers["X-Hint-Spread"] = f"{reach:g}"

@@ -286,10 +286,11 @@ def colorize_batch(
     through G together (one forward per group); in a group where some have hints, the others get
     an all-zero map, which is what a hint model sees without hints."""
     hints = list(hints) if hints is not None else [None] * len(xs)
+    own = float(getattr(G, "prior_correction", 0.0))  # None asks for it: grouped with those that name it
     corrections = list(prior_corrections) if prior_corrections is not None else [None] * len(xs)
-    groups: Dict[Tuple[int, int, float, Optional[float]], List[int]] = {}
+    groups: Dict[Tuple[int, int, float, float], List[int]] = {}
     for i, (x, t, a) in enumerate(zip(xs, temperatures, corrections, strict=True)):
-        groups.setdefault((*x.shape, float(t), None if a is None else float(a)), []).append(i)
+        groups.setdefault((*x.shape, float(t), own if a is None else float(a)), []).append(i)
     out: List[Optional[np.ndarray]] = [None] * len(xs)
     for (h, w, t, a), idx in groups.items():
         batch = torch.from_numpy(np.stack([xs[i] for i in idx]))[:, None]  # (B, 1, h, w)

@@ -268,11 +268,12 @@ def test_page_in_headless_chromium(service, browser, tmp_path):
     # The model carries its class weights, so the page offers the prior correction, at its own A.
     correction = browser.find_element("id", "correction")
     assert correction.is_displayed() and correction.get_attribute("value") == "0"
+    assert "prior correction 0" in browser.find_element("id", "status").text
     browser.execute_script(
-        "const a = document.getElementById('correction'); a.value = '1';"
+        "const a = document.getElementById('correction'); a.value = '0.5';"
         "a.dispatchEvent(new Event('input', {bubbles: true}));"
     )
-    wait_done(browser, "prior correction 1")
+    wait_done(browser, "prior correction 0.5")
     duller = shown_image(browser)
     assert chroma(duller) < chroma(dull), (chroma(duller), chroma(dull))
 
@@ -299,7 +300,8 @@ def test_photo_and_result_are_seen_without_scrolling(service, browser, tmp_path,
     shot = tmp_path / f"page-{width}x{height}.png"
     browser.save_screenshot(str(shot))
     left, top, right, bottom = boxes["result"]
-    assert boxes["scrolled"] == 0 and boxes["grey"] == boxes["result"], boxes
+    same_box = np.abs(np.subtract(boxes["grey"], boxes["result"])).max() < 0.5  # up to layout rounding
+    assert boxes["scrolled"] == 0 and same_box, boxes
     assert 0 <= left and 0 <= top and right <= width and bottom <= height, (boxes, str(shot))
     assert (right - left) * (bottom - top) > 0.25 * width * height * 0.5, boxes  # not shrunk to a stamp
     assert 0 <= boxes["temperature"][1] and boxes["temperature"][3] <= height, boxes  # its control too

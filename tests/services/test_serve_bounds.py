@@ -123,6 +123,18 @@ def test_the_answer_says_how_far_the_result_is_from_each_hint(service):
     assert len(far) == 2 and all(0 <= d < 300 for d in far)
 
 
+def test_a_model_without_class_weights_says_a_prior_correction_changes_nothing(service):
+    """This model records no class weights: /healthz says so, and a request's A is checked but
+    applied as none (the same picture, X-Prior-Correction 0)."""
+    assert json.loads(http(service + "/healthz")[2])["model"]["rebalanced"] is False
+    status, h, plain = http(service + "/colorize?size=32", photo(), PNG)
+    assert status == 200 and h["x-prior-correction"] == "0", plain[:300]
+    status, h, asked = http(service + "/colorize?size=32&prior_correction=1", photo(), PNG)
+    assert status == 200 and h["x-prior-correction"] == "0" and asked == plain, asked[:300]
+    status, _, out = http(service + "/colorize?prior_correction=x", photo(), PNG)
+    assert status == 400 and "prior_correction" in json.loads(out)["error"]
+
+
 def test_a_query_string_too_long_for_the_proxy_is_a_json_400(service):
     """Serve's HTTP proxy refuses a request line over ~64 KB before the service sees it; in JSON too."""
     hints = json.dumps([{"x": 1, "y": 1, "color": "#ffffff"}] * 2000)

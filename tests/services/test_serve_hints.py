@@ -87,10 +87,13 @@ def test_suggest_gives_k_likeliest_colours(hint_service, photo):
     assert all(0 < p <= 1 for p in ps) and ps == sorted(ps, reverse=True) and sum(ps) <= 1 + 1e-3, ps
     assert len({c["color"] for c in colors}) > 1  # a palette, not one colour six times
     # the shipped model carries its class weights: the palette follows a prior correction asked for
-    status, _, out = http(hint_service + f"/suggest?x={x}&y={y}&k=6&prior_correction=1", body, headers)
-    assert status == 200, out[:300]
-    corrected = json.loads(out)["colors"]
-    assert [c["p"] for c in corrected] != ps, corrected
+    # (its own, 0, by default)
+    palettes = {}
+    for a in (0, 1):
+        status, _, out = http(hint_service + f"/suggest?x={x}&y={y}&k=6&prior_correction={a}", body, headers)
+        assert status == 200, out[:300]
+        palettes[a] = json.loads(out)["colors"]
+    assert palettes[0] == colors and palettes[1] != colors, palettes
 
 
 def _long_hints(n: int) -> str:

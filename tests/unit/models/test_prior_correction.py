@@ -205,6 +205,7 @@ def test_a_correction_given_per_call_decodes_as_the_model_would_with_it_as_its_o
     with torch.no_grad():
         own = predict.predict_ab_batch(g, x, 0.5)
         per_call = predict.predict_ab_batch(g, x, 0.5, prior_correction=0.7)
+        assert g.prior_correction == 0.0  # a per-call A never becomes the model's own
         g.prior_correction = 0.7
         as_own = predict.predict_ab_batch(g, x, 0.5)
         back_to_none = predict.predict_ab_batch(g, x, 0.5, prior_correction=0.0)
@@ -217,3 +218,11 @@ def test_a_correction_given_per_call_decodes_as_the_model_would_with_it_as_its_o
     g.prior_correction = 0.0
     with pytest.raises(ValueError, match="prior_correction"):
         g(x, 0.5, prior_correction=1.5)
+
+
+def test_only_unequal_weights_count_as_something_to_correct():
+    """Equal weights, 1 or any other, shift every logit alike: the model says A changes nothing."""
+    g = tiny()
+    assert not g.corrects  # none recorded
+    assert not g.set_rebalance_weights(torch.full((Q,), 3.7)).corrects
+    assert g.set_rebalance_weights(weights()).corrects
