@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from pipeline.config import ExperimentConfig
@@ -58,6 +59,7 @@ def test_registry_model_serves_images(ckpt, mlflow_server, tmp_path):
         {"model.preset": "tiny", "tracking.register_as": "colorizer-serve", "tracking.register_alias": "live"}
     )
     G = checkpoint.load_generator(str(ckpt))
+    G.set_rebalance_weights(torch.linspace(-3, 3, G.num_bins).exp())  # class weights: A has an effect
     log_generator(Tracker(mlflow_server, run_id), G, cfg, step=7)
     version = client.get_model_version_by_alias("colorizer-serve", "live")
     assert version.run_id == run_id
@@ -90,6 +92,12 @@ def test_registry_model_serves_images(ckpt, mlflow_server, tmp_path):
                 assert out.shape == rgb.shape and out.dtype == np.uint8
                 assert np.abs(color.rgb_to_lab(out)[..., 0] - L).max() < 1.0  # L kept (8-bit rounding)
                 assert np.linalg.norm(color.rgb_to_lab(out)[..., 1:], axis=-1).mean() > 2  # and coloured
+            # the prior correction param: the model's own (0) unless asked, another when asked
+            body["params"]["prior_correction"] = 1.0
+            status, answer = _post(f"{base}/invocations", body)
+            assert status == 200, answer
+            corrected = np.asarray(Image.open(io.BytesIO(base64.b64decode(answer["predictions"][0]))))
+            assert np.abs(corrected.astype(int) - outs[0].astype(int)).mean() > 1, "prior_correction ignored"
 
             status, answer = _post(
                 f"{base}/invocations", {"dataframe_split": {"columns": ["image"], "data": [["aGk="]]}}
