@@ -186,16 +186,19 @@ def test_page_places_colours_moves_and_removes_a_hint(hint_service, tmp_path):
         lab0, lab1 = (color.rgb_to_lab(im[hy - 4 : hy + 5, hx - 4 : hx + 5])[..., 1].mean() for im in (before, red))
         assert lab1 > lab0 + PAGE_RISE, (lab0, lab1)
         # the reach slider (the server's default to start with): at 0 only the model's own answer
-        # to the hint is left, which puts less red on the point than the default spread does
+        # to the hint is left, which carries less red around the point than the default spread
+        # does (the shipped model measured a* 49 alone against 60 spread within 30 px; at the
+        # point itself the network alone now follows the hint nearly as far)
         assert b.find_element("id", "hint-spread").get_attribute("value") == "0.4"
+        around = np.s_[max(0, hy - 30) : hy + 31, max(0, hx - 30) : hx + 31]
         b.execute_script(
             "const s = document.getElementById('hint-spread'); s.value = '0';"
             "s.dispatchEvent(new Event('input', {bubbles: true}));"
         )
         wait_done(b, "1 hint")
         alone = shown_image(b)
-        lab2 = color.rgb_to_lab(alone[hy - 4 : hy + 5, hx - 4 : hx + 5])[..., 1].mean()
-        assert lab2 < lab1 - 1, (lab0, lab1, lab2)
+        spread_a, alone_a = (color.rgb_to_lab(im[around])[..., 1].mean() for im in (red, alone))
+        assert alone_a < spread_a - 3, (lab0, lab1, spread_a, alone_a)
         b.execute_script(
             "const s = document.getElementById('hint-spread'); s.value = '0.4';"
             "s.dispatchEvent(new Event('input', {bubbles: true}));"

@@ -114,8 +114,11 @@ def test_a_run_decodes_with_its_own_correction_not_that_of_the_model_it_starts_f
 
 def test_the_shipped_model_records_the_weights_of_its_training_prior():
     G, info = model_ref.resolve_generator("shipped")
-    loss = info["config"]["loss"]
-    want = color.prior_weights(np.load(color_prior_path()), loss["prior_lambda"], loss["prior_sigma"])
+    from pipeline.data import priors
+
+    loss = info["config"]["loss"]  # the prior it was trained with, as its config names it in this checkout
+    prior = np.load(priors.resolve_prior_path(loss["prior"]))
+    want = color.prior_weights(prior, loss["prior_lambda"], loss["prior_sigma"])
     assert np.allclose(G.rebalance_weights.numpy(), want, rtol=1e-6)
 
 
