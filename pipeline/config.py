@@ -31,6 +31,10 @@ class DataSection:
     train: str = "skimage:"  # folder, list file, s3:// prefix, or skimage:
     val: Optional[str] = None  # None: hold out about val_fraction of the train photos (by photo id: core/split.py)
     val_fraction: float = 0.2
+    # a second set validation scores too (same forms as val): a fine-tune's checkpoint whose objective
+    # there falls below the start's (metrics.NO_WORSE_THAN_START) ranks below every one that does not,
+    # so a run selected on one kind of photo cannot buy it with another kind's colours
+    val_guard: Optional[str] = None
     resize: int = 256  # short side after decode (every epoch reuses this working size)
     crop: int = 128  # random crop for training
     # validation's centre square; None: the working size (resize, or the shards' prepared size),
@@ -53,6 +57,7 @@ class DataSection:
             f"{p}.val_crop must be null or in [8, {p}.resize={self.resize}], got {self.val_crop}",
         )
         _check(self.limit is None or self.limit > 0, f"{p}.limit must be > 0, got {self.limit}")
+        _check(self.val_guard is None or self.val_guard.strip() != "", f"{p}.val_guard must be a path or null")
         _check(self.shuffle_buffer >= 0, f"{p}.shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
 
 

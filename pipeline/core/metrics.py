@@ -141,7 +141,8 @@ def selection_objective(auc_rebalanced: float, cf_gap: float, cf_weight: float =
 # A fine-tune (``train.init_from``) may not buy its objective with what the objective does not see.
 # Against the run's start (scored as candidate zero), a checkpoint that loses more than these ranks
 # below every one that does not, the start included: a run that only gets worse returns its start.
-NO_WORSE_THAN_START = {"psnr": 0.3, "auc": 0.5, "cf_gap": 2.0}  # dB, AuC %, colourfulness
+# With a guard set (data.val_guard), its objective too: validation's figures there are "guard_"-prefixed.
+NO_WORSE_THAN_START = {"psnr": 0.3, "auc": 0.5, "cf_gap": 2.0, "guard_objective": 0.5}  # dB, AuC %, CF, objective
 WORSE_THAN_START_PENALTY = 1000.0
 
 
@@ -155,6 +156,9 @@ def worse_than(val: Dict[str, float], start: Dict[str, float]) -> List[str]:
         out.append(f"AuC {val['auc']:.2f} < {start['auc']:.2f} - {tol['auc']}")
     if val["cf_gap"] > start["cf_gap"] + tol["cf_gap"]:
         out.append(f"colourfulness gap {val['cf_gap']:.2f} > {start['cf_gap']:.2f} + {tol['cf_gap']}")
+    guard, guard_start = val.get("guard_objective"), start.get("guard_objective")
+    if guard is not None and guard_start is not None and guard < guard_start - tol["guard_objective"]:
+        out.append(f"guard set objective {guard:.2f} < {guard_start:.2f} - {tol['guard_objective']}")
     return out
 
 
@@ -205,10 +209,17 @@ def best_temperature(
 ) -> float:
     """Of ``per_t`` ({T: ``summarise`` figures with "objective"}), the T with the highest
     ``checkpoint_score`` (against ``start_at(start, T)``) whose ``purple_pct`` is at most ``limit`` x
-    ``purple_true_pct``; of all of them when none is (ties: the higher T, the less vivid decode)."""
+    ``purple_true_pct`` (and the guard set's, where scored); of all of them when none is (ties: the
+    higher T, the less vivid decode)."""
     score = {T: checkpoint_score(v, start_at(start, T)) for T, v in per_t.items()}
-    within = [T for T, v in per_t.items() if v["purple_pct"] <= limit * v["purple_true_pct"]]
+    within = [T for T, v in per_t.items() if _purple_within(v, limit) and _purple_within(v, limit, "guard_")]
     return max(within or list(per_t), key=lambda T: (score[T], T))
+
+
+def _purple_within(v: Dict[str, float], limit: float, prefix: str = "") -> bool:
+    """Whether ``v``'s purple share (of its ``prefix`` set) is at most ``limit`` x the truth's; True when not scored."""
+    pred, true = v.get(prefix + "purple_pct"), v.get(prefix + "purple_true_pct")
+    return pred is None or true is None or pred <= limit * true
 
 
 def judged(val: Dict[str, float], start: Optional[Dict]) -> Tuple[float, List[str]]:

@@ -517,6 +517,21 @@ def training_datasets(data_cfg, s3: storage.S3Settings, cpus_per_task: float = 1
     return train_ds, val_ds, collector, info
 
 
+def guard_dataset(data_cfg, s3: storage.S3Settings, collector, cpus_per_task: float = 1.0):
+    """(guard_ds, photos) of ``data.val_guard`` (raw photos or prepared shards, read as validation
+    reads: centre squares, no flips), or (None, 0) without one; its skips count in ``collector``."""
+    if not data_cfg.val_guard:
+        return None, 0
+    src = Source.open(data_cfg.val_guard, s3)
+    n = src.count(WHOLE)
+    if not n:
+        raise storage.StorageError(f"no validation files in data.val_guard={storage.redact(data_cfg.val_guard)}")
+    if src.listing:
+        collector.add_record.remote(src.listing.to_dict())
+    log.warning("validation also scores %d guard photos from %s", n, storage.redact(data_cfg.val_guard))
+    return src.crops(data_cfg, WHOLE, False, collector, cpus_per_task), n
+
+
 # ----------------------------------------------------------------------------- Ray Data / Train settings
 
 # Transient object-store errors Ray Data retries on read and write, beyond its defaults (which cover

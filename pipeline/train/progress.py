@@ -74,11 +74,14 @@ def step_line(
 
 def figures(val: Dict[str, float]) -> str:
     """``AuC 86.1  rebalanced 45.2  PSNR 21.03  colourfulness gap 3.1  objective 43.7``, then
-    ``at T 0.5`` when validation scored several temperatures (``train.val_temperatures``)."""
+    the guard set's PSNR and objective (``data.val_guard``), then ``at T 0.5`` when validation
+    scored several temperatures (``train.val_temperatures``)."""
     line = (
         f"AuC {val['auc']:.1f}  rebalanced {val['auc_rebalanced']:.1f}  PSNR {val['psnr']:.2f}  "
         f"colourfulness gap {val['cf_gap']:.1f}  objective {val['objective']:.1f}"
     )
+    if "guard_objective" in val:
+        line += f"  guard set: PSNR {val['guard_psnr']:.2f}  objective {val['guard_objective']:.1f}"
     return line + (f"  at T {val['temperature']:g}" if "temperature" in val else "")
 
 

@@ -211,7 +211,8 @@ class _Run:
         t = time.perf_counter()
         keep = self.cfg.tracking.sample_images if (self.rank == 0 and self.samples is None) else 0
         shard = ray.train.get_dataset_shard("val")
-        val, per_t, kept = validate(gan.generator(), shard, self.cfg, self.prior, self.device, keep, start)
+        guard = ray.train.get_dataset_shard("guard") if self.cfg.data.val_guard else None
+        val, per_t, kept = validate(gan.generator(), shard, self.cfg, self.prior, self.device, keep, start, guard)
         self.samples = kept if self.samples is None else self.samples
         return val, per_t, time.perf_counter() - t
 
@@ -330,15 +331,40 @@ def _all_reduce(sums: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 
 def validate(
-    G: Generator, shard, cfg: ExperimentConfig, prior: torch.Tensor, device, keep: int = 0, start=None
+    G: Generator,
+    shard,
+    cfg: ExperimentConfig,
+    prior: torch.Tensor,
+    device,
+    keep: int = 0,
+    start=None,
+    guard_shard=None,
 ) -> Tuple[Dict[str, float], Dict[float, Dict[str, float]], Optional[torch.Tensor]]:
     """(val metrics of generator ``G`` over every worker's val shard, all-reduced, with the selection
     objective, at the temperature ``at_best_temperature`` picks of ``G``'s own and
     ``train.val_temperatures`` against ``start``; every temperature's metrics {T: val}; up to
-    ``keep`` of this worker's truth images as uint8 (N,H,W,3) or None)."""
+    ``keep`` of this worker's truth images as uint8 (N,H,W,3) or None). With ``guard_shard``
+    (``data.val_guard``) each temperature's figures carry the guard set's too (``with_guard``)."""
+    temperatures = validation_temperatures(G, cfg)
     rows = shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy")
-    per_t, kept = score_validation(G, rows, cfg, prior, device, validation_temperatures(G, cfg), keep)
+    per_t, kept = score_validation(G, rows, cfg, prior, device, temperatures, keep)
+    if guard_shard is not None:
+        guard_rows = guard_shard.iter_batches(batch_size=cfg.train.batch_size, batch_format="numpy")
+        per_t = with_guard(per_t, score_validation(G, guard_rows, cfg, prior, device, temperatures)[0])
     return at_best_temperature(per_t, start), per_t, kept
+
+
+# What validation keeps of the guard set at each temperature, "guard_"-prefixed beside the val figures.
+GUARD_FIGURES = ("objective", "auc", "auc_rebalanced", "psnr", "cf_gap", "purple_pct", "purple_true_pct", "images")
+
+
+def with_guard(
+    per_t: Dict[float, Dict[str, float]], guard_per_t: Dict[float, Dict[str, float]]
+) -> Dict[float, Dict[str, float]]:
+    """``per_t`` with each temperature's guard-set figures added as ``guard_<figure>``: what
+    ``metrics.worse_than`` holds a checkpoint to and ``metrics.best_temperature`` checks the purple
+    share of. Both are scored at the same temperatures."""
+    return {T: {**v, **{f"guard_{k}": guard_per_t[T][k] for k in GUARD_FIGURES}} for T, v in per_t.items()}
 
 
 def at_best_temperature(per_t: Dict[float, Dict[str, float]], start=None) -> Dict[str, float]:
@@ -368,7 +394,10 @@ def validation_scoring(G: Generator, cfg: ExperimentConfig) -> Dict[str, Any]:
     """How validation scores a checkpoint: its temperatures and the prior of rebalanced AuC. A run
     resumed with other settings compares its checkpoints with a start scored another way."""
     prior = storage.redact(cfg.train.val_prior or cfg.loss.prior)
-    return {"temperatures": validation_temperatures(G, cfg), "prior": prior}
+    scoring = {"temperatures": validation_temperatures(G, cfg), "prior": prior}
+    if cfg.data.val_guard:  # only when set: a start recorded without one compares equal without one
+        scoring["guard"] = storage.redact(cfg.data.val_guard)
+    return scoring
 
 
 def warn_if_scored_otherwise(start: Optional[Dict[str, Any]], scoring: Dict[str, Any], loss_prior: str) -> None:
@@ -381,10 +410,15 @@ def warn_if_scored_otherwise(start: Optional[Dict[str, Any]], scoring: Dict[str,
     assumed = was or {"temperatures": scoring["temperatures"][:1], "prior": storage.redact(loss_prior)}
     if assumed == scoring:
         return
-    said = f"at T {was['temperatures']} with the prior {was['prior']}" if was else "another way"
+
+    def how(s: Dict[str, Any]) -> str:
+        return f"at T {s['temperatures']} with the prior {s['prior']}" + (
+            f" and the guard set {s['guard']}" if s.get("guard") else ""
+        )
+
     say(
-        f"the start of this run was validated {said}; this run validates at T {scoring['temperatures']} with "
-        f"the prior {scoring['prior']}: its checkpoints are held to figures scored another way"
+        f"the start of this run was validated {how(was) if was else 'another way'}; this run validates "
+        f"{how(scoring)}: its checkpoints are held to figures scored another way"
     )
 
 
@@ -716,11 +750,15 @@ def launch(
         train_ds, val_ds, collector, info = sources.training_datasets(
             cfg.data, s3, cpus_per_task=layout.cpus_per_data_task(cfg)
         )
+        datasets = {"train": train_ds, "val": val_ds}
+        guard_ds, guard_files = sources.guard_dataset(cfg.data, s3, collector, layout.cpus_per_data_task(cfg))
+        if guard_ds is not None:
+            datasets["guard"], info["guard_files"] = guard_ds, guard_files
         tracker.tags({k: str(v) for k, v in info.items()})
         trainer = build_trainer(
             cfg,
             prior,
-            {"train": train_ds, "val": val_ds},
+            datasets,
             run_name,
             tracking_uri,
             run_id,

@@ -10,7 +10,7 @@ import pytest
 from pipeline import run as run_job
 from pipeline.core import color
 from support import corpus
-from support.training import args_for
+from support.training import args_for, tiny_generator_checkpoint
 
 
 def mlflow_runs(tmp: Path):
@@ -82,6 +82,25 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert len(runs) == 1 and runs[0].info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 3
     assert client.get_metric_history(run.info.run_id, "train/resumed_from_epoch")[0].value == 1
+
+
+def test_a_fine_tune_scores_its_guard_set_as_it_scores_its_val_set(ray_local, tmp_path):
+    """data.val_guard through Ray Train's split among two workers: with the val photos as the guard
+    set, each temperature's guard figures are its val figures, for the start the run holds its
+    checkpoints to as for the checkpoints, and MLflow logs them."""
+    start = tiny_generator_checkpoint(tmp_path / "start")
+    guarded = ("train.epochs=1", f"train.init_from={start}", "train.val_temperatures=[0.8]")
+    assert run_job.main(args_for(tmp_path, "g1", *guarded, f"data.val_guard={tmp_path / 'val'}")) == 0
+    meta = json.loads((checkpoints(tmp_path, "g1")[-1] / "meta.json").read_text())
+    assert meta["start"]["scoring"]["guard"] == str(tmp_path / "val")
+    for figures in [meta["val"], *meta["start"]["by_t"].values()]:
+        assert figures["guard_images"] == figures["images"] == 4
+        for key in ("objective", "auc", "auc_rebalanced", "psnr", "cf_gap", "purple_pct"):
+            assert figures[f"guard_{key}"] == pytest.approx(figures[key], rel=1e-6), key
+    client, runs = mlflow_runs(tmp_path)
+    (run,) = runs
+    assert run.data.tags["guard_files"] == "4" and run.data.params["data.val_guard"] == str(tmp_path / "val")
+    assert len(client.get_metric_history(run.info.run_id, "val/guard_objective")) == 2, "the start and epoch 1"
 
 
 def assert_records_its_class_weights(ckpt: Path) -> None:

@@ -8,33 +8,9 @@ import torch
 
 from pipeline.config import ConfigError, ExperimentConfig
 from pipeline.core import metrics
-from pipeline.gan import batches, cgan
+from pipeline.gan import batches
 from pipeline.train import progress, trainer
-
-TINY = {"model": {"preset": "tiny", "d_base_channels": 8, "d_layers": 2, "temperature": 0.38}}
-
-
-def tiny(**train) -> ExperimentConfig:
-    return ExperimentConfig.from_dict({**TINY, "train": {"batch_size": 3, **train}})
-
-
-def generator(cfg):
-    torch.manual_seed(0)
-    return cgan.build(cfg, torch.device("cpu")).generator()
-
-
-def photos(n=6, size=32, seed=0):
-    """numpy batches as Ray Data hands them: smooth random colour fields (a prior-weighted metric
-    needs colour), 3 photos a batch."""
-    rng = np.random.default_rng(seed)
-    low = rng.integers(0, 256, (n, 4, 4, 3)).astype(np.float32)
-    rgb = torch.nn.functional.interpolate(torch.from_numpy(low).permute(0, 3, 1, 2), size=size, mode="bilinear")
-    rgb = rgb.permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
-    return [{"rgb": rgb[i : i + 3]} for i in range(0, n, 3)]
-
-
-def uniform_prior(G):
-    return torch.full((G.num_bins,), 1.0 / G.num_bins, dtype=torch.float64)
+from support.validation import figures, generator, photos, tiny, uniform_prior
 
 
 def test_each_temperature_scores_as_a_forward_pass_at_it():
@@ -67,17 +43,6 @@ def test_ab_from_logits_matches_the_forward_pass_at_any_size():
     assert again.shape == ab.shape == (2, 2, 37, 45)
     inner = (slice(None), slice(None), slice(0, 32), slice(0, 40))  # away from the padded border
     assert torch.allclose(again[inner], ab[inner], atol=1e-4)
-
-
-def figures(objective, purple, truth=2.0):
-    """Validation figures with this objective (no colourfulness gap) and purple share (truth's: ``truth``)."""
-    return {
-        "objective": objective,
-        "auc_rebalanced": objective,
-        "cf_gap": 0.0,
-        "purple_pct": purple,
-        "purple_true_pct": truth,
-    }
 
 
 def test_the_best_temperature_is_the_best_objective_within_the_purple_limit():
