@@ -369,12 +369,16 @@ def with_guard(
 
 def at_best_temperature(per_t: Dict[float, Dict[str, float]], start=None) -> Dict[str, float]:
     """The val metrics of ``per_t``'s ``metrics.best_temperature`` (against ``start``); when there are
-    several, with that ``temperature`` and each one's objective as ``objective_t<T>``."""
+    several, with that ``temperature`` and each one's objective as ``objective_t<T>`` (and the guard
+    set's as ``guard_objective_t<T>``: what a model shipped at another T scores there)."""
     best = metrics.best_temperature(per_t, start)
     if len(per_t) == 1:
         return dict(per_t[best])
     val = {**per_t[best], "temperature": best}
-    val.update({f"objective_t{metrics.temperature_key(T)}": v["objective"] for T, v in per_t.items()})
+    for T, v in per_t.items():
+        for name in ("objective", "guard_objective"):
+            if name in v:
+                val[f"{name}_t{metrics.temperature_key(T)}"] = v[name]
     return val
 
 

@@ -97,6 +97,7 @@ def test_a_fine_tune_scores_its_guard_set_as_it_scores_its_val_set(ray_local, tm
         assert figures["guard_images"] == figures["images"] == 4
         for key in ("objective", "auc", "auc_rebalanced", "psnr", "cf_gap", "purple_pct"):
             assert figures[f"guard_{key}"] == pytest.approx(figures[key], rel=1e-6), key
+    assert meta["val"]["guard_objective_t0.8"] == pytest.approx(meta["val"]["objective_t0.8"], rel=1e-6)
     client, runs = mlflow_runs(tmp_path)
     (run,) = runs
     assert run.data.tags["guard_files"] == "4" and run.data.params["data.val_guard"] == str(tmp_path / "val")

@@ -35,6 +35,7 @@ def test_the_guard_set_is_scored_at_every_temperature_as_the_val_set_would_be():
             assert per_t[T][key] == pytest.approx(own[T][key]), "the val figures are the val set's"
     assert per_t[0.38]["guard_images"] == 3 and per_t[0.38]["images"] == 6
     assert val["guard_objective"] == per_t[val["temperature"]]["guard_objective"], "at the T the val set chose"
+    assert val["guard_objective_t0.8"] == alone[0.8]["objective"] and val["objective_t0.8"] == own[0.8]["objective"]
     no_guard, _, _ = trainer.validate(G, Rows(val_photos), cfg, prior, cpu)
     assert not any(k.startswith("guard_") for k in no_guard)
 
