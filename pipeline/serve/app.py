@@ -80,6 +80,11 @@ def _refusal(e: handling.RequestError) -> JSONResponse:
     return _error(e.status, e.message, {"Retry-After": "1"} if e.status == 503 else None)
 
 
+def _applied_correction(asked: float, model: dict) -> float:
+    """The prior correction that shaped an answer: none for a model without class weights, whatever was asked."""
+    return float(asked) if model["rebalanced"] else 0.0
+
+
 def _overloaded() -> JSONResponse:
     return _error(503, "overloaded: too many requests in flight, retry shortly", {"Retry-After": "1"})
 
@@ -332,8 +337,7 @@ class Ingress:
             return _overloaded()
         H, W = prepared.L.shape
         headers = {"X-Image-Size": f"{W}x{H}", "X-Temperature": f"{temperature:g}", "X-Working-Size": str(size)}
-        # the A that shaped the answer: none for a model without class weights, whatever was asked
-        headers["X-Prior-Correction"] = f"{correction if model['rebalanced'] else 0:g}"
+        headers["X-Prior-Correction"] = f"{_applied_correction(correction, model):g}"
         headers["X-Hints"] = str(len(hints))
         if hints:  # the reach used; per hint, in order: how far the shown colour is from it (ab; a few = followed)
             headers["X-Hint-Spread"] = f"{reach:g}"
@@ -343,7 +347,9 @@ class Ingress:
     @api.post("/suggest")
     async def suggest(self, request: Request):
         """The model's likeliest colours at the point (x, y) of the photo in the body, given the
-        hints placed so far: {"colors": [{"color": "#rrggbb", "p": probability}, ...]}, likeliest first."""
+        hints placed so far: {"x", "y", "prior_correction": the A that shaped them (0 for a model without
+        class weights, as /colorize's header), "colors": [{"color": "#rrggbb", "p": probability}, ...]},
+        likeliest first."""
         try:
             model = await self._model()
             q = request.query_params
@@ -361,7 +367,7 @@ class Ingress:
             return _refusal(e)
         except BackPressureError:
             return _overloaded()
-        return {"x": x, "y": y, "colors": colors}
+        return {"x": x, "y": y, "prior_correction": _applied_correction(correction, model), "colors": colors}
 
 
 def _shown_ref(ref: str) -> str:

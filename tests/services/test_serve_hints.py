@@ -82,6 +82,7 @@ def test_suggest_gives_k_likeliest_colours(hint_service, photo):
     answer = json.loads(out)
     colors = answer["colors"]
     assert (answer["x"], answer["y"]) == (x, y) and len(colors) == 6
+    assert answer["prior_correction"] == 0, "the shipped model's own A"
     assert all(re.fullmatch(r"#[0-9a-f]{6}", c["color"]) for c in colors), colors
     ps = [c["p"] for c in colors]
     assert all(0 < p <= 1 for p in ps) and ps == sorted(ps, reverse=True) and sum(ps) <= 1 + 1e-3, ps
@@ -93,6 +94,7 @@ def test_suggest_gives_k_likeliest_colours(hint_service, photo):
         status, _, out = http(hint_service + f"/suggest?x={x}&y={y}&k=6&prior_correction={a}", body, headers)
         assert status == 200, out[:300]
         palettes[a] = json.loads(out)["colors"]
+        assert json.loads(out)["prior_correction"] == a, "the answer says the A that shaped it"
     assert palettes[0] == colors and palettes[1] != colors, palettes
 
 
