@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -157,8 +158,11 @@ def worse_than(val: Dict[str, float], start: Dict[str, float]) -> List[str]:
     if val["cf_gap"] > start["cf_gap"] + tol["cf_gap"]:
         out.append(f"colourfulness gap {val['cf_gap']:.2f} > {start['cf_gap']:.2f} + {tol['cf_gap']}")
     guard, guard_start = val.get("guard_objective"), start.get("guard_objective")
-    if guard is not None and guard_start is not None and guard < guard_start - tol["guard_objective"]:
-        out.append(f"guard set objective {guard:.2f} < {guard_start:.2f} - {tol['guard_objective']}")
+    if guard is not None and guard_start is not None and math.isfinite(guard_start):
+        if not math.isfinite(guard):  # its photos all skipped this time: nothing shows it is no worse
+            out.append("guard set objective not measured")
+        elif guard < guard_start - tol["guard_objective"]:
+            out.append(f"guard set objective {guard:.2f} < {guard_start:.2f} - {tol['guard_objective']}")
     return out
 
 

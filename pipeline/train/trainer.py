@@ -211,7 +211,7 @@ class _Run:
         t = time.perf_counter()
         keep = self.cfg.tracking.sample_images if (self.rank == 0 and self.samples is None) else 0
         shard = ray.train.get_dataset_shard("val")
-        guard = ray.train.get_dataset_shard("guard") if self.cfg.data.val_guard else None
+        guard = ray.train.get_dataset_shard("guard") if self.config.get("guard") else None
         val, per_t, kept = validate(gan.generator(), shard, self.cfg, self.prior, self.device, keep, start, guard)
         self.samples = kept if self.samples is None else self.samples
         return val, per_t, time.perf_counter() - t
@@ -249,6 +249,8 @@ class _Run:
         if self.rank == 0:
             if val["images"] == 0:
                 log.warning("the validation set yielded no usable image: val metrics are NaN (check data.val)")
+            if val.get("guard_images") == 0:
+                log.warning("the guard set yielded no usable image: its figures are NaN (check data.val_guard)")
             say(progress.val_line(what, val, seconds, note))
             self.tracker.metrics({f"val/{k}": v for k, v in val.items()} | {"epoch": epoch, "val/score": score}, step)
         extra = {"score": score, "start": start_val}
@@ -536,7 +538,7 @@ def _report_epoch(
         report["train_img_per_s"] = extra["train_img_per_s"]
     if extra.get("start"):  # the start's figures beside every epoch's (at the epoch's T), for the run's summary
         start = metrics.start_at(extra["start"], val.get("temperature"))
-        shown = ("auc", "auc_rebalanced", "psnr", "cf_gap", "objective", "temperature")
+        shown = ("auc", "auc_rebalanced", "psnr", "cf_gap", "objective", "guard_psnr", "guard_objective", "temperature")
         report.update({f"start_{k}": start[k] for k in shown if k in start})
     with tempfile.TemporaryDirectory() as tmp:
         ck = None
@@ -665,6 +667,7 @@ def build_trainer(
         "steps_per_epoch": steps_per_epoch,  # for the progress lines (an estimate: files, not decoded photos)
         "verbose": sources.verbose(),
         "score_start": not callbacks,  # Tune's trials pass their report callback
+        "guard": "guard" in datasets,  # data.val_guard's set, read on the driver: every rank scores it
     }
     return TorchTrainer(
         train_loop_per_worker,

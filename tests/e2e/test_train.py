@@ -84,13 +84,15 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert client.get_metric_history(run.info.run_id, "train/resumed_from_epoch")[0].value == 1
 
 
-def test_a_fine_tune_scores_its_guard_set_as_it_scores_its_val_set(ray_local, tmp_path):
+def test_a_fine_tune_scores_its_guard_set_as_it_scores_its_val_set(ray_local, tmp_path, capsys):
     """data.val_guard through Ray Train's split among two workers: with the val photos as the guard
     set, each temperature's guard figures are its val figures, for the start the run holds its
     checkpoints to as for the checkpoints, and MLflow logs them."""
     start = tiny_generator_checkpoint(tmp_path / "start")
     guarded = ("train.epochs=1", f"train.init_from={start}", "train.val_temperatures=[0.8]")
     assert run_job.main(args_for(tmp_path, "g1", *guarded, f"data.val_guard={tmp_path / 'val'}")) == 0
+    summary = capsys.readouterr().out.split("best checkpoint:")[-1].splitlines()
+    assert "guard set: PSNR" in summary[1], "the run's summary shows the best checkpoint's guard figures"
     meta = json.loads((checkpoints(tmp_path, "g1")[-1] / "meta.json").read_text())
     assert meta["start"]["scoring"]["guard"] == str(tmp_path / "val")
     for figures in [meta["val"], *meta["start"]["by_t"].values()]:

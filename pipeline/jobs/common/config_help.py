@@ -26,8 +26,8 @@ HELP: Dict[str, str] = {
     "data.val_fraction": "share of data.train held out for validation when data.val is null",
     "data.val_guard": "a second set validation scores too (same forms as data.val), at every temperature: a "
     "fine-tune's checkpoint whose objective there falls more than 0.5 below its start's ranks below the start, and "
-    "a temperature whose purple share there is over 1.3x the truth's is not chosen; logged as val/guard_<figure>. "
-    "null: none",
+    "a temperature whose purple share there is over 1.3x the truth's is not chosen (unless none is within on both); "
+    "logged as val/guard_<figure>. Tune reports it but ranks trials by data.val alone. null: none",
     "data.resize": "each photo's short side is resized to this once, before cropping",
     "data.crop": "side of the random square crop trained on",
     "data.val_crop": "side of the centre square validation scores; null: the working size (data.resize, or the "

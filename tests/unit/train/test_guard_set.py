@@ -51,6 +51,9 @@ def test_a_checkpoint_worse_on_the_guard_set_than_the_start_ranks_below_one_that
     assert metrics.checkpoint_score(better_here) == 45.0 - 0.5 * 3.0, "no start: the objective alone"
     unguarded = {k: v for k, v in start.items() if k != "guard_objective"}
     assert metrics.worse_than(better_here, unguarded) == [], "a start scored without a guard set holds nothing"
+    nan = float("nan")
+    assert metrics.worse_than({**held, "guard_objective": nan}, start) == ["guard set objective not measured"]
+    assert metrics.worse_than(held, {**start, "guard_objective": nan}) == [], "nothing measured to hold it to"
 
 
 def test_the_temperature_chosen_keeps_the_guard_sets_purple_share_within_the_limit_too():
