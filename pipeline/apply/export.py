@@ -149,6 +149,7 @@ def ship(
         raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
     _check_ship_target(directory, overwrite)  # before the model loads, and again as it moves into place
     G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(ref, tracking_uri), prior_correction)
+    info = {**info, "backfilled": backfill_class_weights(G, info["config"])}
     D = model_ref.discriminator_state(ref, tracking_uri) if with_discriminator else None
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
     config = info["config"]  # with the prior correction asked for
@@ -167,6 +168,32 @@ def ship(
         _check_ship_target(directory, overwrite)  # says what is there
         raise ValueError(f"--ship {directory}: something else is there now: give another name") from None
     return size, info
+
+
+def backfill_class_weights(G: ABPredictor, config: dict) -> Optional[str]:
+    """Record in ``G`` the class weights its config's loss trained it with (``loss.prior``,
+    ``loss.prior_lambda``, ``loss.prior_sigma``) when its checkpoint was saved before generators
+    recorded them (all 1: a prior correction would change nothing), so the shipped folder carries
+    them; -> what was done, for the user, or None when nothing was (weights recorded, rebalancing
+    off). A prior file that cannot be read leaves the weights as they are and says so."""
+    from pipeline.config import ExperimentConfig
+    from pipeline.data import priors
+    from pipeline.gan import batches
+
+    cfg = ExperimentConfig.from_dict(config)
+    loss = cfg.loss
+    if getattr(G, "corrects", True) or not loss.rebalance or not torch.all(G.rebalance_weights == 1):
+        return None
+    where = priors.resolve_prior_path(loss.prior)
+    try:
+        s3 = storage.S3Settings.from_config(cfg.data)
+        weights = batches.class_weights_tensor(priors.load_prior(where, s3), loss)
+    except (OSError, ValueError, storage.StorageError) as e:  # a prior of another grid is a ValueError
+        return f"its class weights were not recorded and {storage.redact(where)} cannot be read ({e}): shipped without"
+    if torch.all(weights == weights[0]):  # equal weights: nothing a correction could divide out
+        return None
+    G.set_rebalance_weights(weights)
+    return f"recorded the class weights of its training from {storage.redact(where)} (its checkpoint predates them)"
 
 
 def _check_ship_target(directory: str, overwrite: bool) -> None:

@@ -48,6 +48,8 @@ def run(args) -> int:
             o.model, o.ship, o.tracking_uri, o.temperature, o.overwrite, o.with_discriminator, o.prior_correction
         )
         print(f"colorize export: wrote {o.ship} from {o.model} ({size / 1e6:.1f} MB of fp16 weights)")
+        if info.get("backfilled"):
+            print(f"colorize export: {info['backfilled']}")
         scored = info.get("val_temperature")
         if (
             o.temperature is None

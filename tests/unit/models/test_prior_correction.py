@@ -229,3 +229,25 @@ def test_only_unequal_weights_count_as_something_to_correct():
     assert not g.corrects  # none recorded
     assert not g.set_rebalance_weights(torch.full((Q,), 3.7)).corrects
     assert g.set_rebalance_weights(weights()).corrects
+
+
+def test_export_ship_records_the_class_weights_a_checkpoint_saved_before_them_was_trained_with(tmp_path, capsys):
+    cfg = ExperimentConfig().replace({"model.preset": "tiny", "loss.prior_lambda": 0.25})
+    old = tmp_path / "old"
+    checkpoint.save_shipped(str(old), tiny(), cfg.to_dict())  # weights all 1: none recorded
+    assert cli.main(["export", "--model", str(old), "--ship", str(tmp_path / "m")]) == 0
+    assert "recorded the class weights of its training from" in capsys.readouterr().out
+    G = checkpoint.load_generator(str(tmp_path / "m"))
+    want = color.prior_weights(np.load(color_prior_path()), 0.25, cfg.loss.prior_sigma)
+    assert G.corrects and np.allclose(G.rebalance_weights.numpy(), want, rtol=1e-6), "its config's lambda, not 0.5"
+    # a checkpoint that recorded its own keeps them, and says nothing
+    checkpoint.save_shipped(str(tmp_path / "new"), tiny().set_rebalance_weights(weights()), cfg.to_dict())
+    assert cli.main(["export", "--model", str(tmp_path / "new"), "--ship", str(tmp_path / "n")]) == 0
+    assert "class weights" not in capsys.readouterr().out
+    assert torch.equal(checkpoint.load_generator(str(tmp_path / "n")).rebalance_weights, weights())
+    # a prior that is not there: shipped as it was, and the user is told
+    lost = tmp_path / "lost"
+    checkpoint.save_shipped(str(lost), tiny(), cfg.replace({"loss.prior": str(tmp_path / "gone.npy")}).to_dict())
+    assert cli.main(["export", "--model", str(lost), "--ship", str(tmp_path / "l")]) == 0
+    assert "gone.npy cannot be read" in capsys.readouterr().out
+    assert not checkpoint.load_generator(str(tmp_path / "l")).corrects
