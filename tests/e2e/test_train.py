@@ -10,7 +10,7 @@ import pytest
 from pipeline import run as run_job
 from pipeline.core import color
 from support import corpus
-from support.training import args_for, tiny_generator_checkpoint
+from support.training import args_for
 
 
 def mlflow_runs(tmp: Path):
@@ -33,12 +33,16 @@ def ema_updates(ckpt: Path) -> int:
     return int(torch.load(ckpt / "state.pt", weights_only=True)["ema"]["updates"])
 
 
-def test_train_then_resume_same_run(ray_local, tmp_path):
-    # a uniform validation prior weighs every pixel alike: rebalanced AuC is plain AuC
+def test_train_then_resume_same_run(ray_local, tmp_path, capsys):
+    # a uniform validation prior weighs every pixel alike: rebalanced AuC is plain AuC; the val
+    # photos are the guard set too (data.val_guard), split among the workers as val is
     uniform = tmp_path / "uniform.npy"
     np.save(uniform, np.full(color.num_bins(), 1.0 / color.num_bins()))
-    scoring = ("train.val_temperatures=[0.5,1.0]", f"train.val_prior={uniform}")
+    guard = tmp_path / "val"
+    scoring = ("train.val_temperatures=[0.5,1.0]", f"train.val_prior={uniform}", f"data.val_guard={guard}")
     assert run_job.main(args_for(tmp_path, "r1", "train.epochs=2", *scoring)) == 0
+    summary = capsys.readouterr().out.split("best checkpoint:")[-1].splitlines()
+    assert "guard set: PSNR" in summary[1], "the run's summary shows the best checkpoint's guard figures"
     cks = checkpoints(tmp_path, "r1")
     assert cks, "a checkpoint must exist"
     meta = json.loads((cks[-1] / "meta.json").read_text())
@@ -48,6 +52,9 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert val["temperature"] in (0.38, 0.5, 1.0) and val["objective_t0.5"] != val["objective_t1"]
     assert val["objective"] == val[f"objective_t{val['temperature']:g}"]
     assert val["auc_rebalanced"] == pytest.approx(val["auc"], abs=1e-9), "validation weighs by train.val_prior"
+    assert val["guard_images"] == val["images"] == 4, "every guard photo scored once across the workers"
+    for key in ("objective", "objective_t0.5", "auc", "auc_rebalanced", "psnr", "cf_gap", "purple_pct"):
+        assert val[f"guard_{key}"] == pytest.approx(val[key], rel=1e-6), key
     assert meta["start"] is None, "no init_from: no start to hold checkpoints to"
     assert ema_updates(cks[-1]) == meta["step"], "the EMA of G is checkpointed, updated once per step"
     assert_records_its_class_weights(cks[-1])
@@ -58,6 +65,8 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 2
     assert len(client.get_metric_history(run.info.run_id, "val/objective_t0.5")) == 2
     assert run.data.params["train.val_prior"] == str(uniform)
+    assert run.data.params["data.val_guard"] == str(guard) and run.data.tags["guard_files"] == "4"
+    assert len(client.get_metric_history(run.info.run_id, "val/guard_objective")) == 2
     assert [a.path for a in client.list_artifacts(run.info.run_id, "val_prior")] == ["val_prior/uniform.npy"]
     assert run.data.params["train.num_workers"] == "2"
     skipped = {k: v for k, v in run.data.metrics.items() if k.startswith("data/skipped_")}
@@ -82,28 +91,6 @@ def test_train_then_resume_same_run(ray_local, tmp_path):
     assert len(runs) == 1 and runs[0].info.run_id == run.info.run_id
     assert len(client.get_metric_history(run.info.run_id, "val/auc")) == 3
     assert client.get_metric_history(run.info.run_id, "train/resumed_from_epoch")[0].value == 1
-
-
-def test_a_fine_tune_scores_its_guard_set_as_it_scores_its_val_set(ray_local, tmp_path, capsys):
-    """data.val_guard through Ray Train's split among two workers: with the val photos as the guard
-    set, each temperature's guard figures are its val figures, for the start the run holds its
-    checkpoints to as for the checkpoints, and MLflow logs them."""
-    start = tiny_generator_checkpoint(tmp_path / "start")
-    guarded = ("train.epochs=1", f"train.init_from={start}", "train.val_temperatures=[0.8]")
-    assert run_job.main(args_for(tmp_path, "g1", *guarded, f"data.val_guard={tmp_path / 'val'}")) == 0
-    summary = capsys.readouterr().out.split("best checkpoint:")[-1].splitlines()
-    assert "guard set: PSNR" in summary[1], "the run's summary shows the best checkpoint's guard figures"
-    meta = json.loads((checkpoints(tmp_path, "g1")[-1] / "meta.json").read_text())
-    assert meta["start"]["scoring"]["guard"] == str(tmp_path / "val")
-    for figures in [meta["val"], *meta["start"]["by_t"].values()]:
-        assert figures["guard_images"] == figures["images"] == 4
-        for key in ("objective", "auc", "auc_rebalanced", "psnr", "cf_gap", "purple_pct"):
-            assert figures[f"guard_{key}"] == pytest.approx(figures[key], rel=1e-6), key
-    assert meta["val"]["guard_objective_t0.8"] == pytest.approx(meta["val"]["objective_t0.8"], rel=1e-6)
-    client, runs = mlflow_runs(tmp_path)
-    (run,) = runs
-    assert run.data.tags["guard_files"] == "4" and run.data.params["data.val_guard"] == str(tmp_path / "val")
-    assert len(client.get_metric_history(run.info.run_id, "val/guard_objective")) == 2, "the start and epoch 1"
 
 
 def assert_records_its_class_weights(ckpt: Path) -> None:
