@@ -321,7 +321,8 @@ def _new_tuner(sw: Sweep, args, trainable, param_space) -> tune.Tuner:
     storage_path, _, sweep_fs = sw.where
     reporter = CLIReporter(
         parameter_columns=list(sw.spec),
-        metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"],
+        metric_columns=[METRIC, "val_auc_rebalanced", "val_cf_gap", "epoch"]
+        + (["val_guard_objective"] if sw.base.data.val_guard else []),  # reported beside, not ranked by
         max_report_frequency=15,
     )
     tuner = tune.Tuner(
