@@ -148,8 +148,10 @@ def ship(
     if "://" in directory:
         raise ValueError(f"--ship {directory}: must be a local folder (copy it to object storage afterwards)")
     _check_ship_target(directory, overwrite)  # before the model loads, and again as it moves into place
-    G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(ref, tracking_uri), prior_correction)
-    info = {**info, "backfilled": backfill_class_weights(G, info["config"])}
+    G, info = model_ref.resolve_generator(ref, tracking_uri)
+    backfilled = backfill_class_weights(G, info["config"])  # first: a prior correction then has weights to use
+    G, info = model_ref.with_prior_correction(G, info, prior_correction)
+    info = {**info, "backfilled": backfilled}
     D = model_ref.discriminator_state(ref, tracking_uri) if with_discriminator else None
     meta = {"step": info.get("step") or 0, "source": storage.redact(str(info["ref"]))}
     config = info["config"]  # with the prior correction asked for
@@ -185,15 +187,18 @@ def backfill_class_weights(G: ABPredictor, config: dict) -> Optional[str]:
     if getattr(G, "corrects", True) or not loss.rebalance or not torch.all(G.rebalance_weights == 1):
         return None
     where = priors.resolve_prior_path(loss.prior)
+    shown = storage.redact(where if storage.is_s3(where) else os.path.abspath(where))  # the file it used
     try:
         s3 = storage.S3Settings.from_config(cfg.data)
         weights = batches.class_weights_tensor(priors.load_prior(where, s3), loss)
+        if torch.all(weights == weights[0]):  # equal weights: nothing a correction could divide out
+            return None
+        G.set_rebalance_weights(weights)
     except (OSError, ValueError, storage.StorageError) as e:  # a prior of another grid is a ValueError
-        return f"its class weights were not recorded and {storage.redact(where)} cannot be read ({e}): shipped without"
-    if torch.all(weights == weights[0]):  # equal weights: nothing a correction could divide out
-        return None
-    G.set_rebalance_weights(weights)
-    return f"recorded the class weights of its training from {storage.redact(where)} (its checkpoint predates them)"
+        why = storage.redact(str(e), where)
+        return f"its checkpoint predates recorded class weights and {shown} cannot be read ({why}): shipped without"
+    # the config names the prior; a run that recomputed its own prior trained with that one instead
+    return f"its checkpoint predates recorded class weights: recorded those of its config's loss.prior, {shown}"
 
 
 def _check_ship_target(directory: str, overwrite: bool) -> None:

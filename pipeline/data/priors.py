@@ -227,11 +227,15 @@ def read_provenance(uri: str, s3: Optional[storage.S3Settings]) -> Optional[dict
 
 
 def load_prior(uri: str, s3: Optional[storage.S3Settings]) -> np.ndarray:
-    """Read a prior .npy (local or S3) and check it belongs to this grid."""
-    p = np.load(io.BytesIO(storage.read_bytes(uri, s3)), allow_pickle=False)
-    if p.shape != (color.num_bins(),):
+    """Read a prior .npy (local or S3) and check it belongs to this grid; ValueError for a file that
+    is not one (empty, truncated, an .npz, pickled objects)."""
+    try:
+        p = np.load(io.BytesIO(storage.read_bytes(uri, s3)), allow_pickle=False)
+    except (EOFError, ValueError, OSError) as e:  # OSError: not a NumPy file at all
+        raise ValueError(f"{storage.redact(uri)} is not a .npy prior ({type(e).__name__})") from None
+    if getattr(p, "shape", None) != (color.num_bins(),):  # an .npz loads as an archive, without a shape
         raise ValueError(
-            f"{uri} has shape {p.shape}, but this project's grid has Q={color.num_bins()} bins "
+            f"{uri} has shape {getattr(p, 'shape', None)}, but this project's grid has Q={color.num_bins()} bins "
             "(a Zhang 313-bin prior must be imported with color.import_zhang_prior)"
         )
     if not np.isfinite(p).all() or (p < 0).any() or abs(p.sum() - 1) > 1e-6:

@@ -62,7 +62,11 @@ def run(args) -> int:
             )
         return 0
     export.check_output(o.onnx)  # before the model loads and the export runs, not after
-    G, info = model_ref.with_prior_correction(*model_ref.resolve_generator(o.model, o.tracking_uri), o.prior_correction)
+    G, info = model_ref.resolve_generator(o.model, o.tracking_uri)
+    backfilled = export.backfill_class_weights(G, info["config"])  # what --prior-correction divides out
+    if backfilled and o.prior_correction:
+        print(f"colorize export: {backfilled}")
+    G, info = model_ref.with_prior_correction(G, info, o.prior_correction)
     settings = {"model": str(info["ref"]), "temperature": round(float(o.temperature or G.temperature), 6)}
     if G.prior_correction:  # baked into the graph, so part of what was exported
         settings["prior_correction"] = round(float(G.prior_correction), 6)

@@ -236,7 +236,7 @@ def test_export_ship_records_the_class_weights_a_checkpoint_saved_before_them_wa
     old = tmp_path / "old"
     checkpoint.save_shipped(str(old), tiny(), cfg.to_dict())  # weights all 1: none recorded
     assert cli.main(["export", "--model", str(old), "--ship", str(tmp_path / "m")]) == 0
-    assert "recorded the class weights of its training from" in capsys.readouterr().out
+    assert "recorded those of its config's loss.prior, /" in capsys.readouterr().out, "the file, in full"
     G = checkpoint.load_generator(str(tmp_path / "m"))
     want = color.prior_weights(np.load(color_prior_path()), 0.25, cfg.loss.prior_sigma)
     assert G.corrects and np.allclose(G.rebalance_weights.numpy(), want, rtol=1e-6), "its config's lambda, not 0.5"
@@ -251,3 +251,19 @@ def test_export_ship_records_the_class_weights_a_checkpoint_saved_before_them_wa
     assert cli.main(["export", "--model", str(lost), "--ship", str(tmp_path / "l")]) == 0
     assert "gone.npy cannot be read" in capsys.readouterr().out
     assert not checkpoint.load_generator(str(tmp_path / "l")).corrects
+    # nor one that is not a .npy prior: told, not a traceback
+    (tmp_path / "empty.npy").write_bytes(b"")
+    checkpoint.save_shipped(str(lost), tiny(), cfg.replace({"loss.prior": str(tmp_path / "empty.npy")}).to_dict())
+    assert cli.main(["export", "--model", str(lost), "--ship", str(tmp_path / "e")]) == 0
+    assert "empty.npy is not a .npy prior" in capsys.readouterr().out
+
+
+def test_export_of_an_older_checkpoint_at_a_prior_correction_applies_it(tmp_path, capsys):
+    cfg = ExperimentConfig().replace({"model.preset": "tiny"})
+    checkpoint.save_shipped(str(tmp_path / "old"), tiny(), cfg.to_dict())  # weights all 1: none recorded
+    argv = ["export", "--model", str(tmp_path / "old"), "--ship", str(tmp_path / "m"), "--prior-correction", "0.4"]
+    assert cli.main(argv) == 0
+    said = capsys.readouterr()
+    assert "changes nothing" not in said.err and "recorded those of its config's loss.prior" in said.out
+    G = checkpoint.load_generator(str(tmp_path / "m"))
+    assert G.corrects and G.prior_correction == pytest.approx(0.4)
