@@ -235,11 +235,12 @@ def load_prior(uri: str, s3: Optional[storage.S3Settings]) -> np.ndarray:
         raise ValueError(f"{storage.redact(uri)} is not a .npy prior ({type(e).__name__})") from None
     if getattr(p, "shape", None) != (color.num_bins(),):  # an .npz loads as an archive, without a shape
         raise ValueError(
-            f"{uri} has shape {getattr(p, 'shape', None)}, but this project's grid has Q={color.num_bins()} bins "
+            f"{storage.redact(uri)} has shape {getattr(p, 'shape', None)}, but this project's grid has "
+            f"Q={color.num_bins()} bins "
             "(a Zhang 313-bin prior must be imported with color.import_zhang_prior)"
         )
     if not np.isfinite(p).all() or (p < 0).any() or abs(p.sum() - 1) > 1e-6:
-        raise ValueError(f"{uri} is not a probability vector (sum {p.sum():.6g})")
+        raise ValueError(f"{storage.redact(uri)} is not a probability vector (sum {p.sum():.6g})")
     return p.astype(np.float64)
 
 
